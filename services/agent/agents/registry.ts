@@ -1,0 +1,159 @@
+// The set of agents a service offers: built-in ones plus user modules. Every schema is
+// compiled once, here, so a broken agent stops the service at startup with a message that
+// names it, instead of failing requests later.
+import { stat } from "node:fs/promises";
+import { extname, resolve } from "node:path";
+import { pathToFileURL } from "node:url";
+import type { FieldViolation } from "../../shared/errors.js";
+import { AGENT_CAPABILITIES, type AgentDefinition } from "./agent.js";
+import { createSchemaCompiler, type JsonValidator } from "./json-schema.js";
+
+export interface AgentRegistry {
+  /** Every agent, sorted by name. */
+  list(): AgentDefinition[];
+  get(name: string): AgentDefinition | undefined;
+  /**
+   * Checks `input` against the agent's input schema: one violation per problem, with paths like
+   * `input.max_words`, `input.items[2].name`; `[]` when valid. Throws for an unknown agent.
+   */
+  validateInput(name: string, input: unknown): FieldViolation[];
+  /** Checks a result against the agent's output schema (paths start at `output`). */
+  validateOutput(name: string, output: unknown): FieldViolation[];
+}
+
+interface Entry {
+  definition: AgentDefinition;
+  input: JsonValidator;
+  output: JsonValidator;
+}
+
+/**
+ * Builds the registry. Throws when two agents share a name, when a definition is malformed, or
+ * when a schema is not valid under Ajv's strict mode — each message names the agent.
+ */
+export function createAgentRegistry(definitions: AgentDefinition[]): AgentRegistry {
+  const compiler = createSchemaCompiler();
+  const entries = new Map<string, Entry>();
+  for (const definition of definitions) {
+    assertAgentDefinition(definition, "agent definition");
+    if (entries.has(definition.name)) {
+      throw new Error(`duplicate agent name "${definition.name}": each agent needs a unique name`);
+    }
+    const compile = (which: "inputSchema" | "outputSchema", root: string): JsonValidator => {
+      try {
+        return compiler.compile(definition[which], root);
+      } catch (err) {
+        const why = err instanceof Error ? err.message : String(err);
+        throw new Error(`agent "${definition.name}": ${which} is not a valid JSON Schema: ${why}`, { cause: err });
+      }
+    };
+    entries.set(definition.name, {
+      definition,
+      input: compile("inputSchema", "input"),
+      output: compile("outputSchema", "output"),
+    });
+  }
+  const sorted = [...entries.values()]
+    .map((e) => e.definition)
+    .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  const entry = (name: string): Entry => {
+    const found = entries.get(name);
+    if (!found) throw new Error(`unknown agent "${name}"`);
+    return found;
+  };
+  return {
+    list: () => [...sorted],
+    get: (name) => entries.get(name)?.definition,
+    validateInput: (name, input) => entry(name).input(input),
+    validateOutput: (name, output) => entry(name).output(output),
+  };
+}
+
+const NAME = /^[a-z][a-z0-9._-]{0,63}$/;
+
+/**
+ * Throws unless `value` has the shape of an {@link AgentDefinition}. `where` starts the message
+ * (e.g. `agent module /abs/path.ts: default export[1]`).
+ */
+export function assertAgentDefinition(value: unknown, where: string): asserts value is AgentDefinition {
+  const fail = (problem: string): never => {
+    throw new Error(`${where}: ${problem}`);
+  };
+  if (value === null || typeof value !== "object" || Array.isArray(value)) {
+    fail("must be an object with name, version, description, inputSchema, outputSchema and run");
+  }
+  const v = value as Record<string, unknown>;
+  const label = typeof v["name"] === "string" ? `agent "${v["name"]}"` : "the agent";
+  if (typeof v["name"] !== "string" || !NAME.test(v["name"])) {
+    fail(`name must be 1-64 lowercase letters, digits, ".", "_" or "-", starting with a letter (got ${JSON.stringify(v["name"]) ?? "undefined"})`);
+  }
+  for (const key of ["version", "description"] as const) {
+    if (typeof v[key] !== "string" || v[key].trim() === "") fail(`${label}: ${key} must be a non-empty string`);
+  }
+  for (const key of ["inputSchema", "outputSchema"] as const) {
+    const schema = v[key];
+    const isObject = schema !== null && typeof schema === "object" && !Array.isArray(schema);
+    if (!isObject && typeof schema !== "boolean") fail(`${label}: ${key} must be a JSON Schema (an object or a boolean)`);
+  }
+  if (typeof v["run"] !== "function") fail(`${label}: run must be a function (input, ctx) => Promise<output>`);
+  const capabilities = v["capabilities"];
+  if (capabilities !== undefined) {
+    if (!Array.isArray(capabilities)) fail(`${label}: capabilities must be an array of strings`);
+    for (const c of capabilities as unknown[]) {
+      if (typeof c !== "string" || !(AGENT_CAPABILITIES as readonly string[]).includes(c)) {
+        fail(`${label}: unknown capability ${JSON.stringify(c)} (known: ${AGENT_CAPABILITIES.join(", ")})`);
+      }
+    }
+  }
+}
+
+const MODULE_EXTENSIONS = new Set([".js", ".mjs", ".cjs", ".ts", ".mts", ".cts"]);
+
+/**
+ * Imports user agent modules. Each path is absolute or relative to the working directory and
+ * names a `.js`/`.mjs`/`.cjs` file, or a `.ts`/`.mts`/`.cts` file when the process runs under tsx
+ * (as the `agentd` CLI does). A module's default export is an {@link AgentDefinition} or an array
+ * of them. Throws, naming the file, when a file is missing, fails to load, or exports something
+ * else. Definitions are returned in the order of `paths`; pass them with the built-in ones to
+ * {@link createAgentRegistry}, which rejects duplicate names and bad schemas.
+ */
+export async function loadAgentModules(paths: string[]): Promise<AgentDefinition[]> {
+  const definitions: AgentDefinition[] = [];
+  for (const path of paths) {
+    const file = resolve(process.cwd(), path);
+    const where = `agent module ${file}`;
+    if (!MODULE_EXTENSIONS.has(extname(file))) {
+      throw new Error(`${where}: unsupported file type "${extname(file)}" (use .js, .mjs, .cjs, .ts, .mts or .cts)`);
+    }
+    try {
+      if (!(await stat(file)).isFile()) throw new Error("not a file");
+    } catch (err) {
+      throw new Error(`${where}: not found`, { cause: err });
+    }
+    let loaded: Record<string, unknown>;
+    try {
+      loaded = (await import(pathToFileURL(file).href)) as Record<string, unknown>;
+    } catch (err) {
+      let why = err instanceof Error ? err.message : String(err);
+      if ((err as { code?: unknown } | null)?.code === "ERR_UNKNOWN_FILE_EXTENSION") {
+        why += " (TypeScript modules need the process to run under tsx, as the agentd CLI does)";
+      }
+      throw new Error(`${where}: failed to load: ${why}`, { cause: err });
+    }
+    const exported = loaded["default"];
+    if (exported === undefined) {
+      throw new Error(`${where}: has no default export (export default an agent definition or an array of them)`);
+    }
+    if (Array.isArray(exported)) {
+      if (exported.length === 0) throw new Error(`${where}: default export is an empty array`);
+      exported.forEach((item, i) => {
+        assertAgentDefinition(item, `${where}: default export[${i}]`);
+        definitions.push(item);
+      });
+    } else {
+      assertAgentDefinition(exported, `${where}: default export`);
+      definitions.push(exported);
+    }
+  }
+  return definitions;
+}

@@ -1,0 +1,24 @@
+// Between stored rows and protobuf messages. Rows become proto3 JSON first
+// (task-record.ts), so clients, webhooks and snapshots all see one form.
+import { fromJson, type JsonValue } from "@bufbuild/protobuf";
+import { type TaskEvent, TaskEventSchema, type Task, TaskSchema } from "../../../gen/agentd/v1/task_pb.js";
+import { type TaskRow, taskJson } from "../store/task-record.js";
+import type { StoredEvent } from "../store/task-writer.js";
+
+export function toTask(row: TaskRow): Task {
+  return fromJson(TaskSchema, taskJson(row));
+}
+
+/** proto3 JSON of a TaskEvent: SSE `data:` and anything else that speaks JSON. */
+export function eventJson(taskId: string, event: StoredEvent): { [k: string]: JsonValue } {
+  return {
+    taskId,
+    sequence: String(event.sequence),
+    time: event.time.toISOString(),
+    [event.kind]: event.data,
+  };
+}
+
+export function toTaskEvent(taskId: string, event: StoredEvent): TaskEvent {
+  return fromJson(TaskEventSchema, eventJson(taskId, event));
+}

@@ -1,0 +1,109 @@
+// The edge of every RPC: request ids, authentication and scopes, and the
+// mapping of unexpected failures to the right code (a database outage is
+// UNAVAILABLE, never INTERNAL; a bug is INTERNAL with the request id, logged).
+import { randomUUID } from "node:crypto";
+import { Code, ConnectError, createContextKey, type HandlerContext, type Interceptor } from "@connectrpc/connect";
+import type { Authenticator, Principal } from "../../shared/auth/authenticator.js";
+import type { Scope } from "../../shared/auth/scopes.js";
+import { isDatabaseUnavailable } from "../../shared/db/database.js";
+import { rpcError, unavailable } from "../../shared/errors.js";
+import type { Logger } from "../../shared/log.js";
+
+export const principalKey = createContextKey<Principal | undefined>(undefined, { description: "authenticated caller" });
+export const requestIdKey = createContextKey<string>("", { description: "request id" });
+
+/** The scopes that allow each RPC (any one suffices). Services not listed are open (health, reflection). */
+const REQUIRED_SCOPES: Record<string, readonly Scope[]> = {
+  "agentd.v1.AgentService/ListAgents": ["agents:run", "tasks:read"],
+  "agentd.v1.AgentService/GetAgent": ["agents:run", "tasks:read"],
+  "agentd.v1.AgentService/Run": ["agents:run"],
+  "agentd.v1.AgentService/RunStream": ["agents:run"],
+  "agentd.v1.AgentService/Converse": ["agents:run"],
+  "agentd.v1.TaskService/CreateTask": ["tasks:write"],
+  "agentd.v1.TaskService/GetTask": ["tasks:read"],
+  "agentd.v1.TaskService/ListTasks": ["tasks:read"],
+  "agentd.v1.TaskService/WaitTask": ["tasks:read"],
+  "agentd.v1.TaskService/CancelTask": ["tasks:write"],
+  "agentd.v1.TaskService/DeleteTask": ["tasks:write"],
+  "agentd.v1.TaskService/ProvideInput": ["tasks:write"],
+  "agentd.v1.TaskService/WatchTask": ["tasks:read"],
+  "agentd.v1.TaskService/ListTaskEvents": ["tasks:read"],
+};
+
+export function requiredScopes(service: string, method: string): readonly Scope[] | undefined {
+  if (service.startsWith("agentd.v1.WebhookService")) return ["webhooks:manage"];
+  return REQUIRED_SCOPES[`${service}/${method}`];
+}
+
+/** The caller of an authenticated RPC. */
+export function principalOf(ctx: HandlerContext): Principal {
+  const principal = ctx.values.get(principalKey);
+  if (!principal) throw new ConnectError("not authenticated", Code.Unauthenticated);
+  return principal;
+}
+
+export function authInterceptor(auth: Authenticator): Interceptor {
+  return (next) => async (req) => {
+    const scopes = requiredScopes(req.service.typeName, req.method.name);
+    if (scopes === undefined) {
+      if (req.service.typeName.startsWith("agentd.")) {
+        throw rpcError(Code.PermissionDenied, "NO_SCOPE", `${req.method.name} is not open to any API key`);
+      }
+      return next(req);
+    }
+    const result = await auth.authenticate(req.header.get("authorization"));
+    if (!result.ok) throw rpcError(Code.Unauthenticated, result.reason, result.message);
+    const { principal } = result;
+    if (!scopes.some((s) => principal.scopes.has(s))) {
+      throw rpcError(
+        Code.PermissionDenied,
+        "MISSING_SCOPE",
+        `${req.method.name} needs an API key with scope ${scopes.join(" or ")}`,
+        { metadata: { required: scopes.join(",") } },
+      );
+    }
+    req.contextValues.set(principalKey, principal);
+    return next(req);
+  };
+}
+
+function mapError(error: unknown, log: Logger, requestId: string): ConnectError {
+  if (error instanceof ConnectError) {
+    if (error.code === Code.Internal || error.code === Code.Unknown) log.error({ err: error }, "rpc failed");
+    return error;
+  }
+  if (isDatabaseUnavailable(error)) {
+    log.warn({ err: error }, "database unavailable");
+    return unavailable("the database is unavailable; retry with backoff", error);
+  }
+  log.error({ err: error }, "rpc failed unexpectedly");
+  return rpcError(Code.Internal, "INTERNAL", `internal error (request id ${requestId})`, { cause: error });
+}
+
+export function edgeInterceptor(logger: Logger): Interceptor {
+  return (next) => async (req) => {
+    const requestId = req.header.get("x-request-id") || randomUUID();
+    req.contextValues.set(requestIdKey, requestId);
+    const log = logger.child({ requestId, rpc: `${req.service.typeName}/${req.method.name}` });
+    try {
+      const res = await next(req);
+      res.header.set("x-request-id", requestId);
+      if (!res.stream) return res;
+      const messages = res.message;
+      return {
+        ...res,
+        message: (async function* () {
+          try {
+            yield* messages;
+          } catch (error) {
+            throw mapError(error, log, requestId);
+          }
+        })(),
+      };
+    } catch (error) {
+      const mapped = mapError(error, log, requestId);
+      mapped.metadata.set("x-request-id", requestId);
+      throw mapped;
+    }
+  };
+}

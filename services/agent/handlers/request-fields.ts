@@ -1,0 +1,146 @@
+// Edge validation of request fields: every problem becomes one field violation,
+// reported together as INVALID_ARGUMENT. Limits are documented in the protos.
+import { type JsonObject, type JsonValue, toJson } from "@bufbuild/protobuf";
+import { type Duration, type Value, ValueSchema } from "@bufbuild/protobuf/wkt";
+import { type FieldViolation, invalidArgument, notFound } from "../../shared/errors.js";
+import { isId } from "../../shared/ids.js";
+import type { NewTask } from "../tasks/new-task.js";
+
+export const DEFAULT_TIMEOUT_MS = 10 * 60_000;
+export const MAX_TIMEOUT_MS = 24 * 3600_000;
+export const DEFAULT_MAX_ATTEMPTS = 3;
+export const MAX_ATTEMPTS = 10;
+import { WEBHOOK_EVENT_TYPES } from "../../shared/webhooks/event-types.js";
+
+export { WEBHOOK_EVENT_TYPES };
+
+export class Violations {
+  readonly list: FieldViolation[] = [];
+  add(field: string, description: string, reason?: string): void {
+    this.list.push(reason === undefined ? { field, description } : { field, description, reason });
+  }
+  throwIfAny(): void {
+    if (this.list.length > 0) throw invalidArgument(this.list);
+  }
+}
+
+/** Nesting depth of a JSON value, stopping early once past `limit`. */
+export function jsonDepth(value: JsonValue, limit: number): number {
+  let deepest = 0;
+  const stack: [JsonValue, number][] = [[value, 1]];
+  while (stack.length > 0) {
+    const [v, depth] = stack.pop()!;
+    if (v === null || typeof v !== "object") continue;
+    deepest = Math.max(deepest, depth);
+    if (deepest > limit) return deepest;
+    for (const child of Array.isArray(v) ? v : Object.values(v)) stack.push([child, depth + 1]);
+  }
+  return deepest;
+}
+
+export function durationMs(d: Duration): number {
+  return Number(d.seconds) * 1000 + Math.floor(d.nanos / 1e6);
+}
+
+export function parseJsonInput(v: Violations, field: string, value: Value | undefined, maxDepth: number): JsonValue {
+  if (!value) return {};
+  const json = toJson(ValueSchema, value);
+  if (jsonDepth(json, maxDepth) > maxDepth) v.add(field, `is nested deeper than ${maxDepth} levels`, "INPUT_TOO_DEEP");
+  return json;
+}
+
+export function parseRequestId(v: Violations, requestId: string): string | null {
+  if (requestId === "") return null;
+  if (requestId.length > 200) v.add("request_id", "must be at most 200 characters");
+  else if ([...requestId].some((c) => c.charCodeAt(0) < 0x20)) v.add("request_id", "must not contain control characters");
+  return requestId;
+}
+
+export function parseLabels(v: Violations, labels: Record<string, string>, field = "labels"): Record<string, string> {
+  const entries = Object.entries(labels);
+  if (entries.length > 64) v.add(field, "must have at most 64 labels");
+  for (const [key, value] of entries) {
+    if (!/^[A-Za-z0-9][A-Za-z0-9._\-/]{0,62}$/.test(key)) {
+      v.add(`${field}[${key}]`, "key must be 1-63 characters: letters, digits, '.', '_', '-', '/', starting with a letter or digit");
+    }
+    if (value.length > 256) v.add(`${field}[${key}]`, "value must be at most 256 characters");
+  }
+  return labels;
+}
+
+function parseTimeout(v: Violations, timeout: Duration | undefined): number {
+  if (!timeout) return DEFAULT_TIMEOUT_MS;
+  const ms = durationMs(timeout);
+  if (ms <= 0) v.add("timeout", "must be positive");
+  else if (ms > MAX_TIMEOUT_MS) v.add("timeout", "must be at most 24h");
+  return ms;
+}
+
+function parseMaxAttempts(v: Violations, maxAttempts: number): number {
+  if (maxAttempts === 0) return DEFAULT_MAX_ATTEMPTS;
+  if (maxAttempts < 1 || maxAttempts > MAX_ATTEMPTS) v.add("max_attempts", `must be between 1 and ${MAX_ATTEMPTS}`);
+  return maxAttempts;
+}
+
+export function parseEventTypes(v: Violations, field: string, types: string[]): string[] {
+  for (const [i, type] of types.entries()) {
+    if (!(WEBHOOK_EVENT_TYPES as readonly string[]).includes(type)) {
+      v.add(`${field}[${i}]`, `unknown event type "${type}"; known: ${WEBHOOK_EVENT_TYPES.join(", ")}`);
+    }
+  }
+  return [...new Set(types)];
+}
+
+function parseWebhook(v: Violations, webhook: { url: string; eventTypes: string[] } | undefined): JsonObject | null {
+  if (!webhook) return null;
+  let url: URL | undefined;
+  try {
+    url = new URL(webhook.url);
+  } catch {
+    v.add("webhook.url", "must be an absolute http(s) URL");
+  }
+  if (url && url.protocol !== "https:" && url.protocol !== "http:") v.add("webhook.url", "must be an http(s) URL");
+  const eventTypes = parseEventTypes(v, "webhook.event_types", webhook.eventTypes);
+  return { url: webhook.url, eventTypes };
+}
+
+export interface TaskRequestFields {
+  agent: string;
+  input?: Value;
+  requestId: string;
+  labels: Record<string, string>;
+  timeout?: Duration;
+  maxAttempts?: number;
+  webhook?: { url: string; eventTypes: string[] };
+}
+
+/** The fields shared by CreateTask, Run, RunStream and Converse start. */
+export function parseNewTask(req: TaskRequestFields, limits: { maxInputDepth: number }): NewTask {
+  const v = new Violations();
+  if (req.agent === "") v.add("agent", "is required");
+  else if (req.agent.length > 100) v.add("agent", "must be at most 100 characters");
+  const task: NewTask = {
+    agent: req.agent,
+    input: parseJsonInput(v, "input", req.input, limits.maxInputDepth),
+    requestId: parseRequestId(v, req.requestId),
+    labels: parseLabels(v, req.labels),
+    timeoutMs: parseTimeout(v, req.timeout),
+    maxAttempts: parseMaxAttempts(v, req.maxAttempts ?? 0),
+    webhook: parseWebhook(v, req.webhook),
+  };
+  v.throwIfAny();
+  return task;
+}
+
+/** A task id from a request: empty is INVALID_ARGUMENT; anything that cannot name a task is NOT_FOUND. */
+export function parseTaskId(taskId: string, field = "task_id"): string {
+  if (taskId === "") throw invalidArgument([{ field, description: "is required" }]);
+  if (!isId(taskId)) throw notFound("task", taskId);
+  return taskId.toLowerCase();
+}
+
+export function parsePageSize(pageSize: number, defaults: { default: number; max: number }, field = "page_size"): number {
+  if (pageSize < 0) throw invalidArgument([{ field, description: "must not be negative" }]);
+  if (pageSize === 0) return defaults.default;
+  return Math.min(pageSize, defaults.max);
+}

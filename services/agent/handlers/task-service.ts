@@ -1,0 +1,137 @@
+// TaskService at the edge: parse and check the request, call one use case, map the result.
+import { create } from "@bufbuild/protobuf";
+import { Code, type ConnectRouter, ConnectError, type HandlerContext } from "@connectrpc/connect";
+import { TaskService } from "../../../gen/agentd/v1/task_service_pb.js";
+import { TaskState } from "../../../gen/agentd/v1/task_pb.js";
+import { CancelTaskResponseSchema, DeleteTaskResponseSchema } from "../../../gen/agentd/v1/task_service_pb.js";
+import { notFound } from "../../shared/errors.js";
+import { findTask } from "../store/find-task.js";
+import { listEvents } from "../store/list-events.js";
+import { listTasks } from "../store/list-tasks.js";
+import { TASK_STATES, type TaskKey, type TaskStateName } from "../store/task-record.js";
+import { cancelTask } from "../tasks/cancel-task.js";
+import { createTask } from "../tasks/create-task.js";
+import { deleteTask } from "../tasks/delete-task.js";
+import type { TaskDeps } from "../tasks/deps.js";
+import { waitForTask } from "../tasks/wait-for-task.js";
+import { toTask, toTaskEvent } from "./convert.js";
+import { principalOf } from "./interceptors.js";
+import { decodePageToken, encodePageToken } from "./page-token.js";
+import { durationMs, parseLabels, parseNewTask, parsePageSize, parseTaskId, Violations } from "./request-fields.js";
+
+const WAIT_DEFAULT_MS = 30_000;
+const WAIT_MAX_MS = 60_000;
+
+export interface HandlerLimits {
+  maxInputDepth: number;
+}
+
+function taskKey(ctx: HandlerContext, taskId: string): TaskKey {
+  return { tenantId: principalOf(ctx).tenantId, taskId: parseTaskId(taskId) };
+}
+
+function parseStates(states: TaskState[]): TaskStateName[] {
+  const v = new Violations();
+  const names = states.map((state, i) => {
+    const name = TaskState[state]?.replace(/^TASK_STATE_/, "") as TaskStateName | undefined;
+    if (!name || !TASK_STATES.includes(name)) v.add(`states[${i}]`, `is not a task state (${state})`);
+    return name!;
+  });
+  v.throwIfAny();
+  return [...new Set(names)];
+}
+
+export function taskServiceRoutes(deps: TaskDeps, limits: HandlerLimits) {
+  const loadTask = async (key: TaskKey) => {
+    const task = await findTask(deps.sql, key);
+    if (!task) throw notFound("task", key.taskId);
+    return task;
+  };
+
+  return (router: ConnectRouter) =>
+    router.service(TaskService, {
+      async createTask(req, ctx) {
+        const { tenantId } = principalOf(ctx);
+        const request = parseNewTask(req, limits);
+        const { task } = await createTask(deps, tenantId, request, { kind: "task" });
+        return { task: toTask(task) };
+      },
+
+      async getTask(req, ctx) {
+        return { task: toTask(await loadTask(taskKey(ctx, req.taskId))) };
+      },
+
+      async listTasks(req, ctx) {
+        const { tenantId } = principalOf(ctx);
+        const pageSize = parsePageSize(req.pageSize, { default: 50, max: 1000 });
+        const v = new Violations();
+        const filter = { states: parseStates(req.states), agent: req.agent, labels: parseLabels(v, req.labels) };
+        v.throwIfAny();
+        const cursor = decodePageToken(req.pageToken, filter);
+        const rows = await listTasks(deps.sql, tenantId, filter, { beforeTaskId: cursor, limit: pageSize + 1 });
+        const page = rows.slice(0, pageSize);
+        const last = page.at(-1);
+        return {
+          tasks: page.map(toTask),
+          nextPageToken: rows.length > pageSize && last ? encodePageToken(last.task_id, filter) : "",
+        };
+      },
+
+      async waitTask(req, ctx) {
+        const key = taskKey(ctx, req.taskId);
+        let timeoutMs = req.timeout ? durationMs(req.timeout) : WAIT_DEFAULT_MS;
+        if (timeoutMs < 0) {
+          const v = new Violations();
+          v.add("timeout", "must not be negative");
+          v.throwIfAny();
+        }
+        timeoutMs = Math.min(timeoutMs, WAIT_MAX_MS);
+        // Answer a little before the caller's own deadline, so it gets the task rather than an error.
+        const callerLeft = ctx.timeoutMs();
+        if (callerLeft !== undefined) timeoutMs = Math.max(0, Math.min(timeoutMs, callerLeft - 50));
+        const task = await waitForTask(deps, key, { timeoutMs, signal: ctx.signal });
+        if (!task) throw notFound("task", key.taskId);
+        return { task: toTask(task) };
+      },
+
+      async cancelTask(req, ctx) {
+        const task = await cancelTask(deps, taskKey(ctx, req.taskId));
+        return create(CancelTaskResponseSchema, { task: toTask(task) });
+      },
+
+      async deleteTask(req, ctx) {
+        await deleteTask(deps, taskKey(ctx, req.taskId));
+        return create(DeleteTaskResponseSchema, {});
+      },
+
+      async listTaskEvents(req, ctx) {
+        const key = taskKey(ctx, req.taskId);
+        const pageSize = parsePageSize(req.pageSize, { default: 100, max: 1000 });
+        if (req.afterSequence < 0n) {
+          const v = new Violations();
+          v.add("after_sequence", "must not be negative");
+          v.throwIfAny();
+        }
+        const query = { taskId: key.taskId, after: String(req.afterSequence) };
+        const cursor = decodePageToken(req.pageToken, query);
+        const after = cursor !== null ? Number(cursor) : Number(req.afterSequence);
+        await loadTask(key);
+        const events = await listEvents(deps.sql, key, after, pageSize + 1);
+        const page = events.slice(0, pageSize);
+        const last = page.at(-1);
+        return {
+          events: page.map((e) => toTaskEvent(key.taskId, e)),
+          nextPageToken: events.length > pageSize && last ? encodePageToken(String(last.sequence), query) : "",
+        };
+      },
+
+      async provideInput() {
+        throw new ConnectError("ProvideInput is not implemented yet (human-in-the-loop input lands with the streaming work)", Code.Unimplemented);
+      },
+
+      // biome-ignore lint/correctness/useYield: answers UNIMPLEMENTED until streaming lands.
+      async *watchTask() {
+        throw new ConnectError("WatchTask is not implemented yet (streaming lands in its own issue)", Code.Unimplemented);
+      },
+    });
+}

@@ -1,0 +1,115 @@
+// The context an agent runs with: every call becomes an event in the task's log,
+// written through the task writer and fenced by the attempt's lease. Writes are
+// serialized, and buffered deltas go first, so the log keeps the agent's order.
+import { randomUUID } from "node:crypto";
+import type { JsonObject, JsonValue } from "@bufbuild/protobuf";
+import { type AgentContext, InputRequired, type Json } from "../agents/agent.js";
+import type { TaskKey, TaskRow } from "../store/task-record.js";
+import type { EventDraft, Fence, TaskPatch, TaskWriter } from "../store/task-writer.js";
+import { record } from "../tasks/transitions.js";
+import { createDeltaBuffer } from "./delta-buffer.js";
+
+/** Thrown into the agent's pending writes when its claim on the task is gone. */
+export class LeaseLost extends Error {
+  override name = "LeaseLost";
+}
+
+export interface AttemptContext {
+  context: AgentContext;
+  /** Writes buffered deltas; resolves once everything the agent emitted is in the log. */
+  flush(): Promise<void>;
+}
+
+export function createAgentContext(opts: {
+  task: TaskRow;
+  fence: Fence;
+  writer: TaskWriter;
+  signal: AbortSignal;
+  deltaWindowMs: number;
+  onLeaseLost: () => void;
+  onWriteError: (error: unknown) => void;
+}): AttemptContext {
+  const { task, fence, writer } = opts;
+  const key: TaskKey = { tenantId: task.tenant_id, taskId: task.task_id };
+  let chain: Promise<void> = Promise.resolve();
+  let artifacts = [...task.artifacts];
+  let pendingAnswer = task.pending_input as { value: Json } | null;
+  // Once the agent has the answer, its next checkpoint records it; from then
+  // on the stored answer must not be handed to a later question of a retry.
+  let answerHandedOver = false;
+
+  const deltas = createDeltaBuffer({
+    windowMs: opts.deltaWindowMs,
+    maxChars: 8192,
+    onDue: () => {
+      write([]).catch(opts.onWriteError);
+    },
+  });
+
+  function write(events: EventDraft[], patch?: TaskPatch): Promise<void> {
+    const run = async () => {
+      const text = deltas.take();
+      const all: EventDraft[] = text ? [{ kind: "delta", data: { text } }, ...events] : events;
+      if (all.length === 0 && !patch) return;
+      const result = await writer.change(key, record(all, patch), fence);
+      if (result.status === "fenced" || result.status === "missing") {
+        opts.onLeaseLost();
+        throw new LeaseLost(`task ${task.task_id}: this attempt no longer holds the task`);
+      }
+    };
+    const next = chain.then(run);
+    chain = next.catch(() => {});
+    return next;
+  }
+
+  const context: AgentContext = {
+    signal: opts.signal,
+    taskId: task.task_id,
+    attempt: task.attempt,
+    savedState: (task.checkpoint ?? undefined) as Json | undefined,
+    progress: (update) => {
+      const progress: JsonObject = {};
+      if (update.step !== undefined) progress.step = update.step;
+      if (update.totalSteps !== undefined) progress.totalSteps = update.totalSteps;
+      if (update.percent !== undefined) progress.percent = update.percent;
+      if (update.message !== undefined) progress.message = update.message;
+      return write([{ kind: "progress", data: progress }], { progress });
+    },
+    delta: (text) => deltas.add(text),
+    tool: async (name, args, fn) => {
+      const id = randomUUID();
+      try {
+        const result = await fn();
+        await write([{ kind: "toolCall", data: { id, name, arguments: args as JsonValue, result: result as JsonValue } }]);
+        return result;
+      } catch (error) {
+        const message = error instanceof Error ? error.message : String(error);
+        await write([{ kind: "toolCall", data: { id, name, arguments: args as JsonValue, error: message } }]);
+        throw error;
+      }
+    },
+    artifact: (draft) => {
+      const artifact: JsonObject = { name: draft.name, mimeType: draft.mimeType };
+      if (draft.data !== undefined) artifact.data = Buffer.from(draft.data).toString("base64");
+      else artifact.text = draft.text ?? "";
+      artifacts = [...artifacts, artifact];
+      return write([{ kind: "artifact", data: artifact }], { artifacts });
+    },
+    log: (level, message) => write([{ kind: "log", data: { level, message } }]),
+    checkpoint: (state) =>
+      write([], answerHandedOver ? { checkpoint: state as JsonValue, pending_input: null } : { checkpoint: state as JsonValue }),
+    requestInput: async (request) => {
+      // The first request of a resumed run is answered by the stored answer;
+      // otherwise the runner pauses the task (see InputRequired).
+      if (pendingAnswer !== null) {
+        const { value } = pendingAnswer;
+        pendingAnswer = null;
+        answerHandedOver = true;
+        return value;
+      }
+      throw new InputRequired(request);
+    },
+  };
+
+  return { context, flush: () => write([]) };
+}

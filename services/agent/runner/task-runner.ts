@@ -1,0 +1,344 @@
+// The task runner (DESIGN.md rule 4): claims QUEUED tasks with leases, runs
+// their agents, heartbeats the leases, and sweeps leases that other runners
+// let expire. A unary Run executes here directly through `execute`.
+import type { JsonObject, JsonValue } from "@bufbuild/protobuf";
+import type { Logger } from "../../shared/log.js";
+import type { WakeupBus } from "../../shared/wakeup/bus.js";
+import { isAgentFailure, isInputRequired } from "../agents/agent.js";
+import type { AgentRegistry } from "../agents/registry.js";
+import type { TaskKey, TaskRow } from "../store/task-record.js";
+import type { Decide, TaskWriter } from "../store/task-writer.js";
+import {
+  claim,
+  fail,
+  handBack,
+  pause,
+  requeueLost,
+  retryBackoff,
+  succeed,
+  type TaskErrorJson,
+} from "../tasks/transitions.js";
+import { createAgentContext, LeaseLost } from "./agent-context.js";
+
+export interface RunnerOptions {
+  /** Unique per process: whose leases these are. */
+  owner: string;
+  concurrency: number;
+  leaseMs: number;
+  heartbeatMs: number;
+  pollMs: number;
+  retryBackoffMs: number;
+  deltaWindowMs: number;
+}
+
+export interface TaskRunner {
+  readonly owner: string;
+  /** Starts claiming queued tasks (when concurrency > 0), heartbeating and sweeping. */
+  start(): void;
+  /** Runs an attempt this runner has claimed; resolves with the task once the attempt has ended. */
+  execute(task: TaskRow): Promise<TaskRow>;
+  /** Attempts running now. */
+  active(): number;
+  /** Stops claiming; lets attempts finish within `graceMs`; hands the rest back to the queue. */
+  stop(graceMs: number): Promise<void>;
+}
+
+/** Why an attempt's signal fired. */
+class AttemptTimeout extends Error {
+  override name = "TimeoutError";
+}
+class TaskCanceled extends Error {
+  override name = "AbortError";
+}
+class RunnerShutdown extends Error {
+  override name = "AbortError";
+}
+
+interface Attempt {
+  task: TaskRow;
+  controller: AbortController;
+  done: Promise<TaskRow>;
+}
+
+/** Resolves after `ms`, or at once when `signal` fires. */
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise<void>((resolve) => {
+    if (signal?.aborted) return resolve();
+    const timer = setTimeout(done, ms);
+    signal?.addEventListener("abort", done, { once: true });
+    function done() {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", done);
+      resolve();
+    }
+  });
+}
+
+export function createTaskRunner(deps: {
+  writer: TaskWriter;
+  registry: AgentRegistry;
+  bus: WakeupBus;
+  logger: Logger;
+  findTask: (key: TaskKey) => Promise<TaskRow | undefined>;
+  options: RunnerOptions;
+}): TaskRunner {
+  const { writer, registry, bus, logger, findTask, options } = deps;
+  const byLease = new Map<string, Attempt>();
+  const byTask = new Map<string, Attempt>();
+  const backoff = retryBackoff(options.retryBackoffMs);
+  let started = false;
+  let stopping = false;
+  const stopped = new AbortController();
+  let wakeClaimer: (() => void) | undefined;
+  let heartbeatSoon: NodeJS.Timeout | undefined;
+  const loops: Promise<void>[] = [];
+  const unsubscribe: (() => void)[] = [];
+
+  /** Writes the end of an attempt; must not throw (the lease would simply expire and the sweeper retry). */
+  async function finish(task: TaskRow, decide: Decide): Promise<TaskRow> {
+    const key = { tenantId: task.tenant_id, taskId: task.task_id };
+    try {
+      const result = await writer.change(key, decide, { leaseId: task.lease_id! });
+      return result.status === "missing" ? task : result.task;
+    } catch (error) {
+      logger.error({ err: error, taskId: task.task_id, tenant: task.tenant_id }, "could not record the end of an attempt");
+      return (await findTask(key).catch(() => undefined)) ?? task;
+    }
+  }
+
+  function errorOf(error: unknown): TaskErrorJson {
+    if (isAgentFailure(error)) {
+      const json: TaskErrorJson = { code: error.code, message: error.message, retryable: error.retryable };
+      if (error.details && typeof error.details === "object" && !Array.isArray(error.details)) {
+        json.details = error.details as JsonObject;
+      }
+      return json;
+    }
+    const message = error instanceof Error ? error.message : String(error);
+    return { code: "AGENT_ERROR", message: message || "the agent failed", retryable: false };
+  }
+
+  async function runAttempt(task: TaskRow, controller: AbortController): Promise<TaskRow> {
+    const log = logger.child({ taskId: task.task_id, tenant: task.tenant_id, attempt: task.attempt, agent: task.agent });
+    const agent = registry.get(task.agent);
+    if (!agent) {
+      return finish(task, fail({ code: "AGENT_UNAVAILABLE", message: `agent "${task.agent}" is not loaded on this runner`, retryable: true }));
+    }
+    const timer = setTimeout(
+      () => controller.abort(new AttemptTimeout(`the attempt ran past its timeout of ${Number(task.timeout_ms)} ms`)),
+      Number(task.timeout_ms),
+    );
+    const { context, flush } = createAgentContext({
+      task,
+      fence: { leaseId: task.lease_id! },
+      writer,
+      signal: controller.signal,
+      deltaWindowMs: options.deltaWindowMs,
+      onLeaseLost: () => controller.abort(new TaskCanceled("this attempt no longer holds the task")),
+      onWriteError: (err) => log.warn({ err }, "could not write streamed output"),
+    });
+    const aborted = new Promise<{ aborted: true }>((resolve) => {
+      if (controller.signal.aborted) resolve({ aborted: true });
+      controller.signal.addEventListener("abort", () => resolve({ aborted: true }), { once: true });
+    });
+    let outcome: { ok: true; output: unknown } | { ok: false; error: unknown } | { aborted: true };
+    try {
+      // An agent that ignores its signal is left behind: the race ends the attempt anyway,
+      // and whatever it returns later is discarded.
+      outcome = await Promise.race([
+        Promise.resolve()
+          .then(() => agent.run(task.input ?? {}, context))
+          .then((output: unknown) => ({ ok: true as const, output })),
+        aborted,
+      ]);
+    } catch (error) {
+      outcome = controller.signal.aborted ? { aborted: true } : { ok: false, error };
+    } finally {
+      clearTimeout(timer);
+    }
+
+    if ("aborted" in outcome) {
+      const reason = controller.signal.reason;
+      if (reason instanceof AttemptTimeout) {
+        await flush().catch(() => {});
+        return finish(task, fail({ code: "TIMEOUT", message: reason.message, retryable: true }));
+      }
+      // Cancelled, lease lost, or shutting down: someone else owns the outcome now.
+      return (await findTask({ tenantId: task.tenant_id, taskId: task.task_id }).catch(() => undefined)) ?? task;
+    }
+    if (!outcome.ok) {
+      const error = outcome.error;
+      if (error instanceof LeaseLost) return (await findTask({ tenantId: task.tenant_id, taskId: task.task_id }).catch(() => undefined)) ?? task;
+      try {
+        await flush();
+      } catch {
+        return (await findTask({ tenantId: task.tenant_id, taskId: task.task_id }).catch(() => undefined)) ?? task;
+      }
+      if (isInputRequired(error)) {
+        const request: JsonObject = { prompt: error.request.prompt, schema: error.request.schema as JsonValue };
+        if (error.request.expiresInMs !== undefined) {
+          request.expireTime = new Date(Date.now() + error.request.expiresInMs).toISOString();
+        }
+        return finish(task, pause(request));
+      }
+      log.info({ err: error }, "agent failed");
+      return finish(task, fail(errorOf(error)));
+    }
+    const output = (outcome.output ?? null) as JsonValue;
+    const violations = registry.validateOutput(task.agent, output);
+    try {
+      await flush();
+    } catch {
+      return (await findTask({ tenantId: task.tenant_id, taskId: task.task_id }).catch(() => undefined)) ?? task;
+    }
+    if (violations.length > 0) {
+      const message = `the agent's output does not match its schema: ${violations.map((v) => `${v.field} ${v.description}`).join("; ")}`;
+      return finish(task, fail({ code: "INVALID_OUTPUT", message, retryable: false }));
+    }
+    return finish(task, succeed(output));
+  }
+
+  function execute(task: TaskRow): Promise<TaskRow> {
+    const controller = new AbortController();
+    const attempt: Attempt = { task, controller, done: Promise.resolve(task) };
+    attempt.done = runAttempt(task, controller)
+      .catch((error) => {
+        logger.error({ err: error, taskId: task.task_id }, "attempt crashed");
+        return task;
+      })
+      .finally(() => {
+        byLease.delete(task.lease_id!);
+        if (byTask.get(task.task_id) === attempt) byTask.delete(task.task_id);
+        wakeClaimer?.();
+      });
+    byLease.set(task.lease_id!, attempt);
+    byTask.set(task.task_id, attempt);
+    return attempt.done;
+  }
+
+  // One heartbeat at a time per process: a beat asked for while one runs is folded into a follow-up.
+  let beating: Promise<void> | undefined;
+  let beatAgain = false;
+  function heartbeat(): Promise<void> {
+    if (beating) {
+      beatAgain = true;
+      return beating;
+    }
+    beating = (async () => {
+      try {
+        do {
+          beatAgain = false;
+          await beat();
+        } while (beatAgain);
+      } finally {
+        beating = undefined;
+      }
+    })();
+    return beating;
+  }
+
+  async function beat(): Promise<void> {
+    if (byLease.size === 0) return;
+    const leases = [...byLease.keys()];
+    const held = await writer.extendLeases(options.owner, leases, options.leaseMs);
+    for (const leaseId of leases) {
+      if (held.has(leaseId)) continue;
+      const attempt = byLease.get(leaseId);
+      // Cancelled (or swept) elsewhere: stop the agent; its result will be discarded.
+      attempt?.controller.abort(new TaskCanceled("the task was cancelled or lost its lease"));
+    }
+  }
+
+  async function every(ms: number, fn: () => Promise<void>, what: string) {
+    while (!stopping) {
+      try {
+        await fn();
+      } catch (error) {
+        logger.warn({ err: error }, `${what} failed; will retry`);
+      }
+      await sleep(ms, stopped.signal);
+    }
+  }
+
+  async function claimLoop() {
+    const claimDecisionFor = () => claim(options.owner, options.leaseMs);
+    while (!stopping) {
+      const free = options.concurrency - byLease.size;
+      let claimed = 0;
+      if (free > 0) {
+        try {
+          const tasks = await writer.claim(Math.min(free, 32), claimDecisionFor());
+          claimed = tasks.length;
+          for (const task of tasks) void execute(task);
+        } catch (error) {
+          logger.warn({ err: error }, "claiming tasks failed; will retry");
+        }
+      }
+      if (stopping) break;
+      if (claimed > 0 && claimed === Math.min(free, 32)) continue;
+      // Wait for a hint (new task, a slot freed) or the poll interval.
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(done, options.pollMs);
+        function done() {
+          clearTimeout(timer);
+          wakeClaimer = undefined;
+          resolve();
+        }
+        wakeClaimer = done;
+      });
+    }
+  }
+
+  return {
+    owner: options.owner,
+    start() {
+      if (started) return;
+      started = true;
+      unsubscribe.push(
+        bus.subscribe("task", (taskId) => {
+          // A change to a task running here may be a cancellation: check leases now, not at the next beat.
+          if (!byTask.has(taskId) || heartbeatSoon) return;
+          heartbeatSoon = setTimeout(() => {
+            heartbeatSoon = undefined;
+            heartbeat().catch((err) => logger.warn({ err }, "lease check failed"));
+          }, 5);
+        }),
+      );
+      if (options.concurrency > 0) {
+        unsubscribe.push(bus.subscribe("queue", () => wakeClaimer?.()));
+        loops.push(claimLoop());
+      }
+      loops.push(every(options.heartbeatMs, heartbeat, "heartbeat"));
+      const sweepMs = Math.min(Math.max(Math.floor(options.leaseMs / 3), 100), options.pollMs * 2);
+      loops.push(
+        every(sweepMs, async () => {
+          const swept = await writer.sweepExpiredLeases(100, requeueLost(backoff));
+          for (const task of swept) logger.warn({ taskId: task.task_id, tenant: task.tenant_id, state: task.state }, "requeued a task whose runner was lost");
+        }, "lease sweep"),
+      );
+    },
+    execute,
+    active: () => byLease.size,
+    async stop(graceMs) {
+      stopping = true;
+      stopped.abort();
+      wakeClaimer?.();
+      clearTimeout(heartbeatSoon);
+      for (const off of unsubscribe.splice(0)) off();
+      const all = () => Promise.all([...byLease.values()].map((a) => a.done));
+      const graceOver = new AbortController();
+      await Promise.race([all(), sleep(graceMs, graceOver.signal)]);
+      graceOver.abort();
+      const left = [...byLease.values()];
+      for (const attempt of left) attempt.controller.abort(new RunnerShutdown("the runner is shutting down"));
+      await Promise.all(left.map((a) => a.done));
+      for (const attempt of left) {
+        const key = { tenantId: attempt.task.tenant_id, taskId: attempt.task.task_id };
+        await writer.change(key, handBack(), { leaseId: attempt.task.lease_id! }).catch((err) => {
+          logger.warn({ err, taskId: key.taskId }, "could not hand a task back; its lease will expire instead");
+        });
+      }
+      await Promise.all(loops.splice(0));
+    },
+  };
+}

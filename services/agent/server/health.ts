@@ -1,0 +1,103 @@
+// grpc.health.v1, from the public health checking protocol: Check, List and Watch
+// over a registry of serving statuses. "" is the whole server and starts SERVING.
+import { create } from "@bufbuild/protobuf";
+import type { ConnectRouter } from "@connectrpc/connect";
+import {
+  Health,
+  HealthCheckResponse_ServingStatus as ServingStatus,
+  HealthCheckResponseSchema,
+  HealthListResponseSchema,
+} from "../../../gen/grpc/health/v1/health_pb.js";
+import { notFound } from "../../shared/errors.js";
+
+export type HealthStatus = "SERVING" | "NOT_SERVING";
+
+export interface HealthService {
+  routes: (router: ConnectRouter) => void;
+  /** Registers or updates a service ("" = whole server); Watch streams see the change. Ignored after shutdown. */
+  setStatus(service: string, status: HealthStatus): void;
+  /** Marks every service NOT_SERVING for good; Watch streams send that and end. */
+  shutdown(): void;
+}
+
+export function createHealthService(): HealthService {
+  const statuses = new Map<string, ServingStatus>([["", ServingStatus.SERVING]]);
+  const changes = createChangeFeed();
+  let terminal = false;
+
+  const response = (status: ServingStatus) => create(HealthCheckResponseSchema, { status });
+
+  const routes = (router: ConnectRouter) =>
+    router.service(Health, {
+      async check(req) {
+        const status = statuses.get(req.service);
+        if (status === undefined) throw notFound("service", req.service);
+        return response(status);
+      },
+      async list() {
+        const entries = [...statuses].map(([name, status]) => [name, response(status)] as const);
+        return create(HealthListResponseSchema, { statuses: Object.fromEntries(entries) });
+      },
+      // The current status, then each change. An unknown service is SERVICE_UNKNOWN and the
+      // call stays open, as the spec asks, in case it gets registered later. Rapid flips
+      // between two wake-ups are coalesced: a watcher always gets the latest status.
+      async *watch(req, ctx) {
+        let sent: ServingStatus | undefined;
+        for (;;) {
+          const seen = changes.version(); // read first, so a change during the yield is not missed
+          const status = statuses.get(req.service) ?? ServingStatus.SERVICE_UNKNOWN;
+          if (status !== sent) {
+            yield response(status);
+            sent = status;
+          }
+          if (terminal || ctx.signal.aborted) return;
+          if (changes.version() === seen) await changes.wait(ctx.signal);
+        }
+      },
+    });
+
+  return {
+    routes,
+    setStatus(service, status) {
+      if (terminal) return;
+      const next = status === "SERVING" ? ServingStatus.SERVING : ServingStatus.NOT_SERVING;
+      if (statuses.get(service) === next) return;
+      statuses.set(service, next);
+      changes.fire();
+    },
+    shutdown() {
+      if (terminal) return;
+      terminal = true;
+      for (const service of statuses.keys()) statuses.set(service, ServingStatus.NOT_SERVING);
+      changes.fire();
+    },
+  };
+}
+
+/**
+ * A version number and the waiters for its next bump. Waiters are removed when they wake or
+ * their signal aborts, so watchers that come and go leave nothing behind.
+ */
+function createChangeFeed() {
+  let version = 0;
+  const waiters = new Set<() => void>();
+  return {
+    version: () => version,
+    fire() {
+      version++;
+      for (const wake of [...waiters]) wake();
+    },
+    wait(signal: AbortSignal): Promise<void> {
+      if (signal.aborted) return Promise.resolve();
+      return new Promise<void>((resolve) => {
+        const wake = () => {
+          waiters.delete(wake);
+          signal.removeEventListener("abort", wake);
+          resolve();
+        };
+        waiters.add(wake);
+        signal.addEventListener("abort", wake, { once: true });
+      });
+    },
+  };
+}

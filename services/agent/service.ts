@@ -1,0 +1,144 @@
+// The agent service assembled: Connect routes for every service on one port,
+// and the task runner. Built unstarted, so tests and the CLI share one path.
+import { hostname } from "node:os";
+import { file_agentd_v1_agent_service } from "../../gen/agentd/v1/agent_service_pb.js";
+import { file_agentd_v1_task_service } from "../../gen/agentd/v1/task_service_pb.js";
+import { file_agentd_v1_webhook_service } from "../../gen/agentd/v1/webhook_service_pb.js";
+import { file_grpc_health_v1_health } from "../../gen/grpc/health/v1/health_pb.js";
+import { createAuthenticator } from "../shared/auth/authenticator.js";
+import type { Config } from "../shared/config.js";
+import type { Database } from "../shared/db/database.js";
+import { newId } from "../shared/ids.js";
+import type { Logger } from "../shared/log.js";
+import { createAddressGuard } from "../shared/webhooks/address-guard.js";
+import type { WebhookOutbox } from "../shared/webhooks/outbox.js";
+import type { WakeupBus } from "../shared/wakeup/bus.js";
+import type { AgentRegistry } from "./agents/registry.js";
+import { agentServiceRoutes } from "./handlers/agent-service.js";
+import { authInterceptor, edgeInterceptor } from "./handlers/interceptors.js";
+import { taskServiceRoutes } from "./handlers/task-service.js";
+import { webhookServiceRoutes } from "./handlers/webhook-service.js";
+import { createTaskRunner, type TaskRunner } from "./runner/task-runner.js";
+import { createHealthService } from "./server/health.js";
+import { listenOnePort, type OnePortServer } from "./server/one-port.js";
+import { createReflectionRoutes } from "./server/reflection.js";
+import { createRpcHandler } from "./server/rpc-handler.js";
+import { findTask } from "./store/find-task.js";
+import { createTaskWriter, type TaskEventSink } from "./store/task-writer.js";
+import type { TaskDeps } from "./tasks/deps.js";
+import { createTaskWebhookCheck } from "./webhooks/check-task-webhook.js";
+
+export interface AgentServiceDeps {
+  db: Database;
+  bus: WakeupBus;
+  registry: AgentRegistry;
+  config: Config;
+  logger: Logger;
+  /** The webhook outbox, written in the same transaction as task events
+   * (`createWebhookOutbox`). Without it no deliveries are enqueued. */
+  outbox?: TaskEventSink & Partial<Pick<WebhookOutbox, "invalidate">>;
+}
+
+export interface RunningAgentService {
+  server: OnePortServer;
+  runner: TaskRunner;
+  /** Graceful: stop accepting, let calls and tasks finish within the grace period, hand the rest back. */
+  close(): Promise<void>;
+}
+
+/** How long deltas are coalesced before they are written (DESIGN.md rule 2). */
+export const DELTA_WINDOW_MS = 30;
+
+export function createAgentService(deps: AgentServiceDeps) {
+  const { db, bus, registry, config, logger } = deps;
+  const writer = createTaskWriter({ sql: db.sql, bus, ...(deps.outbox ? { sink: deps.outbox } : {}) });
+  const runner = createTaskRunner({
+    writer,
+    registry,
+    bus,
+    logger: logger.child({ component: "runner" }),
+    findTask: (key) => findTask(db.sql, key),
+    options: {
+      owner: `${hostname()}/${process.pid}/${newId()}`,
+      concurrency: config.runnerConcurrency,
+      leaseMs: config.leaseMs,
+      heartbeatMs: config.heartbeatMs,
+      pollMs: config.pollMs,
+      retryBackoffMs: config.retryBackoffMs,
+      deltaWindowMs: DELTA_WINDOW_MS,
+    },
+  });
+  // Webhook URLs are checked at registration with the same SSRF guard the notifier applies at send.
+  const urlPolicy = { allowHttp: config.webhookAllowHttp, guard: createAddressGuard({ allowCidrs: config.webhookAllowCidrs }) };
+  const taskDeps: TaskDeps = {
+    sql: db.sql,
+    writer,
+    bus,
+    registry,
+    runner,
+    logger,
+    limits: { pollMs: config.pollMs, leaseMs: config.leaseMs, maxConcurrentRuns: config.maxConcurrentRuns },
+    runs: { active: 0 },
+    checkWebhook: createTaskWebhookCheck({ sql: db.sql, policy: urlPolicy }),
+  };
+  const health = createHealthService();
+  const limits = { maxInputDepth: config.maxInputDepth };
+  const handler = createRpcHandler({
+    readMaxBytes: config.maxRequestBytes,
+    onHandlerError: (err, rpc) => logger.debug({ err, rpc }, "response could not be written (client gone)"),
+    interceptors: [edgeInterceptor(logger), authInterceptor(createAuthenticator(db.sql))],
+    routes: (router) => {
+      agentServiceRoutes(taskDeps, limits)(router);
+      taskServiceRoutes(taskDeps, limits)(router);
+      webhookServiceRoutes({
+        sql: db.sql,
+        bus,
+        policy: urlPolicy,
+        ...(deps.outbox?.invalidate ? { outbox: { invalidate: deps.outbox.invalidate } } : {}),
+      })(router);
+      health.routes(router);
+      createReflectionRoutes([
+        file_agentd_v1_agent_service,
+        file_agentd_v1_task_service,
+        file_agentd_v1_webhook_service,
+        file_grpc_health_v1_health,
+      ])(router);
+    },
+  });
+
+  return {
+    handler,
+    runner,
+    health,
+    taskDeps,
+    /** Listens and starts the runner. */
+    async start(): Promise<RunningAgentService> {
+      for (const service of ["agentd.v1.AgentService", "agentd.v1.TaskService", "agentd.v1.WebhookService"]) {
+        health.setStatus(service, "SERVING");
+      }
+      const server = await listenOnePort({
+        handler,
+        host: config.host,
+        port: config.port,
+        maxRequestBytes: config.maxRequestBytes,
+        logger,
+      });
+      runner.start();
+      let closing: Promise<void> | undefined;
+      return {
+        server,
+        runner,
+        close() {
+          closing ??= (async () => {
+            health.shutdown();
+            await Promise.all([
+              server.close({ graceMs: config.shutdownGraceMs }),
+              runner.stop(config.shutdownGraceMs),
+            ]);
+          })();
+          return closing;
+        },
+      };
+    },
+  };
+}

@@ -1,0 +1,82 @@
+// A task as stored (a row of `tasks`) and its proto3 JSON form (`agentd.v1.Task`).
+// The JSON form is what clients, webhooks and state_change snapshots see; it is
+// computed here and nowhere else.
+import type { JsonObject, JsonValue } from "@bufbuild/protobuf";
+
+export const TASK_STATES = ["QUEUED", "RUNNING", "INPUT_REQUIRED", "SUCCEEDED", "FAILED", "CANCELED"] as const;
+export type TaskStateName = (typeof TASK_STATES)[number];
+export const TERMINAL_STATES: readonly TaskStateName[] = ["SUCCEEDED", "FAILED", "CANCELED"];
+
+export function isTerminal(state: TaskStateName): boolean {
+  return TERMINAL_STATES.includes(state);
+}
+
+/** A row of `tasks`. jsonb columns come back parsed; int8 columns may come back
+ * as strings, so readers go through `Number()`. */
+export interface TaskRow {
+  tenant_id: string;
+  task_id: string;
+  agent: string;
+  agent_version: string;
+  state: TaskStateName;
+  input: JsonValue | null;
+  output: JsonValue | null;
+  error: JsonObject | null;
+  progress: JsonObject | null;
+  input_request: JsonObject | null;
+  labels: Record<string, string>;
+  artifacts: JsonObject[];
+  webhook: JsonObject | null;
+  request_id: string | null;
+  request_fingerprint: string | null;
+  attempt: number;
+  max_attempts: number;
+  timeout_ms: number | string;
+  last_sequence: number | string;
+  create_time: Date;
+  start_time: Date | null;
+  end_time: Date | null;
+  update_time: Date;
+  run_after: Date;
+  lease_owner: string | null;
+  lease_id: string | null;
+  lease_expires_at: Date | null;
+  checkpoint: JsonValue | null;
+  pending_input: JsonValue | null;
+}
+
+function duration(ms: number): string {
+  return `${ms / 1000}s`;
+}
+
+/** proto3 JSON of `agentd.v1.Task`. Unset fields are omitted, as proto3 JSON does. */
+export function taskJson(row: TaskRow): JsonObject {
+  const json: JsonObject = {
+    id: row.task_id,
+    agent: row.agent,
+    agentVersion: row.agent_version,
+    state: `TASK_STATE_${row.state}`,
+    attempt: row.attempt,
+    maxAttempts: row.max_attempts,
+    lastSequence: String(Number(row.last_sequence)),
+    createTime: row.create_time.toISOString(),
+    updateTime: row.update_time.toISOString(),
+    timeout: duration(Number(row.timeout_ms)),
+  };
+  if (row.input !== null) json.input = row.input;
+  if (row.output !== null && row.state === "SUCCEEDED") json.output = row.output;
+  if (row.error !== null && row.state === "FAILED") json.error = row.error;
+  if (row.progress !== null) json.progress = row.progress;
+  if (row.input_request !== null && row.state === "INPUT_REQUIRED") json.inputRequest = row.input_request;
+  if (Object.keys(row.labels).length > 0) json.labels = row.labels;
+  if (row.request_id !== null) json.requestId = row.request_id;
+  if (row.start_time !== null) json.startTime = row.start_time.toISOString();
+  if (row.end_time !== null) json.endTime = row.end_time.toISOString();
+  if (row.artifacts.length > 0) json.artifacts = row.artifacts;
+  return json;
+}
+
+export interface TaskKey {
+  tenantId: string;
+  taskId: string;
+}

@@ -1,0 +1,322 @@
+// The one writer of task state (DESIGN.md rule 1). Every change to a task —
+// creation, claim, progress, completion, cancellation, requeue — goes through
+// `applyChange`, which in one transaction appends the change's events to
+// `task_events` (gapless per-task sequences), updates the `tasks` projection and
+// hands the events to the outbox sink (webhooks). After commit it publishes a
+// wake-up hint. Nothing else writes `tasks`, except lease bookkeeping
+// (`extendLeases`), which changes no observable state.
+import type { JsonObject } from "@bufbuild/protobuf";
+import type { Sql, Tx } from "../../shared/db/database.js";
+import type { WakeupBus } from "../../shared/wakeup/bus.js";
+import { type TaskKey, type TaskRow, type TaskStateName, taskJson } from "./task-record.js";
+
+/** Event kinds, named as the `TaskEvent.event` oneof cases in proto3 JSON. */
+export type EventKind = "stateChange" | "progress" | "delta" | "toolCall" | "inputRequest" | "artifact" | "log";
+
+export interface EventDraft {
+  kind: EventKind;
+  data: JsonObject;
+}
+
+/** A stored event, as `task_events` holds it. */
+export interface StoredEvent {
+  sequence: number;
+  time: Date;
+  kind: EventKind;
+  data: JsonObject;
+}
+
+export type TaskPatch = Partial<
+  Pick<
+    TaskRow,
+    | "state"
+    | "output"
+    | "error"
+    | "progress"
+    | "input_request"
+    | "artifacts"
+    | "attempt"
+    | "start_time"
+    | "end_time"
+    | "run_after"
+    | "lease_owner"
+    | "lease_id"
+    | "lease_expires_at"
+    | "checkpoint"
+    | "pending_input"
+  >
+>;
+
+/** What a change does: new projection values and events to append. When
+ * `patch.state` differs from the current state, the writer appends the
+ * state_change event (with the snapshot after the change) last. */
+export interface TaskChange {
+  patch: TaskPatch;
+  events?: EventDraft[];
+}
+
+/** Decides a change from the locked current row: pure; may throw to refuse,
+ * or return null when there is nothing to do. */
+export type Decide = (task: TaskRow) => TaskChange | null;
+
+/** A runner's claim on the current attempt. A write carrying a fence applies
+ * only while that claim still holds (DESIGN.md rule 4). */
+export interface Fence {
+  leaseId: string;
+}
+
+/** Receives every appended event inside the writing transaction: the
+ * transactional outbox for webhooks. */
+export interface TaskEventSink {
+  /** Whether any of these events may need a write (lets the writer skip a transaction). */
+  wants(task: TaskRow, events: readonly StoredEvent[]): boolean;
+  append(tx: Tx, task: TaskRow, events: readonly StoredEvent[]): Promise<void>;
+  /** Called after the transaction that appended `events` committed (e.g. to wake the notifiers). Must not throw. */
+  afterCommit?(task: TaskRow, events: readonly StoredEvent[]): void;
+}
+
+export type ChangeResult =
+  | { status: "changed"; task: TaskRow; events: StoredEvent[] }
+  | { status: "unchanged"; task: TaskRow }
+  | { status: "fenced"; task: TaskRow }
+  | { status: "missing" };
+
+export interface TaskWriter {
+  /** Inserts a new task (its first event: the state_change to `row.state`),
+   * then applies `then` (e.g. a claim) in the same statement. Returns null when
+   * the (tenant, request_id) already exists. */
+  insert(row: TaskRow, then?: Decide): Promise<{ task: TaskRow; events: StoredEvent[] } | null>;
+  /** Locks the task, decides, applies. */
+  change(key: TaskKey, decide: Decide, fence?: Fence): Promise<ChangeResult>;
+  /** Claims up to `limit` claimable QUEUED tasks, applying `decide` to each. */
+  claim(limit: number, decide: Decide): Promise<TaskRow[]>;
+  /** Applies `decide` to up to `limit` tasks whose lease expired. */
+  sweepExpiredLeases(limit: number, decide: Decide): Promise<TaskRow[]>;
+  /** Extends the leases this owner still holds; returns the lease ids that are still held. */
+  extendLeases(owner: string, leaseIds: string[], leaseMs: number): Promise<Set<string>>;
+  /** Deletes a task and its events when `allowed(row)`; true when deleted. */
+  remove(key: TaskKey, allowed: (task: TaskRow) => void): Promise<boolean>;
+}
+
+/** Deadlocks and serialization failures are safe to retry: decisions are pure and re-run on the fresh row. */
+async function retryOnConflict<T>(fn: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await fn();
+    } catch (error) {
+      const code = (error as { code?: unknown }).code;
+      if (attempt >= 3 || (code !== "40P01" && code !== "40001")) throw error;
+    }
+  }
+}
+
+const PATCH_COLUMNS_JSON = new Set(["output", "error", "progress", "input_request", "artifacts", "checkpoint", "pending_input"]);
+
+export function createTaskWriter(deps: { sql: Sql; bus: WakeupBus; sink?: TaskEventSink }): TaskWriter {
+  const { sql, bus, sink } = deps;
+
+  const jsonOrNull = (value: unknown) => (value === null || value === undefined ? null : sql.json(value as never));
+
+  /** Sequences the drafts after the row's last event and fills state_change snapshots. */
+  function build(current: TaskRow, change: TaskChange, now: Date): { next: TaskRow; events: StoredEvent[] } {
+    const drafts = [...(change.events ?? [])];
+    const stateChanged = change.patch.state !== undefined && change.patch.state !== current.state;
+    if (stateChanged) drafts.push({ kind: "stateChange", data: {} });
+    const first = Number(current.last_sequence) + 1;
+    const next: TaskRow = {
+      ...current,
+      ...change.patch,
+      last_sequence: first + drafts.length - 1,
+      update_time: drafts.length > 0 || stateChanged ? now : current.update_time,
+    };
+    const events = drafts.map((draft, i): StoredEvent => {
+      const sequence = first + i;
+      const data =
+        draft.kind === "stateChange"
+          ? { state: `TASK_STATE_${next.state}`, task: taskJson({ ...next, last_sequence: sequence }) }
+          : draft.data;
+      return { sequence, time: now, kind: draft.kind, data };
+    });
+    return { next, events };
+  }
+
+  function eventRows(events: StoredEvent[]) {
+    return sql.json(
+      events.map((e) => ({ sequence: e.sequence, time: e.time.toISOString(), kind: e.kind, data: e.data })) as never,
+    );
+  }
+
+  async function write(tx: Tx, current: TaskRow, change: TaskChange): Promise<{ task: TaskRow; events: StoredEvent[] }> {
+    const { next, events } = build(current, change, new Date());
+    const columns: Record<string, unknown> = { last_sequence: next.last_sequence, update_time: next.update_time };
+    for (const [column, value] of Object.entries(change.patch)) {
+      if (value === undefined) continue;
+      columns[column] = PATCH_COLUMNS_JSON.has(column) ? jsonOrNull(value) : value;
+    }
+    await tx`
+      WITH changed AS (
+        UPDATE tasks SET ${tx(columns as never)}
+        WHERE tenant_id = ${current.tenant_id} AND task_id = ${current.task_id}
+        RETURNING 1
+      )
+      INSERT INTO task_events (tenant_id, task_id, sequence, time, kind, data)
+      SELECT ${current.tenant_id}, ${current.task_id}::uuid, e.sequence, e.time, e.kind, e.data
+      FROM jsonb_to_recordset(${eventRows(events)}::jsonb) AS e(sequence bigint, time timestamptz, kind text, data jsonb)
+    `;
+    if (sink && events.length > 0 && sink.wants(next, events)) await sink.append(tx, next, events);
+    return { task: next, events };
+  }
+
+  function announce(task: TaskRow, events: readonly StoredEvent[]): void {
+    if (events.length === 0) return;
+    bus.publish("task", task.task_id);
+    if (task.state === "QUEUED") bus.publish("queue", task.task_id);
+    sink?.afterCommit?.(task, events);
+  }
+
+  async function lockedApply(tx: Tx, rows: TaskRow[], decide: Decide) {
+    const applied: { task: TaskRow; events: StoredEvent[] }[] = [];
+    for (const row of rows) {
+      const change = decide(row);
+      if (change) applied.push(await write(tx, row, change));
+    }
+    return applied;
+  }
+
+  return {
+    async insert(row, then) {
+      const created = build({ ...row, last_sequence: 0 }, { patch: {}, events: [{ kind: "stateChange", data: {} }] }, row.create_time);
+      const change = then?.(created.next);
+      const more = change ? build(created.next, change, row.create_time) : { next: created.next, events: [] };
+      const next = more.next;
+      const events = [...created.events, ...more.events];
+      const values = {
+        tenant_id: next.tenant_id,
+        task_id: next.task_id,
+        agent: next.agent,
+        agent_version: next.agent_version,
+        state: next.state,
+        input: jsonOrNull(next.input),
+        labels: sql.json(next.labels),
+        artifacts: sql.json(next.artifacts as never),
+        webhook: jsonOrNull(next.webhook),
+        request_id: next.request_id,
+        request_fingerprint: next.request_fingerprint,
+        attempt: next.attempt,
+        max_attempts: next.max_attempts,
+        timeout_ms: Number(next.timeout_ms),
+        last_sequence: next.last_sequence,
+        create_time: next.create_time,
+        start_time: next.start_time,
+        update_time: next.update_time,
+        run_after: next.run_after,
+        lease_owner: next.lease_owner,
+        lease_id: next.lease_id,
+        lease_expires_at: next.lease_expires_at,
+      };
+      const statement = (q: Sql | Tx) => q`
+        WITH created AS (
+          INSERT INTO tasks ${q(values as never)}
+          ON CONFLICT (tenant_id, request_id) WHERE request_id IS NOT NULL DO NOTHING
+          RETURNING task_id
+        )
+        INSERT INTO task_events (tenant_id, task_id, sequence, time, kind, data)
+        SELECT ${next.tenant_id}, created.task_id, e.sequence, e.time, e.kind, e.data
+        FROM created, jsonb_to_recordset(${eventRows(events)}::jsonb) AS e(sequence bigint, time timestamptz, kind text, data jsonb)
+        RETURNING sequence
+      `;
+      let inserted: boolean;
+      if (sink?.wants(next, events)) {
+        inserted = await sql.begin(async (tx) => {
+          const rows = await statement(tx);
+          if (rows.length > 0) await sink.append(tx, next, events);
+          return rows.length > 0;
+        });
+      } else {
+        inserted = (await statement(sql)).length > 0;
+      }
+      if (!inserted) return null;
+      announce(next, events);
+      return { task: next, events };
+    },
+
+    async change(key, decide, fence) {
+      const result = await retryOnConflict(() => sql.begin(async (tx): Promise<ChangeResult> => {
+        const [row] = await tx<TaskRow[]>`
+          SELECT * FROM tasks WHERE tenant_id = ${key.tenantId} AND task_id = ${key.taskId} FOR UPDATE
+        `;
+        if (!row) return { status: "missing" };
+        if (fence && (row.lease_id !== fence.leaseId || row.state !== "RUNNING")) return { status: "fenced", task: row };
+        const change = decide(row);
+        if (!change) return { status: "unchanged", task: row };
+        return { status: "changed", ...(await write(tx, row, change)) };
+      }));
+      if (result.status === "changed") announce(result.task, result.events);
+      return result;
+    },
+
+    async claim(limit, decide) {
+      const applied = await sql.begin(async (tx) => {
+        const rows = await tx<TaskRow[]>`
+          SELECT * FROM tasks
+          WHERE state = 'QUEUED' AND run_after <= now()
+          ORDER BY run_after
+          LIMIT ${limit}
+          FOR UPDATE SKIP LOCKED
+        `;
+        return lockedApply(tx, rows, decide);
+      });
+      for (const a of applied) announce(a.task, a.events);
+      return applied.map((a) => a.task);
+    },
+
+    async sweepExpiredLeases(limit, decide) {
+      const applied = await sql.begin(async (tx) => {
+        const rows = await tx<TaskRow[]>`
+          SELECT * FROM tasks
+          WHERE lease_owner IS NOT NULL AND lease_expires_at < now()
+          ORDER BY lease_expires_at
+          LIMIT ${limit}
+          FOR UPDATE SKIP LOCKED
+        `;
+        return lockedApply(tx, rows, decide);
+      });
+      for (const a of applied) announce(a.task, a.events);
+      return applied.map((a) => a.task);
+    },
+
+    async extendLeases(owner, leaseIds, leaseMs) {
+      if (leaseIds.length === 0) return new Set();
+      // Rows are locked in key order, so two multi-row lockers can never deadlock.
+      const rows = await sql<{ lease_id: string }[]>`
+        WITH held AS (
+          SELECT tenant_id, task_id FROM tasks
+          WHERE lease_owner = ${owner} AND lease_id = ANY(${leaseIds}::uuid[]) AND state = 'RUNNING'
+          ORDER BY tenant_id, task_id
+          FOR UPDATE
+        )
+        UPDATE tasks SET lease_expires_at = now() + ${leaseMs} * interval '1 millisecond'
+        FROM held WHERE tasks.tenant_id = held.tenant_id AND tasks.task_id = held.task_id
+        RETURNING tasks.lease_id
+      `;
+      return new Set(rows.map((r) => r.lease_id));
+    },
+
+    async remove(key, allowed) {
+      const deleted = await sql.begin(async (tx) => {
+        const [row] = await tx<TaskRow[]>`
+          SELECT * FROM tasks WHERE tenant_id = ${key.tenantId} AND task_id = ${key.taskId} FOR UPDATE
+        `;
+        if (!row) return false;
+        allowed(row);
+        await tx`DELETE FROM task_events WHERE tenant_id = ${key.tenantId} AND task_id = ${key.taskId}`;
+        await tx`DELETE FROM tasks WHERE tenant_id = ${key.tenantId} AND task_id = ${key.taskId}`;
+        return true;
+      });
+      if (deleted) bus.publish("task", key.taskId);
+      return deleted;
+    },
+  };
+}
+
+export type { TaskStateName };

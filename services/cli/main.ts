@@ -1,0 +1,204 @@
+// The agentd command line (commander): dev, serve, migrate, keys.
+import { chmod, mkdir, readFile, writeFile } from "node:fs/promises";
+import { join, resolve } from "node:path";
+import { Command, Option } from "commander";
+import { createAgentService } from "../agent/service.js";
+import { createApiKey, findActiveApiKey, listApiKeys, revokeApiKey } from "../shared/auth/api-keys.js";
+import { parseScopes, SCOPES } from "../shared/auth/scopes.js";
+import { type Config, ConfigError, loadConfig, SETTINGS, type Setting } from "../shared/config.js";
+import { createLogger, type Logger } from "../shared/log.js";
+import { loadAgents, openRuntime } from "./runtime.js";
+
+type Flags = Record<string, string | undefined>;
+
+/** commander's camelCase option name for a setting's flag, e.g. --database-url → databaseUrl. */
+function optionName(flag: string): string {
+  return flag.replace(/^--/, "").replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
+}
+
+function addSettingOptions(command: Command, keys: (keyof Config)[]): Command {
+  for (const setting of SETTINGS as readonly Setting[]) {
+    if (!setting.flag || !keys.includes(setting.key)) continue;
+    const fallback = setting.default === undefined ? "" : ` (default: ${JSON.stringify(setting.default)})`;
+    command.addOption(new Option(`${setting.flag} <value>`, `${setting.help} Env: ${setting.env}${fallback}`));
+  }
+  return command;
+}
+
+function configFrom(flags: Flags, overrides: Partial<Config> = {}): Config {
+  const byKey: Partial<Record<keyof Config, string>> = {};
+  for (const setting of SETTINGS as readonly Setting[]) {
+    if (!setting.flag) continue;
+    const value = flags[optionName(setting.flag)];
+    if (value !== undefined) byKey[setting.key] = value;
+  }
+  return loadConfig(process.env, byKey, overrides);
+}
+
+/** Runs until SIGTERM/SIGINT, then closes gracefully; a second signal exits at once. */
+function untilSignal(logger: Logger, close: () => Promise<void>): void {
+  let closing = false;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (closing) {
+      logger.warn({ signal }, "second signal: exiting now");
+      process.exit(130);
+    }
+    closing = true;
+    logger.info({ signal }, "shutting down gracefully");
+    close().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        logger.error({ err }, "shutdown failed");
+        process.exit(1);
+      },
+    );
+  };
+  process.on("SIGTERM", onSignal);
+  process.on("SIGINT", onSignal);
+}
+
+async function serve(config: Config, opts: { dev: boolean }): Promise<void> {
+  const logger = createLogger({ level: config.logLevel });
+  const registry = await loadAgents(config);
+  const runtime = await openRuntime(config, logger);
+  const service = createAgentService({ db: runtime.db, bus: runtime.bus, registry, config, logger });
+  const running = await service.start();
+  logger.info(
+    { url: running.server.url, embedded: runtime.db.embedded, agents: registry.list().map((a) => a.name) },
+    "agentd is serving",
+  );
+  if (opts.dev) await printDevWelcome(config, runtime.db.sql, running.server.url);
+  untilSignal(logger, async () => {
+    await running.close();
+    await runtime.close();
+  });
+}
+
+/** `agentd dev`: a key with every scope for tenant `dev`, kept in the data folder (mode 0600). */
+async function printDevWelcome(config: Config, sql: Parameters<typeof findActiveApiKey>[0], url: string) {
+  const keyFile = join(resolve(config.dataDir), "dev-api-key");
+  let key = await readFile(keyFile, "utf8").then((k) => k.trim(), () => "");
+  if (!key || !(await findActiveApiKey(sql, key))) {
+    key = (await createApiKey(sql, { tenantId: "dev", scopes: [...SCOPES], name: "agentd dev" })).key;
+    await mkdir(resolve(config.dataDir), { recursive: true });
+    await writeFile(keyFile, `${key}\n`, { mode: 0o600 });
+    await chmod(keyFile, 0o600);
+  }
+  const lines = [
+    "",
+    `agentd dev is running on ${url} (gRPC, Connect, gRPC-Web; embedded database in ${resolve(config.dataDir)})`,
+    `API key for tenant "dev" (all scopes), also in ${keyFile}:`,
+    `  ${key}`,
+    "",
+    "Try it:",
+    `  npx buf curl --protocol connect --http2-prior-knowledge --reflect \\`,
+    `    -H "authorization: Bearer ${key}" \\`,
+    `    -d '{"agent":"summarize","input":{"text":"Agents do work. agentd serves them to other programs over gRPC and Connect. Tasks are durable in Postgres.","max_words":20}}' \\`,
+    `    ${url}/agentd.v1.AgentService/Run`,
+    "",
+  ];
+  process.stdout.write(lines.join("\n"));
+}
+
+async function withDatabase<T>(config: Config, fn: (sql: Parameters<typeof findActiveApiKey>[0]) => Promise<T>): Promise<T> {
+  const logger = createLogger({ level: config.logLevel === "info" ? "warn" : config.logLevel });
+  const runtime = await openRuntime(config, logger);
+  try {
+    return await fn(runtime.db.sql);
+  } finally {
+    await runtime.close();
+  }
+}
+
+export function buildCli(): Command {
+  const program = new Command("agentd")
+    .description(
+      "agentd serves AI agents to other programs: synchronous Run, durable tasks, webhooks and live streams over gRPC, Connect, gRPC-Web and SSE.\n" +
+        "Without DATABASE_URL it keeps its data in an embedded Postgres (PGlite) folder.",
+    )
+    .showHelpAfterError();
+
+  const serverKeys: (keyof Config)[] = ["host", "port", "dataDir", "databaseUrl", "runnerConcurrency", "agentModules", "logLevel"];
+
+  addSettingOptions(
+    program
+      .command("dev")
+      .description(
+        "Run everything in one process on the embedded database (or DATABASE_URL). On first start creates tenant `dev` " +
+          "with an API key of every scope, saved to <data>/dev-api-key (mode 0600), and prints it with a ready-to-paste example.",
+      ),
+    serverKeys,
+  ).action(async (flags: Flags) => {
+    await serve(configFrom(flags, { webhookAllowHttp: true }), { dev: true });
+  });
+
+  addSettingOptions(
+    program
+      .command("serve")
+      .description("Run the agent service (RPC handlers and a task runner). Run as many replicas as you like on one Postgres."),
+    serverKeys,
+  ).action(async (flags: Flags) => {
+    await serve(configFrom(flags), { dev: false });
+  });
+
+  addSettingOptions(
+    program.command("migrate").description("Apply pending database migrations and exit (servers also apply them at start)."),
+    ["dataDir", "databaseUrl", "logLevel"],
+  ).action(async (flags: Flags) => {
+    const config = configFrom(flags);
+    const logger = createLogger({ level: config.logLevel });
+    await withDatabase(config, async () => {
+      logger.info("database is up to date");
+    });
+  });
+
+  const keys = program.command("keys").description("Manage API keys (stored only as SHA-256 hashes).");
+  addSettingOptions(
+    keys
+      .command("create")
+      .description("Create an API key and print it once.")
+      .requiredOption("--tenant <tenant>", "Tenant the key belongs to (created if new).")
+      .requiredOption("--scopes <scopes>", `Comma-separated scopes, or "all": ${SCOPES.join(", ")}.`)
+      .option("--name <name>", "A note to recognise the key by."),
+    ["dataDir", "databaseUrl", "logLevel"],
+  ).action(async (flags: Flags & { tenant: string; scopes: string; name?: string }) => {
+    const scopes = parseScopes(flags.scopes);
+    if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/.test(flags.tenant)) {
+      throw new ConfigError(`invalid --tenant ${JSON.stringify(flags.tenant)}: use 1-63 letters, digits, '.', '_' or '-'`);
+    }
+    const created = await withDatabase(configFrom(flags), (sql) =>
+      createApiKey(sql, { tenantId: flags.tenant, scopes, ...(flags.name ? { name: flags.name } : {}) }),
+    );
+    process.stdout.write(`${created.key}\n`);
+    process.stderr.write(`key id ${created.info.keyId} for tenant ${flags.tenant} with scopes ${scopes.join(",")}: store it now, it is not shown again\n`);
+  });
+  addSettingOptions(
+    keys.command("list").description("List API keys (never the keys themselves).").option("--tenant <tenant>", "Only this tenant's keys."),
+    ["dataDir", "databaseUrl", "logLevel"],
+  ).action(async (flags: Flags & { tenant?: string }) => {
+    const list = await withDatabase(configFrom(flags), (sql) => listApiKeys(sql, flags.tenant));
+    for (const k of list) {
+      const state = k.revokeTime ? `revoked ${k.revokeTime.toISOString()}` : "active";
+      process.stdout.write(`${k.keyId}  ${k.tenantId}  ${k.keyPrefix}…  ${k.scopes.join(",")}  ${state}  ${k.name}\n`);
+    }
+  });
+  addSettingOptions(
+    keys.command("revoke").description("Revoke an API key by its id (see `keys list`).").argument("<key-id>", "The key's id."),
+    ["dataDir", "databaseUrl", "logLevel"],
+  ).action(async (keyId: string, flags: Flags) => {
+    if (!/^[0-9a-f-]{36}$/i.test(keyId)) throw new ConfigError(`invalid key id ${JSON.stringify(keyId)}: see \`agentd keys list\``);
+    const revoked = await withDatabase(configFrom(flags), (sql) => revokeApiKey(sql, keyId));
+    if (!revoked) throw new ConfigError(`no API key with id ${keyId}`);
+    process.stdout.write(`revoked ${keyId} (tenant ${revoked.tenantId})\n`);
+  });
+
+  return program;
+}
+
+buildCli()
+  .parseAsync(process.argv)
+  .catch((error: unknown) => {
+    const message = error instanceof Error ? error.message : String(error);
+    process.stderr.write(`agentd: ${message}\n`);
+    process.exit(error instanceof ConfigError ? 2 : 1);
+  });

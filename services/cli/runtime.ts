@@ -1,0 +1,45 @@
+// What every long-running command opens first: the database (migrated), the
+// wake-up bus and the agents. Closed in reverse order.
+import type { Config } from "../shared/config.js";
+import { type Database, openDatabase } from "../shared/db/database.js";
+import { runMigrations } from "../shared/db/migrate.js";
+import type { Logger } from "../shared/log.js";
+import { createWakeupBus } from "../shared/wakeup/postgres-bus.js";
+import type { WakeupBus } from "../shared/wakeup/bus.js";
+import { builtinAgents } from "../agent/agents/builtin.js";
+import { createAgentRegistry, loadAgentModules, type AgentRegistry } from "../agent/agents/registry.js";
+
+export interface Runtime {
+  db: Database;
+  bus: WakeupBus;
+  close(): Promise<void>;
+}
+
+export async function openRuntime(config: Config, logger: Logger): Promise<Runtime> {
+  const db = await openDatabase({
+    ...(config.databaseUrl ? { url: config.databaseUrl } : {}),
+    dataDir: config.dataDir,
+    maxConnections: config.dbMaxConnections,
+    logger,
+  });
+  try {
+    const { applied } = await runMigrations(db.sql, { logger });
+    if (applied.length > 0) logger.info({ applied }, "applied database migrations");
+    const bus = await createWakeupBus(db, logger);
+    return {
+      db,
+      bus,
+      async close() {
+        await bus.close();
+        await db.close();
+      },
+    };
+  } catch (error) {
+    await db.close().catch(() => {});
+    throw error;
+  }
+}
+
+export async function loadAgents(config: Config): Promise<AgentRegistry> {
+  return createAgentRegistry([...builtinAgents(), ...(await loadAgentModules(config.agentModules))]);
+}

@@ -1,0 +1,160 @@
+// Configuration: one table of settings, read from flags and environment
+// variables (a flag wins), validated at start with a message naming the bad
+// setting. The same table feeds `--help` and the README's configuration table.
+
+import { parseCidr } from "./webhooks/address-guard.js";
+
+export interface Config {
+  host: string;
+  port: number;
+  dataDir: string;
+  databaseUrl: string | undefined;
+  dbMaxConnections: number;
+  runnerConcurrency: number;
+  maxConcurrentRuns: number;
+  leaseMs: number;
+  heartbeatMs: number;
+  pollMs: number;
+  retryBackoffMs: number;
+  maxRequestBytes: number;
+  maxInputDepth: number;
+  shutdownGraceMs: number;
+  agentModules: string[];
+  logLevel: string;
+  webhookAllowHttp: boolean;
+  webhookAllowCidrs: string[];
+  webhookTimeoutMs: number;
+  webhookRetryScheduleMs: number[];
+  webhookThrottleMinMs: number;
+  webhookConcurrency: number;
+  webhookEndpointConcurrency: number;
+  notifierLeaseMs: number;
+  webhookRetryAfterMaxMs: number;
+  webhookDisableAfterMs: number;
+  notifierMetricsPort: number;
+}
+
+type Kind = "string" | "int" | "bool" | "list" | "intList" | "url";
+
+export interface Setting<K extends keyof Config = keyof Config> {
+  key: K;
+  env: string;
+  flag?: string;
+  kind: Kind;
+  min?: number;
+  max?: number;
+  default: Config[K];
+  help: string;
+}
+
+function s<K extends keyof Config>(setting: Setting<K>): Setting<K> {
+  return setting;
+}
+
+export const SETTINGS = [
+  s({ key: "host", env: "AGENTD_HOST", flag: "--host", kind: "string", default: "127.0.0.1", help: "Address to listen on. Use 0.0.0.0 to accept connections from other machines." }),
+  s({ key: "port", env: "AGENTD_PORT", flag: "--port", kind: "int", min: 0, max: 65535, default: 8080, help: "Port for gRPC (h2c), Connect, gRPC-Web and SSE. 0 picks a free port." }),
+  s({ key: "dataDir", env: "AGENTD_DATA_DIR", flag: "--data", kind: "string", default: "./.agentd", help: "Folder of the embedded database (used when DATABASE_URL is unset)." }),
+  s({ key: "databaseUrl", env: "DATABASE_URL", flag: "--database-url", kind: "url", default: undefined, help: "Postgres URL, e.g. postgres://user@host:5432/db. Unset: embedded PGlite in --data." }),
+  s({ key: "dbMaxConnections", env: "AGENTD_DB_MAX_CONNECTIONS", kind: "int", min: 1, max: 200, default: 10, help: "Postgres connections per process (the embedded database always uses 1)." }),
+  s({ key: "runnerConcurrency", env: "AGENTD_RUNNER_CONCURRENCY", flag: "--concurrency", kind: "int", min: 0, max: 10000, default: 16, help: "Queued tasks this replica runs at once. 0: API only (unary Run still runs here)." }),
+  s({ key: "maxConcurrentRuns", env: "AGENTD_MAX_CONCURRENT_RUNS", kind: "int", min: 1, max: 100000, default: 256, help: "Unary Run calls running at once in this replica; more get RESOURCE_EXHAUSTED." }),
+  s({ key: "leaseMs", env: "AGENTD_LEASE_MS", kind: "int", min: 200, max: 3600000, default: 15000, help: "How long a runner's claim on a task lasts without a heartbeat; a dead runner's task is requeued after it." }),
+  s({ key: "heartbeatMs", env: "AGENTD_HEARTBEAT_MS", kind: "int", min: 50, max: 60000, default: 1000, help: "How often a runner renews its leases and checks for cancellation (at most a third of the lease)." }),
+  s({ key: "pollMs", env: "AGENTD_POLL_MS", kind: "int", min: 10, max: 2000, default: 1000, help: "Fallback poll interval for queues and waiters when a wake-up is missed (at most 2 s)." }),
+  s({ key: "retryBackoffMs", env: "AGENTD_RETRY_BACKOFF_MS", kind: "int", min: 0, max: 3600000, default: 1000, help: "Base delay before a lost attempt is retried; doubles per attempt, capped at 5 min." }),
+  s({ key: "maxRequestBytes", env: "AGENTD_MAX_REQUEST_BYTES", kind: "int", min: 1024, max: 268435456, default: 4 * 1024 * 1024, help: "Largest request message accepted; larger ones get RESOURCE_EXHAUSTED." }),
+  s({ key: "maxInputDepth", env: "AGENTD_MAX_INPUT_DEPTH", kind: "int", min: 1, max: 1000, default: 64, help: "Deepest nesting of JSON input accepted; deeper gets INVALID_ARGUMENT." }),
+  s({ key: "shutdownGraceMs", env: "AGENTD_SHUTDOWN_GRACE_MS", kind: "int", min: 0, max: 600000, default: 10000, help: "On SIGTERM/SIGINT: how long running calls and tasks may finish before tasks are handed back." }),
+  s({ key: "agentModules", env: "AGENTD_AGENTS", flag: "--agents", kind: "list", default: [], help: "Comma-separated paths of agent modules to load beside the built-in agents." }),
+  s({ key: "logLevel", env: "AGENTD_LOG_LEVEL", flag: "--log-level", kind: "string", default: "info", help: "trace, debug, info, warn, error or silent." }),
+  s({ key: "webhookAllowHttp", env: "AGENTD_WEBHOOK_ALLOW_HTTP", kind: "bool", default: false, help: "Allow plain http:// webhook URLs (https is required otherwise). `agentd dev` allows it." }),
+  s({ key: "webhookAllowCidrs", env: "AGENTD_WEBHOOK_ALLOW_CIDRS", kind: "list", default: [], help: "Comma-separated CIDRs webhooks may reach even though private or loopback. `agentd dev` allows loopback." }),
+  s({ key: "webhookTimeoutMs", env: "AGENTD_WEBHOOK_TIMEOUT_MS", kind: "int", min: 100, max: 300000, default: 15000, help: "Time a receiver has to answer a delivery with 2xx." }),
+  s({ key: "webhookRetryScheduleMs", env: "AGENTD_WEBHOOK_RETRY_SCHEDULE_MS", kind: "intList", default: [5000, 300000, 1800000, 7200000, 18000000, 36000000, 36000000], help: "Delays before each retry, comma-separated ms (±20 % jitter)." }),
+  s({ key: "webhookThrottleMinMs", env: "AGENTD_WEBHOOK_THROTTLE_MIN_MS", kind: "int", min: 0, max: 86400000, default: 60000, help: "Least wait after 429, 502, 503, 504 or a timeout." }),
+  s({ key: "webhookConcurrency", env: "AGENTD_WEBHOOK_CONCURRENCY", kind: "int", min: 1, max: 10000, default: 64, help: "Deliveries in flight per notifier process." }),
+  s({ key: "webhookEndpointConcurrency", env: "AGENTD_WEBHOOK_ENDPOINT_CONCURRENCY", kind: "int", min: 1, max: 1000, default: 8, help: "Deliveries in flight per destination (scheme, host and port) per notifier process, so one slow receiver cannot hold every slot." }),
+  s({ key: "notifierLeaseMs", env: "AGENTD_NOTIFIER_LEASE_MS", kind: "int", min: 200, max: 3600000, default: 60000, help: "How long a notifier's claim on a delivery lasts; a killed notifier's deliveries are retried after it. At least the webhook timeout + 1 s." }),
+  s({ key: "webhookRetryAfterMaxMs", env: "AGENTD_WEBHOOK_RETRY_AFTER_MAX_MS", kind: "int", min: 0, max: 604800000, default: 86400000, help: "Longest Retry-After a receiver can ask for; longer values are cut to it." }),
+  s({ key: "webhookDisableAfterMs", env: "AGENTD_WEBHOOK_DISABLE_AFTER_MS", kind: "int", min: 1000, max: 31536000000, default: 5 * 86400000, help: "An endpoint whose attempts all failed for this long is disabled." }),
+  s({ key: "notifierMetricsPort", env: "AGENTD_NOTIFIER_METRICS_PORT", kind: "int", min: 0, max: 65535, default: 0, help: "Port of the notifier's Prometheus GET /metrics listener (on AGENTD_HOST). 0: off." }),
+] as const satisfies readonly Setting[];
+
+export class ConfigError extends Error {
+  override name = "ConfigError";
+}
+
+function parse(setting: Setting, raw: string): unknown {
+  const where = setting.flag ? `${setting.flag} / ${setting.env}` : setting.env;
+  const fail = (why: string) => new ConfigError(`invalid setting ${where}=${JSON.stringify(raw)}: ${why}`);
+  const int = (text: string) => {
+    const t = text.trim();
+    if (!/^-?\d+$/.test(t)) throw fail("must be a whole number");
+    const n = Number(t);
+    if (setting.min !== undefined && n < setting.min) throw fail(`must be at least ${setting.min}`);
+    if (setting.max !== undefined && n > setting.max) throw fail(`must be at most ${setting.max}`);
+    return n;
+  };
+  switch (setting.kind) {
+    case "string":
+      if (raw.trim() === "") throw fail("must not be empty");
+      return raw;
+    case "int":
+      return int(raw);
+    case "bool":
+      if (/^(1|true|yes|on)$/i.test(raw)) return true;
+      if (/^(0|false|no|off)$/i.test(raw)) return false;
+      throw fail("must be true or false");
+    case "list":
+      return raw
+        .split(",")
+        .map((x) => x.trim())
+        .filter(Boolean);
+    case "intList":
+      return raw
+        .split(",")
+        .map((x) => x.trim())
+        .filter(Boolean)
+        .map(int);
+    case "url":
+      try {
+        const url = new URL(raw);
+        if (url.protocol !== "postgres:" && url.protocol !== "postgresql:") throw fail("must be a postgres:// URL");
+      } catch (e) {
+        if (e instanceof ConfigError) throw e;
+        throw fail("must be a postgres:// URL");
+      }
+      return raw;
+  }
+}
+
+/** Builds the configuration from flags (by key) and environment variables.
+ * Throws ConfigError naming the first bad setting. */
+export function loadConfig(
+  env: Record<string, string | undefined>,
+  flags: Partial<Record<keyof Config, string>> = {},
+  overrides: Partial<Config> = {},
+): Config {
+  const config: Record<string, unknown> = {};
+  for (const setting of SETTINGS as readonly Setting[]) {
+    const raw = flags[setting.key] ?? env[setting.env];
+    config[setting.key] = raw === undefined || raw === "" ? setting.default : parse(setting, raw);
+  }
+  const result = { ...(config as unknown as Config), ...overrides };
+  if (result.heartbeatMs * 3 > result.leaseMs) {
+    throw new ConfigError(
+      `invalid setting AGENTD_HEARTBEAT_MS=${result.heartbeatMs}: must be at most a third of AGENTD_LEASE_MS (${result.leaseMs})`,
+    );
+  }
+  if (result.notifierLeaseMs < result.webhookTimeoutMs + 1000) {
+    throw new ConfigError(
+      `invalid setting AGENTD_NOTIFIER_LEASE_MS=${result.notifierLeaseMs}: must be at least AGENTD_WEBHOOK_TIMEOUT_MS + 1000 (${result.webhookTimeoutMs + 1000}), or a slow attempt could be sent twice at once`,
+    );
+  }
+  const badCidr = result.webhookAllowCidrs.find((c) => parseCidr(c) === null);
+  if (badCidr !== undefined) {
+    throw new ConfigError(`invalid setting AGENTD_WEBHOOK_ALLOW_CIDRS=${JSON.stringify(badCidr)}: must be CIDRs like 10.0.0.0/8 or fd00::/8`);
+  }
+  return result;
+}

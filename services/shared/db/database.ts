@@ -1,0 +1,136 @@
+// The one way code reaches Postgres: a postgres.js client, either to the real
+// server named by a URL or to embedded PGlite on a loopback port.
+import postgres from "postgres";
+import { type Logger, silentLogger } from "../log.js";
+import { startEmbeddedPostgres } from "./embedded.js";
+
+/** A postgres.js client (a pool of connections). */
+export type Sql = postgres.Sql;
+/** The client inside `sql.begin(async (tx) => …)`: same queries, no begin/end. */
+export type Tx = postgres.TransactionSql;
+/** Either of them: for a function that only runs queries, inside a transaction or not. */
+export type Queryable = postgres.ISql;
+
+export interface Database {
+  sql: Sql;
+  /** True when this process runs PGlite itself (no DATABASE_URL). */
+  embedded: boolean;
+  /** Where `sql` connects; for embedded, other processes may use it too. */
+  url: string;
+  /** Ends the client (letting running queries finish, 5 s at most), then the embedded server. */
+  close(): Promise<void>;
+}
+
+// int8 (bigint, count(*), sequences) comes back as a JS number, not postgres.js's
+// default string. Every int8 here (event sequences, timeouts in ms, counts)
+// stays far below 2^53.
+const INT8_AS_NUMBER = {
+  int8: { to: 20, from: [20], serialize: (value: number) => String(value), parse: (raw: string) => Number(raw) },
+};
+
+const ignoreNotice = () => {};
+
+export async function openDatabase(opts: {
+  /** Real Postgres. Without it, embedded PGlite in `dataDir`. */
+  url?: string;
+  dataDir?: string;
+  /** Real Postgres only (default 10); the embedded database always gets 1. */
+  maxConnections?: number;
+  logger?: Logger;
+}): Promise<Database> {
+  const logger = opts.logger ?? silentLogger();
+  if (opts.url) {
+    const sql = postgres(opts.url, {
+      max: opts.maxConnections ?? 10,
+      connect_timeout: 10,
+      // Give idle connections back to the server; replicas times pool size adds up.
+      idle_timeout: 60,
+      onnotice: ignoreNotice,
+      types: INT8_AS_NUMBER,
+      connection: { application_name: "agentd" },
+    }) as unknown as Sql;
+    logger.debug({ database: redact(opts.url) }, "database client created");
+    return {
+      sql,
+      embedded: false,
+      url: opts.url,
+      close: () => sql.end({ timeout: 5 }),
+    };
+  }
+  if (!opts.dataDir) throw new Error("openDatabase needs a url or a dataDir");
+
+  const server = await startEmbeddedPostgres({ dataDir: opts.dataDir, logger });
+  // PGlite is one session; the embedded server lends it to one connection at a
+  // time, so more connections would only queue. One connection, kept open.
+  const sql = postgres(server.url, {
+    max: 1,
+    connect_timeout: 10,
+    idle_timeout: 0,
+    max_lifetime: 0,
+    onnotice: ignoreNotice,
+    types: INT8_AS_NUMBER,
+    connection: { application_name: "agentd" },
+  }) as unknown as Sql;
+  return {
+    sql,
+    embedded: true,
+    url: server.url,
+    async close() {
+      try {
+        await sql.end({ timeout: 5 });
+      } finally {
+        await server.close();
+      }
+    },
+  };
+}
+
+function redact(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password) parsed.password = "***";
+    return parsed.toString();
+  } catch {
+    return "(unparsable url)";
+  }
+}
+
+// Errors that mean "the database cannot be reached right now" — an RPC maps them
+// to UNAVAILABLE (retry later), never INTERNAL.
+const UNAVAILABLE_CODES = new Set([
+  // postgres.js
+  "CONNECTION_CLOSED",
+  "CONNECTION_ENDED",
+  "CONNECTION_DESTROYED",
+  "CONNECT_TIMEOUT",
+  // Node sockets and DNS
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "ECONNABORTED",
+  "EPIPE",
+  "ETIMEDOUT",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+  "ENETDOWN",
+  "ENOTFOUND",
+  "EAI_AGAIN",
+  // Postgres SQLSTATE: shutting down, starting up, crashed, too many connections
+  "57P01",
+  "57P02",
+  "57P03",
+  "53300",
+]);
+
+export function isDatabaseUnavailable(err: unknown): boolean {
+  const seen = new Set<unknown>();
+  const visit = (value: unknown): boolean => {
+    if (typeof value !== "object" || value === null || seen.has(value)) return false;
+    seen.add(value);
+    const { code, cause, errors } = value as { code?: unknown; cause?: unknown; errors?: unknown };
+    if (typeof code === "string" && (UNAVAILABLE_CODES.has(code) || /^08[0-9A-Z]{3}$/.test(code))) return true;
+    // Wrapped errors keep the original in `cause`; a failed dual-stack connect is an AggregateError.
+    if (visit(cause)) return true;
+    return Array.isArray(errors) && errors.some(visit);
+  };
+  return visit(err);
+}

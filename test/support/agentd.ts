@@ -1,0 +1,198 @@
+// Starts a real agent service for a test: its own database (fresh Postgres
+// database, or a fresh copy of an embedded PGlite folder), listening on
+// 127.0.0.1 port 0, and clients that reach it over the network.
+import { type ChildProcess, spawn } from "node:child_process";
+import { createInterface } from "node:readline";
+import type { DescService } from "@bufbuild/protobuf";
+import { type Client, createClient, type Interceptor } from "@connectrpc/connect";
+import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
+import { AgentService } from "../../gen/agentd/v1/agent_service_pb.js";
+import { TaskService } from "../../gen/agentd/v1/task_service_pb.js";
+import { WebhookService } from "../../gen/agentd/v1/webhook_service_pb.js";
+import type { AgentDefinition } from "../../services/agent/agents/agent.js";
+import { builtinAgents } from "../../services/agent/agents/builtin.js";
+import { createAgentRegistry } from "../../services/agent/agents/registry.js";
+import { createAgentService, type RunningAgentService } from "../../services/agent/service.js";
+import type { TaskEventSink } from "../../services/agent/store/task-writer.js";
+import { createApiKey } from "../../services/shared/auth/api-keys.js";
+import { type Scope, SCOPES } from "../../services/shared/auth/scopes.js";
+import { type Config, loadConfig } from "../../services/shared/config.js";
+import { type Database, openDatabase } from "../../services/shared/db/database.js";
+import { runMigrations } from "../../services/shared/db/migrate.js";
+import { silentLogger } from "../../services/shared/log.js";
+import type { WakeupBus } from "../../services/shared/wakeup/bus.js";
+import { createWakeupBus } from "../../services/shared/wakeup/postgres-bus.js";
+import { createTestDatabase, type TestDatabase } from "./database.js";
+
+export const repoRoot = new URL("../..", import.meta.url).pathname;
+
+/** Settings that make tests fast: short leases and polls. */
+export const TEST_CONFIG: Partial<Config> = {
+  host: "127.0.0.1",
+  port: 0,
+  leaseMs: 1500,
+  heartbeatMs: 100,
+  pollMs: 200,
+  retryBackoffMs: 50,
+  shutdownGraceMs: 2000,
+};
+
+export type Protocol = "connect" | "connect-http1" | "grpc" | "grpc-web" | "grpc-web-http1";
+
+export function transportFor(baseUrl: string, protocol: Protocol, key?: string) {
+  const interceptors: Interceptor[] = key
+    ? [
+        (next) => (req) => {
+          req.header.set("authorization", `Bearer ${key}`);
+          return next(req);
+        },
+      ]
+    : [];
+  switch (protocol) {
+    case "connect":
+      return createConnectTransport({ baseUrl, httpVersion: "2", interceptors });
+    case "connect-http1":
+      return createConnectTransport({ baseUrl, httpVersion: "1.1", interceptors });
+    case "grpc":
+      return createGrpcTransport({ baseUrl, interceptors });
+    case "grpc-web":
+      return createGrpcWebTransport({ baseUrl, httpVersion: "2", interceptors });
+    case "grpc-web-http1":
+      return createGrpcWebTransport({ baseUrl, httpVersion: "1.1", interceptors });
+  }
+}
+
+export interface Clients {
+  agents: Client<typeof AgentService>;
+  tasks: Client<typeof TaskService>;
+  webhooks: Client<typeof WebhookService>;
+}
+
+export function clientsFor(baseUrl: string, key?: string, protocol: Protocol = "connect"): Clients {
+  const transport = transportFor(baseUrl, protocol, key);
+  const client = <S extends DescService>(service: S) => createClient(service, transport);
+  return { agents: client(AgentService), tasks: client(TaskService), webhooks: client(WebhookService) };
+}
+
+export interface TestAgentd {
+  url: string;
+  port: number;
+  db: Database;
+  bus: WakeupBus;
+  service: RunningAgentService;
+  /** A key of tenant "t1" with every scope. */
+  key: string;
+  /** Clients with `key`, over Connect/h2c. */
+  client: Clients;
+  createKey(tenantId: string, scopes?: Scope[]): Promise<string>;
+  clients(key?: string, protocol?: Protocol): Clients;
+  /** Stops the server and the database; drops the test database. */
+  close(): Promise<void>;
+}
+
+export async function startAgentd(
+  opts: {
+    config?: Partial<Config>;
+    agents?: AgentDefinition[];
+    database?: TestDatabase;
+    url?: string;
+    /** The webhook outbox to run with, e.g. `(bus) => createWebhookOutbox({ bus })`. */
+    outbox?: (bus: WakeupBus) => TaskEventSink;
+  } = {},
+): Promise<TestAgentd> {
+  const testDb = opts.url ? undefined : (opts.database ?? (await createTestDatabase()));
+  const config = loadConfig({}, {}, { ...TEST_CONFIG, ...opts.config });
+  const url = opts.url ?? testDb?.url;
+  const db = await openDatabase({ ...(url ? { url } : {}), dataDir: testDb?.dataDir ?? config.dataDir, maxConnections: 10 });
+  await runMigrations(db.sql);
+  const bus = await createWakeupBus(db, silentLogger());
+  const registry = createAgentRegistry([...builtinAgents(), ...(opts.agents ?? [])]);
+  const outbox = opts.outbox?.(bus);
+  const service = await createAgentService({ db, bus, registry, config, logger: silentLogger(), ...(outbox ? { outbox } : {}) }).start();
+  const createKey = async (tenantId: string, scopes: Scope[] = [...SCOPES]) =>
+    (await createApiKey(db.sql, { tenantId, scopes })).key;
+  const key = await createKey("t1");
+  const baseUrl = service.server.url;
+  return {
+    url: baseUrl,
+    port: service.server.port,
+    db,
+    bus,
+    service,
+    key,
+    client: clientsFor(baseUrl, key),
+    createKey,
+    clients: (k = key, protocol: Protocol = "connect") => clientsFor(baseUrl, k, protocol),
+    async close() {
+      await service.close();
+      await bus.close();
+      await db.close();
+      await testDb?.drop();
+    },
+  };
+}
+
+/** An `agentd serve` child process on a shared database, for tests that kill processes. */
+export interface AgentdProcess {
+  url: string;
+  child: ChildProcess;
+  /** Structured log lines the process wrote so far. */
+  logs: Record<string, unknown>[];
+  /** Resolves with the exit code or signal. */
+  exited: Promise<number | NodeJS.Signals | null>;
+  kill(signal?: NodeJS.Signals): Promise<number | NodeJS.Signals | null>;
+}
+
+export async function spawnAgentd(opts: { databaseUrl: string; env?: Record<string, string>; args?: string[] }): Promise<AgentdProcess> {
+  const child = spawn(process.execPath, [`${repoRoot}bin/agentd.js`, "serve", "--port", "0", ...(opts.args ?? [])], {
+    cwd: repoRoot,
+    env: {
+      ...process.env,
+      DATABASE_URL: opts.databaseUrl,
+      AGENTD_LEASE_MS: "3000",
+      AGENTD_HEARTBEAT_MS: "200",
+      AGENTD_POLL_MS: "200",
+      AGENTD_RETRY_BACKOFF_MS: "50",
+      AGENTD_LOG_LEVEL: "info",
+      ...opts.env,
+    },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  const logs: Record<string, unknown>[] = [];
+  let stderr = "";
+  child.stderr!.on("data", (d: Buffer) => {
+    stderr += d.toString();
+  });
+  const exited = new Promise<number | NodeJS.Signals | null>((resolve) => {
+    child.once("exit", (code, signal) => resolve(signal ?? code));
+  });
+  const url = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`agentd did not start within 30 s:\n${stderr}`)), 30_000);
+    createInterface({ input: child.stdout! }).on("line", (line) => {
+      try {
+        const entry = JSON.parse(line) as Record<string, unknown>;
+        logs.push(entry);
+        if (entry.msg === "agentd is serving") {
+          clearTimeout(timer);
+          resolve(entry.url as string);
+        }
+      } catch {
+        // not a log line
+      }
+    });
+    void exited.then((how) => {
+      clearTimeout(timer);
+      reject(new Error(`agentd exited (${how}) before serving:\n${stderr}`));
+    });
+  });
+  return {
+    url,
+    child,
+    logs,
+    exited,
+    async kill(signal: NodeJS.Signals = "SIGKILL") {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+      return exited;
+    },
+  };
+}
