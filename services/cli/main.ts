@@ -93,7 +93,7 @@ async function printDevWelcome(config: Config, sql: Parameters<typeof findActive
     "Try it:",
     `  npx buf curl --protocol connect --http2-prior-knowledge --reflect \\`,
     `    -H "authorization: Bearer ${key}" \\`,
-    `    -d '{"agent":"summarize","input":{"text":"Agents do work. agentd serves them to other programs over gRPC and Connect. Tasks are durable in Postgres.","max_words":20}}' \\`,
+    `    -d '{"agent":"summarize","input":{"text":"The river rose overnight. By morning the old bridge was closed to traffic. Engineers said the bridge would reopen once the water fell. Schools in the valley stayed open.","max_words":20}}' \\`,
     `    ${url}/agentd.v1.AgentService/Run`,
     "",
   ];
@@ -110,13 +110,23 @@ async function withDatabase<T>(config: Config, fn: (sql: Parameters<typeof findA
   }
 }
 
+/** Every setting with its environment variable, for `agentd --help`. */
+function environmentHelp(): string {
+  const lines = (SETTINGS as readonly Setting[]).map((s) => {
+    const fallback = s.default === undefined ? "" : ` [default: ${Array.isArray(s.default) ? s.default.join(",") || "none" : String(s.default)}]`;
+    return `  ${s.env.padEnd(34)} ${s.help}${fallback}`;
+  });
+  return `\nEnvironment variables (a command's flag, where it has one, wins):\n${lines.join("\n")}\n`;
+}
+
 export function buildCli(): Command {
   const program = new Command("agentd")
     .description(
       "agentd serves AI agents to other programs: synchronous Run, durable tasks, webhooks and live streams over gRPC, Connect, gRPC-Web and SSE.\n" +
         "Without DATABASE_URL it keeps its data in an embedded Postgres (PGlite) folder.",
     )
-    .showHelpAfterError();
+    .showHelpAfterError()
+    .addHelpText("after", environmentHelp());
 
   const serverKeys: (keyof Config)[] = ["host", "port", "dataDir", "databaseUrl", "runnerConcurrency", "agentModules", "logLevel"];
 

@@ -1,5 +1,6 @@
 // What every long-running command opens first: the database (migrated), the
 // wake-up bus and the agents. Closed in reverse order.
+import { join } from "node:path";
 import type { Config } from "../shared/config.js";
 import { type Database, openDatabase } from "../shared/db/database.js";
 import { runMigrations } from "../shared/db/migrate.js";
@@ -18,7 +19,8 @@ export interface Runtime {
 export async function openRuntime(config: Config, logger: Logger): Promise<Runtime> {
   const db = await openDatabase({
     ...(config.databaseUrl ? { url: config.databaseUrl } : {}),
-    dataDir: config.dataDir,
+    // The database gets its own subfolder; the data folder also holds dev-api-key.
+    dataDir: join(config.dataDir, "postgres"),
     maxConnections: config.dbMaxConnections,
     logger,
   });

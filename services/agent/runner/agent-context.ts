@@ -4,7 +4,7 @@
 import { randomUUID } from "node:crypto";
 import type { JsonObject, JsonValue } from "@bufbuild/protobuf";
 import { type AgentContext, InputRequired, type Json } from "../agents/agent.js";
-import type { TaskKey, TaskRow } from "../store/task-record.js";
+import type { TaskRow } from "../store/task-record.js";
 import type { EventDraft, Fence, TaskPatch, TaskWriter } from "../store/task-writer.js";
 import { record } from "../tasks/transitions.js";
 import { createDeltaBuffer } from "./delta-buffer.js";
@@ -20,8 +20,15 @@ export interface AttemptContext {
   flush(): Promise<void>;
 }
 
+/** The attempt's latest copy of its task, shared by the context and the runner,
+ * so each write can be one optimistic statement (TaskWriter.changeHeld). */
+export interface HeldTask {
+  row: TaskRow;
+}
+
 export function createAgentContext(opts: {
   task: TaskRow;
+  held: HeldTask;
   fence: Fence;
   writer: TaskWriter;
   signal: AbortSignal;
@@ -29,8 +36,7 @@ export function createAgentContext(opts: {
   onLeaseLost: () => void;
   onWriteError: (error: unknown) => void;
 }): AttemptContext {
-  const { task, fence, writer } = opts;
-  const key: TaskKey = { tenantId: task.tenant_id, taskId: task.task_id };
+  const { task, fence, writer, held } = opts;
   let chain: Promise<void> = Promise.resolve();
   let artifacts = [...task.artifacts];
   let pendingAnswer = task.pending_input as { value: Json } | null;
@@ -51,7 +57,8 @@ export function createAgentContext(opts: {
       const text = deltas.take();
       const all: EventDraft[] = text ? [{ kind: "delta", data: { text } }, ...events] : events;
       if (all.length === 0 && !patch) return;
-      const result = await writer.change(key, record(all, patch), fence);
+      const result = await writer.changeHeld(held.row, record(all, patch), fence);
+      if (result.status === "changed") held.row = result.task;
       if (result.status === "fenced" || result.status === "missing") {
         opts.onLeaseLost();
         throw new LeaseLost(`task ${task.task_id}: this attempt no longer holds the task`);

@@ -18,7 +18,7 @@ import {
   succeed,
   type TaskErrorJson,
 } from "../tasks/transitions.js";
-import { createAgentContext, LeaseLost } from "./agent-context.js";
+import { createAgentContext, type HeldTask, LeaseLost } from "./agent-context.js";
 
 export interface RunnerOptions {
   /** Unique per process: whose leases these are. */
@@ -37,6 +37,8 @@ export interface TaskRunner {
   start(): void;
   /** Runs an attempt this runner has claimed; resolves with the task once the attempt has ended. */
   execute(task: TaskRow): Promise<TaskRow>;
+  /** Stops the agent of a task running here that was just cancelled in this process. */
+  abortLocal(taskId: string): void;
   /** Attempts running now. */
   active(): number;
   /** Stops claiming; lets attempts finish within `graceMs`; hands the rest back to the queue. */
@@ -95,10 +97,11 @@ export function createTaskRunner(deps: {
   const unsubscribe: (() => void)[] = [];
 
   /** Writes the end of an attempt; must not throw (the lease would simply expire and the sweeper retry). */
-  async function finish(task: TaskRow, decide: Decide): Promise<TaskRow> {
+  async function finish(held: HeldTask, decide: Decide): Promise<TaskRow> {
+    const task = held.row;
     const key = { tenantId: task.tenant_id, taskId: task.task_id };
     try {
-      const result = await writer.change(key, decide, { leaseId: task.lease_id! });
+      const result = await writer.changeHeld(task, decide, { leaseId: task.lease_id! });
       return result.status === "missing" ? task : result.task;
     } catch (error) {
       logger.error({ err: error, taskId: task.task_id, tenant: task.tenant_id }, "could not record the end of an attempt");
@@ -119,10 +122,11 @@ export function createTaskRunner(deps: {
   }
 
   async function runAttempt(task: TaskRow, controller: AbortController): Promise<TaskRow> {
+    const held: HeldTask = { row: task };
     const log = logger.child({ taskId: task.task_id, tenant: task.tenant_id, attempt: task.attempt, agent: task.agent });
     const agent = registry.get(task.agent);
     if (!agent) {
-      return finish(task, fail({ code: "AGENT_UNAVAILABLE", message: `agent "${task.agent}" is not loaded on this runner`, retryable: true }));
+      return finish(held, fail({ code: "AGENT_UNAVAILABLE", message: `agent "${task.agent}" is not loaded on this runner`, retryable: true }));
     }
     const timer = setTimeout(
       () => controller.abort(new AttemptTimeout(`the attempt ran past its timeout of ${Number(task.timeout_ms)} ms`)),
@@ -130,6 +134,7 @@ export function createTaskRunner(deps: {
     );
     const { context, flush } = createAgentContext({
       task,
+      held,
       fence: { leaseId: task.lease_id! },
       writer,
       signal: controller.signal,
@@ -161,7 +166,7 @@ export function createTaskRunner(deps: {
       const reason = controller.signal.reason;
       if (reason instanceof AttemptTimeout) {
         await flush().catch(() => {});
-        return finish(task, fail({ code: "TIMEOUT", message: reason.message, retryable: true }));
+        return finish(held, fail({ code: "TIMEOUT", message: reason.message, retryable: true }));
       }
       // Cancelled, lease lost, or shutting down: someone else owns the outcome now.
       return (await findTask({ tenantId: task.tenant_id, taskId: task.task_id }).catch(() => undefined)) ?? task;
@@ -179,10 +184,10 @@ export function createTaskRunner(deps: {
         if (error.request.expiresInMs !== undefined) {
           request.expireTime = new Date(Date.now() + error.request.expiresInMs).toISOString();
         }
-        return finish(task, pause(request));
+        return finish(held, pause(request));
       }
       log.info({ err: error }, "agent failed");
-      return finish(task, fail(errorOf(error)));
+      return finish(held, fail(errorOf(error)));
     }
     const output = (outcome.output ?? null) as JsonValue;
     const violations = registry.validateOutput(task.agent, output);
@@ -193,9 +198,9 @@ export function createTaskRunner(deps: {
     }
     if (violations.length > 0) {
       const message = `the agent's output does not match its schema: ${violations.map((v) => `${v.field} ${v.description}`).join("; ")}`;
-      return finish(task, fail({ code: "INVALID_OUTPUT", message, retryable: false }));
+      return finish(held, fail({ code: "INVALID_OUTPUT", message, retryable: false }));
     }
-    return finish(task, succeed(output));
+    return finish(held, succeed(output));
   }
 
   function execute(task: TaskRow): Promise<TaskRow> {
@@ -295,9 +300,10 @@ export function createTaskRunner(deps: {
       if (started) return;
       started = true;
       unsubscribe.push(
-        bus.subscribe("task", (taskId) => {
-          // A change to a task running here may be a cancellation: check leases now, not at the next beat.
-          if (!byTask.has(taskId) || heartbeatSoon) return;
+        bus.subscribe("task", (taskId, origin) => {
+          // Another process changed a task running here: maybe a cancellation, so check
+          // the leases now rather than at the next beat. (This process's own cancels call abortLocal.)
+          if (origin !== "remote" || !byTask.has(taskId) || heartbeatSoon) return;
           heartbeatSoon = setTimeout(() => {
             heartbeatSoon = undefined;
             heartbeat().catch((err) => logger.warn({ err }, "lease check failed"));
@@ -318,6 +324,9 @@ export function createTaskRunner(deps: {
       );
     },
     execute,
+    abortLocal(taskId) {
+      byTask.get(taskId)?.controller.abort(new TaskCanceled("the task was cancelled"));
+    },
     active: () => byLease.size,
     async stop(graceMs) {
       stopping = true;

@@ -88,6 +88,10 @@ export interface TaskWriter {
   insert(row: TaskRow, then?: Decide): Promise<{ task: TaskRow; events: StoredEvent[] } | null>;
   /** Locks the task, decides, applies. */
   change(key: TaskKey, decide: Decide, fence?: Fence): Promise<ChangeResult>;
+  /** For the runner holding `fence`, whose copy of the task is `current`: the same
+   * change in one statement, applied only if the task has not moved on since
+   * (same lease, same last event); otherwise it falls back to `change`. */
+  changeHeld(current: TaskRow, decide: Decide, fence: Fence): Promise<ChangeResult>;
   /** Claims up to `limit` claimable QUEUED tasks, applying `decide` to each. */
   claim(limit: number, decide: Decide): Promise<TaskRow[]>;
   /** Applies `decide` to up to `limit` tasks whose lease expired. */
@@ -146,13 +150,18 @@ export function createTaskWriter(deps: { sql: Sql; bus: WakeupBus; sink?: TaskEv
     );
   }
 
-  async function write(tx: Tx, current: TaskRow, change: TaskChange): Promise<{ task: TaskRow; events: StoredEvent[] }> {
-    const { next, events } = build(current, change, new Date());
+  function columnsOf(next: TaskRow, change: TaskChange): Record<string, unknown> {
     const columns: Record<string, unknown> = { last_sequence: next.last_sequence, update_time: next.update_time };
     for (const [column, value] of Object.entries(change.patch)) {
       if (value === undefined) continue;
       columns[column] = PATCH_COLUMNS_JSON.has(column) ? jsonOrNull(value) : value;
     }
+    return columns;
+  }
+
+  async function write(tx: Tx, current: TaskRow, change: TaskChange): Promise<{ task: TaskRow; events: StoredEvent[] }> {
+    const { next, events } = build(current, change, new Date());
+    const columns = columnsOf(next, change);
     await tx`
       WITH changed AS (
         UPDATE tasks SET ${tx(columns as never)}
@@ -183,7 +192,7 @@ export function createTaskWriter(deps: { sql: Sql; bus: WakeupBus; sink?: TaskEv
     return applied;
   }
 
-  return {
+  const writer: TaskWriter = {
     async insert(row, then) {
       const created = build({ ...row, last_sequence: 0 }, { patch: {}, events: [{ kind: "stateChange", data: {} }] }, row.create_time);
       const change = then?.(created.next);
@@ -255,6 +264,34 @@ export function createTaskWriter(deps: { sql: Sql; bus: WakeupBus; sink?: TaskEv
       return result;
     },
 
+    async changeHeld(current, decide, fence) {
+      const key = { tenantId: current.tenant_id, taskId: current.task_id };
+      if (current.lease_id !== fence.leaseId || current.state !== "RUNNING") return writer.change(key, decide, fence);
+      const change = decide(current);
+      if (!change) return { status: "unchanged", task: current };
+      const { next, events } = build(current, change, new Date());
+      // The outbox needs a transaction; so does anything the optimistic check cannot cover.
+      if (sink && events.length > 0 && sink.wants(next, events)) return writer.change(key, decide, fence);
+      const columns = columnsOf(next, change);
+      const [row] = await sql<{ n: number }[]>`
+        WITH changed AS (
+          UPDATE tasks SET ${sql(columns as never)}
+          WHERE tenant_id = ${current.tenant_id} AND task_id = ${current.task_id}
+            AND lease_id = ${fence.leaseId} AND state = 'RUNNING' AND last_sequence = ${Number(current.last_sequence)}
+          RETURNING 1
+        ), appended AS (
+          INSERT INTO task_events (tenant_id, task_id, sequence, time, kind, data)
+          SELECT ${current.tenant_id}, ${current.task_id}::uuid, e.sequence, e.time, e.kind, e.data
+          FROM changed, jsonb_to_recordset(${eventRows(events)}::jsonb) AS e(sequence bigint, time timestamptz, kind text, data jsonb)
+          RETURNING 1
+        )
+        SELECT count(*)::int AS n FROM changed
+      `;
+      if (!row || Number(row.n) === 0) return writer.change(key, decide, fence);
+      announce(next, events);
+      return { status: "changed", task: next, events };
+    },
+
     async claim(limit, decide) {
       const applied = await sql.begin(async (tx) => {
         const rows = await tx<TaskRow[]>`
@@ -317,6 +354,7 @@ export function createTaskWriter(deps: { sql: Sql; bus: WakeupBus; sink?: TaskEv
       return deleted;
     },
   };
+  return writer;
 }
 
 export type { TaskStateName };

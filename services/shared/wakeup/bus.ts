@@ -8,12 +8,15 @@ export type WakeupTopic = "task" | "queue" | "delivery";
 export interface WakeupBus {
   /** Announces a change. Cheap and non-blocking; sends are coalesced. */
   publish(topic: WakeupTopic, id: string): void;
-  /** Calls `listener` for every hint on `topic`. Returns the unsubscribe function. */
-  subscribe(topic: WakeupTopic, listener: (id: string) => void): () => void;
+  /** Calls `listener` for every hint on `topic`; `origin` tells whether this process
+   * published it or another one did. Returns the unsubscribe function. */
+  subscribe(topic: WakeupTopic, listener: Listener): () => void;
   close(): Promise<void>;
 }
 
-type Listener = (id: string) => void;
+/** Where a hint came from: this process, or another one through Postgres. */
+export type HintOrigin = "local" | "remote";
+type Listener = (id: string, origin: HintOrigin) => void;
 
 /** Fan-out of hints to the listeners in this process. */
 export class LocalListeners {
@@ -31,13 +34,13 @@ export class LocalListeners {
     };
   }
 
-  emit(topic: WakeupTopic, id: string): void {
+  emit(topic: WakeupTopic, id: string, origin: HintOrigin = "local"): void {
     const set = this.byTopic.get(topic);
     if (!set) return;
     for (const listener of set) {
       // A listener's failure must not stop the others from hearing the hint.
       try {
-        listener(id);
+        listener(id, origin);
       } catch {}
     }
   }

@@ -75,7 +75,7 @@ export async function createPostgresWakeupBus(opts: {
     for (const topic of TOPICS) {
       const ids = message[topic];
       if (!Array.isArray(ids)) continue;
-      for (const id of ids) if (typeof id === "string") listeners.emit(topic, id);
+      for (const id of ids) if (typeof id === "string") listeners.emit(topic, id, "remote");
     }
   }
 

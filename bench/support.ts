@@ -1,0 +1,134 @@
+// Shared by the benchmarks: a real agent service on a fresh database, a
+// closed-loop load generator, and percentiles. Not a test: run with `npm run bench`.
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import postgres from "postgres";
+import { builtinAgents } from "../services/agent/agents/builtin.js";
+import { createAgentRegistry } from "../services/agent/agents/registry.js";
+import { createAgentService, type RunningAgentService } from "../services/agent/service.js";
+import { createApiKey } from "../services/shared/auth/api-keys.js";
+import { SCOPES } from "../services/shared/auth/scopes.js";
+import { type Config, loadConfig } from "../services/shared/config.js";
+import { type Database, openDatabase } from "../services/shared/db/database.js";
+import { runMigrations } from "../services/shared/db/migrate.js";
+import { silentLogger } from "../services/shared/log.js";
+import { createWakeupBus } from "../services/shared/wakeup/postgres-bus.js";
+
+export interface BenchService {
+  url: string;
+  port: number;
+  db: Database;
+  key: string;
+  service: RunningAgentService;
+  mode: "postgres" | "embedded";
+  close(): Promise<void>;
+}
+
+/** A fresh database: a new Postgres database when DATABASE_URL is set, else a new PGlite folder. */
+export async function startBenchService(overrides: Partial<Config> = {}): Promise<BenchService> {
+  const adminUrl = process.env.DATABASE_URL;
+  let url: string | undefined;
+  let dataDir: string | undefined;
+  let dropDb: (() => Promise<void>) | undefined;
+  if (adminUrl) {
+    const name = `agentd_bench_${Date.now().toString(36)}`;
+    const admin = postgres(adminUrl, { max: 1, onnotice: () => {} });
+    await admin.unsafe(`CREATE DATABASE ${name}`);
+    await admin.end();
+    const u = new URL(adminUrl);
+    u.pathname = `/${name}`;
+    url = u.toString();
+    dropDb = async () => {
+      const a = postgres(adminUrl, { max: 1, onnotice: () => {} });
+      await a.unsafe(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      await a.end();
+    };
+  } else {
+    dataDir = await mkdtemp(join(tmpdir(), "agentd-bench-"));
+  }
+  const config = loadConfig({}, {}, { host: "127.0.0.1", port: 0, ...overrides });
+  const db = await openDatabase({ ...(url ? { url } : { dataDir: dataDir! }), maxConnections: config.dbMaxConnections });
+  await runMigrations(db.sql);
+  const bus = await createWakeupBus(db, silentLogger());
+  const registry = createAgentRegistry(builtinAgents());
+  const service = await createAgentService({ db, bus, registry, config, logger: silentLogger() }).start();
+  const key = (await createApiKey(db.sql, { tenantId: "bench", scopes: [...SCOPES] })).key;
+  return {
+    url: service.server.url,
+    port: service.server.port,
+    db,
+    key,
+    service,
+    mode: url ? "postgres" : "embedded",
+    async close() {
+      await service.close();
+      await bus.close();
+      await db.close();
+      await dropDb?.();
+      if (dataDir) await rm(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+export interface LoadResult {
+  name: string;
+  ok: number;
+  errors: number;
+  seconds: number;
+  perSecond: number;
+  p50Ms: number;
+  p99Ms: number;
+}
+
+export function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return Number.NaN;
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+}
+
+/** Closed loop: `inFlight` workers call `op` back to back for `seconds` (after a warm-up). */
+export async function load(
+  name: string,
+  op: () => Promise<unknown>,
+  opts: { inFlight: number; seconds: number; warmupSeconds?: number },
+): Promise<LoadResult> {
+  const run = async (seconds: number, record: boolean) => {
+    const latencies: number[] = [];
+    let errors = 0;
+    let firstError: unknown;
+    const until = performance.now() + seconds * 1000;
+    const started = performance.now();
+    await Promise.all(
+      Array.from({ length: opts.inFlight }, async () => {
+        while (performance.now() < until) {
+          const t = performance.now();
+          try {
+            await op();
+            if (record) latencies.push(performance.now() - t);
+          } catch (error) {
+            errors++;
+            firstError ??= error;
+          }
+        }
+      }),
+    );
+    if (firstError && record) console.error(`${name}: first error:`, firstError);
+    return { latencies, errors, elapsed: (performance.now() - started) / 1000 };
+  };
+  await run(opts.warmupSeconds ?? 1, false);
+  const { latencies, errors, elapsed } = await run(opts.seconds, true);
+  latencies.sort((a, b) => a - b);
+  return {
+    name,
+    ok: latencies.length,
+    errors,
+    seconds: elapsed,
+    perSecond: latencies.length / elapsed,
+    p50Ms: percentile(latencies, 50),
+    p99Ms: percentile(latencies, 99),
+  };
+}
+
+export function formatRow(r: LoadResult): string {
+  return `| ${r.name} | ${r.perSecond.toFixed(0)} | ${r.p50Ms.toFixed(2)} | ${r.p99Ms.toFixed(2)} | ${r.errors} |`;
+}
