@@ -12,7 +12,7 @@ import * as protoLoader from "@grpc/proto-loader";
 import { newId } from "../services/shared/ids.js";
 import { formatRow, type LoadResult, load, startBenchService } from "./support.js";
 
-const seconds = Number(process.argv.find((a, i, all) => all[i - 1] === "--seconds") ?? 5);
+const seconds = Number(process.argv[process.argv.indexOf("--seconds") + 1] ?? 5) || 5;
 const IN_FLIGHT = 64;
 
 type Unary = (req: object, md: grpc.Metadata, cb: (err: grpc.ServiceError | null, res?: unknown) => void) => void;

@@ -577,6 +577,13 @@ export const DeliveryStateSchema: GenEnum<DeliveryState> = /*@__PURE__*/
  * notifier service, at least once, unordered, signed per the Standard
  * Webhooks spec (`webhook-id`, `webhook-timestamp`, `webhook-signature`).
  * Receivers drop duplicates by `webhook-id` and order by `data.sequence`.
+ * Body: `{"type": "task.succeeded", "timestamp": "<event time, RFC 3339>",
+ * "data": {"task": <Task as proto3 JSON>, "sequence": <event sequence>}}`.
+ * A failed attempt is retried on a schedule (default 5 s, 5 min, 30 min, 2 h,
+ * 5 h, 10 h, 10 h, ±20 % jitter); 429, 502, 503, 504 and timeouts wait at
+ * least a minute; `Retry-After` is honoured up to a bound; 410 Gone disables
+ * the endpoint. Destinations are checked against private, loopback,
+ * link-local and other non-public addresses when registered and at every send.
  *
  * Every RPC needs `authorization: Bearer <api key>` with scope
  * `webhooks:manage`. Errors common to all are listed on `AgentService`.
@@ -588,7 +595,10 @@ export const WebhookService: GenService<{
    * Registers an endpoint for the tenant's task events and returns its
    * signing secret (`whsec_…`) — the only time the secret is shown.
    * Errors: `INVALID_ARGUMENT` (bad URL, a forbidden destination such as a
-   * private or loopback address, unknown event type).
+   * private or loopback address, plain http where not allowed, unknown event
+   * type; field violations with reason `INVALID_URL`,
+   * `FORBIDDEN_DESTINATION` or `INSECURE_URL`), `RESOURCE_EXHAUSTED` (the
+   * tenant has 100 endpoints already).
    *
    * @generated from rpc agentd.v1.WebhookService.CreateWebhookEndpoint
    */
@@ -609,6 +619,9 @@ export const WebhookService: GenService<{
   },
   /**
    * Changes an endpoint's URL, event types, description or enabled flag.
+   * A new URL also applies to deliveries not yet made. Disabling turns
+   * pending deliveries into dead letters (`FAILED`, retryable once enabled
+   * again); enabling clears `disabled_reason`.
    * Errors: `NOT_FOUND`, `INVALID_ARGUMENT`.
    *
    * @generated from rpc agentd.v1.WebhookService.UpdateWebhookEndpoint
@@ -619,7 +632,7 @@ export const WebhookService: GenService<{
     output: typeof UpdateWebhookEndpointResponseSchema;
   },
   /**
-   * Deletes an endpoint; pending deliveries to it are dropped.
+   * Deletes an endpoint; its deliveries, pending or made, are dropped with it.
    * Errors: `NOT_FOUND`.
    *
    * @generated from rpc agentd.v1.WebhookService.DeleteWebhookEndpoint
@@ -633,7 +646,9 @@ export const WebhookService: GenService<{
    * Issues a new signing secret for an endpoint, or, with no `endpoint_id`,
    * for the tenant's per-task webhooks (`CreateTaskRequest.webhook`),
    * creating it on first call. The old secret keeps signing beside the new one
-   * for `grace_period`. Errors: `NOT_FOUND`.
+   * for `grace_period`. Until the tenant secret exists, `CreateTask` with a
+   * `webhook` fails with `FAILED_PRECONDITION` (reason `NO_SIGNING_SECRET`).
+   * Errors: `NOT_FOUND`, `INVALID_ARGUMENT` (grace period out of range).
    *
    * @generated from rpc agentd.v1.WebhookService.RotateWebhookSecret
    */
@@ -644,7 +659,8 @@ export const WebhookService: GenService<{
   },
   /**
    * Lists deliveries, newest first, each with every attempt.
-   * Errors: `INVALID_ARGUMENT` (bad page token).
+   * Errors: `INVALID_ARGUMENT` (bad page token), `NOT_FOUND` (`endpoint_id`
+   * names no endpoint of the tenant).
    *
    * @generated from rpc agentd.v1.WebhookService.ListWebhookDeliveries
    */
@@ -655,8 +671,11 @@ export const WebhookService: GenService<{
   },
   /**
    * Schedules a delivery again now, keeping its `webhook-id`. Typically used
-   * on a FAILED delivery (a dead letter). Errors: `NOT_FOUND`,
-   * `FAILED_PRECONDITION` (the delivery is being sent now).
+   * on a FAILED delivery (a dead letter). A finished delivery (FAILED, or
+   * SUCCEEDED to send it again) gets one attempt and no further retries; a
+   * PENDING one is attempted now and keeps its schedule. Errors: `NOT_FOUND`,
+   * `FAILED_PRECONDITION` (the delivery is being sent now, or its endpoint is
+   * disabled).
    *
    * @generated from rpc agentd.v1.WebhookService.RetryWebhookDelivery
    */
