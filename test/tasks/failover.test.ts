@@ -112,3 +112,25 @@ describe("graceful shutdown", () => {
     await b.kill("SIGTERM");
   });
 });
+
+describe("cancelling a task that runs in another process", () => {
+  it("reaches the agent's AbortSignal there within a second", async () => {
+    const [a, b] = await Promise.all([spawn(), spawn({ AGENTD_RUNNER_CONCURRENCY: "0" })]);
+    const onA = clientsFor(a.url, key);
+    const onB = clientsFor(b.url, key);
+    const { task } = await onA.tasks.createTask({ agent: "simulate", input: value({ steps: 1, step_delay_ms: 60_000 }) });
+    await until(() => onB.tasks.getTask({ taskId: task!.id }), (r) => r.task?.state === TaskState.RUNNING);
+    const cancelledAt = Date.now();
+    const { task: canceled } = await onB.tasks.cancelTask({ taskId: task!.id });
+    expect(canceled?.state).toBe(TaskState.CANCELED);
+    const ended = await until(
+      async () => a.logs.find((l) => l.msg === "attempt ended" && l.taskId === task!.id),
+      (l) => l !== undefined,
+      5000,
+    );
+    // The runner on A logged the attempt's end after its agent stopped on the signal.
+    expect(ended?.stoppedBy).toBeDefined();
+    expect(Date.parse(ended!.time as string) - cancelledAt).toBeLessThan(1000);
+    await Promise.all([a.kill("SIGTERM"), b.kill("SIGTERM")]);
+  });
+});

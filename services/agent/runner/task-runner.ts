@@ -18,6 +18,7 @@ import {
   succeed,
   type TaskErrorJson,
 } from "../tasks/transitions.js";
+import { schemaObject, schemaProblem } from "../tasks/answer-schema.js";
 import { createAgentContext, type HeldTask, LeaseLost } from "./agent-context.js";
 
 export interface RunnerOptions {
@@ -180,7 +181,13 @@ export function createTaskRunner(deps: {
         return (await findTask({ tenantId: task.tenant_id, taskId: task.task_id }).catch(() => undefined)) ?? task;
       }
       if (isInputRequired(error)) {
-        const request: JsonObject = { prompt: error.request.prompt, schema: error.request.schema as JsonValue };
+        const schema = schemaObject(error.request.schema);
+        const problem = schemaProblem(schema);
+        if (problem !== undefined) {
+          const message = `the agent asked for input with a JSON Schema that cannot be applied: ${problem}`;
+          return finish(held, fail({ code: "AGENT_ERROR", message, retryable: false }));
+        }
+        const request: JsonObject = { prompt: error.request.prompt, schema };
         if (error.request.expiresInMs !== undefined) {
           request.expireTime = new Date(Date.now() + error.request.expiresInMs).toISOString();
         }
@@ -206,7 +213,23 @@ export function createTaskRunner(deps: {
   function execute(task: TaskRow): Promise<TaskRow> {
     const controller = new AbortController();
     const attempt: Attempt = { task, controller, done: Promise.resolve(task) };
+    const started = Date.now();
     attempt.done = runAttempt(task, controller)
+      .then((row) => {
+        const reason: unknown = controller.signal.reason;
+        logger.info(
+          {
+            taskId: task.task_id,
+            tenant: task.tenant_id,
+            attempt: task.attempt,
+            state: row.state,
+            ms: Date.now() - started,
+            ...(controller.signal.aborted ? { stoppedBy: reason instanceof Error ? reason.message : String(reason) } : {}),
+          },
+          "attempt ended",
+        );
+        return row;
+      })
       .catch((error) => {
         logger.error({ err: error, taskId: task.task_id }, "attempt crashed");
         return task;

@@ -1,8 +1,13 @@
-// The Node request handler for every RPC: connect-node's adapter, plus one
-// correction. connect-es reports a request body that is not valid protobuf
-// binary as INTERNAL ("parse binary: …"); for callers that is bad input, so it
-// leaves as INVALID_ARGUMENT in all three protocols. Everything else is the
-// adapter's own behaviour (see connectNodeAdapter in @connectrpc/connect-node).
+// The Node request handler for every RPC: connect-node's adapter, plus two
+// corrections at the wire.
+// - connect-es reports a request body that is not valid protobuf binary as
+//   INTERNAL ("parse binary: …"); for callers that is bad input, so it leaves as
+//   INVALID_ARGUMENT in all three protocols.
+// - connect-es percent-encodes grpc-message with encodeURIComponent, and grpc-js
+//   decodes it with decodeURI, so ":" or "," reached grpc-js users as "%3A",
+//   "%2C". The gRPC spec asks to encode only "%" and bytes outside 0x20–0x7E,
+//   which every client decodes the same; that is what leaves here.
+// Everything else is the adapter's own behaviour (connectNodeAdapter in @connectrpc/connect-node).
 import { type ConnectRouterOptions, createConnectRouter, type ContextValues, type ConnectRouter } from "@connectrpc/connect";
 import type { UniversalServerResponse } from "@connectrpc/connect/protocol";
 import { compressionBrotli, compressionGzip, universalRequestFromNodeRequest, universalResponseToNodeResponse } from "@connectrpc/connect-node";
@@ -63,13 +68,32 @@ export function reclassifyDecodeErrors(res: UniversalServerResponse): UniversalS
       ...res,
       body: (async function* () {
         yield* body;
-        if (trailer?.get("grpc-status") === "13" && DECODE_ERROR.test(decodeURIComponent(trailer.get("grpc-message") ?? ""))) {
-          trailer.set("grpc-status", "3");
-        }
+        const encoded = trailer?.get("grpc-message");
+        if (!trailer || !encoded) return;
+        const message = safeDecode(encoded);
+        if (trailer.get("grpc-status") === "13" && DECODE_ERROR.test(message)) trailer.set("grpc-status", "3");
+        trailer.set("grpc-message", grpcPercentEncode(message));
       })(),
     };
   }
   return res;
+}
+
+function safeDecode(text: string): string {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return text;
+  }
+}
+
+/** The gRPC spec's percent-encoding of grpc-message: only "%" and bytes outside 0x20–0x7E. */
+export function grpcPercentEncode(message: string): string {
+  let out = "";
+  for (const byte of Buffer.from(message, "utf8")) {
+    out += byte >= 0x20 && byte <= 0x7e && byte !== 0x25 ? String.fromCharCode(byte) : `%${byte.toString(16).toUpperCase().padStart(2, "0")}`;
+  }
+  return out;
 }
 
 async function* connectErrorBody(body: AsyncIterable<Uint8Array>, res: UniversalServerResponse): AsyncIterable<Uint8Array> {
