@@ -32,6 +32,10 @@ export interface Config {
   webhookRetryAfterMaxMs: number;
   webhookDisableAfterMs: number;
   notifierMetricsPort: number;
+  streamKeepAliveMs: number;
+  maxStreamsPerConnection: number;
+  maxStreamsPerTenant: number;
+  streamWindowEvents: number;
 }
 
 type Kind = "string" | "int" | "bool" | "list" | "intList" | "url";
@@ -79,6 +83,10 @@ export const SETTINGS = [
   s({ key: "webhookRetryAfterMaxMs", env: "AGENTD_WEBHOOK_RETRY_AFTER_MAX_MS", kind: "int", min: 0, max: 604800000, default: 86400000, help: "Longest Retry-After a receiver can ask for; longer values are cut to it." }),
   s({ key: "webhookDisableAfterMs", env: "AGENTD_WEBHOOK_DISABLE_AFTER_MS", kind: "int", min: 1000, max: 31536000000, default: 5 * 86400000, help: "An endpoint whose attempts all failed for this long is disabled." }),
   s({ key: "notifierMetricsPort", env: "AGENTD_NOTIFIER_METRICS_PORT", kind: "int", min: 0, max: 65535, default: 0, help: "Port of the notifier's Prometheus GET /metrics listener (on AGENTD_HOST). 0: off." }),
+  s({ key: "streamKeepAliveMs", env: "AGENTD_STREAM_KEEPALIVE_MS", kind: "int", min: 10, max: 19000, default: 15000, help: "A stream (WatchTask, RunStream, Converse, SSE) with nothing to send gets a keep-alive after this long (up to a second later; at most 19 s, so always within 20 s)." }),
+  s({ key: "maxStreamsPerConnection", env: "AGENTD_MAX_STREAMS_PER_CONNECTION", kind: "int", min: 1, max: 100000, default: 100, help: "Open streams one client connection may hold in this replica; more get RESOURCE_EXHAUSTED (SSE: 429)." }),
+  s({ key: "maxStreamsPerTenant", env: "AGENTD_MAX_STREAMS_PER_TENANT", kind: "int", min: 1, max: 1000000, default: 1000, help: "Open streams one tenant may hold in this replica; more get RESOURCE_EXHAUSTED (SSE: 429)." }),
+  s({ key: "streamWindowEvents", env: "AGENTD_STREAM_WINDOW_EVENTS", kind: "int", min: 1, max: 100000, default: 256, help: "Recent events kept in memory per watched task and shared by its watchers; a watcher further behind reads the log itself." }),
 ] as const satisfies readonly Setting[];
 
 export class ConfigError extends Error {

@@ -145,21 +145,6 @@ describe("authentication and scopes", () => {
   });
 });
 
-describe("not implemented yet", () => {
-  it("streaming RPCs and ProvideInput answer UNIMPLEMENTED with a clear message", async () => {
-    const err = await expectCode(agentd.client.tasks.provideInput({ taskId: "x" }), Code.Unimplemented);
-    expect(err.message).toMatch(/not implemented yet/);
-    await expectCode(
-      (async () => {
-        for await (const _ of agentd.client.tasks.watchTask({ taskId: "x" })) {
-          // no events expected
-        }
-      })(),
-      Code.Unimplemented,
-    );
-  });
-});
-
 describe("malformed binary in every protocol", () => {
   const garbage = new Uint8Array([0xff, 0xff, 0xff, 0xff, 0x0f]);
 

@@ -152,8 +152,9 @@ describe("server reflection", () => {
           { case: "fileContainingSymbol", value: "agentd.v1.AgentService" },
         ]);
         expect(first?.files).toHaveLength(5);
-        // agent_service.proto imports only files the first answer carried.
-        expect(second?.files?.map((f) => f.name)).toEqual(["agentd/v1/agent_service.proto"]);
+        // Of agent_service.proto's imports, only google/rpc/error_details.proto (for
+        // ConverseRejection.field_violations) was not in the first answer.
+        expect(second?.files?.map((f) => f.name)).toEqual(["agentd/v1/agent_service.proto", "google/rpc/error_details.proto"]);
       });
 
       it("returns a file by name, and NOT_FOUND for an unknown name", async () => {

@@ -8,13 +8,15 @@ import type { KeepAlive, Task, TaskEvent } from "./task_pb.js";
 import { file_agentd_v1_task } from "./task_pb.js";
 import type { Duration, Value } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_duration, file_google_protobuf_struct } from "@bufbuild/protobuf/wkt";
+import type { BadRequest_FieldViolation } from "../../google/rpc/error_details_pb.js";
+import { file_google_rpc_error_details } from "../../google/rpc/error_details_pb.js";
 import type { JsonObject, Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file agentd/v1/agent_service.proto.
  */
 export const file_agentd_v1_agent_service: GenFile = /*@__PURE__*/
-  fileDesc("Ch1hZ2VudGQvdjEvYWdlbnRfc2VydmljZS5wcm90bxIJYWdlbnRkLnYxIt8BCgVBZ2VudBIMCgRuYW1lGAEgASgJEg8KB3ZlcnNpb24YAiABKAkSEwoLZGVzY3JpcHRpb24YAyABKAkSLQoMaW5wdXRfc2NoZW1hGAQgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIuCg1vdXRwdXRfc2NoZW1hGAUgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIUCgxjYXBhYmlsaXRpZXMYBiADKAkSEQoJYXZhaWxhYmxlGAcgASgIEhoKEnVuYXZhaWxhYmxlX3JlYXNvbhgIIAEoCSI6ChFMaXN0QWdlbnRzUmVxdWVzdBIRCglwYWdlX3NpemUYASABKAUSEgoKcGFnZV90b2tlbhgCIAEoCSJPChJMaXN0QWdlbnRzUmVzcG9uc2USIAoGYWdlbnRzGAEgAygLMhAuYWdlbnRkLnYxLkFnZW50EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIfCg9HZXRBZ2VudFJlcXVlc3QSDAoEbmFtZRgBIAEoCSIzChBHZXRBZ2VudFJlc3BvbnNlEh8KBWFnZW50GAEgASgLMhAuYWdlbnRkLnYxLkFnZW50IuQBCgpSdW5SZXF1ZXN0Eg0KBWFnZW50GAEgASgJEiUKBWlucHV0GAIgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlEhIKCnJlcXVlc3RfaWQYAyABKAkSMQoGbGFiZWxzGAQgAygLMiEuYWdlbnRkLnYxLlJ1blJlcXVlc3QuTGFiZWxzRW50cnkSKgoHdGltZW91dBgFIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIiwKC1J1blJlc3BvbnNlEh0KBHRhc2sYASABKAsyDy5hZ2VudGQudjEuVGFzayLwAQoQUnVuU3RyZWFtUmVxdWVzdBINCgVhZ2VudBgBIAEoCRIlCgVpbnB1dBgCIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZRISCgpyZXF1ZXN0X2lkGAMgASgJEjcKBmxhYmVscxgEIAMoCzInLmFnZW50ZC52MS5SdW5TdHJlYW1SZXF1ZXN0LkxhYmVsc0VudHJ5EioKB3RpbWVvdXQYBSABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24aLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJiChFSdW5TdHJlYW1SZXNwb25zZRIjCgVldmVudBgBIAEoCzIULmFnZW50ZC52MS5UYXNrRXZlbnQSKAoKa2VlcF9hbGl2ZRgCIAEoCzIULmFnZW50ZC52MS5LZWVwQWxpdmUiyAEKD0NvbnZlcnNlUmVxdWVzdBIpCgVzdGFydBgBIAEoCzIYLmFnZW50ZC52MS5Db252ZXJzZVN0YXJ0SAASKwoGYXR0YWNoGAIgASgLMhkuYWdlbnRkLnYxLkNvbnZlcnNlQXR0YWNoSAASKQoFaW5wdXQYAyABKAsyGC5hZ2VudGQudjEuQ29udmVyc2VJbnB1dEgAEisKBmNhbmNlbBgEIAEoCzIZLmFnZW50ZC52MS5Db252ZXJzZUNhbmNlbEgAQgUKA21zZyLqAQoNQ29udmVyc2VTdGFydBINCgVhZ2VudBgBIAEoCRIlCgVpbnB1dBgCIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZRISCgpyZXF1ZXN0X2lkGAMgASgJEjQKBmxhYmVscxgEIAMoCzIkLmFnZW50ZC52MS5Db252ZXJzZVN0YXJ0LkxhYmVsc0VudHJ5EioKB3RpbWVvdXQYBSABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24aLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASI5Cg5Db252ZXJzZUF0dGFjaBIPCgd0YXNrX2lkGAEgASgJEhYKDmFmdGVyX3NlcXVlbmNlGAIgASgDIkoKDUNvbnZlcnNlSW5wdXQSJQoFdmFsdWUYASABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWUSEgoKcmVxdWVzdF9pZBgCIAEoCSIQCg5Db252ZXJzZUNhbmNlbCKSAQoQQ29udmVyc2VSZXNwb25zZRIjCgVldmVudBgBIAEoCzIULmFnZW50ZC52MS5UYXNrRXZlbnQSKAoKa2VlcF9hbGl2ZRgCIAEoCzIULmFnZW50ZC52MS5LZWVwQWxpdmUSLwoJcmVqZWN0aW9uGAMgASgLMhwuYWdlbnRkLnYxLkNvbnZlcnNlUmVqZWN0aW9uIkIKEUNvbnZlcnNlUmVqZWN0aW9uEgwKBGNvZGUYASABKAkSDwoHbWVzc2FnZRgCIAEoCRIOCgZyZWFzb24YAyABKAky5wIKDEFnZW50U2VydmljZRJJCgpMaXN0QWdlbnRzEhwuYWdlbnRkLnYxLkxpc3RBZ2VudHNSZXF1ZXN0Gh0uYWdlbnRkLnYxLkxpc3RBZ2VudHNSZXNwb25zZRJDCghHZXRBZ2VudBIaLmFnZW50ZC52MS5HZXRBZ2VudFJlcXVlc3QaGy5hZ2VudGQudjEuR2V0QWdlbnRSZXNwb25zZRI0CgNSdW4SFS5hZ2VudGQudjEuUnVuUmVxdWVzdBoWLmFnZW50ZC52MS5SdW5SZXNwb25zZRJICglSdW5TdHJlYW0SGy5hZ2VudGQudjEuUnVuU3RyZWFtUmVxdWVzdBocLmFnZW50ZC52MS5SdW5TdHJlYW1SZXNwb25zZTABEkcKCENvbnZlcnNlEhouYWdlbnRkLnYxLkNvbnZlcnNlUmVxdWVzdBobLmFnZW50ZC52MS5Db252ZXJzZVJlc3BvbnNlKAEwAWIGcHJvdG8z", [file_agentd_v1_task, file_google_protobuf_duration, file_google_protobuf_struct]);
+  fileDesc("Ch1hZ2VudGQvdjEvYWdlbnRfc2VydmljZS5wcm90bxIJYWdlbnRkLnYxIt8BCgVBZ2VudBIMCgRuYW1lGAEgASgJEg8KB3ZlcnNpb24YAiABKAkSEwoLZGVzY3JpcHRpb24YAyABKAkSLQoMaW5wdXRfc2NoZW1hGAQgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIuCg1vdXRwdXRfc2NoZW1hGAUgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIUCgxjYXBhYmlsaXRpZXMYBiADKAkSEQoJYXZhaWxhYmxlGAcgASgIEhoKEnVuYXZhaWxhYmxlX3JlYXNvbhgIIAEoCSI6ChFMaXN0QWdlbnRzUmVxdWVzdBIRCglwYWdlX3NpemUYASABKAUSEgoKcGFnZV90b2tlbhgCIAEoCSJPChJMaXN0QWdlbnRzUmVzcG9uc2USIAoGYWdlbnRzGAEgAygLMhAuYWdlbnRkLnYxLkFnZW50EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIfCg9HZXRBZ2VudFJlcXVlc3QSDAoEbmFtZRgBIAEoCSIzChBHZXRBZ2VudFJlc3BvbnNlEh8KBWFnZW50GAEgASgLMhAuYWdlbnRkLnYxLkFnZW50IuQBCgpSdW5SZXF1ZXN0Eg0KBWFnZW50GAEgASgJEiUKBWlucHV0GAIgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlEhIKCnJlcXVlc3RfaWQYAyABKAkSMQoGbGFiZWxzGAQgAygLMiEuYWdlbnRkLnYxLlJ1blJlcXVlc3QuTGFiZWxzRW50cnkSKgoHdGltZW91dBgFIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIiwKC1J1blJlc3BvbnNlEh0KBHRhc2sYASABKAsyDy5hZ2VudGQudjEuVGFzayLwAQoQUnVuU3RyZWFtUmVxdWVzdBINCgVhZ2VudBgBIAEoCRIlCgVpbnB1dBgCIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZRISCgpyZXF1ZXN0X2lkGAMgASgJEjcKBmxhYmVscxgEIAMoCzInLmFnZW50ZC52MS5SdW5TdHJlYW1SZXF1ZXN0LkxhYmVsc0VudHJ5EioKB3RpbWVvdXQYBSABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24aLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJiChFSdW5TdHJlYW1SZXNwb25zZRIjCgVldmVudBgBIAEoCzIULmFnZW50ZC52MS5UYXNrRXZlbnQSKAoKa2VlcF9hbGl2ZRgCIAEoCzIULmFnZW50ZC52MS5LZWVwQWxpdmUiyAEKD0NvbnZlcnNlUmVxdWVzdBIpCgVzdGFydBgBIAEoCzIYLmFnZW50ZC52MS5Db252ZXJzZVN0YXJ0SAASKwoGYXR0YWNoGAIgASgLMhkuYWdlbnRkLnYxLkNvbnZlcnNlQXR0YWNoSAASKQoFaW5wdXQYAyABKAsyGC5hZ2VudGQudjEuQ29udmVyc2VJbnB1dEgAEisKBmNhbmNlbBgEIAEoCzIZLmFnZW50ZC52MS5Db252ZXJzZUNhbmNlbEgAQgUKA21zZyLqAQoNQ29udmVyc2VTdGFydBINCgVhZ2VudBgBIAEoCRIlCgVpbnB1dBgCIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZRISCgpyZXF1ZXN0X2lkGAMgASgJEjQKBmxhYmVscxgEIAMoCzIkLmFnZW50ZC52MS5Db252ZXJzZVN0YXJ0LkxhYmVsc0VudHJ5EioKB3RpbWVvdXQYBSABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24aLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASI5Cg5Db252ZXJzZUF0dGFjaBIPCgd0YXNrX2lkGAEgASgJEhYKDmFmdGVyX3NlcXVlbmNlGAIgASgDIkoKDUNvbnZlcnNlSW5wdXQSJQoFdmFsdWUYASABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWUSEgoKcmVxdWVzdF9pZBgCIAEoCSIQCg5Db252ZXJzZUNhbmNlbCKSAQoQQ29udmVyc2VSZXNwb25zZRIjCgVldmVudBgBIAEoCzIULmFnZW50ZC52MS5UYXNrRXZlbnQSKAoKa2VlcF9hbGl2ZRgCIAEoCzIULmFnZW50ZC52MS5LZWVwQWxpdmUSLwoJcmVqZWN0aW9uGAMgASgLMhwuYWdlbnRkLnYxLkNvbnZlcnNlUmVqZWN0aW9uIoMBChFDb252ZXJzZVJlamVjdGlvbhIMCgRjb2RlGAEgASgJEg8KB21lc3NhZ2UYAiABKAkSDgoGcmVhc29uGAMgASgJEj8KEGZpZWxkX3Zpb2xhdGlvbnMYBCADKAsyJS5nb29nbGUucnBjLkJhZFJlcXVlc3QuRmllbGRWaW9sYXRpb24y5wIKDEFnZW50U2VydmljZRJJCgpMaXN0QWdlbnRzEhwuYWdlbnRkLnYxLkxpc3RBZ2VudHNSZXF1ZXN0Gh0uYWdlbnRkLnYxLkxpc3RBZ2VudHNSZXNwb25zZRJDCghHZXRBZ2VudBIaLmFnZW50ZC52MS5HZXRBZ2VudFJlcXVlc3QaGy5hZ2VudGQudjEuR2V0QWdlbnRSZXNwb25zZRI0CgNSdW4SFS5hZ2VudGQudjEuUnVuUmVxdWVzdBoWLmFnZW50ZC52MS5SdW5SZXNwb25zZRJICglSdW5TdHJlYW0SGy5hZ2VudGQudjEuUnVuU3RyZWFtUmVxdWVzdBocLmFnZW50ZC52MS5SdW5TdHJlYW1SZXNwb25zZTABEkcKCENvbnZlcnNlEhouYWdlbnRkLnYxLkNvbnZlcnNlUmVxdWVzdBobLmFnZW50ZC52MS5Db252ZXJzZVJlc3BvbnNlKAEwAWIGcHJvdG8z", [file_agentd_v1_task, file_google_protobuf_duration, file_google_protobuf_struct, file_google_rpc_error_details]);
 
 /**
  * An agent card: what an agent does and what it accepts and returns.
@@ -522,6 +524,14 @@ export type ConverseRejection = Message<"agentd.v1.ConverseRejection"> & {
    * @generated from field: string reason = 3;
    */
   reason: string;
+
+  /**
+   * For `INVALID_ARGUMENT`: one entry per problem, as in `google.rpc.BadRequest`
+   * (e.g. `input.value.approved` for an answer that fails the request's schema).
+   *
+   * @generated from field: repeated google.rpc.BadRequest.FieldViolation field_violations = 4;
+   */
+  fieldViolations: BadRequest_FieldViolation[];
 };
 
 /**
@@ -595,7 +605,11 @@ export const AgentService: GenService<{
    * Creates a task like `Run` and streams its events until the task ends. The
    * first message is a `state_change` whose `task` carries the id, so a client
    * whose stream drops can re-attach with `TaskService.WatchTask`. A dropped
-   * stream never cancels the task. Scope: `agents:run`.
+   * stream never cancels the task. The task runs in the receiving replica while
+   * it has room for Run-like work (`AGENTD_MAX_CONCURRENT_RUNS`), else on any
+   * runner. Scope: `agents:run`. Errors: as `Run`, and as
+   * `TaskService.WatchTask` for the stream (`RESOURCE_EXHAUSTED`,
+   * `UNAVAILABLE`).
    *
    * @generated from rpc agentd.v1.AgentService.RunStream
    */
@@ -606,9 +620,20 @@ export const AgentService: GenService<{
   },
   /**
    * A two-way conversation with a running task. The first client message is
-   * `start` (create a task) or `attach` (join an existing one); then `input`
-   * answers INPUT_REQUIRED and `cancel` cancels the task. Half-closing ends the
-   * conversation but not the task. The server sends the task's events.
+   * `start` (create a task, as `RunStream`) or `attach` (join an existing one);
+   * then `input` answers INPUT_REQUIRED (as `TaskService.ProvideInput`) and
+   * `cancel` cancels the task. Client messages are applied in the order sent.
+   * The server sends the task's events (and keep-alives) and ends the call
+   * after the terminal event. Half-closing ends the conversation but not the
+   * task: messages sent before it are applied first.
+   *
+   * A later message that cannot be applied — `input` with no pending request
+   * (`FAILED_PRECONDITION`), an answer that fails the schema
+   * (`INVALID_ARGUMENT`), a second `start` or `attach`, an empty message — is
+   * answered with a `rejection`; the conversation and the task go on. Errors
+   * that end the call: a first message that is not `start` or `attach`
+   * (`FAILED_PRECONDITION`, or `INVALID_ARGUMENT` when empty), the errors of
+   * `RunStream` for `start`, and for `attach` those of `WatchTask`.
    * Scope: `agents:run` (and `tasks:write` for `attach`).
    *
    * @generated from rpc agentd.v1.AgentService.Converse

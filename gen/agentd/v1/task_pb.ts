@@ -531,7 +531,9 @@ export const LogLineSchema: GenMessage<LogLine> = /*@__PURE__*/
 
 /**
  * Sent on a stream when no event has come for a while (at least every 20 s),
- * so that proxies and clients can tell an idle stream from a dead one.
+ * so that proxies and clients can tell an idle stream from a dead one. Also
+ * sent first when a stream opens with nothing to replay, so the client knows
+ * it is established.
  *
  * @generated from message agentd.v1.KeepAlive
  */

@@ -323,8 +323,9 @@ export type ProvideInputRequest = Message<"agentd.v1.ProvideInputRequest"> & {
   value?: Value | undefined;
 
   /**
-   * Idempotency key: a repeat with the same key returns the task without
-   * applying the answer twice.
+   * Idempotency key: a repeat with the same key returns the task as it is,
+   * without applying the answer twice — nor to a later question the task
+   * asked meanwhile. Empty: every call is a new answer to whatever is pending.
    *
    * @generated from field: string request_id = 3;
    */
@@ -554,10 +555,14 @@ export const TaskService: GenService<{
   },
   /**
    * Answers a task waiting in INPUT_REQUIRED; the task is queued again and the
-   * agent resumes with the answer. Idempotent per `request_id`.
+   * agent resumes with the answer (on any replica, after any restart: it
+   * resumes from its checkpoint). Idempotent per `request_id`.
    * Scope: `tasks:write`. Errors: `NOT_FOUND`, `FAILED_PRECONDITION` (the task
-   * is not waiting for input), `INVALID_ARGUMENT` (the value fails the
-   * request's schema).
+   * is not waiting for input, reason `TASK_NOT_WAITING_FOR_INPUT`; or its
+   * request expired, reason `INPUT_EXPIRED`, and the task failed with
+   * `INPUT_TIMEOUT`), `INVALID_ARGUMENT` (the value fails the request's
+   * schema: reason `ANSWER_SCHEMA_VIOLATION`, one field violation per problem,
+   * paths from `value`).
    *
    * @generated from rpc agentd.v1.TaskService.ProvideInput
    */
@@ -570,10 +575,19 @@ export const TaskService: GenService<{
    * Streams the task's events with sequence > `after_sequence`: first those
    * already in the log, then new ones as they happen; completes after the
    * terminal event. Reconnecting with the last sequence seen yields every
-   * event exactly once, in order, on any replica. Dropping the stream does not
-   * affect the task. Scope: `tasks:read`. Errors: `NOT_FOUND`,
-   * `INVALID_ARGUMENT` (negative `after_sequence`), `RESOURCE_EXHAUSTED` (too
-   * many open streams).
+   * event exactly once, in order, on any replica. A cursor past the newest
+   * event waits for the next one; a task that has ended and whose last event
+   * the caller has seen completes the stream at once. Dropping the stream does
+   * not affect the task. While nothing happens the server sends `keep_alive`
+   * messages. Scope: `tasks:read`. Errors: `NOT_FOUND`, `INVALID_ARGUMENT`
+   * (negative `after_sequence`), `RESOURCE_EXHAUSTED` (too many open streams
+   * on the connection or for the tenant, reasons
+   * `TOO_MANY_STREAMS_ON_CONNECTION` / `TOO_MANY_STREAMS`, with RetryInfo),
+   * `UNAVAILABLE` (the server is shutting down: reconnect, to any replica,
+   * with the last sequence seen).
+   *
+   * The same events are served to browsers as Server-Sent Events at
+   * `GET /v1/tasks/{task_id}/events` (see the README).
    *
    * @generated from rpc agentd.v1.TaskService.WatchTask
    */

@@ -1,15 +1,24 @@
-// AgentService at the edge: agent cards and the synchronous Run.
+// AgentService at the edge: agent cards, the synchronous Run, and the streams RunStream and Converse.
 import type { JsonObject } from "@bufbuild/protobuf";
 import { Code, type ConnectRouter, ConnectError } from "@connectrpc/connect";
-import { AgentService } from "../../../gen/agentd/v1/agent_service_pb.js";
-import { invalidArgument, notFound } from "../../shared/errors.js";
+import { AgentService, type ConverseRequest } from "../../../gen/agentd/v1/agent_service_pb.js";
+import type { Principal } from "../../shared/auth/authenticator.js";
+import { invalidArgument, notFound, rpcError } from "../../shared/errors.js";
 import type { AgentDefinition } from "../agents/agent.js";
+import { findTask } from "../store/find-task.js";
+import type { TaskKey, TaskRow } from "../store/task-record.js";
+import { type ClientMessage, conversation } from "../streams/conversation.js";
+import { connectionKey } from "../streams/stream-limits.js";
+import type { StreamingDeps } from "../streams/streaming.js";
 import type { TaskDeps } from "../tasks/deps.js";
+import type { NewTask } from "../tasks/new-task.js";
 import { runTask } from "../tasks/run-task.js";
+import { startStreamedTask } from "../tasks/start-streamed-task.js";
 import { toTask } from "./convert.js";
 import { principalOf } from "./interceptors.js";
 import { decodePageToken, encodePageToken } from "./page-token.js";
-import { parseNewTask, parsePageSize } from "./request-fields.js";
+import { parseAfterSequence, parseAnswer, parseNewTask, parsePageSize, parseRequestId, parseTaskId, Violations } from "./request-fields.js";
+import { converseResponse, watchResponse } from "./stream-responses.js";
 import type { HandlerLimits } from "./task-service.js";
 
 /** A JSON Schema as a Struct: the boolean schemas `true`/`false` become their object forms. */
@@ -32,7 +41,7 @@ export function agentCard(agent: AgentDefinition) {
   };
 }
 
-export function agentServiceRoutes(deps: TaskDeps, limits: HandlerLimits) {
+export function agentServiceRoutes(deps: TaskDeps, limits: HandlerLimits, streams: StreamingDeps) {
   return (router: ConnectRouter) =>
     router.service(AgentService, {
       listAgents(req) {
@@ -62,14 +71,109 @@ export function agentServiceRoutes(deps: TaskDeps, limits: HandlerLimits) {
         return { task: toTask(task) };
       },
 
-      // biome-ignore lint/correctness/useYield: answers UNIMPLEMENTED until streaming lands.
-      async *runStream() {
-        throw new ConnectError("RunStream is not implemented yet (streaming lands in its own issue)", Code.Unimplemented);
+      async *runStream(req, ctx) {
+        const { tenantId } = principalOf(ctx);
+        const request = parseNewTask(req, limits);
+        const slot = streams.limits.admit("run_stream", tenantId, ctx.values.get(connectionKey));
+        try {
+          const { task } = await startStreamedTask(deps, tenantId, request);
+          // From the first event: its state_change snapshot carries the task id, for re-attaching.
+          for await (const item of streams.hub.watch(task, 0, ctx.signal)) yield watchResponse(task.task_id, item);
+        } finally {
+          slot.release();
+        }
       },
 
-      // biome-ignore lint/correctness/useYield: answers UNIMPLEMENTED until streaming lands.
-      async *converse() {
-        throw new ConnectError("Converse is not implemented yet (streaming lands in its own issue)", Code.Unimplemented);
+      async *converse(reqs, ctx) {
+        const principal = principalOf(ctx);
+        const messages = reqs[Symbol.asyncIterator]();
+        const first = await messages.next();
+        if (first.done) return; // half-closed before saying anything: nothing to do
+        const opening = parseOpening(first.value, principal, limits);
+        const slot = streams.limits.admit("converse", principal.tenantId, ctx.values.get(connectionKey));
+        try {
+          let task: TaskRow;
+          if (opening.kind === "start") task = (await startStreamedTask(deps, principal.tenantId, opening.request)).task;
+          else {
+            const found = await findTask(deps.sql, opening.key);
+            if (!found) throw notFound("task", opening.key.taskId);
+            task = found;
+          }
+          const later = clientMessages(messages, limits);
+          for await (const item of conversation({ tasks: deps, hub: streams.hub }, task, opening.after, later, ctx.signal)) {
+            yield converseResponse(task.task_id, item);
+          }
+        } finally {
+          slot.release();
+        }
       },
     });
+}
+
+type Opening = { kind: "start"; request: NewTask; after: 0 } | { kind: "attach"; key: TaskKey; after: number };
+
+/** The first message of a conversation: start or attach. Anything else ends the call — without
+ * a task there is nothing to go on with. */
+function parseOpening(first: ConverseRequest, principal: Principal, limits: HandlerLimits): Opening {
+  const msg = first.msg;
+  switch (msg.case) {
+    case "start":
+      return { kind: "start", request: parseNewTask(msg.value, limits), after: 0 };
+    case "attach":
+      // Attaching lets the caller answer and cancel someone else's task: that is a write.
+      if (!principal.scopes.has("tasks:write")) {
+        throw rpcError(Code.PermissionDenied, "MISSING_SCOPE", "attaching to a task needs an API key with scope tasks:write", {
+          metadata: { required: "tasks:write" },
+        });
+      }
+      return {
+        kind: "attach",
+        key: { tenantId: principal.tenantId, taskId: parseTaskId(msg.value.taskId, "attach.task_id") },
+        after: parseAfterSequence(msg.value.afterSequence, "attach.after_sequence"),
+      };
+    case undefined:
+      throw invalidArgument([{ field: "msg", description: "is empty; the first message must be start or attach" }], "EMPTY_MESSAGE");
+    default:
+      throw rpcError(
+        Code.FailedPrecondition,
+        "CONVERSATION_NOT_STARTED",
+        `the first message must be start or attach, not ${msg.case}: there is no task to ${msg.case === "input" ? "answer" : "cancel"} yet`,
+      );
+  }
+}
+
+/** The messages after the first, parsed; anything that cannot be applied becomes a refusal. */
+async function* clientMessages(
+  messages: AsyncIterator<ConverseRequest>,
+  limits: HandlerLimits,
+): AsyncGenerator<ClientMessage, void> {
+  for (let next = await messages.next(); !next.done; next = await messages.next()) {
+    const msg = next.value.msg;
+    try {
+      switch (msg.case) {
+        case "input": {
+          const v = new Violations();
+          const requestId = parseRequestId(v, msg.value.requestId);
+          v.throwIfAny();
+          yield { kind: "input", value: parseAnswer(msg.value.value, "input.value", limits.maxInputDepth), requestId };
+          break;
+        }
+        case "cancel":
+          yield { kind: "cancel" };
+          break;
+        case "start":
+        case "attach":
+          throw rpcError(
+            Code.FailedPrecondition,
+            "CONVERSATION_ALREADY_STARTED",
+            `${msg.case} is only allowed as the first message; this conversation already has its task`,
+          );
+        default:
+          throw invalidArgument([{ field: "msg", description: "is empty; send input or cancel" }], "EMPTY_MESSAGE");
+      }
+    } catch (error) {
+      if (!(error instanceof ConnectError)) throw error;
+      yield { kind: "refused", error };
+    }
+  }
 }

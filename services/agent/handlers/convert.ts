@@ -9,7 +9,9 @@ export function toTask(row: TaskRow): Task {
   return fromJson(TaskSchema, taskJson(row));
 }
 
-/** proto3 JSON of a TaskEvent: SSE `data:` and anything else that speaks JSON. */
+/** A stored event in the proto3 JSON shape of a TaskEvent, as input to `fromJson`. Not canonical
+ * output (it keeps zero values and unrounded floats): SSE sends `toJson` of the message instead
+ * (streams/event-forms.ts). */
 export function eventJson(taskId: string, event: StoredEvent): { [k: string]: JsonValue } {
   return {
     taskId,

@@ -144,3 +144,19 @@ export function parsePageSize(pageSize: number, defaults: { default: number; max
   if (pageSize === 0) return defaults.default;
   return Math.min(pageSize, defaults.max);
 }
+
+/** A resume cursor (`after_sequence`): 0 or a sequence; negative is INVALID_ARGUMENT. */
+export function parseAfterSequence(value: bigint, field = "after_sequence"): number {
+  if (value < 0n) throw invalidArgument([{ field, description: "must not be negative" }]);
+  if (value > BigInt(Number.MAX_SAFE_INTEGER)) throw invalidArgument([{ field, description: "is larger than any sequence" }]);
+  return Number(value);
+}
+
+/** An answer to an input request: required (a JSON null is sent as a Value holding null). */
+export function parseAnswer(value: Value | undefined, field: string, maxDepth: number): JsonValue {
+  const v = new Violations();
+  if (!value) v.add(field, "is required (a JSON value; null is sent as a Value holding null)");
+  const json = value ? parseJsonInput(v, field, value, maxDepth) : null;
+  v.throwIfAny();
+  return json;
+}

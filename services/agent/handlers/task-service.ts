@@ -1,6 +1,6 @@
 // TaskService at the edge: parse and check the request, call one use case, map the result.
 import { create } from "@bufbuild/protobuf";
-import { Code, type ConnectRouter, ConnectError, type HandlerContext } from "@connectrpc/connect";
+import type { ConnectRouter, HandlerContext } from "@connectrpc/connect";
 import { TaskService } from "../../../gen/agentd/v1/task_service_pb.js";
 import { TaskState } from "../../../gen/agentd/v1/task_pb.js";
 import { CancelTaskResponseSchema, DeleteTaskResponseSchema } from "../../../gen/agentd/v1/task_service_pb.js";
@@ -9,15 +9,29 @@ import { findTask } from "../store/find-task.js";
 import { listEvents } from "../store/list-events.js";
 import { listTasks } from "../store/list-tasks.js";
 import { TASK_STATES, type TaskKey, type TaskStateName } from "../store/task-record.js";
+import { connectionKey } from "../streams/stream-limits.js";
+import type { StreamingDeps } from "../streams/streaming.js";
 import { cancelTask } from "../tasks/cancel-task.js";
 import { createTask } from "../tasks/create-task.js";
 import { deleteTask } from "../tasks/delete-task.js";
 import type { TaskDeps } from "../tasks/deps.js";
+import { provideInput } from "../tasks/provide-input.js";
 import { waitForTask } from "../tasks/wait-for-task.js";
 import { toTask, toTaskEvent } from "./convert.js";
 import { principalOf } from "./interceptors.js";
 import { decodePageToken, encodePageToken } from "./page-token.js";
-import { durationMs, parseLabels, parseNewTask, parsePageSize, parseTaskId, Violations } from "./request-fields.js";
+import {
+  durationMs,
+  parseAfterSequence,
+  parseAnswer,
+  parseLabels,
+  parseNewTask,
+  parsePageSize,
+  parseRequestId,
+  parseTaskId,
+  Violations,
+} from "./request-fields.js";
+import { watchResponse } from "./stream-responses.js";
 
 const WAIT_DEFAULT_MS = 30_000;
 const WAIT_MAX_MS = 60_000;
@@ -41,7 +55,7 @@ function parseStates(states: TaskState[]): TaskStateName[] {
   return [...new Set(names)];
 }
 
-export function taskServiceRoutes(deps: TaskDeps, limits: HandlerLimits) {
+export function taskServiceRoutes(deps: TaskDeps, limits: HandlerLimits, streams: StreamingDeps) {
   const loadTask = async (key: TaskKey) => {
     const task = await findTask(deps.sql, key);
     if (!task) throw notFound("task", key.taskId);
@@ -125,13 +139,27 @@ export function taskServiceRoutes(deps: TaskDeps, limits: HandlerLimits) {
         };
       },
 
-      async provideInput() {
-        throw new ConnectError("ProvideInput is not implemented yet (human-in-the-loop input lands with the streaming work)", Code.Unimplemented);
+      async provideInput(req, ctx) {
+        const key = taskKey(ctx, req.taskId);
+        const v = new Violations();
+        const requestId = parseRequestId(v, req.requestId);
+        v.throwIfAny();
+        const value = parseAnswer(req.value, "value", limits.maxInputDepth);
+        const task = await provideInput(deps, key, { value, requestId });
+        return { task: toTask(task) };
       },
 
-      // biome-ignore lint/correctness/useYield: answers UNIMPLEMENTED until streaming lands.
-      async *watchTask() {
-        throw new ConnectError("WatchTask is not implemented yet (streaming lands in its own issue)", Code.Unimplemented);
+      async *watchTask(req, ctx) {
+        const { tenantId } = principalOf(ctx);
+        const key = taskKey(ctx, req.taskId);
+        const after = parseAfterSequence(req.afterSequence);
+        const slot = streams.limits.admit("watch_task", tenantId, ctx.values.get(connectionKey));
+        try {
+          const task = await loadTask(key);
+          for await (const item of streams.hub.watch(task, after, ctx.signal)) yield watchResponse(key.taskId, item);
+        } finally {
+          slot.release();
+        }
       },
     });
 }

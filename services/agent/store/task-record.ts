@@ -43,6 +43,10 @@ export interface TaskRow {
   lease_expires_at: Date | null;
   checkpoint: JsonValue | null;
   pending_input: JsonValue | null;
+  /** When the pending input request expires (INPUT_REQUIRED only); null: never. */
+  input_expires_at: Date | null;
+  /** request_ids of the answers applied so far (newest last, bounded). */
+  input_answer_ids: string[];
 }
 
 function duration(ms: number): string {

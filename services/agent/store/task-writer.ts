@@ -44,6 +44,8 @@ export type TaskPatch = Partial<
     | "lease_expires_at"
     | "checkpoint"
     | "pending_input"
+    | "input_expires_at"
+    | "input_answer_ids"
   >
 >;
 
@@ -96,6 +98,8 @@ export interface TaskWriter {
   claim(limit: number, decide: Decide): Promise<TaskRow[]>;
   /** Applies `decide` to up to `limit` tasks whose lease expired. */
   sweepExpiredLeases(limit: number, decide: Decide): Promise<TaskRow[]>;
+  /** Applies `decide` to up to `limit` INPUT_REQUIRED tasks whose input request expired. */
+  sweepExpiredInputs(limit: number, decide: Decide): Promise<TaskRow[]>;
   /** Extends the leases this owner still holds; returns the lease ids that are still held. */
   extendLeases(owner: string, leaseIds: string[], leaseMs: number): Promise<Set<string>>;
   /** Deletes a task and its events when `allowed(row)`; true when deleted. */
@@ -114,7 +118,16 @@ async function retryOnConflict<T>(fn: () => Promise<T>): Promise<T> {
   }
 }
 
-const PATCH_COLUMNS_JSON = new Set(["output", "error", "progress", "input_request", "artifacts", "checkpoint", "pending_input"]);
+const PATCH_COLUMNS_JSON = new Set([
+  "output",
+  "error",
+  "progress",
+  "input_request",
+  "artifacts",
+  "checkpoint",
+  "pending_input",
+  "input_answer_ids",
+]);
 
 export function createTaskWriter(deps: { sql: Sql; bus: WakeupBus; sink?: TaskEventSink }): TaskWriter {
   const { sql, bus, sink } = deps;
@@ -313,6 +326,22 @@ export function createTaskWriter(deps: { sql: Sql; bus: WakeupBus; sink?: TaskEv
           SELECT * FROM tasks
           WHERE lease_owner IS NOT NULL AND lease_expires_at < now()
           ORDER BY lease_expires_at
+          LIMIT ${limit}
+          FOR UPDATE SKIP LOCKED
+        `;
+        return lockedApply(tx, rows, decide);
+      });
+      for (const a of applied) announce(a.task, a.events);
+      return applied.map((a) => a.task);
+    },
+
+    async sweepExpiredInputs(limit, decide) {
+      // SKIP LOCKED: replicas sweeping at once share the work instead of queueing on each other.
+      const applied = await sql.begin(async (tx) => {
+        const rows = await tx<TaskRow[]>`
+          SELECT * FROM tasks
+          WHERE state = 'INPUT_REQUIRED' AND input_expires_at IS NOT NULL AND input_expires_at < now()
+          ORDER BY input_expires_at
           LIMIT ${limit}
           FOR UPDATE SKIP LOCKED
         `;

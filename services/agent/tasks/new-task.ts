@@ -64,5 +64,7 @@ export function newTaskRow(tenantId: string, agentVersion: string, request: NewT
     lease_expires_at: null,
     checkpoint: null,
     pending_input: null,
+    input_expires_at: null,
+    input_answer_ids: [],
   };
 }

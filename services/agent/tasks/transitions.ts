@@ -43,7 +43,7 @@ export function fail(error: TaskErrorJson, now = new Date()): Decide {
 export function cancel(now = new Date()): Decide {
   return (task) => {
     if (isTerminal(task.state)) return null;
-    return { patch: { state: "CANCELED", end_time: now, input_request: null, ...noLease } };
+    return { patch: { state: "CANCELED", end_time: now, input_request: null, input_expires_at: null, ...noLease } };
   };
 }
 
@@ -107,21 +107,59 @@ export function retryBackoff(baseMs: number, random: () => number = Math.random)
   };
 }
 
-
-
-/** The agent asked for input: pause without holding a runner. */
+/** The agent asked for input: pause without holding a runner (nor any memory:
+ * the agent resumes from its checkpoint when the answer comes). An `expireTime`
+ * in the request arms the expiry sweep (`expireInput`). */
 export function pause(inputRequest: JsonObject): Decide {
+  const expireTime = typeof inputRequest.expireTime === "string" ? new Date(inputRequest.expireTime) : null;
   return () => ({
-    patch: { state: "INPUT_REQUIRED", input_request: inputRequest, pending_input: null, ...noLease },
+    patch: { state: "INPUT_REQUIRED", input_request: inputRequest, pending_input: null, input_expires_at: expireTime, ...noLease },
     events: [{ kind: "inputRequest", data: inputRequest }],
   });
 }
 
-/** An answer arrived: queue the task again; the next attempt's agent receives it. */
-export function answer(value: JsonObject[keyof JsonObject], now = new Date()): Decide {
+/** How many answer request_ids a task remembers: enough for any conversation, bounded per row. */
+export const MAX_REMEMBERED_ANSWERS = 100;
+
+/** An answer arrived: queue the task again; the next attempt's agent receives it.
+ * `requestId` (optional) is remembered so that a repeat is recognised. */
+export function answer(value: JsonObject[keyof JsonObject], requestId: string | null = null, now = new Date()): Decide {
   return (task) => {
     if (task.state !== "INPUT_REQUIRED") return null;
-    // Wrapped, so that a JSON null answer is not mistaken for "no answer".
-    return { patch: { state: "QUEUED", pending_input: { value }, input_request: null, run_after: now } };
+    const ids = requestId === null ? task.input_answer_ids : [...task.input_answer_ids, requestId].slice(-MAX_REMEMBERED_ANSWERS);
+    return {
+      // Wrapped, so that a JSON null answer is not mistaken for "no answer".
+      patch: {
+        state: "QUEUED",
+        pending_input: { value },
+        input_request: null,
+        input_expires_at: null,
+        input_answer_ids: ids,
+        run_after: now,
+      },
+    };
+  };
+}
+
+/** Nobody answered in time: the task fails with INPUT_TIMEOUT. The sweep passes
+ * `checkTime: false`: it selected the row by the database's clock, which wins. */
+export function expireInput(now = new Date(), opts: { checkTime?: boolean } = {}): Decide {
+  return (task) => {
+    const expiresAt = task.input_expires_at;
+    if (task.state !== "INPUT_REQUIRED" || expiresAt === null) return null;
+    if (opts.checkTime !== false && expiresAt.getTime() > now.getTime()) return null;
+    return {
+      patch: {
+        state: "FAILED",
+        error: {
+          code: "INPUT_TIMEOUT",
+          message: `the input request was not answered before it expired at ${expiresAt.toISOString()}`,
+          retryable: false,
+        },
+        end_time: now,
+        input_request: null,
+        input_expires_at: null,
+      },
+    };
   };
 }

@@ -1,0 +1,148 @@
+// A conversation (AgentService.Converse) once it has its task: the task's events go
+// out as they happen while the client's messages come in, each applied in the order
+// sent — `input` through the same use case as ProvideInput, `cancel` through
+// CancelTask. A message that cannot be applied (no pending request, an answer that
+// fails the schema, a second start) is answered with a rejection and the
+// conversation goes on; the task is never touched by a refused message.
+//
+// It ends when the task's terminal event has been sent, or when the client
+// half-closes (after its last messages have been applied and their rejections, if
+// any, sent) — which leaves the task as it is. Only `cancel` cancels.
+import type { JsonValue } from "@bufbuild/protobuf";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { BadRequestSchema, ErrorInfoSchema } from "../../../gen/google/rpc/error_details_pb.js";
+import { isDatabaseUnavailable } from "../../shared/db/database.js";
+import type { TaskKey, TaskRow } from "../store/task-record.js";
+import type { StoredEvent } from "../store/task-writer.js";
+import { cancelTask } from "../tasks/cancel-task.js";
+import type { TaskDeps } from "../tasks/deps.js";
+import { provideInput } from "../tasks/provide-input.js";
+import type { EventHub } from "./event-hub.js";
+
+/** A client message after the first, as the handler parsed it. */
+export type ClientMessage =
+  | { kind: "input"; value: JsonValue; requestId: string | null }
+  | { kind: "cancel" }
+  /** Refused at parsing (malformed, or out of order): sent back as a rejection. */
+  | { kind: "refused"; error: ConnectError };
+
+export interface Rejection {
+  /** The gRPC code name, e.g. FAILED_PRECONDITION. */
+  code: string;
+  message: string;
+  reason: string;
+  /** For INVALID_ARGUMENT: one per problem. */
+  fieldViolations: { field: string; description: string; reason: string }[];
+}
+
+export type ConversationItem =
+  | { event: StoredEvent; keepAlive?: undefined; rejection?: undefined }
+  | { keepAlive: Date; event?: undefined; rejection?: undefined }
+  | { rejection: Rejection; event?: undefined; keepAlive?: undefined };
+
+/** FAILED_PRECONDITION, from Code.FailedPrecondition. */
+export function grpcCodeName(code: Code): string {
+  return Code[code].replace(/([a-z])([A-Z])/g, "$1_$2").toUpperCase();
+}
+
+export function rejectionOf(error: ConnectError): Rejection {
+  return {
+    code: grpcCodeName(error.code),
+    message: error.rawMessage,
+    reason: error.findDetails(ErrorInfoSchema)[0]?.reason ?? grpcCodeName(error.code),
+    fieldViolations: (error.findDetails(BadRequestSchema)[0]?.fieldViolations ?? []).map(({ field, description, reason }) => ({
+      field,
+      description,
+      reason,
+    })),
+  };
+}
+
+export async function* conversation(
+  deps: { tasks: TaskDeps; hub: EventHub },
+  task: TaskRow,
+  afterSequence: number,
+  messages: AsyncIterable<ClientMessage>,
+  signal: AbortSignal,
+): AsyncGenerator<ConversationItem, void> {
+  const key: TaskKey = { tenantId: task.tenant_id, taskId: task.task_id };
+  // Ends the watch when the conversation ends for any reason.
+  const done = new AbortController();
+  const onAbort = () => done.abort();
+  signal.addEventListener("abort", onAbort, { once: true });
+
+  const rejections: Rejection[] = [];
+  let halfClosed = false;
+  let readError: unknown;
+  let wake: (() => void) | undefined;
+  const poke = () => {
+    const w = wake;
+    wake = undefined;
+    w?.();
+  };
+
+  /** Applies one client message; a refusal becomes a rejection. */
+  async function apply(message: ClientMessage): Promise<void> {
+    try {
+      if (message.kind === "refused") throw message.error;
+      if (message.kind === "cancel") await cancelTask(deps.tasks, key);
+      else await provideInput(deps.tasks, key, { value: message.value, requestId: message.requestId }, "input.value");
+    } catch (error) {
+      if (error instanceof ConnectError) rejections.push(rejectionOf(error));
+      else if (isDatabaseUnavailable(error)) {
+        rejections.push({
+          code: "UNAVAILABLE",
+          reason: "DATABASE_UNAVAILABLE",
+          message: "the database is unavailable; send the message again",
+          fieldViolations: [],
+        });
+      } else throw error;
+      poke();
+    }
+  }
+
+  // The client side: read and apply in order, until half-close.
+  void (async () => {
+    for await (const message of messages) {
+      if (done.signal.aborted) return;
+      await apply(message);
+    }
+    halfClosed = true;
+  })()
+    .catch((error: unknown) => {
+      readError = error;
+    })
+    .finally(poke);
+
+  const events = deps.hub.watch(task, afterSequence, done.signal);
+  let next = events.next();
+  try {
+    for (;;) {
+      while (rejections.length > 0) yield { rejection: rejections.shift()! };
+      // The request stream broke: a client that went away has aborted `signal` already;
+      // anything else (a message that could not be decoded) ends the call with its error.
+      if (readError !== undefined) {
+        if (signal.aborted) return;
+        throw readError;
+      }
+      if (halfClosed) return;
+      const woken = new Promise<"client">((resolve) => {
+        wake = () => resolve("client");
+      });
+      const result = await Promise.race([next, woken]);
+      if (result === "client") continue;
+      wake = undefined;
+      if (result.done) return;
+      yield result.value;
+      next = events.next();
+    }
+  } finally {
+    done.abort();
+    signal.removeEventListener("abort", onAbort);
+    // The watch settles promptly once `done` fires; close it after that.
+    next
+      .catch(() => {})
+      .then(() => events.return(undefined))
+      .catch(() => {});
+  }
+}

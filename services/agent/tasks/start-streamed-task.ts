@@ -1,0 +1,37 @@
+// The start of RunStream and Converse `start`: create the task (idempotent per
+// request_id, like Run) and, while this replica has room for Run-like work, run it
+// here at once, claimed in the same statement that creates it — no queue wait
+// before the first token. Past that room the task is left QUEUED for any runner.
+// Either way the stream only watches: the task runs to its end whether or not
+// anyone still listens (a dropped stream never cancels it).
+import type { TaskRow } from "../store/task-record.js";
+import { createTask } from "./create-task.js";
+import type { TaskDeps } from "./deps.js";
+import type { NewTask } from "./new-task.js";
+import { claim } from "./transitions.js";
+
+export async function startStreamedTask(
+  deps: TaskDeps,
+  tenantId: string,
+  request: NewTask,
+): Promise<{ task: TaskRow; created: boolean }> {
+  const here = deps.runs.active < deps.limits.maxConcurrentRuns;
+  if (here) deps.runs.active++;
+  let executing = false;
+  try {
+    const { task, created } = await createTask(deps, tenantId, request, {
+      kind: "run",
+      ...(here ? { afterInsert: claim(deps.runner.owner, deps.limits.leaseMs) } : {}),
+    });
+    if (here && created && task.state === "RUNNING" && task.lease_owner === deps.runner.owner) {
+      executing = true;
+      // execute() never rejects: an attempt's failure ends up in the task.
+      void deps.runner.execute(task).finally(() => {
+        deps.runs.active--;
+      });
+    }
+    return { task, created };
+  } finally {
+    if (here && !executing) deps.runs.active--;
+  }
+}
