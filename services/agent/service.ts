@@ -25,7 +25,10 @@ import { createReflectionRoutes } from "./server/reflection.js";
 import { createRpcHandler } from "./server/rpc-handler.js";
 import { findTask } from "./store/find-task.js";
 import { createTaskWriter, type TaskEventSink } from "./store/task-writer.js";
+import { connectionContext } from "./streams/stream-limits.js";
+import { createStreaming } from "./streams/streaming.js";
 import type { TaskDeps } from "./tasks/deps.js";
+import { startInputExpirySweep } from "./tasks/expire-inputs.js";
 import { createTaskWebhookCheck } from "./webhooks/check-task-webhook.js";
 
 export interface AgentServiceDeps {
@@ -83,13 +86,23 @@ export function createAgentService(deps: AgentServiceDeps) {
   };
   const health = createHealthService();
   const limits = { maxInputDepth: config.maxInputDepth };
+  const auth = createAuthenticator(db.sql);
+  // Event hub, stream caps, SSE and /metrics (services/agent/streams).
+  const streaming = createStreaming({ sql: db.sql, bus, auth, logger, config });
   const handler = createRpcHandler({
     readMaxBytes: config.maxRequestBytes,
     onHandlerError: (err, rpc) => logger.debug({ err, rpc }, "response could not be written (client gone)"),
-    interceptors: [edgeInterceptor(logger), authInterceptor(createAuthenticator(db.sql))],
+    interceptors: [edgeInterceptor(logger), authInterceptor(auth)],
+    // Each RPC knows its connection, for the per-connection stream cap.
+    contextValues: connectionContext,
+    fallback: (req, res) => {
+      if (streaming.handleHttp(req, res)) return;
+      res.writeHead(404);
+      res.end();
+    },
     routes: (router) => {
-      agentServiceRoutes(taskDeps, limits)(router);
-      taskServiceRoutes(taskDeps, limits)(router);
+      agentServiceRoutes(taskDeps, limits, streaming)(router);
+      taskServiceRoutes(taskDeps, limits, streaming)(router);
       webhookServiceRoutes({
         sql: db.sql,
         bus,
@@ -111,6 +124,7 @@ export function createAgentService(deps: AgentServiceDeps) {
     runner,
     health,
     taskDeps,
+    streaming,
     /** Listens and starts the runner. */
     async start(): Promise<RunningAgentService> {
       for (const service of ["agentd.v1.AgentService", "agentd.v1.TaskService", "agentd.v1.WebhookService"]) {
@@ -124,6 +138,8 @@ export function createAgentService(deps: AgentServiceDeps) {
         logger,
       });
       runner.start();
+      streaming.start();
+      const inputExpiry = startInputExpirySweep({ writer, logger }, config.pollMs);
       let closing: Promise<void> | undefined;
       return {
         server,
@@ -131,6 +147,8 @@ export function createAgentService(deps: AgentServiceDeps) {
         close() {
           closing ??= (async () => {
             health.shutdown();
+            // Open streams end first (UNAVAILABLE: reconnect elsewhere), so they do not hold the grace period.
+            await Promise.all([streaming.close(), inputExpiry.stop()]);
             await Promise.all([
               server.close({ graceMs: config.shutdownGraceMs }),
               runner.stop(config.shutdownGraceMs),

@@ -3,6 +3,8 @@ import { chmod, mkdir, readFile, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { Command, Option } from "commander";
 import { createAgentService } from "../agent/service.js";
+import { startNotifierService } from "../notifier/main.js";
+import { createWebhookOutbox } from "../shared/webhooks/outbox.js";
 import { createApiKey, findActiveApiKey, listApiKeys, revokeApiKey } from "../shared/auth/api-keys.js";
 import { parseScopes, SCOPES } from "../shared/auth/scopes.js";
 import { type Config, ConfigError, loadConfig, SETTINGS, type Setting } from "../shared/config.js";
@@ -57,17 +59,36 @@ function untilSignal(logger: Logger, close: () => Promise<void>): void {
   process.on("SIGINT", onSignal);
 }
 
+/** The agent service (and, for `dev`, the notifier in the same process). */
 async function serve(config: Config, opts: { dev: boolean }): Promise<void> {
   const logger = createLogger({ level: config.logLevel });
   const registry = await loadAgents(config);
   const runtime = await openRuntime(config, logger);
-  const service = createAgentService({ db: runtime.db, bus: runtime.bus, registry, config, logger });
+  // The webhook outbox is written in the same transaction as task events; the notifier delivers.
+  const outbox = createWebhookOutbox({ bus: runtime.bus });
+  const service = createAgentService({ db: runtime.db, bus: runtime.bus, registry, config, logger, outbox });
   const running = await service.start();
+  // The embedded database belongs to this process alone, so its notifier must run here too.
+  const notifier = opts.dev || runtime.db.embedded
+    ? await startNotifierService({ db: runtime.db, bus: runtime.bus, config, logger: logger.child({ component: "notifier" }) })
+    : undefined;
   logger.info(
-    { url: running.server.url, embedded: runtime.db.embedded, agents: registry.list().map((a) => a.name) },
+    { url: running.server.url, embedded: runtime.db.embedded, agents: registry.list().map((a) => a.name), notifier: Boolean(notifier) },
     "agentd is serving",
   );
   if (opts.dev) await printDevWelcome(config, runtime.db.sql, running.server.url);
+  untilSignal(logger, async () => {
+    await Promise.all([running.close(), notifier?.close()]);
+    await runtime.close();
+  });
+}
+
+/** `agentd notifier`: delivers webhooks from the outbox; as many replicas as wanted. */
+async function notify(config: Config): Promise<void> {
+  const logger = createLogger({ level: config.logLevel, name: "agentd-notifier" });
+  const runtime = await openRuntime(config, logger);
+  const running = await startNotifierService({ db: runtime.db, bus: runtime.bus, config, logger });
+  logger.info({ owner: running.notifier.owner, embedded: runtime.db.embedded, metrics: running.metricsUrl }, "agentd notifier is running");
   untilSignal(logger, async () => {
     await running.close();
     await runtime.close();
@@ -134,21 +155,39 @@ export function buildCli(): Command {
     program
       .command("dev")
       .description(
-        "Run everything in one process on the embedded database (or DATABASE_URL). On first start creates tenant `dev` " +
+        "Run everything (agent service and notifier) in one process on the embedded database (or DATABASE_URL). Webhooks may go to plain http and loopback. On first start creates tenant `dev` " +
           "with an API key of every scope, saved to <data>/dev-api-key (mode 0600), and prints it with a ready-to-paste example.",
       ),
     serverKeys,
   ).action(async (flags: Flags) => {
-    await serve(configFrom(flags, { webhookAllowHttp: true }), { dev: true });
+    // Local receivers are the point of dev: plain http and loopback destinations are allowed.
+    const config = configFrom(flags);
+    await serve(
+      { ...config, webhookAllowHttp: true, webhookAllowCidrs: [...config.webhookAllowCidrs, "127.0.0.0/8", "::1/128"] },
+      { dev: true },
+    );
   });
 
   addSettingOptions(
     program
       .command("serve")
-      .description("Run the agent service (RPC handlers and a task runner). Run as many replicas as you like on one Postgres."),
+      .description("Run the agent service (RPC handlers and a task runner). Run as many replicas as you like on one Postgres, and `agentd notifier` beside them. " +
+          "On the embedded database (no DATABASE_URL) the notifier runs in this process."),
     serverKeys,
   ).action(async (flags: Flags) => {
     await serve(configFrom(flags), { dev: false });
+  });
+
+  addSettingOptions(
+    program
+      .command("notifier")
+      .description(
+        "Run the webhook notifier: claims due deliveries from the outbox, signs them (Standard Webhooks), sends and retries. " +
+          "Needs DATABASE_URL to run beside `agentd serve`; run as many replicas as you like.",
+      ),
+    ["host", "dataDir", "databaseUrl", "logLevel"],
+  ).action(async (flags: Flags) => {
+    await notify(configFrom(flags));
   });
 
   addSettingOptions(

@@ -1,0 +1,87 @@
+// Claims due deliveries for this notifier: FOR UPDATE SKIP LOCKED, so replicas
+// never claim the same row, and a lease (owner, expiry, lease_id) so a killed
+// notifier's deliveries are picked up again once it expires. The claim also
+// counts the attempt it starts.
+//
+// Fairness lives in the query: destinations already at their concurrency limit
+// in this process are skipped, and each destination gets at most its free
+// slots, so a backlog for one slow receiver cannot fill the batch while others
+// wait.
+import type { JsonObject } from "@bufbuild/protobuf";
+import type { Sql } from "../shared/db/database.js";
+
+export interface ClaimedDelivery {
+  tenant_id: string;
+  delivery_id: string;
+  endpoint_id: string | null;
+  task_id: string;
+  sequence: number | string;
+  event_type: string;
+  url: string;
+  target: string;
+  payload: JsonObject;
+  /** This attempt's number (1-based). */
+  attempts: number;
+  retries: boolean;
+  lease_id: string;
+  create_time: Date;
+  /** Active signing secrets, newest first. */
+  secrets: string[];
+}
+
+export interface ClaimRequest {
+  owner: string;
+  leaseMs: number;
+  /** Deliveries to claim at most. */
+  limit: number;
+  /** Concurrency per destination. */
+  perTarget: number;
+  /** Destinations this process is already sending to, with their free slots (0 = full). */
+  busy: ReadonlyMap<string, number>;
+}
+
+export async function claimDeliveries(sql: Sql, req: ClaimRequest): Promise<ClaimedDelivery[]> {
+  if (req.limit <= 0) return [];
+  const full = [...req.busy].filter(([, free]) => free <= 0).map(([target]) => target);
+  const partial = [...req.busy].filter(([, free]) => free > 0);
+  // Enough candidates that rows locked by other notifiers rarely leave the batch short.
+  const scanLimit = Math.max(req.limit * 4, 100);
+  return sql<ClaimedDelivery[]>`
+    WITH scan AS (
+      SELECT tenant_id, delivery_id, target, next_attempt_at
+      FROM webhook_deliveries
+      WHERE state = 'PENDING' AND next_attempt_at <= now() AND target <> ALL (${full}::text[])
+      ORDER BY next_attempt_at
+      LIMIT ${scanLimit}
+    ), ranked AS (
+      SELECT scan.*, row_number() OVER (PARTITION BY target ORDER BY next_attempt_at) AS rank FROM scan
+    ), picked AS (
+      SELECT d.tenant_id, d.delivery_id
+      FROM webhook_deliveries d
+      JOIN ranked r ON r.tenant_id = d.tenant_id AND r.delivery_id = d.delivery_id
+      LEFT JOIN unnest(${partial.map(([t]) => t)}::text[], ${partial.map(([, f]) => f)}::int[]) AS b(target, free)
+        ON b.target = r.target
+      WHERE r.rank <= coalesce(b.free, ${req.perTarget}) AND d.state = 'PENDING' AND d.next_attempt_at <= now()
+      ORDER BY r.next_attempt_at
+      LIMIT ${req.limit}
+      FOR UPDATE OF d SKIP LOCKED
+    )
+    UPDATE webhook_deliveries d SET
+      state = 'SENDING',
+      attempts = d.attempts + 1,
+      lease_owner = ${req.owner},
+      lease_id = gen_random_uuid(),
+      lease_expires_at = now() + ${req.leaseMs} * interval '1 millisecond',
+      update_time = now()
+    FROM picked
+    WHERE d.tenant_id = picked.tenant_id AND d.delivery_id = picked.delivery_id
+    RETURNING d.tenant_id, d.delivery_id, d.endpoint_id, d.task_id, d.sequence, d.event_type, d.url, d.target,
+      d.payload, d.attempts, d.retries, d.lease_id, d.create_time,
+      ARRAY(
+        SELECT s.secret FROM webhook_secrets s
+        WHERE s.tenant_id = d.tenant_id AND s.endpoint_id IS NOT DISTINCT FROM d.endpoint_id
+          AND (s.expire_time IS NULL OR s.expire_time > now())
+        ORDER BY s.create_time DESC
+      ) AS secrets
+  `;
+}

@@ -1,0 +1,101 @@
+// The transactional outbox (DESIGN.md rule 1): the task writer hands every
+// appended event to this sink inside its transaction; matching deliveries are
+// written there, so a committed event always has its deliveries and a rolled
+// back one never does. After commit the notifiers get a wake-up hint.
+//
+// `wants` must be cheap and synchronous: it decides whether the writer opens a
+// transaction at all. It knows the per-task webhook from the row, and the
+// tenant's endpoint subscriptions from a short-lived cache that `append`
+// refreshes. A stale "no subscriber" answer is the one way an event could be
+// missed, so the cache lives `cacheMs` (default 1 s) and this process's
+// WebhookService calls `invalidate` on every endpoint change; another replica
+// sees an endpoint change within `cacheMs`.
+import type { JsonObject } from "@bufbuild/protobuf";
+import { type TaskRow, taskJson } from "../../agent/store/task-record.js";
+import type { StoredEvent, TaskEventSink } from "../../agent/store/task-writer.js";
+import type { Tx } from "../db/database.js";
+import type { WakeupBus } from "../wakeup/bus.js";
+import { enqueueDeliveries, type OutboxEvent, subscribedTypes } from "./enqueue-deliveries.js";
+import { targetOf, type WebhookEventType, webhookPayload, webhookTypeOf } from "./event-types.js";
+
+export interface WebhookOutbox extends TaskEventSink {
+  /** Forget what is cached about a tenant's endpoints (after a change to them). */
+  invalidate(tenantId: string): void;
+}
+
+interface Subscriptions {
+  types: Set<string>;
+  until: number;
+}
+
+function taskWebhookOf(task: TaskRow): { url: string; eventTypes: string[] } | null {
+  const hook = task.webhook;
+  if (!hook || typeof hook.url !== "string" || !Array.isArray(hook.eventTypes)) return null;
+  return { url: hook.url, eventTypes: hook.eventTypes.map(String) };
+}
+
+export function createWebhookOutbox(deps: { bus: WakeupBus; cacheMs?: number; now?: () => number }): WebhookOutbox {
+  const cacheMs = deps.cacheMs ?? 1000;
+  const now = deps.now ?? Date.now;
+  const cache = new Map<string, Subscriptions>();
+
+  const typed = (events: readonly StoredEvent[]) =>
+    events.flatMap((e) => {
+      const type = webhookTypeOf(e);
+      return type ? [{ event: e, type }] : [];
+    });
+
+  /** Whether any of `types` may have a subscriber; unknown counts as yes. */
+  function mayHaveSubscriber(task: TaskRow, types: WebhookEventType[]): boolean {
+    if (types.length === 0) return false;
+    const hook = taskWebhookOf(task);
+    if (hook && types.some((t) => hook.eventTypes.includes(t))) return true;
+    const known = cache.get(task.tenant_id);
+    if (!known || known.until < now()) return true;
+    return types.some((t) => known.types.has(t));
+  }
+
+  return {
+    wants(task, events) {
+      return mayHaveSubscriber(
+        task,
+        typed(events).map((x) => x.type),
+      );
+    },
+
+    async append(tx: Tx, task, events) {
+      const matching = typed(events);
+      if (matching.length === 0) return;
+      const known = cache.get(task.tenant_id);
+      if (!known || known.until < now()) {
+        if (cache.size > 10_000) cache.clear();
+        cache.set(task.tenant_id, { types: await subscribedTypes(tx, task.tenant_id), until: now() + cacheMs });
+      }
+      const outbox: OutboxEvent[] = matching.map(({ event, type }) => {
+        // A state change carries its own snapshot; other events get the task as it is after this change.
+        const snapshot =
+          event.kind === "stateChange" && event.data.task
+            ? (event.data.task as JsonObject)
+            : taskJson({ ...task, last_sequence: event.sequence });
+        return { sequence: event.sequence, type, payload: webhookPayload(type, event.time, snapshot, event.sequence) };
+      });
+      const hook = taskWebhookOf(task);
+      const hookTypes = hook ? matching.map((m) => m.type).filter((t) => hook.eventTypes.includes(t)) : [];
+      await enqueueDeliveries(
+        tx,
+        task.tenant_id,
+        task.task_id,
+        outbox,
+        hook && hookTypes.length > 0 ? { url: hook.url, target: targetOf(hook.url), types: hookTypes } : null,
+      );
+    },
+
+    afterCommit(task, events) {
+      if (mayHaveSubscriber(task, typed(events).map((x) => x.type))) deps.bus.publish("delivery", task.task_id);
+    },
+
+    invalidate(tenantId) {
+      cache.delete(tenantId);
+    },
+  };
+}
