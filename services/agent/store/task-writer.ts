@@ -196,13 +196,18 @@ export function createTaskWriter(deps: { sql: Sql; bus: WakeupBus; sink?: TaskEv
     sink?.afterCommit?.(task, events);
   }
 
-  async function lockedApply(tx: Tx, rows: TaskRow[], decide: Decide) {
-    const applied: { task: TaskRow; events: StoredEvent[] }[] = [];
-    for (const row of rows) {
-      const change = decide(row);
-      if (change) applied.push(await write(tx, row, change));
-    }
-    return applied;
+  /** Locks the rows `select` picks, applies `decide` to each, commits, then announces. */
+  async function applyToSelected(select: (tx: Tx) => Promise<TaskRow[]>, decide: Decide): Promise<TaskRow[]> {
+    const applied = await sql.begin(async (tx) => {
+      const done: { task: TaskRow; events: StoredEvent[] }[] = [];
+      for (const row of await select(tx)) {
+        const change = decide(row);
+        if (change) done.push(await write(tx, row, change));
+      }
+      return done;
+    });
+    for (const a of applied) announce(a.task, a.events);
+    return applied.map((a) => a.task);
   }
 
   const writer: TaskWriter = {
@@ -305,51 +310,35 @@ export function createTaskWriter(deps: { sql: Sql; bus: WakeupBus; sink?: TaskEv
       return { status: "changed", task: next, events };
     },
 
-    async claim(limit, decide) {
-      const applied = await sql.begin(async (tx) => {
-        const rows = await tx<TaskRow[]>`
-          SELECT * FROM tasks
-          WHERE state = 'QUEUED' AND run_after <= now()
-          ORDER BY run_after
-          LIMIT ${limit}
-          FOR UPDATE SKIP LOCKED
-        `;
-        return lockedApply(tx, rows, decide);
-      });
-      for (const a of applied) announce(a.task, a.events);
-      return applied.map((a) => a.task);
-    },
+    // SKIP LOCKED everywhere here: replicas claiming or sweeping at once share
+    // the work instead of queueing on each other.
+    claim: (limit, decide) =>
+      applyToSelected(
+        (tx) => tx<TaskRow[]>`
+          SELECT * FROM tasks WHERE state = 'QUEUED' AND run_after <= now()
+          ORDER BY run_after LIMIT ${limit} FOR UPDATE SKIP LOCKED
+        `,
+        decide,
+      ),
 
-    async sweepExpiredLeases(limit, decide) {
-      const applied = await sql.begin(async (tx) => {
-        const rows = await tx<TaskRow[]>`
-          SELECT * FROM tasks
-          WHERE lease_owner IS NOT NULL AND lease_expires_at < now()
-          ORDER BY lease_expires_at
-          LIMIT ${limit}
-          FOR UPDATE SKIP LOCKED
-        `;
-        return lockedApply(tx, rows, decide);
-      });
-      for (const a of applied) announce(a.task, a.events);
-      return applied.map((a) => a.task);
-    },
+    sweepExpiredLeases: (limit, decide) =>
+      applyToSelected(
+        (tx) => tx<TaskRow[]>`
+          SELECT * FROM tasks WHERE lease_owner IS NOT NULL AND lease_expires_at < now()
+          ORDER BY lease_expires_at LIMIT ${limit} FOR UPDATE SKIP LOCKED
+        `,
+        decide,
+      ),
 
-    async sweepExpiredInputs(limit, decide) {
-      // SKIP LOCKED: replicas sweeping at once share the work instead of queueing on each other.
-      const applied = await sql.begin(async (tx) => {
-        const rows = await tx<TaskRow[]>`
+    sweepExpiredInputs: (limit, decide) =>
+      applyToSelected(
+        (tx) => tx<TaskRow[]>`
           SELECT * FROM tasks
           WHERE state = 'INPUT_REQUIRED' AND input_expires_at IS NOT NULL AND input_expires_at < now()
-          ORDER BY input_expires_at
-          LIMIT ${limit}
-          FOR UPDATE SKIP LOCKED
-        `;
-        return lockedApply(tx, rows, decide);
-      });
-      for (const a of applied) announce(a.task, a.events);
-      return applied.map((a) => a.task);
-    },
+          ORDER BY input_expires_at LIMIT ${limit} FOR UPDATE SKIP LOCKED
+        `,
+        decide,
+      ),
 
     async extendLeases(owner, leaseIds, leaseMs) {
       if (leaseIds.length === 0) return new Set();
