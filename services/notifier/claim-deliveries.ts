@@ -11,6 +11,8 @@ import type { JsonObject } from "@bufbuild/protobuf";
 import type { Sql } from "../shared/db/database.js";
 
 export interface ClaimedDelivery {
+  /** The claimed row version's ctid: the row stays put while the lease holds, so the outcome finds it without a key lookup. */
+  row_id: string;
   tenant_id: string;
   delivery_id: string;
   endpoint_id: string | null;
@@ -46,25 +48,30 @@ export async function claimDeliveries(sql: Sql, req: ClaimRequest): Promise<Clai
   const partial = [...req.busy].filter(([, free]) => free > 0);
   // Enough candidates that rows locked by other notifiers rarely leave the batch short.
   const scanLimit = Math.max(req.limit * 4, 100);
+  // Rows are addressed by ctid between the steps: a TID scan whatever the planner
+  // thinks of this small, fast-changing table (joins back to it by key were
+  // planned as hash joins over every pending row, and grew with the backlog).
   return sql<ClaimedDelivery[]>`
     WITH scan AS (
-      SELECT tenant_id, delivery_id, target, next_attempt_at
+      SELECT ctid AS row_id, target, next_attempt_at
       FROM webhook_deliveries
       WHERE state = 'PENDING' AND next_attempt_at <= now() AND target <> ALL (${full}::text[])
       ORDER BY next_attempt_at
       LIMIT ${scanLimit}
     ), ranked AS (
       SELECT scan.*, row_number() OVER (PARTITION BY target ORDER BY next_attempt_at) AS rank FROM scan
-    ), picked AS (
-      SELECT d.tenant_id, d.delivery_id
-      FROM webhook_deliveries d
-      JOIN ranked r ON r.tenant_id = d.tenant_id AND r.delivery_id = d.delivery_id
+    ), chosen AS (
+      SELECT r.row_id FROM ranked r
       LEFT JOIN unnest(${partial.map(([t]) => t)}::text[], ${partial.map(([, f]) => f)}::int[]) AS b(target, free)
         ON b.target = r.target
-      WHERE r.rank <= coalesce(b.free, ${req.perTarget}) AND d.state = 'PENDING' AND d.next_attempt_at <= now()
-      ORDER BY r.next_attempt_at
+      WHERE r.rank <= coalesce(b.free, ${req.perTarget})
+    ), picked AS (
+      -- Locked rows are skipped; a row claimed meanwhile by another notifier fails the recheck of state.
+      SELECT ctid AS row_id FROM webhook_deliveries
+      WHERE ctid = ANY (ARRAY(SELECT row_id FROM chosen)) AND state = 'PENDING' AND next_attempt_at <= now()
+      ORDER BY next_attempt_at
       LIMIT ${req.limit}
-      FOR UPDATE OF d SKIP LOCKED
+      FOR UPDATE SKIP LOCKED
     )
     UPDATE webhook_deliveries d SET
       state = 'SENDING',
@@ -73,9 +80,8 @@ export async function claimDeliveries(sql: Sql, req: ClaimRequest): Promise<Clai
       lease_id = gen_random_uuid(),
       lease_expires_at = now() + ${req.leaseMs} * interval '1 millisecond',
       update_time = now()
-    FROM picked
-    WHERE d.tenant_id = picked.tenant_id AND d.delivery_id = picked.delivery_id
-    RETURNING d.tenant_id, d.delivery_id, d.endpoint_id, d.task_id, d.sequence, d.event_type, d.url, d.target,
+    WHERE d.ctid = ANY (ARRAY(SELECT row_id FROM picked))
+    RETURNING d.ctid::text AS row_id, d.tenant_id, d.delivery_id, d.endpoint_id, d.task_id, d.sequence, d.event_type, d.url, d.target,
       d.payload, d.attempts, d.retries, d.lease_id, d.create_time,
       ARRAY(
         SELECT s.secret FROM webhook_secrets s

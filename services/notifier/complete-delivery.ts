@@ -18,7 +18,7 @@ export interface AttemptRecord {
 }
 
 export interface Completion {
-  delivery: Pick<ClaimedDelivery, "tenant_id" | "delivery_id" | "endpoint_id" | "lease_id">;
+  delivery: Pick<ClaimedDelivery, "row_id" | "tenant_id" | "delivery_id" | "endpoint_id" | "lease_id">;
   attempt: AttemptRecord;
   next: Next;
   /** Whether this failure counts against the endpoint's health (a lost lease does not). */
@@ -54,14 +54,20 @@ export async function completeSuccesses(sql: Sql, list: readonly Completion[]): 
     WITH input AS (
       SELECT * FROM unnest(
         ${col((c) => c.delivery.tenant_id)}::text[], ${col((c) => c.delivery.delivery_id)}::uuid[],
-        ${col((c) => c.delivery.lease_id)}::uuid[], ${col((c) => c.attempt.attempt)}::int[],
-        ${col((c) => c.attempt.time.toISOString())}::timestamptz[], ${col((c) => c.attempt.status)}::int[],
-        ${col((c) => c.attempt.latencyMs)}::int[], ${col((c) => c.attempt.responseBody)}::text[]
-      ) AS i(tenant_id, delivery_id, lease_id, attempt, time, status_code, latency_ms, response_body)
+        ${col((c) => c.attempt.attempt)}::int[], ${col((c) => c.attempt.time.toISOString())}::timestamptz[],
+        ${col((c) => c.attempt.status)}::int[], ${col((c) => c.attempt.latencyMs)}::int[], ${col((c) => c.attempt.responseBody)}::text[]
+      ) AS i(tenant_id, delivery_id, attempt, time, status_code, latency_ms, response_body)
+    ), locked AS (
+      -- By ctid (a TID scan, however small the table looks to the planner), fenced by the claims' lease ids,
+      -- and locked in key order, the order other many-row writers (DeleteWebhookEndpoint) use: no deadlock.
+      SELECT ctid AS row_id FROM webhook_deliveries
+      WHERE ctid = ANY (${col((c) => c.delivery.row_id)}::tid[]) AND lease_id = ANY (${col((c) => c.delivery.lease_id)}::uuid[])
+        AND state = 'SENDING'
+      ORDER BY tenant_id, delivery_id
+      FOR UPDATE
     ), done AS (
       UPDATE webhook_deliveries d SET state = 'SUCCEEDED', lease_owner = NULL, lease_id = NULL, lease_expires_at = NULL, update_time = now()
-      FROM input i
-      WHERE d.tenant_id = i.tenant_id AND d.delivery_id = i.delivery_id AND d.lease_id = i.lease_id AND d.state = 'SENDING'
+      WHERE d.ctid = ANY (ARRAY(SELECT row_id FROM locked))
       RETURNING d.tenant_id, d.delivery_id, d.endpoint_id
     ), logged AS (
       INSERT INTO webhook_attempts (tenant_id, delivery_id, attempt, time, status_code, latency_ms, error, response_body)

@@ -307,7 +307,6 @@ export function createNotifier(deps: NotifierDeps): Notifier {
       if (running) return;
       running = true;
       unsubscribe = bus.subscribe("delivery", () => pump());
-      if (process.env.NOTIFIER_DEBUG) setInterval(() => log.info({ sending: sending.inFlight, queued: queued.inFlight, ready: ready.length, held: held.size, claiming, busy: [...queued.busy()] }, "DEBUG"), 1000).unref();
       void tick();
       schedulePoll();
       log.info(

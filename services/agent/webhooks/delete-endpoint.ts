@@ -11,7 +11,13 @@ export async function deleteEndpoint(sql: Sql, tenantId: string, endpointId: str
       DELETE FROM webhook_attempts a USING webhook_deliveries d
       WHERE a.tenant_id = ${tenantId} AND d.tenant_id = ${tenantId} AND d.endpoint_id = ${endpointId} AND a.delivery_id = d.delivery_id
     `;
-    await tx`DELETE FROM webhook_deliveries WHERE tenant_id = ${tenantId} AND endpoint_id = ${endpointId}`;
+    // Locked in key order, as the notifier's batched outcomes lock them: no deadlock.
+    await tx`
+      DELETE FROM webhook_deliveries WHERE tenant_id = ${tenantId} AND delivery_id IN (
+        SELECT delivery_id FROM webhook_deliveries WHERE tenant_id = ${tenantId} AND endpoint_id = ${endpointId}
+        ORDER BY delivery_id FOR UPDATE
+      )
+    `;
     await tx`DELETE FROM webhook_secrets WHERE tenant_id = ${tenantId} AND endpoint_id = ${endpointId}`;
     return true;
   });
