@@ -72,6 +72,12 @@ function mapError(error: unknown, log: Logger, requestId: string): ConnectError 
     if (error.code === Code.Internal || error.code === Code.Unknown) log.error({ err: error }, "rpc failed");
     return error;
   }
+  const pgCode = (error as { code?: unknown }).code;
+  if (pgCode === "40P01" || pgCode === "40001") {
+    // A deadlock or serialization failure: the transaction rolled back; the call is safe to retry.
+    log.warn({ err: error }, "transaction conflict");
+    return rpcError(Code.Aborted, "TRANSACTION_CONFLICT", "the request conflicted with a concurrent change; retry it", { cause: error });
+  }
   if (isDatabaseUnavailable(error)) {
     log.warn({ err: error }, "database unavailable");
     return unavailable("the database is unavailable; retry with backoff", error);
