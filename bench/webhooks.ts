@@ -12,7 +12,7 @@
 //
 // Parts: this process creates tasks through the real task writer with the
 // webhook outbox (so every terminal event commits its delivery in the same
-// transaction); notifiers are `services/notifier/main.ts` child processes; the
+// transaction); notifiers are `agentd notifier` child processes; the
 // receiver is a child process answering 204 at once. Times are wall-clock
 // (performance.timeOrigin + now()), comparable across processes on one host.
 import { type ChildProcess, fork, spawn } from "node:child_process";
@@ -94,7 +94,7 @@ const logDir = flag("notifier-logs", "");
 /** A notifier process; ready once its metrics listener answers. Its logs (info: one line per delivery) go to /dev/null, as to a log shipper. */
 async function spawnNotifier(databaseUrl: string, env: Record<string, string>): Promise<ChildProcess> {
   const metricsPort = nextMetricsPort++;
-  const child = spawn(process.execPath, ["--import", "tsx", `${root}services/notifier/main.ts`], {
+  const child = spawn(process.execPath, [`${root}bin/agentd.js`, "notifier"], {
     cwd: root,
     env: {
       ...process.env,

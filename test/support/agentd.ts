@@ -132,8 +132,9 @@ export async function startAgentd(
   };
 }
 
-/** An `agentd serve` child process on a shared database, for tests that kill processes. */
+/** An `agentd` child process (serve, notifier, …) on a shared database, for tests that kill processes. */
 export interface AgentdProcess {
+  /** The server's URL (empty for commands that serve no RPCs). */
   url: string;
   child: ChildProcess;
   /** Structured log lines the process wrote so far. */
@@ -143,19 +144,23 @@ export interface AgentdProcess {
   kill(signal?: NodeJS.Signals): Promise<number | NodeJS.Signals | null>;
 }
 
-export async function spawnAgentd(opts: { databaseUrl: string; env?: Record<string, string>; args?: string[] }): Promise<AgentdProcess> {
-  const child = spawn(process.execPath, [`${repoRoot}bin/agentd.js`, "serve", "--port", "0", ...(opts.args ?? [])], {
+/** Settings that make child processes fast to fail over. */
+export const CHILD_TEST_ENV: Record<string, string> = {
+  AGENTD_LEASE_MS: "3000",
+  AGENTD_HEARTBEAT_MS: "200",
+  AGENTD_POLL_MS: "200",
+  AGENTD_RETRY_BACKOFF_MS: "50",
+  AGENTD_LOG_LEVEL: "info",
+};
+
+/** Runs `bin/agentd.js <command>` and resolves once it logs `ready`. */
+export async function spawnAgentdCommand(
+  command: string,
+  opts: { databaseUrl: string; ready: string; env?: Record<string, string>; args?: string[] },
+): Promise<AgentdProcess> {
+  const child = spawn(process.execPath, [`${repoRoot}bin/agentd.js`, command, ...(opts.args ?? [])], {
     cwd: repoRoot,
-    env: {
-      ...process.env,
-      DATABASE_URL: opts.databaseUrl,
-      AGENTD_LEASE_MS: "3000",
-      AGENTD_HEARTBEAT_MS: "200",
-      AGENTD_POLL_MS: "200",
-      AGENTD_RETRY_BACKOFF_MS: "50",
-      AGENTD_LOG_LEVEL: "info",
-      ...opts.env,
-    },
+    env: { ...process.env, DATABASE_URL: opts.databaseUrl, ...CHILD_TEST_ENV, ...opts.env },
     stdio: ["ignore", "pipe", "pipe"],
   });
   const logs: Record<string, unknown>[] = [];
@@ -167,14 +172,14 @@ export async function spawnAgentd(opts: { databaseUrl: string; env?: Record<stri
     child.once("exit", (code, signal) => resolve(signal ?? code));
   });
   const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`agentd did not start within 30 s:\n${stderr}`)), 30_000);
+    const timer = setTimeout(() => reject(new Error(`agentd ${command} did not start within 30 s:\n${stderr}`)), 30_000);
     createInterface({ input: child.stdout! }).on("line", (line) => {
       try {
         const entry = JSON.parse(line) as Record<string, unknown>;
         logs.push(entry);
-        if (entry.msg === "agentd is serving") {
+        if (entry.msg === opts.ready) {
           clearTimeout(timer);
-          resolve(entry.url as string);
+          resolve(typeof entry.url === "string" ? entry.url : "");
         }
       } catch {
         // not a log line
@@ -182,7 +187,7 @@ export async function spawnAgentd(opts: { databaseUrl: string; env?: Record<stri
     });
     void exited.then((how) => {
       clearTimeout(timer);
-      reject(new Error(`agentd exited (${how}) before serving:\n${stderr}`));
+      reject(new Error(`agentd ${command} exited (${how}) before it was ready:\n${stderr}`));
     });
   });
   return {
@@ -195,4 +200,9 @@ export async function spawnAgentd(opts: { databaseUrl: string; env?: Record<stri
       return exited;
     },
   };
+}
+
+/** `agentd serve --port 0` on a shared database. */
+export function spawnAgentd(opts: { databaseUrl: string; env?: Record<string, string>; args?: string[] }): Promise<AgentdProcess> {
+  return spawnAgentdCommand("serve", { ...opts, ready: "agentd is serving", args: ["--port", "0", ...(opts.args ?? [])] });
 }

@@ -1,16 +1,14 @@
 // Shared pieces of the webhook tests: a real receiver on 127.0.0.1, an agent
 // service with the outbox, and an in-process notifier on the same database.
-import { type ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
 import { createServer, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import { createInterface } from "node:readline";
 import { createNotifier, type Notifier } from "../../services/notifier/notifier.js";
 import { type Config, loadConfig } from "../../services/shared/config.js";
 import { createLogger, silentLogger } from "../../services/shared/log.js";
 import { createWebhookOutbox } from "../../services/shared/webhooks/outbox.js";
 import type { AgentDefinition } from "../../services/agent/agents/agent.js";
-import { repoRoot, startAgentd, TEST_CONFIG, type TestAgentd } from "../support/agentd.js";
+import { type AgentdProcess, spawnAgentdCommand, startAgentd, TEST_CONFIG, type TestAgentd } from "../support/agentd.js";
 
 /** Millisecond schedules, and loopback allowed for the local receivers. */
 export const WEBHOOK_TEST_CONFIG: Partial<Config> = {
@@ -155,13 +153,8 @@ export async function until<T>(fn: () => Promise<T>, ok: (v: T) => boolean, ms =
   }
 }
 
-/** A notifier child process (`services/notifier/main.ts`) on a shared database. */
-export interface NotifierProcess {
-  child: ChildProcess;
-  logs: Record<string, unknown>[];
-  exited: Promise<number | NodeJS.Signals | null>;
-  kill(signal?: NodeJS.Signals): Promise<number | NodeJS.Signals | null>;
-}
+/** A notifier child process (`agentd notifier`) on a shared database. */
+export type NotifierProcess = AgentdProcess;
 
 export const NOTIFIER_TEST_ENV: Record<string, string> = {
   AGENTD_WEBHOOK_ALLOW_HTTP: "true",
@@ -176,46 +169,10 @@ export const NOTIFIER_TEST_ENV: Record<string, string> = {
   AGENTD_LOG_LEVEL: "info",
 };
 
-export async function spawnNotifier(opts: { databaseUrl: string; env?: Record<string, string> }): Promise<NotifierProcess> {
-  const child = spawn(process.execPath, ["--import", "tsx", `${repoRoot}services/notifier/main.ts`], {
-    cwd: repoRoot,
-    env: { ...process.env, DATABASE_URL: opts.databaseUrl, ...NOTIFIER_TEST_ENV, ...opts.env },
-    stdio: ["ignore", "pipe", "pipe"],
+export function spawnNotifier(opts: { databaseUrl: string; env?: Record<string, string> }): Promise<NotifierProcess> {
+  return spawnAgentdCommand("notifier", {
+    databaseUrl: opts.databaseUrl,
+    ready: "agentd notifier is running",
+    env: { ...NOTIFIER_TEST_ENV, ...opts.env },
   });
-  const logs: Record<string, unknown>[] = [];
-  let stderr = "";
-  child.stderr!.on("data", (d: Buffer) => {
-    stderr += d.toString();
-  });
-  const exited = new Promise<number | NodeJS.Signals | null>((resolve) => {
-    child.once("exit", (code, signal) => resolve(signal ?? code));
-  });
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`notifier did not start within 30 s:\n${stderr}`)), 30_000);
-    createInterface({ input: child.stdout! }).on("line", (line) => {
-      try {
-        const entry = JSON.parse(line) as Record<string, unknown>;
-        logs.push(entry);
-        if (entry.msg === "agentd notifier is running") {
-          clearTimeout(timer);
-          resolve();
-        }
-      } catch {
-        // not a log line
-      }
-    });
-    void exited.then((how) => {
-      clearTimeout(timer);
-      reject(new Error(`notifier exited (${how}) before running:\n${stderr}`));
-    });
-  });
-  return {
-    child,
-    logs,
-    exited,
-    async kill(signal: NodeJS.Signals = "SIGKILL") {
-      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
-      return exited;
-    },
-  };
 }
