@@ -1,4 +1,5 @@
 // The agentd command line (commander): dev, serve, migrate, keys.
+import { readFileSync } from "node:fs";
 import { chmod, mkdir, readFile, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { Command, Option } from "commander";
@@ -140,6 +141,10 @@ function environmentHelp(): string {
   return `\nEnvironment variables (a command's flag, where it has one, wins):\n${lines.join("\n")}\n`;
 }
 
+function packageVersion(): string {
+  return (JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string }).version;
+}
+
 export function buildCli(): Command {
   const program = new Command("agentd")
     .description(
@@ -147,6 +152,8 @@ export function buildCli(): Command {
         "Without DATABASE_URL it keeps its data in an embedded Postgres (PGlite) folder.",
     )
     .showHelpAfterError()
+    // Names the Node it runs on: with the pinned `node` dev dependency that is Node 24 whatever the system has.
+    .version(`agentd ${packageVersion()} (Node ${process.version})`)
     .addHelpText("after", environmentHelp());
 
   const serverKeys: (keyof Config)[] = ["host", "port", "dataDir", "databaseUrl", "runnerConcurrency", "agentModules", "logLevel"];
