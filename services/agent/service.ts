@@ -20,9 +20,12 @@ import { taskServiceRoutes } from "./handlers/task-service.js";
 import { webhookServiceRoutes } from "./handlers/webhook-service.js";
 import { createTaskRunner, type TaskRunner } from "./runner/task-runner.js";
 import { createHealthService } from "./server/health.js";
+import { createHttpProbes } from "./server/http-health.js";
+import { isMetricsRequest, listenMetrics, type MetricsListener } from "./server/metrics-listener.js";
 import { listenOnePort, type OnePortServer } from "./server/one-port.js";
 import { createReflectionRoutes } from "./server/reflection.js";
 import { createRpcHandler } from "./server/rpc-handler.js";
+import { createTlsTerminator } from "./server/tls.js";
 import { findTask } from "./store/find-task.js";
 import { createTaskWriter, type TaskEventSink } from "./store/task-writer.js";
 import { connectionContext } from "./streams/stream-limits.js";
@@ -45,6 +48,10 @@ export interface AgentServiceDeps {
 export interface RunningAgentService {
   server: OnePortServer;
   runner: TaskRunner;
+  /** GET /metrics on its own port when AGENTD_METRICS_PORT is set. */
+  metrics?: MetricsListener;
+  /** Reads the TLS certificate and key again (SIGHUP); throws, keeping the old ones, if they are unusable. No-op without TLS. */
+  reloadTls(): Promise<void>;
   /** Graceful: stop accepting, let calls and tasks finish within the grace period, hand the rest back. */
   close(): Promise<void>;
 }
@@ -85,6 +92,8 @@ export function createAgentService(deps: AgentServiceDeps) {
     checkWebhook: createTaskWebhookCheck({ sql: db.sql, policy: urlPolicy }),
   };
   const health = createHealthService();
+  // GET /healthz and /readyz for HTTP load balancers, beside grpc.health.v1.
+  const probes = createHttpProbes({ sql: db.sql, logger });
   const limits = { maxInputDepth: config.maxInputDepth };
   const auth = createAuthenticator(db.sql);
   // Event hub, stream caps, SSE and /metrics (services/agent/streams).
@@ -96,6 +105,13 @@ export function createAgentService(deps: AgentServiceDeps) {
     // Each RPC knows its connection, for the per-connection stream cap.
     contextValues: connectionContext,
     fallback: (req, res) => {
+      if (probes.handle(req, res)) return;
+      // With AGENTD_METRICS_PORT, /metrics is served there only.
+      if (config.metricsPort > 0 && isMetricsRequest(req)) {
+        res.writeHead(404);
+        res.end();
+        return;
+      }
       if (streaming.handleHttp(req, res)) return;
       res.writeHead(404);
       res.end();
@@ -130,12 +146,23 @@ export function createAgentService(deps: AgentServiceDeps) {
       for (const service of ["agentd.v1.AgentService", "agentd.v1.TaskService", "agentd.v1.WebhookService"]) {
         health.setStatus(service, "SERVING");
       }
+      // Certificate problems stop start-up here, before anything listens.
+      const tls = config.tlsCert && config.tlsKey
+        ? await createTlsTerminator({ certFile: config.tlsCert, keyFile: config.tlsKey }, { logger })
+        : undefined;
+      const metrics = config.metricsPort > 0
+        ? await listenMetrics({ host: config.host, port: config.metricsPort, serve: (req, res) => streaming.handleHttp(req, res) })
+        : undefined;
       const server = await listenOnePort({
+        ...(tls ? { tls } : {}),
         handler,
         host: config.host,
         port: config.port,
         maxRequestBytes: config.maxRequestBytes,
         logger,
+      }).catch(async (error: unknown) => {
+        await metrics?.close();
+        throw error;
       });
       runner.start();
       streaming.start();
@@ -144,15 +171,22 @@ export function createAgentService(deps: AgentServiceDeps) {
       return {
         server,
         runner,
+        ...(metrics ? { metrics } : {}),
+        reloadTls: async () => tls?.reload(),
         close() {
           closing ??= (async () => {
+            // Not ready first (/readyz 503, grpc health NOT_SERVING), while the port still serves,
+            // so that load balancers stop sending new calls before the listener closes.
+            probes.shutdown();
             health.shutdown();
+            if (config.shutdownDelayMs > 0) await new Promise((resolve) => setTimeout(resolve, config.shutdownDelayMs));
             // Open streams end first (UNAVAILABLE: reconnect elsewhere), so they do not hold the grace period.
             await Promise.all([streaming.close(), inputExpiry.stop()]);
             await Promise.all([
               server.close({ graceMs: config.shutdownGraceMs }),
               runner.stop(config.shutdownGraceMs),
             ]);
+            await metrics?.close();
           })();
           return closing;
         },

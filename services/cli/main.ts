@@ -74,10 +74,18 @@ async function serve(config: Config, opts: { dev: boolean }): Promise<void> {
     ? await startNotifierService({ db: runtime.db, bus: runtime.bus, config, logger: logger.child({ component: "notifier" }) })
     : undefined;
   logger.info(
-    { url: running.server.url, embedded: runtime.db.embedded, agents: registry.list().map((a) => a.name), notifier: Boolean(notifier) },
+    { url: running.server.url, ...(running.metrics ? { metrics: running.metrics.url } : {}), embedded: runtime.db.embedded, agents: registry.list().map((a) => a.name), notifier: Boolean(notifier) },
     "agentd is serving",
   );
   if (opts.dev) await printDevWelcome(config, runtime.db.sql, running.server.url);
+  if (config.tlsCert) {
+    // SIGHUP: new certificate for new connections, open ones untouched; a bad file keeps the old one.
+    process.on("SIGHUP", () => {
+      running.reloadTls().catch((err: unknown) =>
+        logger.error({ err: err instanceof Error ? err.message : String(err) }, "TLS reload failed, still using the previous certificate"),
+      );
+    });
+  }
   untilSignal(logger, async () => {
     await Promise.all([running.close(), notifier?.close()]);
     await runtime.close();
@@ -156,7 +164,7 @@ export function buildCli(): Command {
     .version(`agentd ${packageVersion()} (Node ${process.version})`)
     .addHelpText("after", environmentHelp());
 
-  const serverKeys: (keyof Config)[] = ["host", "port", "dataDir", "databaseUrl", "runnerConcurrency", "agentModules", "logLevel"];
+  const serverKeys: (keyof Config)[] = ["host", "port", "dataDir", "databaseUrl", "runnerConcurrency", "agentModules", "logLevel", "tlsCert", "tlsKey"];
 
   addSettingOptions(
     program

@@ -36,6 +36,10 @@ export interface Config {
   maxStreamsPerConnection: number;
   maxStreamsPerTenant: number;
   streamWindowEvents: number;
+  tlsCert: string | undefined;
+  tlsKey: string | undefined;
+  metricsPort: number;
+  shutdownDelayMs: number;
 }
 
 type Kind = "string" | "int" | "bool" | "list" | "intList" | "url";
@@ -87,6 +91,10 @@ export const SETTINGS = [
   s({ key: "maxStreamsPerConnection", env: "AGENTD_MAX_STREAMS_PER_CONNECTION", kind: "int", min: 1, max: 100000, default: 100, help: "Open streams one client connection may hold in this replica; more get RESOURCE_EXHAUSTED (SSE: 429)." }),
   s({ key: "maxStreamsPerTenant", env: "AGENTD_MAX_STREAMS_PER_TENANT", kind: "int", min: 1, max: 1000000, default: 1000, help: "Open streams one tenant may hold in this replica; more get RESOURCE_EXHAUSTED (SSE: 429)." }),
   s({ key: "streamWindowEvents", env: "AGENTD_STREAM_WINDOW_EVENTS", kind: "int", min: 1, max: 100000, default: 256, help: "Recent events kept in memory per watched task and shared by its watchers; a watcher further behind reads the log itself." }),
+  s({ key: "tlsCert", env: "AGENTD_TLS_CERT", flag: "--tls-cert", kind: "string", default: undefined, help: "PEM certificate chain file: the port then serves TLS (ALPN h2 and http/1.1) instead of cleartext. Needs --tls-key. SIGHUP reloads both files." }),
+  s({ key: "tlsKey", env: "AGENTD_TLS_KEY", flag: "--tls-key", kind: "string", default: undefined, help: "PEM private key file of --tls-cert." }),
+  s({ key: "metricsPort", env: "AGENTD_METRICS_PORT", kind: "int", min: 0, max: 65535, default: 0, help: "Serve GET /metrics on this port (on AGENTD_HOST, plain HTTP) instead of the main port. 0: on the main port." }),
+  s({ key: "shutdownDelayMs", env: "AGENTD_SHUTDOWN_DELAY_MS", kind: "int", min: 0, max: 600000, default: 0, help: "On SIGTERM: how long /readyz answers 503 while the port still serves, so load balancers stop sending new calls before it closes." }),
 ] as const satisfies readonly Setting[];
 
 export class ConfigError extends Error {
@@ -159,6 +167,12 @@ export function loadConfig(
     throw new ConfigError(
       `invalid setting AGENTD_NOTIFIER_LEASE_MS=${result.notifierLeaseMs}: must be at least AGENTD_WEBHOOK_TIMEOUT_MS + 1000 (${result.webhookTimeoutMs + 1000}), or a slow attempt could be sent twice at once`,
     );
+  }
+  if ((result.tlsCert === undefined) !== (result.tlsKey === undefined)) {
+    throw new ConfigError("invalid settings: --tls-cert / AGENTD_TLS_CERT and --tls-key / AGENTD_TLS_KEY go together (set both or neither)");
+  }
+  if (result.metricsPort !== 0 && result.metricsPort === result.port) {
+    throw new ConfigError(`invalid setting AGENTD_METRICS_PORT=${result.metricsPort}: must differ from the main port (0 serves /metrics on the main port)`);
   }
   const badCidr = result.webhookAllowCidrs.find((c) => parseCidr(c) === null);
   if (badCidr !== undefined) {

@@ -8,6 +8,7 @@ import * as http2 from "node:http2";
 import * as net from "node:net";
 import type { connectNodeAdapter } from "@connectrpc/connect-node";
 import { type Logger, silentLogger } from "../../shared/log.js";
+import type { TlsTerminator } from "./tls.js";
 
 /** What `connectNodeAdapter` returns (connect-node does not export the type by name). */
 export type NodeHandlerFn = ReturnType<typeof connectNodeAdapter>;
@@ -27,11 +28,13 @@ export interface OnePortOptions {
    */
   maxRequestBytes?: number;
   logger?: Logger;
+  /** TLS (tls.ts): each connection is decrypted first and ALPN, not sniffing, picks HTTP/2 or HTTP/1.1. */
+  tls?: TlsTerminator;
 }
 
 export interface OnePortServer {
   readonly port: number;
-  /** http://host:port, with a wildcard host replaced by loopback so that it can be dialled. */
+  /** http(s)://host:port, with a wildcard host replaced by loopback so that it can be dialled. */
   readonly url: string;
   /**
    * Stops accepting connections, asks open ones to finish (HTTP/2 GOAWAY; HTTP/1.1 idle
@@ -112,6 +115,9 @@ export async function listenOnePort(opts: OnePortOptions): Promise<OnePortServer
   });
   h2.on("sessionError", (err) => log.debug({ err }, "http2 session error"));
 
+  // TLS: the handshake's ALPN result routes the decrypted socket (h2 → http2, else HTTP/1.1).
+  const acceptTls = opts.tls?.serve((protocol, secure) => (protocol === "h2" ? h2 : h1).emit("connection", secure));
+
   const tcp = net.createServer({ pauseOnConnect: true, noDelay: true, keepAlive: true, keepAliveInitialDelay: 30_000 });
   tcp.on("connection", (socket) => {
     sockets.add(socket);
@@ -121,6 +127,10 @@ export async function listenOnePort(opts: OnePortOptions): Promise<OnePortServer
     });
     if (closing) {
       socket.destroy();
+      return;
+    }
+    if (acceptTls) {
+      acceptTls(socket);
       return;
     }
     const received = sniff(socket, (protocol, reason) => {
@@ -182,10 +192,10 @@ export async function listenOnePort(opts: OnePortOptions): Promise<OnePortServer
     h1.close(); // stops its connection-checking interval
   }
 
-  log.info({ host, port }, "listening (gRPC, Connect, gRPC-Web; HTTP/1.1 and h2c)");
+  log.info({ host, port, tls: Boolean(opts.tls) }, opts.tls ? "listening (gRPC, Connect, gRPC-Web; TLS with ALPN h2 and http/1.1)" : "listening (gRPC, Connect, gRPC-Web; HTTP/1.1 and h2c)");
   return {
     port,
-    url: `http://${dialHost(host)}:${port}`,
+    url: `${opts.tls ? "https" : "http"}://${dialHost(host)}:${port}`,
     openConnections: () => sockets.size,
     close(closeOpts = {}) {
       closed ??= shutdown(closeOpts.graceMs ?? DEFAULT_GRACE_MS);
