@@ -36,6 +36,7 @@ export interface Config {
   maxStreamsPerConnection: number;
   maxStreamsPerTenant: number;
   streamWindowEvents: number;
+  webhookMaxPayloadBytes: number;
 }
 
 type Kind = "string" | "int" | "bool" | "list" | "intList" | "url";
@@ -87,6 +88,7 @@ export const SETTINGS = [
   s({ key: "maxStreamsPerConnection", env: "AGENTD_MAX_STREAMS_PER_CONNECTION", kind: "int", min: 1, max: 100000, default: 100, help: "Open streams one client connection may hold in this replica; more get RESOURCE_EXHAUSTED (SSE: 429)." }),
   s({ key: "maxStreamsPerTenant", env: "AGENTD_MAX_STREAMS_PER_TENANT", kind: "int", min: 1, max: 1000000, default: 1000, help: "Open streams one tenant may hold in this replica; more get RESOURCE_EXHAUSTED (SSE: 429)." }),
   s({ key: "streamWindowEvents", env: "AGENTD_STREAM_WINDOW_EVENTS", kind: "int", min: 1, max: 100000, default: 256, help: "Recent events kept in memory per watched task and shared by its watchers; a watcher further behind reads the log itself." }),
+  s({ key: "webhookMaxPayloadBytes", env: "AGENTD_WEBHOOK_MAX_PAYLOAD_BYTES", kind: "int", min: 4096, max: 16777216, default: 65536, help: "Largest webhook body. A task too large for it is sent without its largest fields (input, output, …), named in data.omittedFields, for the receiver to fetch with GetTask." }),
 ] as const satisfies readonly Setting[];
 
 export class ConfigError extends Error {
