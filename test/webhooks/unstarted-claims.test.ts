@@ -58,10 +58,16 @@ describe("a notifier killed right after claiming", () => {
     );
 
     // One sending slot, two claims held: one is sent (and hangs), one waits for the slot, unstarted.
-    // The lease is long enough that the waiting claim is not handed back before the kill.
+    // Timeout and lease are long enough (on a slow machine too) that neither the hanging attempt
+    // times out nor the waiting claim is handed back before the kill.
     const a = await spawnNotifier({
       databaseUrl: shared.url,
-      env: { AGENTD_WEBHOOK_CONCURRENCY: "1", AGENTD_WEBHOOK_ENDPOINT_CONCURRENCY: "1", AGENTD_NOTIFIER_LEASE_MS: "6000" },
+      env: {
+        AGENTD_WEBHOOK_CONCURRENCY: "1",
+        AGENTD_WEBHOOK_ENDPOINT_CONCURRENCY: "1",
+        AGENTD_WEBHOOK_TIMEOUT_MS: "8000",
+        AGENTD_NOTIFIER_LEASE_MS: "18000",
+      },
     });
     processes.push(a);
     await receiver.until((r) => r.length >= 1);
