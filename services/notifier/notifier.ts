@@ -8,11 +8,11 @@
 // starts and *sending* while it runs; its outcome is then written (successes
 // in batches). An attempt is counted only when it starts (one write for all
 // that start together, before their requests): a notifier killed holding
-// claims it never started costs them no attempt. Sending is limited globally (webhookConcurrency) and per
-// destination (webhookEndpointConcurrency): the fairness rule. Queued plus
-// sending is limited to twice those, so each destination has its next
-// deliveries claimed and waiting the moment a request finishes, without a
-// database round trip in between. A delivery waits at most for one attempt to
+// claims it never started costs them no attempt. Sending is limited globally
+// (webhookConcurrency) and per destination (webhookEndpointConcurrency): the
+// fairness rule. Queued plus sending is limited to twice those, so each
+// destination has its next deliveries claimed and waiting the moment a request
+// finishes, without a claim in between. A delivery waits at most for one attempt to
 // its destination; one that waited too long for its lease is handed back
 // instead of sent.
 import { hostname } from "node:os";
