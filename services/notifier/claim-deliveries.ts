@@ -1,7 +1,8 @@
 // Claims due deliveries for this notifier: FOR UPDATE SKIP LOCKED, so replicas
 // never claim the same row, and a lease (owner, expiry, lease_id) so a killed
-// notifier's deliveries are picked up again once it expires. The claim also
-// counts the attempt it starts.
+// notifier's deliveries are picked up again once it expires. The claim counts
+// no attempt: `startAttempts` does, right before the HTTP request, so a
+// notifier that dies holding claims it never started charges them nothing.
 //
 // Fairness lives in the query: destinations already at their concurrency limit
 // in this process are skipped, and each destination gets at most its free
@@ -22,7 +23,7 @@ export interface ClaimedDelivery {
   url: string;
   target: string;
   payload: JsonObject;
-  /** This attempt's number (1-based). */
+  /** The number (1-based) of the attempt this claim is for, once started. */
   attempts: number;
   retries: boolean;
   lease_id: string;
@@ -75,14 +76,14 @@ export async function claimDeliveries(sql: Sql, req: ClaimRequest): Promise<Clai
     )
     UPDATE webhook_deliveries d SET
       state = 'SENDING',
-      attempts = d.attempts + 1,
+      started_at = NULL,
       lease_owner = ${req.owner},
       lease_id = gen_random_uuid(),
       lease_expires_at = now() + ${req.leaseMs} * interval '1 millisecond',
       update_time = now()
     WHERE d.ctid = ANY (ARRAY(SELECT row_id FROM picked))
     RETURNING d.ctid::text AS row_id, d.tenant_id, d.delivery_id, d.endpoint_id, d.task_id, d.sequence, d.event_type, d.url, d.target,
-      d.payload, d.attempts, d.retries, d.lease_id, d.create_time,
+      d.payload, d.attempts + 1 AS attempts, d.retries, d.lease_id, d.create_time,
       ARRAY(
         SELECT s.secret FROM webhook_secrets s
         WHERE s.tenant_id = d.tenant_id AND s.endpoint_id IS NOT DISTINCT FROM d.endpoint_id

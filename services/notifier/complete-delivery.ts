@@ -137,7 +137,8 @@ export async function completeDelivery(sql: Sql, c: Completion): Promise<Complet
   return fenced.size > 0 ? { status: "fenced" } : { status: "recorded", state: "SUCCEEDED" };
 }
 
-/** Hands deliveries back unsent (shutdown): the attempt they counted is undone. */
+/** Hands deliveries back unsent (shutdown, or a claim that waited too long): an attempt
+ * already started is undone; one never started had counted nothing. */
 export async function releaseDeliveries(
   sql: Sql,
   claims: readonly Pick<ClaimedDelivery, "tenant_id" | "delivery_id" | "lease_id">[],
@@ -145,7 +146,7 @@ export async function releaseDeliveries(
   if (claims.length === 0) return;
   await sql`
     UPDATE webhook_deliveries d SET
-      state = 'PENDING', attempts = d.attempts - 1, next_attempt_at = now(),
+      state = 'PENDING', attempts = d.attempts - (d.started_at IS NOT NULL)::int, started_at = NULL, next_attempt_at = now(),
       lease_owner = NULL, lease_id = NULL, lease_expires_at = NULL, update_time = now()
     FROM unnest(${claims.map((c) => c.tenant_id)}::text[], ${claims.map((c) => c.delivery_id)}::uuid[], ${claims.map((c) => c.lease_id)}::uuid[])
       AS r(tenant_id, delivery_id, lease_id)

@@ -6,11 +6,13 @@
 //
 // Flow and limits. A claimed delivery is *queued* until its HTTP attempt
 // starts and *sending* while it runs; its outcome is then written (successes
-// in batches). Sending is limited globally (webhookConcurrency) and per
-// destination (webhookEndpointConcurrency): the fairness rule. Queued plus
-// sending is limited to twice those, so each destination has its next
-// deliveries claimed and waiting the moment a request finishes, without a
-// database round trip in between. A delivery waits at most for one attempt to
+// in batches). An attempt is counted only when it starts (one write for all
+// that start together, before their requests): a notifier killed holding
+// claims it never started costs them no attempt. Sending is limited globally
+// (webhookConcurrency) and per destination (webhookEndpointConcurrency): the
+// fairness rule. Queued plus sending is limited to twice those, so each
+// destination has its next deliveries claimed and waiting the moment a request
+// finishes, without a claim in between. A delivery waits at most for one attempt to
 // its destination; one that waited too long for its lease is handed back
 // instead of sent.
 import { hostname } from "node:os";
@@ -29,6 +31,7 @@ import { createNotifierMetrics, type NotifierMetrics } from "./metrics.js";
 import { nextAfterAttempt, type RetryPolicy } from "./retry-schedule.js";
 import { createAgents, type SendResult, sendDelivery } from "./send-delivery.js";
 import { createSuccessBatcher } from "./success-batcher.js";
+import { startAttempts } from "./start-attempts.js";
 import { sweepExpiredLeases } from "./sweep-leases.js";
 
 export interface NotifierDeps {
@@ -198,21 +201,49 @@ export function createNotifier(deps: NotifierDeps): Notifier {
     held.delete(h.claim.delivery_id);
   }
 
+  /** Counts the attempts of `list` (sending slots taken) in one write, then sends those still held.
+   * A claim not started (lease lost, or the write failed) is not sent; its lease runs out and the
+   * sweep hands it back uncharged. */
+  function begin(list: Held[]): void {
+    const started = startAttempts(
+      sql,
+      list.map((h) => h.claim),
+    ).catch((error: unknown) => {
+      log.warn({ err: toError(error), count: list.length }, "could not start webhook attempts; their leases will expire");
+      return new Map<string, string>();
+    });
+    for (const h of list) {
+      h.done = started
+        .then((rows) => {
+          const rowId = rows.get(h.claim.delivery_id);
+          if (rowId === undefined || abandoned.has(h.claim.delivery_id)) {
+            sending.release(h.claim.target);
+            metrics.inFlight.set(sending.inFlight);
+            return;
+          }
+          h.claim.row_id = rowId;
+          return attempt(h.claim);
+        })
+        .catch((error: unknown) => log.error({ err: toError(error), deliveryId: h.claim.delivery_id }, "webhook attempt crashed"))
+        .finally(() => release(h));
+    }
+  }
+
   /** Starts waiting deliveries while sending slots allow, oldest first, skipping full destinations. */
   function dispatchReady(): void {
     if (!running || ready.length === 0) return;
     const stale: Held[] = [];
     const still: Held[] = [];
+    const starting: Held[] = [];
     for (const h of ready) {
       if (Date.now() - h.claimedAt > maxWaitMs) stale.push(h);
       else if (sending.hasRoom(h.claim.target)) {
         sending.take(h.claim.target);
-        h.done = attempt(h.claim)
-          .catch((error: unknown) => log.error({ err: toError(error), deliveryId: h.claim.delivery_id }, "webhook attempt crashed"))
-          .finally(() => release(h));
+        starting.push(h);
       } else still.push(h);
     }
     ready = still;
+    if (starting.length > 0) begin(starting);
     metrics.inFlight.set(sending.inFlight);
     if (stale.length > 0) {
       for (const h of stale) release(h);
@@ -282,6 +313,10 @@ export function createNotifier(deps: NotifierDeps): Notifier {
     try {
       const swept = await sweepExpiredLeases(sql, policy, { limit: SWEEP_BATCH, random });
       for (const s of swept) {
+        if (!s.started) {
+          log.info({ deliveryId: s.delivery_id, tenantId: s.tenant_id }, "webhook claim handed back unsent: its notifier's lease expired before the attempt started");
+          continue;
+        }
         metrics.attempts.inc({ outcome: "lost" });
         if (s.next.state === "FAILED") metrics.deliveries.inc({ outcome: "failed" });
         log.warn({ deliveryId: s.delivery_id, tenantId: s.tenant_id, next: s.next.state }, "webhook attempt lost: its notifier's lease expired");

@@ -40,6 +40,7 @@ export interface Config {
   tlsKey: string | undefined;
   metricsPort: number;
   shutdownDelayMs: number;
+  webhookMaxPayloadBytes: number;
 }
 
 type Kind = "string" | "int" | "bool" | "list" | "intList" | "url";
@@ -95,6 +96,7 @@ export const SETTINGS = [
   s({ key: "tlsKey", env: "AGENTD_TLS_KEY", flag: "--tls-key", kind: "string", default: undefined, help: "PEM private key file of --tls-cert." }),
   s({ key: "metricsPort", env: "AGENTD_METRICS_PORT", kind: "int", min: 0, max: 65535, default: 0, help: "Serve GET /metrics on this port (on AGENTD_HOST, plain HTTP) instead of the main port. 0: on the main port." }),
   s({ key: "shutdownDelayMs", env: "AGENTD_SHUTDOWN_DELAY_MS", kind: "int", min: 0, max: 600000, default: 0, help: "On SIGTERM: how long /readyz answers 503 while the port still serves, so load balancers stop sending new calls before it closes." }),
+  s({ key: "webhookMaxPayloadBytes", env: "AGENTD_WEBHOOK_MAX_PAYLOAD_BYTES", kind: "int", min: 4096, max: 16777216, default: 65536, help: "Largest webhook body. A task too large for it is sent without its largest fields (input, output, …), named in data.omittedFields, for the receiver to fetch with GetTask." }),
 ] as const satisfies readonly Setting[];
 
 export class ConfigError extends Error {

@@ -609,7 +609,8 @@ export const AgentService: GenService<{
    * it has room for Run-like work (`AGENTD_MAX_CONCURRENT_RUNS`), else on any
    * runner. Scope: `agents:run`. Errors: as `Run`, and as
    * `TaskService.WatchTask` for the stream (`RESOURCE_EXHAUSTED`,
-   * `UNAVAILABLE`).
+   * `UNAVAILABLE`, and `UNAUTHENTICATED` within about 5 s when the key that
+   * opened it is revoked; the same holds for `Converse`).
    *
    * @generated from rpc agentd.v1.AgentService.RunStream
    */

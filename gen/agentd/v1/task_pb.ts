@@ -433,7 +433,13 @@ export type StateChange = Message<"agentd.v1.StateChange"> & {
   state: TaskState;
 
   /**
-   * The task right after this change.
+   * The task right after this change. So that a task's log holds its large
+   * fields once, not once per state change, the snapshot carries `input` only
+   * in the first event (sequence 1, the task's creation), and `output` and
+   * `artifacts` only in the terminal event (SUCCEEDED, FAILED or CANCELED);
+   * every other state_change leaves those three fields unset. All other fields
+   * are as `GetTask` would have returned them right after the change.
+   * `GetTask` always returns the whole task.
    *
    * @generated from field: agentd.v1.Task task = 2;
    */

@@ -584,7 +584,9 @@ export const TaskService: GenService<{
    * on the connection or for the tenant, reasons
    * `TOO_MANY_STREAMS_ON_CONNECTION` / `TOO_MANY_STREAMS`, with RetryInfo),
    * `UNAVAILABLE` (the server is shutting down: reconnect, to any replica,
-   * with the last sequence seen).
+   * with the last sequence seen), `UNAUTHENTICATED` mid-stream (the API key
+   * that opened the stream was revoked: the stream ends within about 5 s,
+   * reason `INVALID_API_KEY`).
    *
    * The same events are served to browsers as Server-Sent Events at
    * `GET /v1/tasks/{task_id}/events` (see the README).

@@ -579,6 +579,12 @@ export const DeliveryStateSchema: GenEnum<DeliveryState> = /*@__PURE__*/
  * Receivers drop duplicates by `webhook-id` and order by `data.sequence`.
  * Body: `{"type": "task.succeeded", "timestamp": "<event time, RFC 3339>",
  * "data": {"task": <Task as proto3 JSON>, "sequence": <event sequence>}}`.
+ * A body is at most `AGENTD_WEBHOOK_MAX_PAYLOAD_BYTES` (default 64 KiB): when
+ * the task would make it larger, its largest fields (among `input`, `output`,
+ * `artifacts`, `error`, `progress`, `input_request`, `labels`) are left out,
+ * largest first, until it fits, and `data.omittedFields` names them in proto3
+ * JSON (e.g. `["input", "output"]`). The body then is a reference: fetch
+ * those fields with `TaskService.GetTask` (`task_id` = `data.task.id`).
  * A failed attempt is retried on a schedule (default 5 s, 5 min, 30 min, 2 h,
  * 5 h, 10 h, 10 h, ±20 % jitter); 429, 502, 503, 504 and timeouts wait at
  * least a minute; `Retry-After` is honoured up to a bound; 410 Gone disables

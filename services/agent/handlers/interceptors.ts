@@ -4,6 +4,7 @@
 import { randomUUID } from "node:crypto";
 import { Code, ConnectError, createContextKey, type HandlerContext, type Interceptor } from "@connectrpc/connect";
 import type { Authenticator, Principal } from "../../shared/auth/authenticator.js";
+import { endOnRevocation } from "../../shared/auth/revocation.js";
 import type { Scope } from "../../shared/auth/scopes.js";
 import { isDatabaseUnavailable } from "../../shared/db/database.js";
 import { rpcError, unavailable } from "../../shared/errors.js";
@@ -63,7 +64,10 @@ export function authInterceptor(auth: Authenticator): Interceptor {
       );
     }
     req.contextValues.set(principalKey, principal);
-    return next(req);
+    const res = await next(req);
+    // A stream outlives its authentication: it ends once its key is revoked.
+    if (!res.stream) return res;
+    return { ...res, message: endOnRevocation(res.message, auth, req.header.get("authorization") ?? "") };
   };
 }
 

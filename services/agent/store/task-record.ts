@@ -80,6 +80,27 @@ export function taskJson(row: TaskRow): JsonObject {
   return json;
 }
 
+/**
+ * The `task` of a state_change event (`StateChange.task`): the task right after
+ * the change, without repeating what the log already holds. A task changes state
+ * many times (queued, running, input required, queued again, retries…), and
+ * repeating its input, output and artifacts in each event multiplied a large
+ * request many times over in storage and in every stream. The rule:
+ * - `input` only in the first event (sequence 1, the creation);
+ * - `output` (SUCCEEDED only) and `artifacts` only in the terminal event;
+ * - every other field as in `taskJson`, in every event.
+ * So the log holds about one copy of each; `GetTask` has the whole task at any time.
+ */
+export function stateChangeSnapshot(row: TaskRow, sequence: number): JsonObject {
+  const json = taskJson({ ...row, last_sequence: sequence });
+  if (sequence !== 1) delete json.input;
+  if (!isTerminal(row.state)) {
+    delete json.output;
+    delete json.artifacts;
+  }
+  return json;
+}
+
 export interface TaskKey {
   tenantId: string;
   taskId: string;

@@ -8,7 +8,7 @@
 import type { JsonObject } from "@bufbuild/protobuf";
 import type { Sql, Tx } from "../../shared/db/database.js";
 import type { WakeupBus } from "../../shared/wakeup/bus.js";
-import { type TaskKey, type TaskRow, type TaskStateName, taskJson } from "./task-record.js";
+import { stateChangeSnapshot, type TaskKey, type TaskRow, type TaskStateName } from "./task-record.js";
 
 /** Event kinds, named as the `TaskEvent.event` oneof cases in proto3 JSON. */
 export type EventKind = "stateChange" | "progress" | "delta" | "toolCall" | "inputRequest" | "artifact" | "log";
@@ -134,7 +134,8 @@ export function createTaskWriter(deps: { sql: Sql; bus: WakeupBus; sink?: TaskEv
 
   const jsonOrNull = (value: unknown) => (value === null || value === undefined ? null : sql.json(value as never));
 
-  /** Sequences the drafts after the row's last event and fills state_change snapshots. */
+  /** Sequences the drafts after the row's last event and fills state_change snapshots
+   * (which carry large fields once only: see `stateChangeSnapshot`). */
   function build(current: TaskRow, change: TaskChange, now: Date): { next: TaskRow; events: StoredEvent[] } {
     const drafts = [...(change.events ?? [])];
     const stateChanged = change.patch.state !== undefined && change.patch.state !== current.state;
@@ -150,7 +151,7 @@ export function createTaskWriter(deps: { sql: Sql; bus: WakeupBus; sink?: TaskEv
       const sequence = first + i;
       const data =
         draft.kind === "stateChange"
-          ? { state: `TASK_STATE_${next.state}`, task: taskJson({ ...next, last_sequence: sequence }) }
+          ? { state: `TASK_STATE_${next.state}`, task: stateChangeSnapshot(next, sequence) }
           : draft.data;
       return { sequence, time: now, kind: draft.kind, data };
     });

@@ -13,7 +13,7 @@
 // {code, message, reason} with the HTTP status of their gRPC code: 400, 401, 403,
 // 404, 405, 429 (with Retry-After), 503.
 import { Code, ConnectError } from "@connectrpc/connect";
-import type { Authenticator } from "../../shared/auth/authenticator.js";
+import type { AuthFailure, Authenticator } from "../../shared/auth/authenticator.js";
 import { isDatabaseUnavailable, type Sql } from "../../shared/db/database.js";
 import type { Logger } from "../../shared/log.js";
 import type { NodeHandlerFn } from "../server/one-port.js";
@@ -144,6 +144,14 @@ export function createSseHandler(deps: SseDeps): (req: Request, res: Response) =
 
     const closed = new AbortController();
     res.once("close", () => closed.abort());
+    // The watch ends when the client goes away, or when the key is revoked (then a final `error` event).
+    const ending = new AbortController();
+    closed.signal.addEventListener("abort", () => ending.abort(), { once: true });
+    let revoked: AuthFailure | undefined;
+    const unwatch = deps.auth.watch(String(authorization), (failure) => {
+      revoked = failure;
+      ending.abort();
+    });
     try {
       res.writeHead(200, {
         "content-type": "text/event-stream; charset=utf-8",
@@ -152,7 +160,7 @@ export function createSseHandler(deps: SseDeps): (req: Request, res: Response) =
         "x-accel-buffering": "no",
       });
       await write(res, `retry: ${RETRY_MS}\n\n`, closed.signal);
-      for await (const item of deps.hub.watch(task, cursor.after, closed.signal)) {
+      for await (const item of deps.hub.watch(task, cursor.after, ending.signal)) {
         await write(res, item.event ? sseFrame(task.task_id, item.event) : ": keep-alive\n\n", closed.signal);
       }
     } catch (error) {
@@ -161,10 +169,18 @@ export function createSseHandler(deps: SseDeps): (req: Request, res: Response) =
       if (!(error instanceof ConnectError)) throw error;
       if (error.code !== Code.Unavailable) deps.logger.debug({ err: error, taskId }, "SSE stream ended early");
     } finally {
+      unwatch();
       slot.release();
     }
+    if (revoked) await write(res, revokedFrame(revoked), closed.signal);
     if (!closed.signal.aborted) res.end();
   }
+}
+
+/** The last event of a stream whose API key was revoked (seen within about 5 s, see
+ * `Authenticator.watch`): `event: error`, data {code: "unauthenticated", message, reason}. */
+function revokedFrame(failure: AuthFailure): string {
+  return `event: error\ndata: ${JSON.stringify({ code: "unauthenticated", message: failure.message, reason: failure.reason })}\n\n`;
 }
 
 /** Writes, and waits while the client is slow: an SSE client that does not read holds at

@@ -1,5 +1,6 @@
 // Which task events become which webhook event types, and the body a receiver
-// gets: {"type", "timestamp", "data": {"task": <Task proto3 JSON>, "sequence"}}.
+// gets: {"type", "timestamp", "data": {"task": <Task proto3 JSON>, "sequence"}},
+// plus "omittedFields" when the task was too large for the body bound.
 import type { JsonObject } from "@bufbuild/protobuf";
 
 export const WEBHOOK_EVENT_TYPES = [
@@ -29,9 +30,40 @@ export function webhookTypeOf(event: { kind: string; data: JsonObject }): Webhoo
   return null;
 }
 
-/** The delivery body. `task` is the snapshot at this event. */
-export function webhookPayload(type: WebhookEventType, time: Date, task: JsonObject, sequence: number): JsonObject {
-  return { type, timestamp: time.toISOString(), data: { task, sequence } };
+/** Task fields a body may leave out to fit its bound; the rest are small and bounded. */
+const OMISSIBLE = ["input", "output", "artifacts", "error", "progress", "inputRequest", "labels"] as const;
+
+/** Default bound of a delivery body (AGENTD_WEBHOOK_MAX_PAYLOAD_BYTES). */
+export const DEFAULT_MAX_PAYLOAD_BYTES = 64 * 1024;
+
+const byteLength = (value: unknown) => Buffer.byteLength(JSON.stringify(value));
+
+/** The delivery body. `task` is the snapshot at this event. A body larger than
+ * `maxBytes` leaves out the task's largest omissible fields, largest first, until it
+ * fits, and names them in `data.omittedFields`: the receiver fetches them with GetTask.
+ * The body stored in the outbox is this bounded one, so a large task costs no more
+ * per delivery than a small one. */
+export function webhookPayload(
+  type: WebhookEventType,
+  time: Date,
+  task: JsonObject,
+  sequence: number,
+  maxBytes = DEFAULT_MAX_PAYLOAD_BYTES,
+): JsonObject {
+  const body: JsonObject = { type, timestamp: time.toISOString(), data: { task, sequence } };
+  if (byteLength(body) <= maxBytes) return body;
+  const trimmed: JsonObject = { ...task };
+  const largestFirst = OMISSIBLE.filter((f) => trimmed[f] !== undefined)
+    .map((field) => ({ field, bytes: byteLength(trimmed[field]) }))
+    .sort((a, b) => b.bytes - a.bytes);
+  const omitted: string[] = [];
+  const bounded = () => ({ type, timestamp: time.toISOString(), data: { task: trimmed, sequence, omittedFields: omitted } });
+  for (const { field } of largestFirst) {
+    delete trimmed[field];
+    omitted.push(field);
+    if (byteLength(bounded()) <= maxBytes) break;
+  }
+  return bounded();
 }
 
 /** scheme://host:port of a URL: the unit of per-destination concurrency. */

@@ -16,7 +16,7 @@ import type { StoredEvent, TaskEventSink } from "../../agent/store/task-writer.j
 import type { Tx } from "../db/database.js";
 import type { WakeupBus } from "../wakeup/bus.js";
 import { enqueueDeliveries, type OutboxEvent, subscribedTypes } from "./enqueue-deliveries.js";
-import { targetOf, type WebhookEventType, webhookPayload, webhookTypeOf } from "./event-types.js";
+import { DEFAULT_MAX_PAYLOAD_BYTES, targetOf, type WebhookEventType, webhookPayload, webhookTypeOf } from "./event-types.js";
 
 export interface WebhookOutbox extends TaskEventSink {
   /** Forget what is cached about a tenant's endpoints (after a change to them). */
@@ -34,8 +34,15 @@ function taskWebhookOf(task: TaskRow): { url: string; eventTypes: string[] } | n
   return { url: hook.url, eventTypes: hook.eventTypes.map(String) };
 }
 
-export function createWebhookOutbox(deps: { bus: WakeupBus; cacheMs?: number; now?: () => number }): WebhookOutbox {
+export function createWebhookOutbox(deps: {
+  bus: WakeupBus;
+  cacheMs?: number;
+  now?: () => number;
+  /** Bound of a delivery body (AGENTD_WEBHOOK_MAX_PAYLOAD_BYTES); see `webhookPayload`. */
+  maxPayloadBytes?: number;
+}): WebhookOutbox {
   const cacheMs = deps.cacheMs ?? 1000;
+  const maxPayloadBytes = deps.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES;
   const now = deps.now ?? Date.now;
   const cache = new Map<string, Subscriptions>();
 
@@ -72,12 +79,12 @@ export function createWebhookOutbox(deps: { bus: WakeupBus; cacheMs?: number; no
         cache.set(task.tenant_id, { types: await subscribedTypes(tx, task.tenant_id), until: now() + cacheMs });
       }
       const outbox: OutboxEvent[] = matching.map(({ event, type }) => {
-        // A state change carries its own snapshot; other events get the task as it is after this change.
-        const snapshot =
-          event.kind === "stateChange" && event.data.task
-            ? (event.data.task as JsonObject)
-            : taskJson({ ...task, last_sequence: event.sequence });
-        return { sequence: event.sequence, type, payload: webhookPayload(type, event.time, snapshot, event.sequence) };
+        // The whole task as it is after this change, not the event's snapshot, which leaves large
+        // fields to other events. (A state_change is its change's last event, so this is its state;
+        // only an insert's first QUEUED event, which no webhook carries, is older than `task`.)
+        const current = event.kind !== "stateChange" || event.data.state === `TASK_STATE_${task.state}`;
+        const snapshot = current ? taskJson({ ...task, last_sequence: event.sequence }) : (event.data.task as JsonObject);
+        return { sequence: event.sequence, type, payload: webhookPayload(type, event.time, snapshot, event.sequence, maxPayloadBytes) };
       });
       const hook = taskWebhookOf(task);
       const hookTypes = hook ? matching.map((m) => m.type).filter((t) => hook.eventTypes.includes(t)) : [];
