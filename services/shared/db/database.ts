@@ -30,6 +30,22 @@ const INT8_AS_NUMBER = {
 
 const ignoreNotice = () => {};
 
+/**
+ * Reconnect behaviour for every real-Postgres client (the pool and the wake-up
+ * bus). postgres.js's default backoff grows as 3^failures/100 s up to 20 s,
+ * shared by the whole pool, so after a 15 s outage the first connection was
+ * tried again only up to 20 s later. Here a failed connection is retried
+ * within half a second at most, and a connection attempt gives up after 2 s,
+ * so a call during an outage answers UNAVAILABLE promptly instead of at the
+ * client's deadline, and the first call after the database returns succeeds.
+ */
+export const RECONNECT_OPTIONS = {
+  /** Seconds a connection attempt (TCP, TLS and startup) may take. */
+  connect_timeout: 2,
+  /** Seconds before the next attempt after a failed connection: 50 ms doubling, capped at 0.5 s, jittered. */
+  backoff: (failures: number) => Math.min(0.05 * 2 ** failures, 0.5) * (0.5 + Math.random() / 2),
+} as const;
+
 export async function openDatabase(opts: {
   /** Real Postgres. Without it, embedded PGlite in `dataDir`. */
   url?: string;
@@ -42,7 +58,7 @@ export async function openDatabase(opts: {
   if (opts.url) {
     const sql = postgres(opts.url, {
       max: opts.maxConnections ?? 10,
-      connect_timeout: 10,
+      ...RECONNECT_OPTIONS,
       // Give idle connections back to the server; replicas times pool size adds up.
       idle_timeout: 60,
       onnotice: ignoreNotice,
@@ -64,6 +80,8 @@ export async function openDatabase(opts: {
   // time, so more connections would only queue. One connection, kept open.
   const sql = postgres(server.url, {
     max: 1,
+    backoff: RECONNECT_OPTIONS.backoff,
+    // Longer than real Postgres: other processes' connections queue inside the embedded server for its one session.
     connect_timeout: 10,
     idle_timeout: 0,
     max_lifetime: 0,
@@ -119,6 +137,8 @@ const UNAVAILABLE_CODES = new Set([
   "57P02",
   "57P03",
   "53300",
+  // Connected to a read-only server (a hot standby, or a primary being demoted): writes must wait for a primary.
+  "25006",
 ]);
 
 export function isDatabaseUnavailable(err: unknown): boolean {
