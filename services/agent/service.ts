@@ -19,7 +19,7 @@ import { authInterceptor, edgeInterceptor } from "./handlers/interceptors.js";
 import { taskServiceRoutes } from "./handlers/task-service.js";
 import { webhookServiceRoutes } from "./handlers/webhook-service.js";
 import { createTaskRunner, type TaskRunner } from "./runner/task-runner.js";
-import { createHealthService } from "./server/health.js";
+import { createHealthService, monitorDatabase } from "./server/health.js";
 import { listenOnePort, type OnePortServer } from "./server/one-port.js";
 import { createReflectionRoutes } from "./server/reflection.js";
 import { createRpcHandler } from "./server/rpc-handler.js";
@@ -139,6 +139,10 @@ export function createAgentService(deps: AgentServiceDeps) {
       });
       runner.start();
       streaming.start();
+      // Embedded PGlite lives in this process: it cannot be down on its own.
+      const databaseHealth = db.embedded
+        ? undefined
+        : monitorDatabase({ health, ping: () => db.sql`SELECT 1`, logger: logger.child({ component: "health" }) });
       const inputExpiry = startInputExpirySweep({ writer, logger }, config.pollMs);
       let closing: Promise<void> | undefined;
       return {
@@ -146,6 +150,7 @@ export function createAgentService(deps: AgentServiceDeps) {
         runner,
         close() {
           closing ??= (async () => {
+            databaseHealth?.stop();
             health.shutdown();
             // Open streams end first (UNAVAILABLE: reconnect elsewhere), so they do not hold the grace period.
             await Promise.all([streaming.close(), inputExpiry.stop()]);
