@@ -129,7 +129,7 @@ export function createTaskRunner(deps: {
         }
         if (tries === 1) log.warn({ err: error }, "the store is unavailable; will record the end of the attempt when it is back");
       }
-      await sleep(waitMs, stopped.signal);
+      await sleep(waitMs);
       waitMs = Math.min(waitMs * 2, SETTLE_RETRY_MAX_MS);
     }
   }

@@ -56,21 +56,26 @@ export async function openDatabase(opts: {
 }): Promise<Database> {
   const logger = opts.logger ?? silentLogger();
   if (opts.url) {
-    const sql = postgres(opts.url, {
-      max: opts.maxConnections ?? 10,
-      ...RECONNECT_OPTIONS,
-      // Give idle connections back to the server; replicas times pool size adds up.
-      idle_timeout: 60,
-      onnotice: ignoreNotice,
-      types: INT8_AS_NUMBER,
-      connection: { application_name: "agentd" },
-    }) as unknown as Sql;
-    logger.debug({ database: redact(opts.url) }, "database client created");
+    const url = opts.url;
+    const client = createRecyclableClient(
+      () =>
+        postgres(url, {
+          max: opts.maxConnections ?? 10,
+          ...RECONNECT_OPTIONS,
+          // Give idle connections back to the server; replicas times pool size adds up.
+          idle_timeout: 60,
+          onnotice: ignoreNotice,
+          types: INT8_AS_NUMBER,
+          connection: { application_name: "agentd" },
+        }) as unknown as Sql,
+      logger,
+    );
+    logger.debug({ database: redact(url) }, "database client created");
     return {
-      sql,
+      sql: client.sql,
       embedded: false,
-      url: opts.url,
-      close: () => sql.end({ timeout: 5 }),
+      url,
+      close: () => client.end(),
     };
   }
   if (!opts.dataDir) throw new Error("openDatabase needs a url or a dataDir");
@@ -99,6 +104,75 @@ export async function openDatabase(opts: {
       } finally {
         await server.close();
       }
+    },
+  };
+}
+
+/**
+ * postgres.js 3.4.9 can run a deferred socket write after its connection closed
+ * (porsager/postgres#1154, #1208; fix proposed upstream in PR #1209, not
+ * released). It throws from the timer queue, where no caller can catch it, so
+ * the process would exit; and the connection it happened on can never send
+ * again. Seen here when Postgres stops under load. Until the driver is fixed,
+ * that one error is caught at the process level, and every client made by
+ * `createRecyclableClient` swaps its pool for a fresh one.
+ */
+export function isDriverWriteAfterClose(error: unknown): boolean {
+  if (!(error instanceof TypeError) || !error.message.includes("'write'")) return false;
+  const stack = error.stack ?? "";
+  return stack.includes("nextWrite") && /postgres[\\/]src[\\/]connection\.js/.test(stack);
+}
+
+const recyclers = new Set<() => void>();
+let guardInstalled = false;
+
+function installDriverGuard(logger: Logger): void {
+  if (guardInstalled) return;
+  guardInstalled = true;
+  let lastLog = 0;
+  process.on("uncaughtException", (error) => {
+    if (isDriverWriteAfterClose(error)) {
+      if (Date.now() - lastLog > 10_000) {
+        lastLog = Date.now();
+        logger.warn({ err: error }, "database driver wrote to a closed connection (porsager/postgres#1154); reopening the pool");
+      }
+      for (const recycle of recyclers) recycle();
+      return;
+    }
+    // Anything else: another handler decides, or the process ends as Node would have ended it.
+    if (process.listenerCount("uncaughtException") > 1) return;
+    process.stderr.write(`${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+    process.exit(1);
+  });
+}
+
+/**
+ * A postgres.js client behind a stable handle: `sql` always reaches the current
+ * pool, and `recycle` replaces that pool (the old one finishes what it has).
+ */
+function createRecyclableClient(create: () => Sql, logger: Logger): { sql: Sql; end(): Promise<void> } {
+  let current = create();
+  const retired: Promise<void>[] = [];
+  let ended = false;
+  const recycle = () => {
+    if (ended) return;
+    const old = current;
+    current = create();
+    retired.push(old.end({ timeout: 5 }).catch(() => {}));
+  };
+  recyclers.add(recycle);
+  installDriverGuard(logger);
+  // Calls (tagged templates, helpers) and properties (begin, json, end…) go to the current pool.
+  const sql = new Proxy(function recyclableSql() {} as unknown as Sql, {
+    apply: (_target, _this, args: unknown[]) => (current as unknown as (...a: unknown[]) => unknown)(...args),
+    get: (_target, prop) => (current as unknown as Record<PropertyKey, unknown>)[prop],
+  });
+  return {
+    sql,
+    async end() {
+      ended = true;
+      recyclers.delete(recycle);
+      await Promise.all([current.end({ timeout: 5 }), ...retired]);
     },
   };
 }
