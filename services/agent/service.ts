@@ -19,7 +19,7 @@ import { authInterceptor, edgeInterceptor } from "./handlers/interceptors.js";
 import { taskServiceRoutes } from "./handlers/task-service.js";
 import { webhookServiceRoutes } from "./handlers/webhook-service.js";
 import { createTaskRunner, type TaskRunner } from "./runner/task-runner.js";
-import { createHealthService } from "./server/health.js";
+import { createHealthService, monitorDatabase } from "./server/health.js";
 import { createHttpProbes } from "./server/http-health.js";
 import { isMetricsRequest, listenMetrics, type MetricsListener } from "./server/metrics-listener.js";
 import { listenOnePort, type OnePortServer } from "./server/one-port.js";
@@ -166,6 +166,10 @@ export function createAgentService(deps: AgentServiceDeps) {
       });
       runner.start();
       streaming.start();
+      // Embedded PGlite lives in this process: it cannot be down on its own.
+      const databaseHealth = db.embedded
+        ? undefined
+        : monitorDatabase({ health, ping: () => db.sql`SELECT 1`, logger: logger.child({ component: "health" }) });
       const inputExpiry = startInputExpirySweep({ writer, logger }, config.pollMs);
       let closing: Promise<void> | undefined;
       return {
@@ -178,6 +182,7 @@ export function createAgentService(deps: AgentServiceDeps) {
             // Not ready first (/readyz 503, grpc health NOT_SERVING), while the port still serves,
             // so that load balancers stop sending new calls before the listener closes.
             probes.shutdown();
+            databaseHealth?.stop();
             health.shutdown();
             if (config.shutdownDelayMs > 0) await new Promise((resolve) => setTimeout(resolve, config.shutdownDelayMs));
             // Open streams end first (UNAVAILABLE: reconnect elsewhere), so they do not hold the grace period.

@@ -172,7 +172,10 @@ export async function spawnAgentdCommand(
     child.once("exit", (code, signal) => resolve(signal ?? code));
   });
   const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`agentd ${command} did not start within 30 s:\n${stderr}`)), 30_000);
+    const timer = setTimeout(() => {
+      child.kill("SIGKILL"); // not left running behind a failed start
+      reject(new Error(`agentd ${command} did not start within 30 s:\n${stderr}`));
+    }, 30_000);
     createInterface({ input: child.stdout! }).on("line", (line) => {
       try {
         const entry = JSON.parse(line) as Record<string, unknown>;

@@ -8,6 +8,7 @@ import type { TaskRow } from "../store/task-record.js";
 import type { EventDraft, Fence, TaskPatch, TaskWriter } from "../store/task-writer.js";
 import { record } from "../tasks/transitions.js";
 import { createDeltaBuffer } from "./delta-buffer.js";
+import { isStoreUnavailable, StoreRejected, StoreUnavailable } from "./store-outage.js";
 
 /** Thrown into the agent's pending writes when its claim on the task is gone. */
 export class LeaseLost extends Error {
@@ -34,6 +35,8 @@ export function createAgentContext(opts: {
   signal: AbortSignal;
   deltaWindowMs: number;
   onLeaseLost: () => void;
+  /** The store could not be reached: the runner stops the attempt and queues the task again. */
+  onStoreUnavailable: (error: unknown) => void;
   onWriteError: (error: unknown) => void;
 }): AttemptContext {
   const { task, fence, writer, held } = opts;
@@ -43,6 +46,8 @@ export function createAgentContext(opts: {
   // Once the agent has the answer, its next checkpoint records it; from then
   // on the stored answer must not be handed to a later question of a retry.
   let answerHandedOver = false;
+  // Once a write failed for want of a store, later writes fail at once: the attempt is over.
+  let storeDown: StoreUnavailable | undefined;
 
   const deltas = createDeltaBuffer({
     windowMs: opts.deltaWindowMs,
@@ -57,7 +62,17 @@ export function createAgentContext(opts: {
       const text = deltas.take();
       const all: EventDraft[] = text ? [{ kind: "delta", data: { text } }, ...events] : events;
       if (all.length === 0 && !patch) return;
-      const result = await writer.changeHeld(held.row, record(all, patch), fence);
+      if (storeDown) throw storeDown;
+      let result: Awaited<ReturnType<TaskWriter["changeHeld"]>>;
+      try {
+        result = await writer.changeHeld(held.row, record(all, patch), fence);
+      } catch (error) {
+        // Never the driver's error itself: its text (addresses, SQL) would reach the task's error.
+        if (!isStoreUnavailable(error)) throw new StoreRejected(error);
+        storeDown = new StoreUnavailable(error);
+        opts.onStoreUnavailable(error);
+        throw storeDown;
+      }
       if (result.status === "changed") held.row = result.task;
       if (result.status === "fenced" || result.status === "missing") {
         opts.onLeaseLost();

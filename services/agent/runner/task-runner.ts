@@ -20,6 +20,7 @@ import {
 } from "../tasks/transitions.js";
 import { schemaObject, schemaProblem } from "../tasks/answer-schema.js";
 import { createAgentContext, type HeldTask, LeaseLost } from "./agent-context.js";
+import { handBackAfterOutage, isStoreUnavailable } from "./store-outage.js";
 
 export interface RunnerOptions {
   /** Unique per process: whose leases these are. */
@@ -56,6 +57,13 @@ class TaskCanceled extends Error {
 class RunnerShutdown extends Error {
   override name = "AbortError";
 }
+class StoreOutage extends Error {
+  override name = "AbortError";
+}
+
+/** Waits between tries of an attempt's last write while the store is unreachable. */
+const SETTLE_RETRY_MIN_MS = 100;
+const SETTLE_RETRY_MAX_MS = 1000;
 
 interface Attempt {
   task: TaskRow;
@@ -97,16 +105,32 @@ export function createTaskRunner(deps: {
   const loops: Promise<void>[] = [];
   const unsubscribe: (() => void)[] = [];
 
-  /** Writes the end of an attempt; must not throw (the lease would simply expire and the sweeper retry). */
+  /**
+   * Writes the end of an attempt; must not throw. While the store is unreachable the
+   * write is tried again until it answers (the attempt keeps its lease meanwhile, so
+   * the heartbeat renews it once the database is back): an outage never turns into a
+   * lost outcome or a charged attempt. Fenced by the lease, so a write that did commit
+   * before the connection dropped is simply not applied twice. Any other failure is
+   * left to the lease: it expires and the sweeper retries the task.
+   */
   async function finish(held: HeldTask, decide: Decide): Promise<TaskRow> {
-    const task = held.row;
-    const key = { tenantId: task.tenant_id, taskId: task.task_id };
-    try {
-      const result = await writer.changeHeld(task, decide, { leaseId: task.lease_id! });
-      return result.status === "missing" ? task : result.task;
-    } catch (error) {
-      logger.error({ err: error, taskId: task.task_id, tenant: task.tenant_id }, "could not record the end of an attempt");
-      return (await findTask(key).catch(() => undefined)) ?? task;
+    const key = { tenantId: held.row.tenant_id, taskId: held.row.task_id };
+    const log = logger.child({ taskId: key.taskId, tenant: key.tenantId });
+    let waitMs = SETTLE_RETRY_MIN_MS;
+    for (let tries = 1; ; tries++) {
+      try {
+        const result = await writer.changeHeld(held.row, decide, { leaseId: held.row.lease_id! });
+        if (tries > 1) log.info({ tries }, "recorded the end of an attempt once the store answered again");
+        return result.status === "missing" ? held.row : result.task;
+      } catch (error) {
+        if (!isStoreUnavailable(error) || stopping) {
+          log.error({ err: error }, "could not record the end of an attempt; its lease will expire and the task be retried");
+          return (await findTask(key).catch(() => undefined)) ?? held.row;
+        }
+        if (tries === 1) log.warn({ err: error }, "the store is unavailable; will record the end of the attempt when it is back");
+      }
+      await sleep(waitMs);
+      waitMs = Math.min(waitMs * 2, SETTLE_RETRY_MAX_MS);
     }
   }
 
@@ -141,8 +165,19 @@ export function createTaskRunner(deps: {
       signal: controller.signal,
       deltaWindowMs: options.deltaWindowMs,
       onLeaseLost: () => controller.abort(new TaskCanceled("this attempt no longer holds the task")),
+      onStoreUnavailable: (err) => {
+        storeError ??= err;
+        controller.abort(new StoreOutage("the task store became unavailable"));
+      },
       onWriteError: (err) => log.warn({ err }, "could not write streamed output"),
     });
+    // Set when a context write found the store unreachable: whatever the agent did
+    // next (failed with it, wrapped it, swallowed it) the attempt is not its failure.
+    let storeError: unknown;
+    const abandon = () => {
+      log.warn({ err: storeError }, "attempt stopped: the task store is unavailable; the task will be queued again");
+      return finish(held, handBackAfterOutage());
+    };
     const aborted = new Promise<{ aborted: true }>((resolve) => {
       if (controller.signal.aborted) resolve({ aborted: true });
       controller.signal.addEventListener("abort", () => resolve({ aborted: true }), { once: true });
@@ -163,10 +198,12 @@ export function createTaskRunner(deps: {
       clearTimeout(timer);
     }
 
+    if (storeError !== undefined) return abandon();
     if ("aborted" in outcome) {
       const reason = controller.signal.reason;
       if (reason instanceof AttemptTimeout) {
         await flush().catch(() => {});
+        if (storeError !== undefined) return abandon();
         return finish(held, fail({ code: "TIMEOUT", message: reason.message, retryable: true }));
       }
       // Cancelled, lease lost, or shutting down: someone else owns the outcome now.
@@ -178,6 +215,7 @@ export function createTaskRunner(deps: {
       try {
         await flush();
       } catch {
+        if (storeError !== undefined) return abandon();
         return (await findTask({ tenantId: task.tenant_id, taskId: task.task_id }).catch(() => undefined)) ?? task;
       }
       if (isInputRequired(error)) {
@@ -201,6 +239,7 @@ export function createTaskRunner(deps: {
     try {
       await flush();
     } catch {
+      if (storeError !== undefined) return abandon();
       return (await findTask({ tenantId: task.tenant_id, taskId: task.task_id }).catch(() => undefined)) ?? task;
     }
     if (violations.length > 0) {
@@ -337,11 +376,26 @@ export function createTaskRunner(deps: {
         unsubscribe.push(bus.subscribe("queue", () => wakeClaimer?.()));
         loops.push(claimLoop());
       }
-      loops.push(every(options.heartbeatMs, heartbeat, "heartbeat"));
+      // After an outage every lease may look expired, though its runner is alive and
+      // only could not renew it. So the sweep waits: this runner renews its own leases
+      // first, then lets two heartbeat intervals pass for the other runners to do the same.
+      let storeWasDown = false;
+      let sweepAfter = 0;
+      const noteOutage = (error: unknown) => {
+        if (isStoreUnavailable(error)) storeWasDown = true;
+        throw error;
+      };
+      loops.push(every(options.heartbeatMs, () => heartbeat().catch(noteOutage), "heartbeat"));
       const sweepMs = Math.min(Math.max(Math.floor(options.leaseMs / 3), 100), options.pollMs * 2);
       loops.push(
         every(sweepMs, async () => {
-          const swept = await writer.sweepExpiredLeases(100, requeueLost(backoff));
+          if (storeWasDown) {
+            await heartbeat().catch(noteOutage);
+            storeWasDown = false;
+            sweepAfter = Date.now() + 2 * options.heartbeatMs;
+          }
+          if (Date.now() < sweepAfter) return;
+          const swept = await writer.sweepExpiredLeases(100, requeueLost(backoff)).catch(noteOutage);
           for (const task of swept) logger.warn({ taskId: task.task_id, tenant: task.tenant_id, state: task.state }, "requeued a task whose runner was lost");
         }, "lease sweep"),
       );

@@ -9,6 +9,7 @@ import {
   HealthListResponseSchema,
 } from "../../../gen/grpc/health/v1/health_pb.js";
 import { notFound } from "../../shared/errors.js";
+import type { Logger } from "../../shared/log.js";
 
 export type HealthStatus = "SERVING" | "NOT_SERVING";
 
@@ -18,24 +19,29 @@ export interface HealthService {
   setStatus(service: string, status: HealthStatus): void;
   /** Marks every service NOT_SERVING for good; Watch streams send that and end. */
   shutdown(): void;
+  /** While a dependency every call needs (the database) is down, every service reads NOT_SERVING. */
+  setDependencyDown(down: boolean): void;
 }
 
 export function createHealthService(): HealthService {
   const statuses = new Map<string, ServingStatus>([["", ServingStatus.SERVING]]);
   const changes = createChangeFeed();
   let terminal = false;
+  let dependencyDown = false;
+  const effective = (status: ServingStatus | undefined) =>
+    status !== undefined && dependencyDown ? ServingStatus.NOT_SERVING : status;
 
   const response = (status: ServingStatus) => create(HealthCheckResponseSchema, { status });
 
   const routes = (router: ConnectRouter) =>
     router.service(Health, {
       async check(req) {
-        const status = statuses.get(req.service);
+        const status = effective(statuses.get(req.service));
         if (status === undefined) throw notFound("service", req.service);
         return response(status);
       },
       async list() {
-        const entries = [...statuses].map(([name, status]) => [name, response(status)] as const);
+        const entries = [...statuses].map(([name, status]) => [name, response(effective(status) ?? status)] as const);
         return create(HealthListResponseSchema, { statuses: Object.fromEntries(entries) });
       },
       // The current status, then each change. An unknown service is SERVICE_UNKNOWN and the
@@ -45,7 +51,7 @@ export function createHealthService(): HealthService {
         let sent: ServingStatus | undefined;
         for (;;) {
           const seen = changes.version(); // read first, so a change during the yield is not missed
-          const status = statuses.get(req.service) ?? ServingStatus.SERVICE_UNKNOWN;
+          const status = effective(statuses.get(req.service)) ?? ServingStatus.SERVICE_UNKNOWN;
           if (status !== sent) {
             yield response(status);
             sent = status;
@@ -63,6 +69,11 @@ export function createHealthService(): HealthService {
       const next = status === "SERVING" ? ServingStatus.SERVING : ServingStatus.NOT_SERVING;
       if (statuses.get(service) === next) return;
       statuses.set(service, next);
+      changes.fire();
+    },
+    setDependencyDown(down) {
+      if (terminal || dependencyDown === down) return;
+      dependencyDown = down;
       changes.fire();
     },
     shutdown() {
@@ -98,6 +109,59 @@ function createChangeFeed() {
         waiters.add(wake);
         signal.addEventListener("abort", wake, { once: true });
       });
+    },
+  };
+}
+
+/**
+ * Checks the database every `intervalMs` (each check bounded by `timeoutMs`) and
+ * reports it through `setDependencyDown`: health reads NOT_SERVING while the
+ * database is unreachable and SERVING again within about one interval of its
+ * return. Nothing is cached beyond the last check.
+ */
+export function monitorDatabase(opts: {
+  health: Pick<HealthService, "setDependencyDown">;
+  ping: () => Promise<unknown>;
+  logger: Logger;
+  intervalMs?: number;
+  timeoutMs?: number;
+}): { stop(): void } {
+  const intervalMs = opts.intervalMs ?? 500;
+  const timeoutMs = opts.timeoutMs ?? 2000;
+  let down = false;
+  let stopped = false;
+  let timer: NodeJS.Timeout | undefined;
+
+  async function check(): Promise<void> {
+    let giveUp: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<never>((_, reject) => {
+      giveUp = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
+    });
+    try {
+      await Promise.race([opts.ping(), timedOut]);
+      if (down) opts.logger.info("the database answers again; health is SERVING");
+      down = false;
+    } catch (err) {
+      if (!down) opts.logger.warn({ err }, "the database does not answer; health is NOT_SERVING");
+      down = true;
+    } finally {
+      clearTimeout(giveUp);
+    }
+    if (!stopped) opts.health.setDependencyDown(down);
+  }
+
+  const loop = () => {
+    timer = setTimeout(() => {
+      check().finally(() => {
+        if (!stopped) loop();
+      });
+    }, intervalMs);
+  };
+  loop();
+  return {
+    stop() {
+      stopped = true;
+      clearTimeout(timer);
     },
   };
 }

@@ -30,6 +30,22 @@ const INT8_AS_NUMBER = {
 
 const ignoreNotice = () => {};
 
+/**
+ * Reconnect behaviour for every real-Postgres client (the pool and the wake-up
+ * bus). postgres.js's default backoff grows as 3^failures/100 s up to 20 s,
+ * shared by the whole pool, so after a 15 s outage the first connection was
+ * tried again only up to 20 s later. Here a failed connection is retried
+ * within half a second at most, and a connection attempt gives up after 2 s,
+ * so a call during an outage answers UNAVAILABLE promptly instead of at the
+ * client's deadline, and the first call after the database returns succeeds.
+ */
+export const RECONNECT_OPTIONS = {
+  /** Seconds a connection attempt (TCP, TLS and startup) may take. */
+  connect_timeout: 2,
+  /** Seconds before the next attempt after a failed connection: 50 ms doubling, capped at 0.5 s, jittered. */
+  backoff: (failures: number) => Math.min(0.05 * 2 ** failures, 0.5) * (0.5 + Math.random() / 2),
+} as const;
+
 export async function openDatabase(opts: {
   /** Real Postgres. Without it, embedded PGlite in `dataDir`. */
   url?: string;
@@ -40,21 +56,26 @@ export async function openDatabase(opts: {
 }): Promise<Database> {
   const logger = opts.logger ?? silentLogger();
   if (opts.url) {
-    const sql = postgres(opts.url, {
-      max: opts.maxConnections ?? 10,
-      connect_timeout: 10,
-      // Give idle connections back to the server; replicas times pool size adds up.
-      idle_timeout: 60,
-      onnotice: ignoreNotice,
-      types: INT8_AS_NUMBER,
-      connection: { application_name: "agentd" },
-    }) as unknown as Sql;
-    logger.debug({ database: redact(opts.url) }, "database client created");
+    const url = opts.url;
+    const client = createRecyclableClient(
+      () =>
+        postgres(url, {
+          max: opts.maxConnections ?? 10,
+          ...RECONNECT_OPTIONS,
+          // Give idle connections back to the server; replicas times pool size adds up.
+          idle_timeout: 60,
+          onnotice: ignoreNotice,
+          types: INT8_AS_NUMBER,
+          connection: { application_name: "agentd" },
+        }) as unknown as Sql,
+      logger,
+    );
+    logger.debug({ database: redact(url) }, "database client created");
     return {
-      sql,
+      sql: client.sql,
       embedded: false,
-      url: opts.url,
-      close: () => sql.end({ timeout: 5 }),
+      url,
+      close: () => client.end(),
     };
   }
   if (!opts.dataDir) throw new Error("openDatabase needs a url or a dataDir");
@@ -64,6 +85,8 @@ export async function openDatabase(opts: {
   // time, so more connections would only queue. One connection, kept open.
   const sql = postgres(server.url, {
     max: 1,
+    backoff: RECONNECT_OPTIONS.backoff,
+    // Longer than real Postgres: other processes' connections queue inside the embedded server for its one session.
     connect_timeout: 10,
     idle_timeout: 0,
     max_lifetime: 0,
@@ -81,6 +104,75 @@ export async function openDatabase(opts: {
       } finally {
         await server.close();
       }
+    },
+  };
+}
+
+/**
+ * postgres.js 3.4.9 can run a deferred socket write after its connection closed
+ * (porsager/postgres#1154, #1208; fix proposed upstream in PR #1209, not
+ * released). It throws from the timer queue, where no caller can catch it, so
+ * the process would exit; and the connection it happened on can never send
+ * again. Seen here when Postgres stops under load. Until the driver is fixed,
+ * that one error is caught at the process level, and every client made by
+ * `createRecyclableClient` swaps its pool for a fresh one.
+ */
+export function isDriverWriteAfterClose(error: unknown): boolean {
+  if (!(error instanceof TypeError) || !error.message.includes("'write'")) return false;
+  const stack = error.stack ?? "";
+  return stack.includes("nextWrite") && /postgres[\\/]src[\\/]connection\.js/.test(stack);
+}
+
+const recyclers = new Set<() => void>();
+let guardInstalled = false;
+
+function installDriverGuard(logger: Logger): void {
+  if (guardInstalled) return;
+  guardInstalled = true;
+  let lastLog = 0;
+  process.on("uncaughtException", (error) => {
+    if (isDriverWriteAfterClose(error)) {
+      if (Date.now() - lastLog > 10_000) {
+        lastLog = Date.now();
+        logger.warn({ err: error }, "database driver wrote to a closed connection (porsager/postgres#1154); reopening the pool");
+      }
+      for (const recycle of recyclers) recycle();
+      return;
+    }
+    // Anything else: another handler decides, or the process ends as Node would have ended it.
+    if (process.listenerCount("uncaughtException") > 1) return;
+    process.stderr.write(`${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+    process.exit(1);
+  });
+}
+
+/**
+ * A postgres.js client behind a stable handle: `sql` always reaches the current
+ * pool, and `recycle` replaces that pool (the old one finishes what it has).
+ */
+function createRecyclableClient(create: () => Sql, logger: Logger): { sql: Sql; end(): Promise<void> } {
+  let current = create();
+  const retired: Promise<void>[] = [];
+  let ended = false;
+  const recycle = () => {
+    if (ended) return;
+    const old = current;
+    current = create();
+    retired.push(old.end({ timeout: 5 }).catch(() => {}));
+  };
+  recyclers.add(recycle);
+  installDriverGuard(logger);
+  // Calls (tagged templates, helpers) and properties (begin, json, end…) go to the current pool.
+  const sql = new Proxy(function recyclableSql() {} as unknown as Sql, {
+    apply: (_target, _this, args: unknown[]) => (current as unknown as (...a: unknown[]) => unknown)(...args),
+    get: (_target, prop) => (current as unknown as Record<PropertyKey, unknown>)[prop],
+  });
+  return {
+    sql,
+    async end() {
+      ended = true;
+      recyclers.delete(recycle);
+      await Promise.all([current.end({ timeout: 5 }), ...retired]);
     },
   };
 }
@@ -119,6 +211,8 @@ const UNAVAILABLE_CODES = new Set([
   "57P02",
   "57P03",
   "53300",
+  // Connected to a read-only server (a hot standby, or a primary being demoted): writes must wait for a primary.
+  "25006",
 ]);
 
 export function isDatabaseUnavailable(err: unknown): boolean {

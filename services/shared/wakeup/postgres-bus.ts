@@ -9,7 +9,7 @@
 //   by test). Hints lost meanwhile only delay: every waiter also polls.
 import { randomBytes } from "node:crypto";
 import postgres from "postgres";
-import type { Database } from "../db/database.js";
+import { type Database, RECONNECT_OPTIONS } from "../db/database.js";
 import { toError } from "../errors.js";
 import { type Logger, silentLogger } from "../log.js";
 import { createLocalWakeupBus, LocalListeners, type WakeupBus, type WakeupTopic } from "./bus.js";
@@ -47,7 +47,8 @@ export async function createPostgresWakeupBus(opts: {
   // max 1: the publisher's connection. sql.listen opens one more, its own.
   const sql = postgres(opts.url, {
     max: 1,
-    connect_timeout: 10,
+    // Bounded backoff: the LISTEN connection, which shares it, is back within ~0.5 s of the database.
+    ...RECONNECT_OPTIONS,
     idle_timeout: 0,
     onnotice: () => {},
     connection: { application_name: "agentd-wakeup" },
