@@ -92,8 +92,9 @@ export function createAgentService(deps: AgentServiceDeps) {
   const handler = createRpcHandler({
     readMaxBytes: config.maxRequestBytes,
     onHandlerError: (err, rpc) => logger.debug({ err, rpc }, "response could not be written (client gone)"),
-    // Binary Values nest ~2 messages per JSON level: deep enough that the input depth limit answers first.
-    binaryOptions: { recursionLimit: 2 * config.maxInputDepth + 32 },
+    // A binary Value nests 2 messages per JSON level: input up to twice the depth limit gets the
+    // limit's own INVALID_ARGUMENT; deeper input is refused by the decoder (also INVALID_ARGUMENT).
+    binaryOptions: { recursionLimit: Math.min(4 * config.maxInputDepth + 32, 2_000) },
     interceptors: [edgeInterceptor(logger), authInterceptor(auth), inputInterceptor(limits)],
     // A request without a valid API key is refused before its body is read.
     beforeBody: authenticateBeforeBody(auth),

@@ -385,6 +385,16 @@ describe("int64 cursors out of the database's range", () => {
       await rawCall("connect-json", "/agentd.v1.TaskService/ListTaskEvents", `{"taskId":"${task!.id}","afterSequence":"${after}"}`),
       "after_sequence",
     );
+    async function* attach() {
+      yield create(ConverseRequestSchema, { msg: { case: "attach", value: { taskId: task!.id, afterSequence: after } } });
+    }
+    const err = await expectCode(
+      (async () => {
+        for await (const _ of agentd.clients(agentd.key, "grpc").agents.converse(attach()));
+      })(),
+      Code.InvalidArgument,
+    );
+    expect(err.message).toContain("attach.after_sequence");
   });
 });
 

@@ -85,9 +85,14 @@ export function createRpcHandler(options: RpcHandlerOptions): NodeHandlerFn {
       .then(({ readBody }) => serve(readBody))
       .catch((error: unknown) => {
         options.onHandlerError?.(error, rpc);
-        if (!res.headersSent) {
-          res.writeHead(400);
-          res.end();
+        // A request the adapter could not take (e.g. no authority): 400, if the client is still there.
+        if (!res.headersSent && !res.destroyed) {
+          try {
+            res.writeHead(400);
+            res.end();
+          } catch {
+            // the stream closed meanwhile
+          }
         }
       });
   };
