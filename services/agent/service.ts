@@ -15,7 +15,7 @@ import type { WebhookOutbox } from "../shared/webhooks/outbox.js";
 import type { WakeupBus } from "../shared/wakeup/bus.js";
 import type { AgentRegistry } from "./agents/registry.js";
 import { agentServiceRoutes } from "./handlers/agent-service.js";
-import { authInterceptor, edgeInterceptor } from "./handlers/interceptors.js";
+import { authenticateBeforeBody, authInterceptor, edgeInterceptor, inputInterceptor } from "./handlers/interceptors.js";
 import { taskServiceRoutes } from "./handlers/task-service.js";
 import { webhookServiceRoutes } from "./handlers/webhook-service.js";
 import { createTaskRunner, type TaskRunner } from "./runner/task-runner.js";
@@ -101,7 +101,12 @@ export function createAgentService(deps: AgentServiceDeps) {
   const handler = createRpcHandler({
     readMaxBytes: config.maxRequestBytes,
     onHandlerError: (err, rpc) => logger.debug({ err, rpc }, "response could not be written (client gone)"),
-    interceptors: [edgeInterceptor(logger), authInterceptor(auth)],
+    // A binary Value nests 2 messages per JSON level: input up to twice the depth limit gets the
+    // limit's own INVALID_ARGUMENT; deeper input is refused by the decoder (also INVALID_ARGUMENT).
+    binaryOptions: { recursionLimit: Math.min(4 * config.maxInputDepth + 32, 2_000) },
+    interceptors: [edgeInterceptor(logger), authInterceptor(auth), inputInterceptor(limits)],
+    // A request without a valid API key is refused before its body is read.
+    beforeBody: authenticateBeforeBody(auth),
     // Each RPC knows its connection, for the per-connection stream cap.
     contextValues: connectionContext,
     fallback: (req, res) => {

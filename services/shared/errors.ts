@@ -19,6 +19,23 @@ export function toError(value: unknown): Error {
   return new Error(typeof value === "string" ? value : JSON.stringify(value), { cause: value });
 }
 
+/** Field violations sent in one error; the rest are counted (ErrorInfo metadata `more_violations`). */
+export const MAX_VIOLATIONS = 20;
+/** Longest echoed id, field path or description: every error stays far below gRPC's ~8–64 KB header limits. */
+const MAX_ECHO = 100;
+const MAX_FIELD = 200;
+const MAX_DESCRIPTION = 300;
+export const MAX_MESSAGE = 2000;
+
+/** `text` cut to `max` characters (never inside a surrogate pair), marking what was cut. */
+export function clip(text: string, max: number): string {
+  if (text.length <= max) return text;
+  let end = max;
+  const last = text.charCodeAt(end - 1);
+  if (last >= 0xd800 && last <= 0xdbff) end--;
+  return `${text.slice(0, end)}…(${text.length - end} more)`;
+}
+
 export interface FieldViolation {
   field: string;
   description: string;
@@ -35,29 +52,39 @@ export function rpcError(
   message: string,
   opts: { metadata?: Record<string, string>; cause?: unknown } = {},
 ): ConnectError {
-  return new ConnectError(message, code, undefined, [errorInfo(reason, opts.metadata)], opts.cause);
+  const metadata = Object.fromEntries(Object.entries(opts.metadata ?? {}).map(([k, v]) => [k, clip(v, MAX_ECHO)]));
+  return new ConnectError(clip(message, MAX_MESSAGE), code, undefined, [errorInfo(reason, metadata)], opts.cause);
 }
 
+/** INVALID_ARGUMENT with one BadRequest violation per problem: at most MAX_VIOLATIONS of them,
+ * each clipped, and the number left out in the message and in ErrorInfo `more_violations`. */
 export function invalidArgument(violations: FieldViolation[], reason = "INVALID_ARGUMENT"): ConnectError {
-  const first = violations[0];
+  const shown = violations.slice(0, MAX_VIOLATIONS).map((v) => ({
+    field: clip(v.field, MAX_FIELD),
+    description: clip(v.description, MAX_DESCRIPTION),
+    reason: v.reason ?? "",
+  }));
+  const more = violations.length - shown.length;
+  const first = shown[0];
+  const inMessage = shown.slice(0, 5).map((v) => `${v.field}: ${v.description}`);
+  const rest = violations.length - inMessage.length;
   const message =
     violations.length === 1 && first
       ? `${first.field}: ${first.description}`
-      : `${violations.length} invalid fields: ${violations.map((v) => `${v.field}: ${v.description}`).join("; ")}`;
+      : `${violations.length} invalid fields: ${inMessage.join("; ")}${rest > 0 ? `; and ${rest} more` : ""}`;
   const badRequest = create(BadRequestSchema, {
-    fieldViolations: violations.map((v) =>
-      create(BadRequest_FieldViolationSchema, { field: v.field, description: v.description, reason: v.reason ?? "" }),
-    ),
+    fieldViolations: shown.map((v) => create(BadRequest_FieldViolationSchema, v)),
   });
   return new ConnectError(message, Code.InvalidArgument, undefined, [
-    errorInfo(reason),
+    errorInfo(reason, more > 0 ? { more_violations: String(more) } : {}),
     { desc: BadRequestSchema, value: badRequest },
   ]);
 }
 
 export function notFound(kind: string, id: string): ConnectError {
-  return rpcError(Code.NotFound, `${kind.toUpperCase()}_NOT_FOUND`, `${kind} "${id}" not found`, {
-    metadata: { [kind]: id },
+  const shown = clip(id, MAX_ECHO);
+  return rpcError(Code.NotFound, `${kind.toUpperCase()}_NOT_FOUND`, `${kind} "${shown}" not found`, {
+    metadata: { [kind]: shown },
   });
 }
 

@@ -1,7 +1,7 @@
 // AgentService at the edge: agent cards, the synchronous Run, and the streams RunStream and Converse.
 import type { JsonObject } from "@bufbuild/protobuf";
 import { Code, type ConnectRouter, ConnectError } from "@connectrpc/connect";
-import { AgentService, type ConverseRequest } from "../../../gen/agentd/v1/agent_service_pb.js";
+import { AgentService, type ConverseRequest, ConverseRequestSchema } from "../../../gen/agentd/v1/agent_service_pb.js";
 import type { Principal } from "../../shared/auth/authenticator.js";
 import { invalidArgument, notFound, rpcError } from "../../shared/errors.js";
 import type { AgentDefinition } from "../agents/agent.js";
@@ -16,7 +16,8 @@ import { runTask } from "../tasks/run-task.js";
 import { startStreamedTask } from "../tasks/start-streamed-task.js";
 import { toTask } from "./convert.js";
 import { principalOf } from "./interceptors.js";
-import { decodePageToken, encodePageToken } from "./page-token.js";
+import { checkMessage } from "./request-check.js";
+import { createPageTokens, cursors, databasePageTokenKey } from "./page-token.js";
 import { parseAfterSequence, parseAnswer, parseNewTask, parsePageSize, parseRequestId, parseTaskId, Violations } from "./request-fields.js";
 import { converseResponse, watchResponse } from "./stream-responses.js";
 import type { HandlerLimits } from "./task-service.js";
@@ -42,18 +43,19 @@ export function agentCard(agent: AgentDefinition) {
 }
 
 export function agentServiceRoutes(deps: TaskDeps, limits: HandlerLimits, streams: StreamingDeps) {
+  const pageTokens = createPageTokens(databasePageTokenKey(deps.sql));
   return (router: ConnectRouter) =>
     router.service(AgentService, {
-      listAgents(req) {
+      async listAgents(req) {
         const pageSize = parsePageSize(req.pageSize, { default: 50, max: 1000 });
-        const after = decodePageToken(req.pageToken, "agents");
+        const after = await pageTokens.decode(req.pageToken, "agents", cursors.name);
         const all = deps.registry.list();
         const rest = after === null ? all : all.filter((a) => a.name > after);
         const page = rest.slice(0, pageSize);
         const last = page.at(-1);
         return {
           agents: page.map(agentCard),
-          nextPageToken: rest.length > pageSize && last ? encodePageToken(last.name, "agents") : "",
+          nextPageToken: rest.length > pageSize && last ? await pageTokens.encode(last.name, "agents") : "",
         };
       },
 
@@ -89,6 +91,7 @@ export function agentServiceRoutes(deps: TaskDeps, limits: HandlerLimits, stream
         const messages = reqs[Symbol.asyncIterator]();
         const first = await messages.next();
         if (first.done) return; // half-closed before saying anything: nothing to do
+        checkConverseRequest(first.value, limits);
         const opening = parseOpening(first.value, principal, limits);
         const slot = streams.limits.admit("converse", principal.tenantId, ctx.values.get(connectionKey));
         try {
@@ -108,6 +111,12 @@ export function agentServiceRoutes(deps: TaskDeps, limits: HandlerLimits, stream
         }
       },
     });
+}
+
+/** The input interceptor's check, per message: a bidi stream's messages do not pass through it. */
+function checkConverseRequest(message: ConverseRequest, limits: HandlerLimits): void {
+  const violations = checkMessage(ConverseRequestSchema, message, limits);
+  if (violations.length > 0) throw invalidArgument(violations);
 }
 
 type Opening = { kind: "start"; request: NewTask; after: 0 } | { kind: "attach"; key: TaskKey; after: number };
@@ -150,6 +159,7 @@ async function* clientMessages(
   for (let next = await messages.next(); !next.done; next = await messages.next()) {
     const msg = next.value.msg;
     try {
+      checkConverseRequest(next.value, limits);
       switch (msg.case) {
         case "input": {
           const v = new Violations();

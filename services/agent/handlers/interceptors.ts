@@ -2,16 +2,19 @@
 // mapping of unexpected failures to the right code (a database outage is
 // UNAVAILABLE, never INTERNAL; a bug is INTERNAL with the request id, logged).
 import { randomUUID } from "node:crypto";
-import { Code, ConnectError, createContextKey, type HandlerContext, type Interceptor } from "@connectrpc/connect";
-import type { Authenticator, Principal } from "../../shared/auth/authenticator.js";
+import { Code, ConnectError, type ContextValues, createContextKey, type HandlerContext, type Interceptor } from "@connectrpc/connect";
+import type { Authentication, Authenticator, Principal } from "../../shared/auth/authenticator.js";
 import { endOnRevocation } from "../../shared/auth/revocation.js";
 import type { Scope } from "../../shared/auth/scopes.js";
 import { isDatabaseUnavailable } from "../../shared/db/database.js";
-import { rpcError, unavailable } from "../../shared/errors.js";
+import { clip, invalidArgument, MAX_MESSAGE, rpcError, unavailable } from "../../shared/errors.js";
 import type { Logger } from "../../shared/log.js";
+import { checkMessage, type RequestCheckLimits } from "./request-check.js";
 
 export const principalKey = createContextKey<Principal | undefined>(undefined, { description: "authenticated caller" });
 export const requestIdKey = createContextKey<string>("", { description: "request id" });
+/** The caller's authentication, when it was made from the headers before the body was read. */
+const earlyAuthenticationKey = createContextKey<Authentication | undefined>(undefined, { description: "authentication before the body" });
 
 /** The scopes that allow each RPC (any one suffices). Services not listed are open (health, reflection). */
 const REQUIRED_SCOPES: Record<string, readonly Scope[]> = {
@@ -52,7 +55,7 @@ export function authInterceptor(auth: Authenticator): Interceptor {
       }
       return next(req);
     }
-    const result = await auth.authenticate(req.header.get("authorization"));
+    const result = req.contextValues.get(earlyAuthenticationKey) ?? (await auth.authenticate(req.header.get("authorization")));
     if (!result.ok) throw rpcError(Code.Unauthenticated, result.reason, result.message);
     const { principal } = result;
     if (!scopes.some((s) => principal.scopes.has(s))) {
@@ -71,10 +74,73 @@ export function authInterceptor(auth: Authenticator): Interceptor {
   };
 }
 
+/** Checks every request message (request-check.ts) before the handler runs; bad input is
+ * INVALID_ARGUMENT. Client and bidi streams (Converse) check each message in the handler, so
+ * that a bad message is answered with a rejection instead of ending the call. Runs after
+ * authentication: an unauthenticated caller learns nothing about its input. */
+export function inputInterceptor(limits: RequestCheckLimits): Interceptor {
+  const check = (desc: Parameters<typeof checkMessage>[0], message: object) => {
+    const violations = checkMessage(desc, message, limits);
+    if (violations.length > 0) throw invalidArgument(violations);
+  };
+  return (next) => async (req) => {
+    if (!req.stream) {
+      check(req.method.input, req.message);
+      return next(req);
+    }
+    if (req.method.methodKind !== "server_streaming") return next(req);
+    const messages = req.message;
+    return next({
+      ...req,
+      message: (async function* () {
+        for await (const message of messages) {
+          check(req.method.input, message);
+          yield message;
+        }
+      })(),
+    });
+  };
+}
+
+/** A client's x-request-id is echoed and logged: only short ids of safe characters are kept. */
+const REQUEST_ID = /^[A-Za-z0-9._:/+=-]{1,128}$/;
+
+export function requestIdOf(header: string | null): string {
+  return header && REQUEST_ID.test(header) ? header : randomUUID();
+}
+
+/** An error of bounded size, whatever made it (an echo of a huge value must still fit in a header). */
+function bounded(error: ConnectError): ConnectError {
+  if (error.rawMessage.length <= MAX_MESSAGE) return error;
+  const out = new ConnectError(clip(error.rawMessage, MAX_MESSAGE), error.code, error.metadata, undefined, error.cause);
+  // Details made here are bounded at their source (errors.ts); keep them as they are.
+  out.details.push(...error.details);
+  return out;
+}
+
+/** For the RPC handler's `beforeBody`: authenticates from the headers alone, so that a request
+ * without a valid key is refused without reading (or buffering) its body. The result is kept for
+ * `authInterceptor`, which then answers in the protocol's form. A failed lookup (database down)
+ * leaves it to the interceptor. */
+export function authenticateBeforeBody(auth: Authenticator) {
+  return async (req: { headers: Record<string, string | string[] | undefined> }, rpc: { service: string; method: string }, values: ContextValues) => {
+    if (requiredScopes(rpc.service, rpc.method) === undefined) return { readBody: true };
+    const header = req.headers.authorization;
+    let result: Authentication;
+    try {
+      result = await auth.authenticate(typeof header === "string" ? header : null);
+    } catch {
+      return { readBody: true };
+    }
+    values.set(earlyAuthenticationKey, result);
+    return { readBody: result.ok };
+  };
+}
+
 function mapError(error: unknown, log: Logger, requestId: string): ConnectError {
   if (error instanceof ConnectError) {
     if (error.code === Code.Internal || error.code === Code.Unknown) log.error({ err: error }, "rpc failed");
-    return error;
+    return bounded(error);
   }
   const pgCode = (error as { code?: unknown }).code;
   if (pgCode === "40P01" || pgCode === "40001") {
@@ -92,7 +158,7 @@ function mapError(error: unknown, log: Logger, requestId: string): ConnectError 
 
 export function edgeInterceptor(logger: Logger): Interceptor {
   return (next) => async (req) => {
-    const requestId = req.header.get("x-request-id") || randomUUID();
+    const requestId = requestIdOf(req.header.get("x-request-id"));
     req.contextValues.set(requestIdKey, requestId);
     const log = logger.child({ requestId, rpc: `${req.service.typeName}/${req.method.name}` });
     try {

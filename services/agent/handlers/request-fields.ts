@@ -44,7 +44,14 @@ export function durationMs(d: Duration): number {
 
 export function parseJsonInput(v: Violations, field: string, value: Value | undefined, maxDepth: number): JsonValue {
   if (!value) return {};
-  const json = toJson(ValueSchema, value);
+  let json: JsonValue;
+  try {
+    json = toJson(ValueSchema, value);
+  } catch {
+    // The input interceptor refuses such Values first (request-check.ts); this keeps any other path safe.
+    v.add(field, "is not a JSON value (a Value with no kind, NaN or Infinity)", "INVALID_VALUE");
+    return {};
+  }
   if (jsonDepth(json, maxDepth) > maxDepth) v.add(field, `is nested deeper than ${maxDepth} levels`, "INPUT_TOO_DEEP");
   return json;
 }

@@ -5,6 +5,7 @@ import { TaskService } from "../../../gen/agentd/v1/task_service_pb.js";
 import { TaskState } from "../../../gen/agentd/v1/task_pb.js";
 import { CancelTaskResponseSchema, DeleteTaskResponseSchema } from "../../../gen/agentd/v1/task_service_pb.js";
 import { notFound } from "../../shared/errors.js";
+import { isId } from "../../shared/ids.js";
 import { findTask } from "../store/find-task.js";
 import { listEvents } from "../store/list-events.js";
 import { listTasks } from "../store/list-tasks.js";
@@ -19,7 +20,7 @@ import { provideInput } from "../tasks/provide-input.js";
 import { waitForTask } from "../tasks/wait-for-task.js";
 import { toTask, toTaskEvent } from "./convert.js";
 import { principalOf } from "./interceptors.js";
-import { decodePageToken, encodePageToken } from "./page-token.js";
+import { createPageTokens, cursors, databasePageTokenKey } from "./page-token.js";
 import {
   durationMs,
   parseAfterSequence,
@@ -61,6 +62,7 @@ export function taskServiceRoutes(deps: TaskDeps, limits: HandlerLimits, streams
     if (!task) throw notFound("task", key.taskId);
     return task;
   };
+  const pageTokens = createPageTokens(databasePageTokenKey(deps.sql));
 
   return (router: ConnectRouter) =>
     router.service(TaskService, {
@@ -81,13 +83,14 @@ export function taskServiceRoutes(deps: TaskDeps, limits: HandlerLimits, streams
         const v = new Violations();
         const filter = { states: parseStates(req.states), agent: req.agent, labels: parseLabels(v, req.labels) };
         v.throwIfAny();
-        const cursor = decodePageToken(req.pageToken, filter);
+        const query = { tenantId, ...filter };
+        const cursor = await pageTokens.decode(req.pageToken, query, isId);
         const rows = await listTasks(deps.sql, tenantId, filter, { beforeTaskId: cursor, limit: pageSize + 1 });
         const page = rows.slice(0, pageSize);
         const last = page.at(-1);
         return {
           tasks: page.map(toTask),
-          nextPageToken: rows.length > pageSize && last ? encodePageToken(last.task_id, filter) : "",
+          nextPageToken: rows.length > pageSize && last ? await pageTokens.encode(last.task_id, query) : "",
         };
       },
 
@@ -121,21 +124,17 @@ export function taskServiceRoutes(deps: TaskDeps, limits: HandlerLimits, streams
       async listTaskEvents(req, ctx) {
         const key = taskKey(ctx, req.taskId);
         const pageSize = parsePageSize(req.pageSize, { default: 100, max: 1000 });
-        if (req.afterSequence < 0n) {
-          const v = new Violations();
-          v.add("after_sequence", "must not be negative");
-          v.throwIfAny();
-        }
-        const query = { taskId: key.taskId, after: String(req.afterSequence) };
-        const cursor = decodePageToken(req.pageToken, query);
-        const after = cursor !== null ? Number(cursor) : Number(req.afterSequence);
+        const afterSequence = parseAfterSequence(req.afterSequence);
+        const query = { tenantId: key.tenantId, taskId: key.taskId, after: String(afterSequence) };
+        const cursor = await pageTokens.decode(req.pageToken, query, cursors.sequence);
+        const after = cursor !== null ? Number(cursor) : afterSequence;
         await loadTask(key);
         const events = await listEvents(deps.sql, key, after, pageSize + 1);
         const page = events.slice(0, pageSize);
         const last = page.at(-1);
         return {
           events: page.map((e) => toTaskEvent(key.taskId, e)),
-          nextPageToken: events.length > pageSize && last ? encodePageToken(String(last.sequence), query) : "",
+          nextPageToken: events.length > pageSize && last ? await pageTokens.encode(String(last.sequence), query) : "",
         };
       },
 

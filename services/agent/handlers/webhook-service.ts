@@ -24,7 +24,7 @@ import { retryDelivery } from "../webhooks/retry-delivery.js";
 import { rotateSecret } from "../webhooks/rotate-secret.js";
 import { type EndpointChanges, updateEndpoint } from "../webhooks/update-endpoint.js";
 import { principalOf } from "./interceptors.js";
-import { decodePageToken, encodePageToken } from "./page-token.js";
+import { createPageTokens, databasePageTokenKey } from "./page-token.js";
 import { durationMs, parseEventTypes, parsePageSize, Violations } from "./request-fields.js";
 
 export interface WebhookServiceDeps {
@@ -78,6 +78,7 @@ function parseDeliveryStates(states: DeliveryState[]): DeliveryStateName[] {
 export function webhookServiceRoutes(deps: WebhookServiceDeps) {
   const { sql } = deps;
   const tenantOf = (ctx: HandlerContext) => principalOf(ctx).tenantId;
+  const pageTokens = createPageTokens(databasePageTokenKey(sql));
 
   /** Checks a URL to register; adds a violation on `field` when refused. */
   async function checkUrl(v: Violations, field: string, url: string): Promise<{ url: string; target: string }> {
@@ -109,13 +110,14 @@ export function webhookServiceRoutes(deps: WebhookServiceDeps) {
       async listWebhookEndpoints(req, ctx) {
         const tenantId = tenantOf(ctx);
         const pageSize = parsePageSize(req.pageSize, { default: 50, max: 1000 });
-        const afterId = decodePageToken(req.pageToken, {});
+        const query = { tenantId, list: "endpoints" };
+        const afterId = await pageTokens.decode(req.pageToken, query, isId);
         const rows = await listEndpoints(sql, tenantId, { afterId, limit: pageSize + 1 });
         const page = rows.slice(0, pageSize);
         const last = page.at(-1);
         return {
           endpoints: page.map(toEndpoint),
-          nextPageToken: rows.length > pageSize && last ? encodePageToken(last.endpoint_id, {}) : "",
+          nextPageToken: rows.length > pageSize && last ? await pageTokens.encode(last.endpoint_id, query) : "",
         };
       },
 
@@ -181,14 +183,15 @@ export function webhookServiceRoutes(deps: WebhookServiceDeps) {
           taskId: req.taskId === "" ? null : parseId(req.taskId, "task_id", "task"),
           states: parseDeliveryStates(req.states),
         };
-        const beforeId = decodePageToken(req.pageToken, filter);
+        const query = { tenantId, list: "deliveries", ...filter };
+        const beforeId = await pageTokens.decode(req.pageToken, query, isId);
         if (filter.endpointId && !(await findEndpoint(sql, tenantId, filter.endpointId))) throw notFound("endpoint", filter.endpointId);
         const rows = await listDeliveries(sql, tenantId, filter, { beforeId, limit: pageSize + 1 });
         const page = rows.slice(0, pageSize);
         const last = page.at(-1);
         return {
           deliveries: page.map((r) => toDelivery(r.delivery, r.attempts)),
-          nextPageToken: rows.length > pageSize && last ? encodePageToken(last.delivery.delivery_id, filter) : "",
+          nextPageToken: rows.length > pageSize && last ? await pageTokens.encode(last.delivery.delivery_id, query) : "",
         };
       },
 
