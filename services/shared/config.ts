@@ -36,6 +36,7 @@ export interface Config {
   maxStreamsPerConnection: number;
   maxStreamsPerTenant: number;
   streamWindowEvents: number;
+  accessLogLevel: string;
 }
 
 type Kind = "string" | "int" | "bool" | "list" | "intList" | "url";
@@ -87,6 +88,7 @@ export const SETTINGS = [
   s({ key: "maxStreamsPerConnection", env: "AGENTD_MAX_STREAMS_PER_CONNECTION", kind: "int", min: 1, max: 100000, default: 100, help: "Open streams one client connection may hold in this replica; more get RESOURCE_EXHAUSTED (SSE: 429)." }),
   s({ key: "maxStreamsPerTenant", env: "AGENTD_MAX_STREAMS_PER_TENANT", kind: "int", min: 1, max: 1000000, default: 1000, help: "Open streams one tenant may hold in this replica; more get RESOURCE_EXHAUSTED (SSE: 429)." }),
   s({ key: "streamWindowEvents", env: "AGENTD_STREAM_WINDOW_EVENTS", kind: "int", min: 1, max: 100000, default: 256, help: "Recent events kept in memory per watched task and shared by its watchers; a watcher further behind reads the log itself." }),
+  s({ key: "accessLogLevel", env: "AGENTD_ACCESS_LOG_LEVEL", kind: "string", default: "info", help: "Level of the one access-log line per RPC (method, code, duration, tenant, key id, request id): trace, debug, info, warn, error, or silent for none. Logged only if AGENTD_LOG_LEVEL lets it through." }),
 ] as const satisfies readonly Setting[];
 
 export class ConfigError extends Error {
@@ -159,6 +161,9 @@ export function loadConfig(
     throw new ConfigError(
       `invalid setting AGENTD_NOTIFIER_LEASE_MS=${result.notifierLeaseMs}: must be at least AGENTD_WEBHOOK_TIMEOUT_MS + 1000 (${result.webhookTimeoutMs + 1000}), or a slow attempt could be sent twice at once`,
     );
+  }
+  if (!["trace", "debug", "info", "warn", "error", "silent"].includes(result.accessLogLevel)) {
+    throw new ConfigError(`invalid setting AGENTD_ACCESS_LOG_LEVEL=${JSON.stringify(result.accessLogLevel)}: must be trace, debug, info, warn, error or silent`);
   }
   const badCidr = result.webhookAllowCidrs.find((c) => parseCidr(c) === null);
   if (badCidr !== undefined) {

@@ -8,6 +8,7 @@ import type { TaskRow } from "../store/task-record.js";
 import type { EventDraft, Fence, TaskPatch, TaskWriter } from "../store/task-writer.js";
 import { record } from "../tasks/transitions.js";
 import { createDeltaBuffer } from "./delta-buffer.js";
+import { inSpan } from "../../shared/tracing.js";
 
 /** Thrown into the agent's pending writes when its claim on the task is gone. */
 export class LeaseLost extends Error {
@@ -86,7 +87,7 @@ export function createAgentContext(opts: {
     tool: async (name, args, fn) => {
       const id = randomUUID();
       try {
-        const result = await fn();
+        const result = await inSpan(`tool ${name}`, { attributes: { "agentd.tool_call_id": id } }, async () => fn());
         await write([{ kind: "toolCall", data: { id, name, arguments: args as JsonValue, result: result as JsonValue } }]);
         return result;
       } catch (error) {

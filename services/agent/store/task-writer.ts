@@ -240,6 +240,7 @@ export function createTaskWriter(deps: { sql: Sql; bus: WakeupBus; sink?: TaskEv
         lease_owner: next.lease_owner,
         lease_id: next.lease_id,
         lease_expires_at: next.lease_expires_at,
+        trace_parent: next.trace_parent ?? null,
       };
       const statement = (q: Sql | Tx) => q`
         WITH created AS (

@@ -1,6 +1,7 @@
 // Resolves `authorization: Bearer <key>` to a principal. Lookups are cached
 // briefly so that a hot client does not cost a query per call; a revoked key
-// stops working within `cacheMs`.
+// stops working within `cacheMs` (under the 5 s that KeyService documents), an
+// expired one at its expiry.
 import type { Sql } from "../db/database.js";
 import { type ApiKeyInfo, findActiveApiKey } from "./api-keys.js";
 import type { Scope } from "./scopes.js";
@@ -20,14 +21,14 @@ export interface Authenticator {
 }
 
 export function createAuthenticator(sql: Sql, opts: { cacheMs?: number; maxEntries?: number } = {}): Authenticator {
-  const cacheMs = opts.cacheMs ?? 5000;
+  const cacheMs = opts.cacheMs ?? 4000;
   const maxEntries = opts.maxEntries ?? 10_000;
   const cache = new Map<string, { info: ApiKeyInfo | undefined; until: number }>();
 
   async function lookup(key: string): Promise<ApiKeyInfo | undefined> {
     const now = Date.now();
     const hit = cache.get(key);
-    if (hit && hit.until > now) return hit.info;
+    if (hit && hit.until > now) return hit.info?.expireTime && hit.info.expireTime.getTime() <= now ? undefined : hit.info;
     const info = await findActiveApiKey(sql, key);
     if (cache.size >= maxEntries) cache.clear();
     cache.set(key, { info, until: now + cacheMs });
@@ -45,7 +46,7 @@ export function createAuthenticator(sql: Sql, opts: { cacheMs?: number; maxEntri
         };
       }
       const info = await lookup(match[1]!);
-      if (!info) return { ok: false, reason: "INVALID_API_KEY", message: "the API key is unknown or revoked" };
+      if (!info) return { ok: false, reason: "INVALID_API_KEY", message: "the API key is unknown, revoked or expired" };
       return { ok: true, principal: { tenantId: info.tenantId, keyId: info.keyId, scopes: new Set(info.scopes) } };
     },
   };
