@@ -7,6 +7,7 @@ import { context, propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace } f
 import type { Logger } from "../../shared/log.js";
 import { tracer } from "../../shared/tracing.js";
 import { principalKey, requestIdKey } from "../handlers/interceptors.js";
+import { withActor } from "./actor.js";
 import type { ServiceMetrics } from "./service-metrics.js";
 
 /** "InvalidArgument" → "invalid_argument", as gRPC status names are written in Prometheus and logs. */
@@ -63,7 +64,8 @@ export function rpcObserver(deps: { metrics: ServiceMetrics; logger: Logger; lev
       );
     };
     try {
-      const res = await context.with(spanContext, () => next(req));
+      const actor = () => req.contextValues.get(principalKey)?.keyId;
+      const res = await withActor(actor, () => context.with(spanContext, () => next(req)));
       if (!res.stream) {
         finish(undefined);
         return res;
@@ -77,7 +79,7 @@ export function rpcObserver(deps: { metrics: ServiceMetrics; logger: Logger; lev
             return {
               async next() {
                 try {
-                  const r = await context.with(spanContext, () => messages.next());
+                  const r = await withActor(actor, () => context.with(spanContext, () => messages.next()));
                   if (r.done) finish(undefined);
                   return r;
                 } catch (error) {

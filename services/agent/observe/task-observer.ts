@@ -6,6 +6,7 @@
 // - every applied change: tasks that ended, and their run time;
 // - the lease sweep: leases lost and attempts retried.
 import { SpanKind } from "@opentelemetry/api";
+import { withoutActor } from "./actor.js";
 import { contextOf, inSpan, traceparentOf, tracer } from "../../shared/tracing.js";
 import { isTerminal, type TaskRow, type TaskStateName } from "../store/task-record.js";
 import type { ChangeResult, StoredEvent, TaskWriter } from "../store/task-writer.js";
@@ -76,8 +77,9 @@ export function observeTaskWriter(writer: TaskWriter, metrics: ServiceMetrics): 
 
 /** Runs one attempt of a task inside an `agent.run` span of the task's trace. */
 export function inRunSpan<T extends TaskRow>(task: TaskRow, run: () => Promise<T>): Promise<T> {
-  if (!task.trace_parent) return run();
-  return inSpan(
+  // The agent's own events are the service's, even when an RPC (Run) started the attempt.
+  if (!task.trace_parent) return withoutActor(run);
+  return withoutActor(() => inSpan(
     `agent.run ${task.agent}`,
     { parent: contextOf(task.trace_parent), attributes: { "agentd.task_id": task.task_id, "agentd.agent": task.agent, "agentd.attempt": task.attempt } },
     async (span) => {
@@ -85,5 +87,5 @@ export function inRunSpan<T extends TaskRow>(task: TaskRow, run: () => Promise<T
       span.setAttribute("agentd.state", row.state);
       return row;
     },
-  );
+  ));
 }
