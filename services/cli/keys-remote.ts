@@ -2,6 +2,7 @@
 // server's KeyService (scope keys:manage), for the calling key's tenant.
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { type Client, ConnectError, createClient } from "@connectrpc/connect";
+import { Agent } from "node:http";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { type ApiKey, KeyService } from "../../gen/agentd/v1/key_service_pb.js";
 import { ConfigError } from "../shared/config.js";
@@ -17,6 +18,8 @@ export function keyClient(url: string, key: string | undefined): Client<typeof K
   const transport = createConnectTransport({
     baseUrl: baseUrl.toString().replace(/\/$/, ""),
     httpVersion: "1.1",
+    // One call and exit: no keep-alive socket may hold the process open.
+    nodeOptions: { agent: new Agent({ keepAlive: false }) },
     interceptors: [
       (next) => (req) => {
         req.header.set("authorization", `Bearer ${key}`);
