@@ -2,6 +2,7 @@
 // and the task runner. Built unstarted, so tests and the CLI share one path.
 import { hostname } from "node:os";
 import { file_agentd_v1_agent_service } from "../../gen/agentd/v1/agent_service_pb.js";
+import { file_agentd_v1_key_service } from "../../gen/agentd/v1/key_service_pb.js";
 import { file_agentd_v1_task_service } from "../../gen/agentd/v1/task_service_pb.js";
 import { file_agentd_v1_webhook_service } from "../../gen/agentd/v1/webhook_service_pb.js";
 import { file_grpc_health_v1_health } from "../../gen/grpc/health/v1/health_pb.js";
@@ -16,6 +17,10 @@ import type { WakeupBus } from "../shared/wakeup/bus.js";
 import type { AgentRegistry } from "./agents/registry.js";
 import { agentServiceRoutes } from "./handlers/agent-service.js";
 import { authenticateBeforeBody, authInterceptor, edgeInterceptor, inputInterceptor } from "./handlers/interceptors.js";
+import { keyServiceRoutes } from "./handlers/key-service.js";
+import { rpcObserver } from "./observe/rpc-observer.js";
+import { createServiceMetrics } from "./observe/service-metrics.js";
+import { observeTaskWriter } from "./observe/task-observer.js";
 import { taskServiceRoutes } from "./handlers/task-service.js";
 import { webhookServiceRoutes } from "./handlers/webhook-service.js";
 import { createTaskRunner, type TaskRunner } from "./runner/task-runner.js";
@@ -61,7 +66,11 @@ export const DELTA_WINDOW_MS = 30;
 
 export function createAgentService(deps: AgentServiceDeps) {
   const { db, bus, registry, config, logger } = deps;
-  const writer = createTaskWriter({ sql: db.sql, bus, ...(deps.outbox ? { sink: deps.outbox } : {}) });
+  // Event hub, stream caps, SSE and /metrics (services/agent/streams); the service's own metrics share its registry.
+  const auth = createAuthenticator(db.sql);
+  const streaming = createStreaming({ sql: db.sql, bus, auth, logger, config });
+  const metrics = createServiceMetrics({ registry: streaming.metrics.registry, sql: db.sql, poolMax: db.embedded ? 1 : config.dbMaxConnections });
+  const writer = observeTaskWriter(createTaskWriter({ sql: db.sql, bus, ...(deps.outbox ? { sink: deps.outbox } : {}) }), metrics);
   const runner = createTaskRunner({
     writer,
     registry,
@@ -95,16 +104,18 @@ export function createAgentService(deps: AgentServiceDeps) {
   // GET /healthz and /readyz for HTTP load balancers, beside grpc.health.v1.
   const probes = createHttpProbes({ sql: db.sql, logger });
   const limits = { maxInputDepth: config.maxInputDepth };
-  const auth = createAuthenticator(db.sql);
-  // Event hub, stream caps, SSE and /metrics (services/agent/streams).
-  const streaming = createStreaming({ sql: db.sql, bus, auth, logger, config });
   const handler = createRpcHandler({
     readMaxBytes: config.maxRequestBytes,
     onHandlerError: (err, rpc) => logger.debug({ err, rpc }, "response could not be written (client gone)"),
     // A binary Value nests 2 messages per JSON level: input up to twice the depth limit gets the
     // limit's own INVALID_ARGUMENT; deeper input is refused by the decoder (also INVALID_ARGUMENT).
     binaryOptions: { recursionLimit: Math.min(4 * config.maxInputDepth + 32, 2_000) },
-    interceptors: [edgeInterceptor(logger), authInterceptor(auth), inputInterceptor(limits)],
+    interceptors: [
+      rpcObserver({ metrics, logger, level: config.accessLogLevel }),
+      edgeInterceptor(logger),
+      authInterceptor(auth),
+      inputInterceptor(limits),
+    ],
     // A request without a valid API key is refused before its body is read.
     beforeBody: authenticateBeforeBody(auth),
     // Each RPC knows its connection, for the per-connection stream cap.
@@ -130,11 +141,13 @@ export function createAgentService(deps: AgentServiceDeps) {
         policy: urlPolicy,
         ...(deps.outbox?.invalidate ? { outbox: { invalidate: deps.outbox.invalidate } } : {}),
       })(router);
+      keyServiceRoutes({ sql: db.sql })(router);
       health.routes(router);
       createReflectionRoutes([
         file_agentd_v1_agent_service,
         file_agentd_v1_task_service,
         file_agentd_v1_webhook_service,
+        file_agentd_v1_key_service,
         file_grpc_health_v1_health,
       ])(router);
     },
@@ -148,7 +161,7 @@ export function createAgentService(deps: AgentServiceDeps) {
     streaming,
     /** Listens and starts the runner. */
     async start(): Promise<RunningAgentService> {
-      for (const service of ["agentd.v1.AgentService", "agentd.v1.TaskService", "agentd.v1.WebhookService"]) {
+      for (const service of ["agentd.v1.AgentService", "agentd.v1.TaskService", "agentd.v1.WebhookService", "agentd.v1.KeyService"]) {
         health.setStatus(service, "SERVING");
       }
       // Certificate problems stop start-up here, before anything listens.

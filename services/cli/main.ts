@@ -7,10 +7,15 @@ import { createAgentService } from "../agent/service.js";
 import { startNotifierService } from "../notifier/main.js";
 import { createWebhookOutbox } from "../shared/webhooks/outbox.js";
 import { createApiKey, findActiveApiKey, listApiKeys, revokeApiKey } from "../shared/auth/api-keys.js";
-import { parseScopes, SCOPES } from "../shared/auth/scopes.js";
+import { parseScopes, type Scope, SCOPES } from "../shared/auth/scopes.js";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { type Config, ConfigError, loadConfig, SETTINGS, type Setting } from "../shared/config.js";
 import { createLogger, type Logger } from "../shared/log.js";
+import { openDatabase } from "../shared/db/database.js";
+import { startTracingFromEnv } from "../shared/tracing.js";
+import { describeRpcError, formatKey, keyClient, parseExpiry } from "./keys-remote.js";
 import { loadAgents, openRuntime } from "./runtime.js";
+import { findRunningServer, writeServerFile } from "./server-file.js";
 
 type Flags = Record<string, string | undefined>;
 
@@ -63,6 +68,7 @@ function untilSignal(logger: Logger, close: () => Promise<void>): void {
 /** The agent service (and, for `dev`, the notifier in the same process). */
 async function serve(config: Config, opts: { dev: boolean }): Promise<void> {
   const logger = createLogger({ level: config.logLevel });
+  const tracing = startTracingFromEnv("agentd");
   const registry = await loadAgents(config);
   const runtime = await openRuntime(config, logger);
   // The webhook outbox is written in the same transaction as task events; the notifier delivers.
@@ -77,6 +83,10 @@ async function serve(config: Config, opts: { dev: boolean }): Promise<void> {
     { url: running.server.url, ...(running.metrics ? { metrics: running.metrics.url } : {}), embedded: runtime.db.embedded, agents: registry.list().map((a) => a.name), notifier: Boolean(notifier) },
     "agentd is serving",
   );
+  // `agentd keys …` on this data folder goes through this process while it runs.
+  const forgetServer = runtime.db.embedded
+    ? await writeServerFile(config.dataDir, { url: running.server.url, databaseUrl: runtime.db.url })
+    : undefined;
   if (opts.dev) await printDevWelcome(config, runtime.db.sql, running.server.url);
   if (config.tlsCert) {
     // SIGHUP: new certificate for new connections, open ones untouched; a bad file keeps the old one.
@@ -88,19 +98,23 @@ async function serve(config: Config, opts: { dev: boolean }): Promise<void> {
   }
   untilSignal(logger, async () => {
     await Promise.all([running.close(), notifier?.close()]);
+    await forgetServer?.();
     await runtime.close();
+    await tracing?.shutdown();
   });
 }
 
 /** `agentd notifier`: delivers webhooks from the outbox; as many replicas as wanted. */
 async function notify(config: Config): Promise<void> {
   const logger = createLogger({ level: config.logLevel, name: "agentd-notifier" });
+  const tracing = startTracingFromEnv("agentd-notifier");
   const runtime = await openRuntime(config, logger);
   const running = await startNotifierService({ db: runtime.db, bus: runtime.bus, config, logger });
   logger.info({ owner: running.notifier.owner, embedded: runtime.db.embedded, metrics: running.metricsUrl }, "agentd notifier is running");
   untilSignal(logger, async () => {
     await running.close();
     await runtime.close();
+    await tracing?.shutdown();
   });
 }
 
@@ -108,7 +122,9 @@ async function notify(config: Config): Promise<void> {
 async function printDevWelcome(config: Config, sql: Parameters<typeof findActiveApiKey>[0], url: string) {
   const keyFile = join(resolve(config.dataDir), "dev-api-key");
   let key = await readFile(keyFile, "utf8").then((k) => k.trim(), () => "");
-  if (!key || !(await findActiveApiKey(sql, key))) {
+  const current = key ? await findActiveApiKey(sql, key) : undefined;
+  // A key from before a scope existed (e.g. keys:manage) is replaced by one with every scope.
+  if (!current || !SCOPES.every((s) => current.scopes.includes(s))) {
     key = (await createApiKey(sql, { tenantId: "dev", scopes: [...SCOPES], name: "agentd dev" })).key;
     await mkdir(resolve(config.dataDir), { recursive: true });
     await writeFile(keyFile, `${key}\n`, { mode: 0o600 });
@@ -132,6 +148,16 @@ async function printDevWelcome(config: Config, sql: Parameters<typeof findActive
 
 async function withDatabase<T>(config: Config, fn: (sql: Parameters<typeof findActiveApiKey>[0]) => Promise<T>): Promise<T> {
   const logger = createLogger({ level: config.logLevel === "info" ? "warn" : config.logLevel });
+  // The embedded database of a running server is open in that process: go through it.
+  const running = config.databaseUrl ? undefined : await findRunningServer(config.dataDir);
+  if (running) {
+    const db = await openDatabase({ url: running.databaseUrl, maxConnections: 1, logger });
+    try {
+      return await fn(db.sql);
+    } finally {
+      await db.close();
+    }
+  }
   const runtime = await openRuntime(config, logger);
   try {
     return await fn(runtime.db.sql);
@@ -216,41 +242,75 @@ export function buildCli(): Command {
     });
   });
 
-  const keys = program.command("keys").description("Manage API keys (stored only as SHA-256 hashes).");
+  const keys = program.command("keys").description(
+    "Manage API keys (stored only as SHA-256 hashes): directly on the database, through the running server of the data folder, " +
+      "or with --url/--key through a server's KeyService (the calling key's tenant; scope keys:manage).",
+  );
+  const remoteOptions = (command: Command) =>
+    command
+      .option("--url <url>", "A running server (e.g. http://127.0.0.1:8080): go through its KeyService instead of the database.")
+      .option("--key <key>", "With --url: an API key with scope keys:manage; keys are those of its tenant.");
   addSettingOptions(
-    keys
-      .command("create")
-      .description("Create an API key and print it once.")
-      .requiredOption("--tenant <tenant>", "Tenant the key belongs to (created if new).")
-      .requiredOption("--scopes <scopes>", `Comma-separated scopes, or "all": ${SCOPES.join(", ")}.`)
-      .option("--name <name>", "A note to recognise the key by."),
+    remoteOptions(
+      keys
+        .command("create")
+        .description("Create an API key and print it once.")
+        .option("--tenant <tenant>", "Tenant the key belongs to (created if new). Required unless --url.")
+        .requiredOption("--scopes <scopes>", `Comma-separated scopes, or "all": ${SCOPES.join(", ")}.`)
+        .option("--name <name>", "A note to recognise the key by.")
+        .option("--expires <when>", "When the key stops working: a duration from now (90d, 12h, 30m) or a time (2027-01-31T00:00:00Z). Default: never."),
+    ),
     ["dataDir", "databaseUrl", "logLevel"],
-  ).action(async (flags: Flags & { tenant: string; scopes: string; name?: string }) => {
-    const scopes = parseScopes(flags.scopes);
+  ).action(async (flags: Flags & { tenant?: string; scopes: string; name?: string; expires?: string; url?: string; key?: string }) => {
+    const scopes = flags.scopes.trim() === "all" ? ["all"] : parseScopes(flags.scopes);
+    const expireTime = flags.expires ? parseExpiry(flags.expires) : null;
+    if (flags.url) {
+      if (flags.tenant) throw new ConfigError("--tenant does not apply with --url: keys are created in the tenant of --key");
+      const client = keyClient(flags.url, flags.key);
+      const res = await client
+        .createKey({ scopes, name: flags.name ?? "", ...(expireTime ? { expireTime: timestampFromDate(expireTime) } : {}) })
+        .catch((e: unknown) => Promise.reject(describeRpcError(e)));
+      process.stdout.write(`${res.secret}\n`);
+      process.stderr.write(`key id ${res.key?.id} with scopes ${res.key?.scopes.join(",")}: store it now, it is not shown again\n`);
+      return;
+    }
+    if (!flags.tenant) throw new ConfigError("--tenant is required (or --url and --key to create a key in that key's tenant)");
     if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/.test(flags.tenant)) {
       throw new ConfigError(`invalid --tenant ${JSON.stringify(flags.tenant)}: use 1-63 letters, digits, '.', '_' or '-'`);
     }
+    const tenantId = flags.tenant;
+    const granted = scopes[0] === "all" ? [...SCOPES] : (scopes as Scope[]);
     const created = await withDatabase(configFrom(flags), (sql) =>
-      createApiKey(sql, { tenantId: flags.tenant, scopes, ...(flags.name ? { name: flags.name } : {}) }),
+      createApiKey(sql, { tenantId, scopes: granted, expireTime, ...(flags.name ? { name: flags.name } : {}) }),
     );
     process.stdout.write(`${created.key}\n`);
-    process.stderr.write(`key id ${created.info.keyId} for tenant ${flags.tenant} with scopes ${scopes.join(",")}: store it now, it is not shown again\n`);
+    process.stderr.write(`key id ${created.info.keyId} for tenant ${tenantId} with scopes ${granted.join(",")}: store it now, it is not shown again\n`);
   });
   addSettingOptions(
-    keys.command("list").description("List API keys (never the keys themselves).").option("--tenant <tenant>", "Only this tenant's keys."),
+    remoteOptions(keys.command("list").description("List API keys (never the keys themselves).").option("--tenant <tenant>", "Only this tenant's keys.")),
     ["dataDir", "databaseUrl", "logLevel"],
-  ).action(async (flags: Flags & { tenant?: string }) => {
+  ).action(async (flags: Flags & { tenant?: string; url?: string; key?: string }) => {
+    if (flags.url) {
+      const res = await keyClient(flags.url, flags.key).listKeys({}).catch((e: unknown) => Promise.reject(describeRpcError(e)));
+      for (const k of res.keys) process.stdout.write(`${formatKey(k)}\n`);
+      return;
+    }
     const list = await withDatabase(configFrom(flags), (sql) => listApiKeys(sql, flags.tenant));
     for (const k of list) {
-      const state = k.revokeTime ? `revoked ${k.revokeTime.toISOString()}` : "active";
+      const state = k.revokeTime ? `revoked ${k.revokeTime.toISOString()}` : k.expireTime ? `expires ${k.expireTime.toISOString()}` : "active";
       process.stdout.write(`${k.keyId}  ${k.tenantId}  ${k.keyPrefix}…  ${k.scopes.join(",")}  ${state}  ${k.name}\n`);
     }
   });
   addSettingOptions(
-    keys.command("revoke").description("Revoke an API key by its id (see `keys list`).").argument("<key-id>", "The key's id."),
+    remoteOptions(keys.command("revoke").description("Revoke an API key by its id (see `keys list`).").argument("<key-id>", "The key's id.")),
     ["dataDir", "databaseUrl", "logLevel"],
-  ).action(async (keyId: string, flags: Flags) => {
+  ).action(async (keyId: string, flags: Flags & { url?: string; key?: string }) => {
     if (!/^[0-9a-f-]{36}$/i.test(keyId)) throw new ConfigError(`invalid key id ${JSON.stringify(keyId)}: see \`agentd keys list\``);
+    if (flags.url) {
+      await keyClient(flags.url, flags.key).revokeKey({ keyId }).catch((e: unknown) => Promise.reject(describeRpcError(e)));
+      process.stdout.write(`revoked ${keyId}\n`);
+      return;
+    }
     const revoked = await withDatabase(configFrom(flags), (sql) => revokeApiKey(sql, keyId));
     if (!revoked) throw new ConfigError(`no API key with id ${keyId}`);
     process.stdout.write(`revoked ${keyId} (tenant ${revoked.tenantId})\n`);

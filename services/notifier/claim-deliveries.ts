@@ -30,6 +30,8 @@ export interface ClaimedDelivery {
   create_time: Date;
   /** Active signing secrets, newest first. */
   secrets: string[];
+  /** The task's trace context (tracing on), so the attempt's span joins the task's trace. */
+  trace_parent: string | null;
 }
 
 export interface ClaimRequest {
@@ -89,6 +91,7 @@ export async function claimDeliveries(sql: Sql, req: ClaimRequest): Promise<Clai
         WHERE s.tenant_id = d.tenant_id AND s.endpoint_id IS NOT DISTINCT FROM d.endpoint_id
           AND (s.expire_time IS NULL OR s.expire_time > now())
         ORDER BY s.create_time DESC
-      ) AS secrets
+      ) AS secrets,
+      (SELECT t.trace_parent FROM tasks t WHERE t.tenant_id = d.tenant_id AND t.task_id = d.task_id) AS trace_parent
   `;
 }

@@ -33,6 +33,7 @@ import { createAgents, type SendResult, sendDelivery } from "./send-delivery.js"
 import { createSuccessBatcher } from "./success-batcher.js";
 import { startAttempts } from "./start-attempts.js";
 import { sweepExpiredLeases } from "./sweep-leases.js";
+import { webhookAttemptSpan } from "./trace-attempt.js";
 
 export interface NotifierDeps {
   db: Database;
@@ -104,19 +105,23 @@ export function createNotifier(deps: NotifierDeps): Notifier {
   async function send(claim: ClaimedDelivery): Promise<SendResult> {
     if (claim.secrets.length === 0) return { kind: "refused", status: 0, latencyMs: 0, error: NO_SECRET, responseBody: "" };
     const body = JSON.stringify(claim.payload);
-    return sendDelivery({
-      url: claim.url,
-      headers: {
-        "content-type": "application/json",
-        "user-agent": USER_AGENT,
-        ...signedHeaders(claim.secrets, claim.delivery_id, new Date(), body),
-      },
-      body,
-      timeoutMs: config.webhookTimeoutMs,
-      allowHttp: config.webhookAllowHttp,
-      guard,
-      agents,
-    });
+    // One CLIENT span per attempt in the task's trace; the receiver gets its traceparent.
+    return webhookAttemptSpan(claim, (traceHeaders) =>
+      sendDelivery({
+        url: claim.url,
+        headers: {
+          "content-type": "application/json",
+          "user-agent": USER_AGENT,
+          ...traceHeaders,
+          ...signedHeaders(claim.secrets, claim.delivery_id, new Date(), body),
+        },
+        body,
+        timeoutMs: config.webhookTimeoutMs,
+        allowHttp: config.webhookAllowHttp,
+        guard,
+        agents,
+      }),
+    );
   }
 
   function report(claim: ClaimedDelivery, result: SendResult, outcome: CompletionResult, nextDelayMs: number | undefined): void {

@@ -41,6 +41,7 @@ export interface Config {
   metricsPort: number;
   shutdownDelayMs: number;
   webhookMaxPayloadBytes: number;
+  accessLogLevel: string;
 }
 
 type Kind = "string" | "int" | "bool" | "list" | "intList" | "url";
@@ -97,6 +98,7 @@ export const SETTINGS = [
   s({ key: "metricsPort", env: "AGENTD_METRICS_PORT", kind: "int", min: 0, max: 65535, default: 0, help: "Serve GET /metrics on this port (on AGENTD_HOST, plain HTTP) instead of the main port. 0: on the main port." }),
   s({ key: "shutdownDelayMs", env: "AGENTD_SHUTDOWN_DELAY_MS", kind: "int", min: 0, max: 600000, default: 0, help: "On SIGTERM: how long /readyz answers 503 while the port still serves, so load balancers stop sending new calls before it closes." }),
   s({ key: "webhookMaxPayloadBytes", env: "AGENTD_WEBHOOK_MAX_PAYLOAD_BYTES", kind: "int", min: 4096, max: 16777216, default: 65536, help: "Largest webhook body. A task too large for it is sent without its largest fields (input, output, …), named in data.omittedFields, for the receiver to fetch with GetTask." }),
+  s({ key: "accessLogLevel", env: "AGENTD_ACCESS_LOG_LEVEL", kind: "string", default: "info", help: "Level of the one access-log line per RPC (method, code, duration, tenant, key id, request id): trace, debug, info, warn, error, or silent for none. Logged only if AGENTD_LOG_LEVEL lets it through." }),
 ] as const satisfies readonly Setting[];
 
 export class ConfigError extends Error {
@@ -175,6 +177,9 @@ export function loadConfig(
   }
   if (result.metricsPort !== 0 && result.metricsPort === result.port) {
     throw new ConfigError(`invalid setting AGENTD_METRICS_PORT=${result.metricsPort}: must differ from the main port (0 serves /metrics on the main port)`);
+  }
+  if (!["trace", "debug", "info", "warn", "error", "silent"].includes(result.accessLogLevel)) {
+    throw new ConfigError(`invalid setting AGENTD_ACCESS_LOG_LEVEL=${JSON.stringify(result.accessLogLevel)}: must be trace, debug, info, warn, error or silent`);
   }
   const badCidr = result.webhookAllowCidrs.find((c) => parseCidr(c) === null);
   if (badCidr !== undefined) {

@@ -18,6 +18,7 @@ export function eventJson(taskId: string, event: StoredEvent): { [k: string]: Js
     sequence: String(event.sequence),
     time: event.time.toISOString(),
     [event.kind]: event.data,
+    ...(event.actor ? { actor: event.actor } : {}),
   };
 }
 

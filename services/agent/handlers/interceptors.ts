@@ -36,6 +36,7 @@ const REQUIRED_SCOPES: Record<string, readonly Scope[]> = {
 
 export function requiredScopes(service: string, method: string): readonly Scope[] | undefined {
   if (service.startsWith("agentd.v1.WebhookService")) return ["webhooks:manage"];
+  if (service === "agentd.v1.KeyService") return ["keys:manage"];
   return REQUIRED_SCOPES[`${service}/${method}`];
 }
 

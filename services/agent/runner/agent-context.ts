@@ -9,6 +9,7 @@ import type { EventDraft, Fence, TaskPatch, TaskWriter } from "../store/task-wri
 import { record } from "../tasks/transitions.js";
 import { createDeltaBuffer } from "./delta-buffer.js";
 import { isStoreUnavailable, StoreRejected, StoreUnavailable } from "./store-outage.js";
+import { inSpan } from "../../shared/tracing.js";
 
 /** Thrown into the agent's pending writes when its claim on the task is gone. */
 export class LeaseLost extends Error {
@@ -101,7 +102,7 @@ export function createAgentContext(opts: {
     tool: async (name, args, fn) => {
       const id = randomUUID();
       try {
-        const result = await fn();
+        const result = await inSpan(`tool ${name}`, { attributes: { "agentd.tool_call_id": id } }, async () => fn());
         await write([{ kind: "toolCall", data: { id, name, arguments: args as JsonValue, result: result as JsonValue } }]);
         return result;
       } catch (error) {

@@ -21,6 +21,7 @@ import {
 import { schemaObject, schemaProblem } from "../tasks/answer-schema.js";
 import { createAgentContext, type HeldTask, LeaseLost } from "./agent-context.js";
 import { handBackAfterOutage, isStoreUnavailable } from "./store-outage.js";
+import { inRunSpan } from "../observe/task-observer.js";
 
 export interface RunnerOptions {
   /** Unique per process: whose leases these are. */
@@ -253,7 +254,7 @@ export function createTaskRunner(deps: {
     const controller = new AbortController();
     const attempt: Attempt = { task, controller, done: Promise.resolve(task) };
     const started = Date.now();
-    attempt.done = runAttempt(task, controller)
+    attempt.done = inRunSpan(task, () => runAttempt(task, controller))
       .then((row) => {
         const reason: unknown = controller.signal.reason;
         logger.info(

@@ -5,7 +5,7 @@ import type { StoredEvent } from "./task-writer.js";
 /** Events of one task with sequence > `afterSequence`, in order. */
 export async function listEvents(sql: Sql, key: TaskKey, afterSequence: number, limit: number): Promise<StoredEvent[]> {
   const rows = await sql<(Omit<StoredEvent, "sequence"> & { sequence: string | number })[]>`
-    SELECT sequence, time, kind, data FROM task_events
+    SELECT sequence, time, kind, data, actor FROM task_events
     WHERE tenant_id = ${key.tenantId} AND task_id = ${key.taskId} AND sequence > ${afterSequence}
     ORDER BY sequence
     LIMIT ${limit}

@@ -47,6 +47,8 @@ export interface TaskRow {
   input_expires_at: Date | null;
   /** request_ids of the answers applied so far (newest last, bounded). */
   input_answer_ids: string[];
+  /** W3C traceparent of the RPC that created the task (tracing on), so a run on any replica joins its trace. */
+  trace_parent?: string | null;
 }
 
 function duration(ms: number): string {

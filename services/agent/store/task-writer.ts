@@ -8,6 +8,7 @@
 import type { JsonObject } from "@bufbuild/protobuf";
 import type { Sql, Tx } from "../../shared/db/database.js";
 import type { WakeupBus } from "../../shared/wakeup/bus.js";
+import { currentActor } from "../observe/actor.js";
 import { stateChangeSnapshot, type TaskKey, type TaskRow, type TaskStateName } from "./task-record.js";
 
 /** Event kinds, named as the `TaskEvent.event` oneof cases in proto3 JSON. */
@@ -24,6 +25,8 @@ export interface StoredEvent {
   time: Date;
   kind: EventKind;
   data: JsonObject;
+  /** Id of the API key whose RPC wrote the event; null when the service wrote it on its own. */
+  actor?: string | null;
 }
 
 export type TaskPatch = Partial<
@@ -141,6 +144,7 @@ export function createTaskWriter(deps: { sql: Sql; bus: WakeupBus; sink?: TaskEv
     const stateChanged = change.patch.state !== undefined && change.patch.state !== current.state;
     if (stateChanged) drafts.push({ kind: "stateChange", data: {} });
     const first = Number(current.last_sequence) + 1;
+    const actor = currentActor();
     const next: TaskRow = {
       ...current,
       ...change.patch,
@@ -153,14 +157,14 @@ export function createTaskWriter(deps: { sql: Sql; bus: WakeupBus; sink?: TaskEv
         draft.kind === "stateChange"
           ? { state: `TASK_STATE_${next.state}`, task: stateChangeSnapshot(next, sequence) }
           : draft.data;
-      return { sequence, time: now, kind: draft.kind, data };
+      return { sequence, time: now, kind: draft.kind, data, actor };
     });
     return { next, events };
   }
 
   function eventRows(events: StoredEvent[]) {
     return sql.json(
-      events.map((e) => ({ sequence: e.sequence, time: e.time.toISOString(), kind: e.kind, data: e.data })) as never,
+      events.map((e) => ({ sequence: e.sequence, time: e.time.toISOString(), kind: e.kind, data: e.data, actor: e.actor ?? null })) as never,
     );
   }
 
@@ -182,9 +186,9 @@ export function createTaskWriter(deps: { sql: Sql; bus: WakeupBus; sink?: TaskEv
         WHERE tenant_id = ${current.tenant_id} AND task_id = ${current.task_id}
         RETURNING 1
       )
-      INSERT INTO task_events (tenant_id, task_id, sequence, time, kind, data)
-      SELECT ${current.tenant_id}, ${current.task_id}::uuid, e.sequence, e.time, e.kind, e.data
-      FROM jsonb_to_recordset(${eventRows(events)}::jsonb) AS e(sequence bigint, time timestamptz, kind text, data jsonb)
+      INSERT INTO task_events (tenant_id, task_id, sequence, time, kind, data, actor)
+      SELECT ${current.tenant_id}, ${current.task_id}::uuid, e.sequence, e.time, e.kind, e.data, e.actor
+      FROM jsonb_to_recordset(${eventRows(events)}::jsonb) AS e(sequence bigint, time timestamptz, kind text, data jsonb, actor text)
     `;
     if (sink && events.length > 0 && sink.wants(next, events)) await sink.append(tx, next, events);
     return { task: next, events };
@@ -241,6 +245,7 @@ export function createTaskWriter(deps: { sql: Sql; bus: WakeupBus; sink?: TaskEv
         lease_owner: next.lease_owner,
         lease_id: next.lease_id,
         lease_expires_at: next.lease_expires_at,
+        trace_parent: next.trace_parent ?? null,
       };
       const statement = (q: Sql | Tx) => q`
         WITH created AS (
@@ -248,9 +253,9 @@ export function createTaskWriter(deps: { sql: Sql; bus: WakeupBus; sink?: TaskEv
           ON CONFLICT (tenant_id, request_id) WHERE request_id IS NOT NULL DO NOTHING
           RETURNING task_id
         )
-        INSERT INTO task_events (tenant_id, task_id, sequence, time, kind, data)
-        SELECT ${next.tenant_id}, created.task_id, e.sequence, e.time, e.kind, e.data
-        FROM created, jsonb_to_recordset(${eventRows(events)}::jsonb) AS e(sequence bigint, time timestamptz, kind text, data jsonb)
+        INSERT INTO task_events (tenant_id, task_id, sequence, time, kind, data, actor)
+        SELECT ${next.tenant_id}, created.task_id, e.sequence, e.time, e.kind, e.data, e.actor
+        FROM created, jsonb_to_recordset(${eventRows(events)}::jsonb) AS e(sequence bigint, time timestamptz, kind text, data jsonb, actor text)
         RETURNING sequence
       `;
       let inserted: boolean;
@@ -299,9 +304,9 @@ export function createTaskWriter(deps: { sql: Sql; bus: WakeupBus; sink?: TaskEv
             AND lease_id = ${fence.leaseId} AND state = 'RUNNING' AND last_sequence = ${Number(current.last_sequence)}
           RETURNING 1
         ), appended AS (
-          INSERT INTO task_events (tenant_id, task_id, sequence, time, kind, data)
-          SELECT ${current.tenant_id}, ${current.task_id}::uuid, e.sequence, e.time, e.kind, e.data
-          FROM changed, jsonb_to_recordset(${eventRows(events)}::jsonb) AS e(sequence bigint, time timestamptz, kind text, data jsonb)
+          INSERT INTO task_events (tenant_id, task_id, sequence, time, kind, data, actor)
+          SELECT ${current.tenant_id}, ${current.task_id}::uuid, e.sequence, e.time, e.kind, e.data, e.actor
+          FROM changed, jsonb_to_recordset(${eventRows(events)}::jsonb) AS e(sequence bigint, time timestamptz, kind text, data jsonb, actor text)
           RETURNING 1
         )
         SELECT count(*)::int AS n FROM changed

@@ -14,6 +14,8 @@ export interface ApiKeyInfo {
   scopes: Scope[];
   createTime: Date;
   revokeTime: Date | null;
+  /** When the key stops working by itself; null: never. */
+  expireTime: Date | null;
 }
 
 export function hashApiKey(key: string): string {
@@ -27,15 +29,15 @@ export async function ensureTenant(sql: Sql, tenantId: string): Promise<void> {
 /** Creates a key for the tenant (creating the tenant if new). The returned key is never stored. */
 export async function createApiKey(
   sql: Sql,
-  opts: { tenantId: string; scopes: Scope[]; name?: string },
+  opts: { tenantId: string; scopes: Scope[]; name?: string; expireTime?: Date | null },
 ): Promise<{ key: string; info: ApiKeyInfo }> {
   const key = KEY_PREFIX + randomBytes(24).toString("base64url");
   const keyId = newId();
   const keyPrefix = key.slice(0, KEY_PREFIX.length + 6);
   await ensureTenant(sql, opts.tenantId);
   const [row] = await sql<{ create_time: Date }[]>`
-    INSERT INTO api_keys (tenant_id, key_id, key_hash, key_prefix, name, scopes)
-    VALUES (${opts.tenantId}, ${keyId}, ${hashApiKey(key)}, ${keyPrefix}, ${opts.name ?? ""}, ${opts.scopes}::text[])
+    INSERT INTO api_keys (tenant_id, key_id, key_hash, key_prefix, name, scopes, expire_time)
+    VALUES (${opts.tenantId}, ${keyId}, ${hashApiKey(key)}, ${keyPrefix}, ${opts.name ?? ""}, ${opts.scopes}::text[], ${opts.expireTime ?? null})
     RETURNING create_time
   `;
   return {
@@ -48,6 +50,7 @@ export async function createApiKey(
       scopes: opts.scopes,
       createTime: row!.create_time,
       revokeTime: null,
+      expireTime: opts.expireTime ?? null,
     },
   };
 }
@@ -60,6 +63,7 @@ interface KeyRow {
   scopes: Scope[];
   create_time: Date;
   revoke_time: Date | null;
+  expire_time: Date | null;
 }
 
 const toInfo = (r: KeyRow): ApiKeyInfo => ({
@@ -70,33 +74,34 @@ const toInfo = (r: KeyRow): ApiKeyInfo => ({
   scopes: r.scopes,
   createTime: r.create_time,
   revokeTime: r.revoke_time,
+  expireTime: r.expire_time,
 });
 
 export async function listApiKeys(sql: Sql, tenantId?: string): Promise<ApiKeyInfo[]> {
   const rows = await sql<KeyRow[]>`
-    SELECT tenant_id, key_id, key_prefix, name, scopes, create_time, revoke_time FROM api_keys
+    SELECT tenant_id, key_id, key_prefix, name, scopes, create_time, revoke_time, expire_time FROM api_keys
     ${tenantId ? sql`WHERE tenant_id = ${tenantId}` : sql``}
     ORDER BY tenant_id, create_time
   `;
   return rows.map(toInfo);
 }
 
-/** Revokes by key id; returns the key, or undefined when no such key exists. */
-export async function revokeApiKey(sql: Sql, keyId: string): Promise<ApiKeyInfo | undefined> {
+/** Revokes by key id (within `tenantId` when given); returns the key, or undefined when no such key exists. */
+export async function revokeApiKey(sql: Sql, keyId: string, tenantId?: string): Promise<ApiKeyInfo | undefined> {
   const [row] = await sql<KeyRow[]>`
     UPDATE api_keys SET revoke_time = coalesce(revoke_time, now())
-    WHERE key_id = ${keyId}::uuid
-    RETURNING tenant_id, key_id, key_prefix, name, scopes, create_time, revoke_time
+    WHERE key_id = ${keyId}::uuid ${tenantId ? sql`AND tenant_id = ${tenantId}` : sql``}
+    RETURNING tenant_id, key_id, key_prefix, name, scopes, create_time, revoke_time, expire_time
   `;
   return row ? toInfo(row) : undefined;
 }
 
-/** The active (not revoked) key with this secret, if any. */
+/** The active (neither revoked nor expired) key with this secret, if any. */
 export async function findActiveApiKey(sql: Sql, key: string): Promise<ApiKeyInfo | undefined> {
   if (!key.startsWith(KEY_PREFIX) || key.length > 200) return undefined;
   const [row] = await sql<KeyRow[]>`
-    SELECT tenant_id, key_id, key_prefix, name, scopes, create_time, revoke_time FROM api_keys
-    WHERE key_hash = ${hashApiKey(key)} AND revoke_time IS NULL
+    SELECT tenant_id, key_id, key_prefix, name, scopes, create_time, revoke_time, expire_time FROM api_keys
+    WHERE key_hash = ${hashApiKey(key)} AND revoke_time IS NULL AND (expire_time IS NULL OR expire_time > now())
   `;
   return row ? toInfo(row) : undefined;
 }

@@ -1,6 +1,7 @@
 // Resolves `authorization: Bearer <key>` to a principal. Lookups are cached
 // briefly so that a hot client does not cost a query per call; a revoked key
-// stops working within `cacheMs`.
+// stops working within `cacheMs` (under the 5 s that KeyService documents), an
+// expired one at its expiry.
 //
 // Streams outlive that check: a stream opened with a key must end once the key
 // is revoked. `watch` re-checks each watched key every `watchMs` (default 2 s),
@@ -42,7 +43,7 @@ export function createAuthenticator(
   sql: Sql,
   opts: { cacheMs?: number; maxEntries?: number; watchMs?: number } = {},
 ): Authenticator {
-  const cacheMs = opts.cacheMs ?? 5000;
+  const cacheMs = opts.cacheMs ?? 4000;
   const maxEntries = opts.maxEntries ?? 10_000;
   const watchMs = opts.watchMs ?? 2000;
   const cache = new Map<string, { info: ApiKeyInfo | undefined; fetched: number }>();
@@ -52,7 +53,9 @@ export function createAuthenticator(
   async function lookup(key: string, maxAgeMs = cacheMs): Promise<ApiKeyInfo | undefined> {
     const now = Date.now();
     const hit = cache.get(key);
-    if (hit && now - hit.fetched < Math.min(maxAgeMs, cacheMs)) return hit.info;
+    if (hit && now - hit.fetched < Math.min(maxAgeMs, cacheMs)) {
+      return hit.info?.expireTime && hit.info.expireTime.getTime() <= now ? undefined : hit.info;
+    }
     const info = await findActiveApiKey(sql, key);
     if (cache.size >= maxEntries) cache.clear();
     cache.set(key, { info, fetched: now });
@@ -85,7 +88,7 @@ export function createAuthenticator(
         };
       }
       const info = await lookup(match[1]!);
-      if (!info) return { ok: false, reason: "INVALID_API_KEY", message: "the API key is unknown or revoked" };
+      if (!info) return { ok: false, reason: "INVALID_API_KEY", message: "the API key is unknown, revoked or expired" };
       return { ok: true, principal: { tenantId: info.tenantId, keyId: info.keyId, scopes: new Set(info.scopes) } };
     },
 

@@ -1,5 +1,5 @@
 /** What an API key may do (DESIGN.md, Auth). */
-export const SCOPES = ["agents:run", "tasks:read", "tasks:write", "webhooks:manage"] as const;
+export const SCOPES = ["agents:run", "tasks:read", "tasks:write", "webhooks:manage", "keys:manage"] as const;
 export type Scope = (typeof SCOPES)[number];
 
 export function isScope(value: string): value is Scope {

@@ -1,0 +1,91 @@
+// Task metrics and trace spans, taken at the one writer of task state: a
+// wrapper around the TaskWriter, so the writer and the runner stay as they are.
+// - insert: counts the task and stamps it with the creating RPC's trace context
+//   (`trace_parent`), so whichever replica runs it joins the same trace;
+// - claim: the queue wait (from when the task could be claimed), as a metric and a span;
+// - every applied change: tasks that ended, and their run time;
+// - the lease sweep: leases lost and attempts retried.
+import { SpanKind } from "@opentelemetry/api";
+import { withoutActor } from "./actor.js";
+import { contextOf, inSpan, traceparentOf, tracer } from "../../shared/tracing.js";
+import { isTerminal, type TaskRow, type TaskStateName } from "../store/task-record.js";
+import type { ChangeResult, StoredEvent, TaskWriter } from "../store/task-writer.js";
+import type { ServiceMetrics } from "./service-metrics.js";
+
+export function observeTaskWriter(writer: TaskWriter, metrics: ServiceMetrics): TaskWriter {
+  function ended(task: TaskRow, events: readonly StoredEvent[]): void {
+    for (const event of events) {
+      if (event.kind !== "stateChange") continue;
+      const state = String(event.data.state ?? "").replace(/^TASK_STATE_/, "") as TaskStateName;
+      if (!isTerminal(state)) continue;
+      metrics.tasksFinished.inc({ agent: task.agent, state });
+      if (task.start_time) {
+        const end = task.end_time ?? event.time;
+        metrics.runSeconds.observe({ agent: task.agent, state }, Math.max(0, end.getTime() - task.start_time.getTime()) / 1000);
+      }
+    }
+  }
+  const changed = (result: ChangeResult): ChangeResult => {
+    if (result.status === "changed") ended(result.task, result.events);
+    return result;
+  };
+  const finishedRows = (rows: TaskRow[]) => {
+    for (const row of rows) if (isTerminal(row.state)) ended(row, [{ sequence: 0, time: row.end_time ?? new Date(), kind: "stateChange", data: { state: `TASK_STATE_${row.state}` } }]);
+    return rows;
+  };
+
+  return {
+    ...writer,
+    async insert(row, then) {
+      const result = await writer.insert({ ...row, trace_parent: row.trace_parent ?? traceparentOf() }, then);
+      if (result) {
+        metrics.tasksCreated.inc({ agent: row.agent });
+        queued([result.task].filter((t) => t.state === "RUNNING"));
+        ended(result.task, result.events);
+      }
+      return result;
+    },
+    change: async (key, decide, fence) => changed(await writer.change(key, decide, fence)),
+    changeHeld: async (current, decide, fence) => changed(await writer.changeHeld(current, decide, fence)),
+    async claim(limit, decide) {
+      return queued(await writer.claim(limit, decide));
+    },
+    async sweepExpiredLeases(limit, decide) {
+      const rows = await writer.sweepExpiredLeases(limit, decide);
+      metrics.leasesLost.inc(rows.length);
+      for (const row of rows) if (row.state === "QUEUED") metrics.attemptsRetried.inc({ agent: row.agent });
+      return finishedRows(rows);
+    },
+    sweepExpiredInputs: async (limit, decide) => finishedRows(await writer.sweepExpiredInputs(limit, decide)),
+  };
+
+  /** Claimed tasks: how long each waited once it could run. */
+  function queued(rows: TaskRow[]): TaskRow[] {
+    const now = new Date();
+    for (const row of rows) {
+      const since = row.run_after.getTime() > row.create_time.getTime() ? row.run_after : row.create_time;
+      metrics.queueSeconds.observe({ agent: row.agent }, Math.max(0, now.getTime() - since.getTime()) / 1000);
+      if (row.trace_parent) {
+        tracer()
+          .startSpan("task.queue", { kind: SpanKind.INTERNAL, startTime: since, attributes: { "agentd.task_id": row.task_id, "agentd.agent": row.agent, "agentd.attempt": row.attempt } }, contextOf(row.trace_parent))
+          .end(now);
+      }
+    }
+    return rows;
+  }
+}
+
+/** Runs one attempt of a task inside an `agent.run` span of the task's trace. */
+export function inRunSpan<T extends TaskRow>(task: TaskRow, run: () => Promise<T>): Promise<T> {
+  // The agent's own events are the service's, even when an RPC (Run) started the attempt.
+  if (!task.trace_parent) return withoutActor(run);
+  return withoutActor(() => inSpan(
+    `agent.run ${task.agent}`,
+    { parent: contextOf(task.trace_parent), attributes: { "agentd.task_id": task.task_id, "agentd.agent": task.agent, "agentd.attempt": task.attempt } },
+    async (span) => {
+      const row = await run();
+      span.setAttribute("agentd.state", row.state);
+      return row;
+    },
+  ));
+}
