@@ -2,6 +2,7 @@
 import { chmod, mkdir, readFile, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { Command, Option } from "commander";
+import { installLastResortGuard } from "../agent/server/request-failures.js";
 import { createAgentService } from "../agent/service.js";
 import { startNotifierService } from "../notifier/main.js";
 import { createWebhookOutbox } from "../shared/webhooks/outbox.js";
@@ -62,6 +63,8 @@ function untilSignal(logger: Logger, close: () => Promise<void>): void {
 /** The agent service (and, for `dev`, the notifier in the same process). */
 async function serve(config: Config, opts: { dev: boolean }): Promise<void> {
   const logger = createLogger({ level: config.logLevel });
+  // An error escaping a request handler fails that request, not the replica (see request-failures.ts).
+  installLastResortGuard(logger);
   const registry = await loadAgents(config);
   const runtime = await openRuntime(config, logger);
   // The webhook outbox is written in the same transaction as task events; the notifier delivers.
@@ -149,7 +152,10 @@ export function buildCli(): Command {
     .showHelpAfterError()
     .addHelpText("after", environmentHelp());
 
-  const serverKeys: (keyof Config)[] = ["host", "port", "dataDir", "databaseUrl", "runnerConcurrency", "agentModules", "logLevel"];
+  const serverKeys: (keyof Config)[] = [
+    "host", "port", "dataDir", "databaseUrl", "runnerConcurrency", "agentModules", "logLevel",
+    "idleTimeoutMs", "headersTimeoutMs", "requestTimeoutMs",
+  ];
 
   addSettingOptions(
     program

@@ -36,6 +36,9 @@ export interface Config {
   maxStreamsPerConnection: number;
   maxStreamsPerTenant: number;
   streamWindowEvents: number;
+  idleTimeoutMs: number;
+  headersTimeoutMs: number;
+  requestTimeoutMs: number;
 }
 
 type Kind = "string" | "int" | "bool" | "list" | "intList" | "url";
@@ -87,6 +90,9 @@ export const SETTINGS = [
   s({ key: "maxStreamsPerConnection", env: "AGENTD_MAX_STREAMS_PER_CONNECTION", kind: "int", min: 1, max: 100000, default: 100, help: "Open streams one client connection may hold in this replica; more get RESOURCE_EXHAUSTED (SSE: 429)." }),
   s({ key: "maxStreamsPerTenant", env: "AGENTD_MAX_STREAMS_PER_TENANT", kind: "int", min: 1, max: 1000000, default: 1000, help: "Open streams one tenant may hold in this replica; more get RESOURCE_EXHAUSTED (SSE: 429)." }),
   s({ key: "streamWindowEvents", env: "AGENTD_STREAM_WINDOW_EVENTS", kind: "int", min: 1, max: 100000, default: 256, help: "Recent events kept in memory per watched task and shared by its watchers; a watcher further behind reads the log itself." }),
+  s({ key: "idleTimeoutMs", env: "AGENTD_IDLE_TIMEOUT_MS", flag: "--idle-timeout-ms", kind: "int", min: 100, max: 86400000, default: 65000, help: "A client connection with no call or stream open (an idle HTTP/2 session, an HTTP/1.1 keep-alive connection) is closed after this long. Open streams keep their connection however quiet." }),
+  s({ key: "headersTimeoutMs", env: "AGENTD_HEADERS_TIMEOUT_MS", flag: "--headers-timeout-ms", kind: "int", min: 100, max: 3600000, default: 30000, help: "A new connection must send its HTTP/2 preface and SETTINGS, or its HTTP/1.1 request headers, within this long (the protocol sniffer waits at most 10 s). At most the request timeout." }),
+  s({ key: "requestTimeoutMs", env: "AGENTD_REQUEST_TIMEOUT_MS", flag: "--request-timeout-ms", kind: "int", min: 100, max: 3600000, default: 60000, help: "An HTTP/1.1 request must arrive whole, body included, within this long, or it gets 408 and its connection is closed. Answers (streams, SSE) may take longer." }),
 ] as const satisfies readonly Setting[];
 
 export class ConfigError extends Error {
@@ -158,6 +164,11 @@ export function loadConfig(
   if (result.notifierLeaseMs < result.webhookTimeoutMs + 1000) {
     throw new ConfigError(
       `invalid setting AGENTD_NOTIFIER_LEASE_MS=${result.notifierLeaseMs}: must be at least AGENTD_WEBHOOK_TIMEOUT_MS + 1000 (${result.webhookTimeoutMs + 1000}), or a slow attempt could be sent twice at once`,
+    );
+  }
+  if (result.headersTimeoutMs > result.requestTimeoutMs) {
+    throw new ConfigError(
+      `invalid setting AGENTD_HEADERS_TIMEOUT_MS=${result.headersTimeoutMs}: must be at most AGENTD_REQUEST_TIMEOUT_MS (${result.requestTimeoutMs})`,
     );
   }
   const badCidr = result.webhookAllowCidrs.find((c) => parseCidr(c) === null);
