@@ -6,4 +6,4 @@ if [[ "${1:-}" == "--long" ]]; then
   shift
   export AGENTD_FUZZ_RUNS="${AGENTD_FUZZ_RUNS:-2000}"
 fi
-exec npx vitest run test/fuzz test/protocols/crash-requests.test.ts "$@"
+exec npx vitest run test/fuzz "$@"
