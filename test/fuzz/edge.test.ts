@@ -88,6 +88,22 @@ describe("every RPC in every protocol", () => {
   });
 });
 
+describe("found by the fuzzer", () => {
+  const listAgents = RPCS.find((r) => r.path === "/agentd.v1.AgentService/ListAgents")!;
+
+  it("a request body that does not decompress is INVALID_ARGUMENT in every protocol", { timeout: 30_000 }, async () => {
+    const junk = Buffer.from([0]);
+    const compressedFrame = Buffer.concat([Buffer.from([1, 0, 0, 0, 1]), junk]); // flag 1: compressed
+    const answers = [
+      await wire.send("connect-json", listAgents, junk, { key: agentd.key, headers: { "content-encoding": "br" } }),
+      await wire.send("connect-proto", listAgents, junk, { key: agentd.key, headers: { "content-encoding": "gzip" } }),
+      await wire.send("grpc", listAgents, compressedFrame, { key: agentd.key, headers: { "grpc-encoding": "br" } }),
+      await wire.send("grpc-web", listAgents, compressedFrame, { key: agentd.key, headers: { "grpc-encoding": "gzip" } }),
+    ];
+    expect(answers.map((a) => a.code)).toEqual([3, 3, 3, 3]);
+  });
+});
+
 /** The body for one message; a Connect JSON call of a streaming RPC still needs an envelope. */
 function protocolBody(protocol: WireProtocol, rpc: Rpc, bytes: Uint8Array): Uint8Array {
   const connectUnary = (protocol === "connect-json" || protocol === "connect-proto") && !rpc.streaming;

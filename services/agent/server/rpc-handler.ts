@@ -25,7 +25,9 @@ export interface RpcHandlerOptions extends ConnectRouterOptions {
   onHandlerError?: (error: unknown, rpc: string) => void;
 }
 
-const DECODE_ERROR = /^parse binary: /;
+// Also a request body that does not decompress (connect-node answers INTERNAL "decompression
+// failed" for some brotli/gzip errors): the bytes are the caller's.
+const DECODE_ERROR = /^(?:parse binary: |decompression failed$)/;
 
 export function createRpcHandler(options: RpcHandlerOptions): NodeHandlerFn {
   const router = createConnectRouter({ acceptCompression: [compressionGzip, compressionBrotli], ...options });
