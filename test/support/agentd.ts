@@ -173,7 +173,10 @@ export async function spawnAgentdCommand(
   });
   const url = await new Promise<string>((resolve, reject) => {
     const readyMs = opts.readyTimeoutMs ?? 30_000;
-    const timer = setTimeout(() => reject(new Error(`agentd ${command} did not start within ${readyMs} ms:\n${stderr}`)), readyMs);
+    const timer = setTimeout(() => {
+      child.kill("SIGKILL"); // nobody else holds it: it would outlive the test
+      reject(new Error(`agentd ${command} did not start within ${readyMs} ms:\n${stderr}`));
+    }, readyMs);
     createInterface({ input: child.stdout! }).on("line", (line) => {
       try {
         const entry = JSON.parse(line) as Record<string, unknown>;
