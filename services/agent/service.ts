@@ -177,6 +177,7 @@ export function createAgentService(deps: AgentServiceDeps) {
         host: config.host,
         port: config.port,
         maxRequestBytes: config.maxRequestBytes,
+        timeouts: { idleMs: config.idleTimeoutMs, headersMs: config.headersTimeoutMs, requestMs: config.requestTimeoutMs },
         logger,
       }).catch(async (error: unknown) => {
         await metrics?.close();

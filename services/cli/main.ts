@@ -3,6 +3,7 @@ import { readFileSync } from "node:fs";
 import { chmod, mkdir, readFile, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { Command, Option } from "commander";
+import { installLastResortGuard } from "../agent/server/request-failures.js";
 import { createAgentService } from "../agent/service.js";
 import { startNotifierService } from "../notifier/main.js";
 import { createWebhookOutbox } from "../shared/webhooks/outbox.js";
@@ -69,6 +70,8 @@ function untilSignal(logger: Logger, close: () => Promise<void>): void {
 async function serve(config: Config, opts: { dev: boolean }): Promise<void> {
   const logger = createLogger({ level: config.logLevel });
   const tracing = startTracingFromEnv("agentd");
+  // An error escaping a request handler fails that request, not the replica (see request-failures.ts).
+  installLastResortGuard(logger);
   const registry = await loadAgents(config);
   const runtime = await openRuntime(config, logger);
   // The webhook outbox is written in the same transaction as task events; the notifier delivers.
@@ -190,7 +193,10 @@ export function buildCli(): Command {
     .version(`agentd ${packageVersion()} (Node ${process.version})`)
     .addHelpText("after", environmentHelp());
 
-  const serverKeys: (keyof Config)[] = ["host", "port", "dataDir", "databaseUrl", "runnerConcurrency", "agentModules", "logLevel", "tlsCert", "tlsKey"];
+  const serverKeys: (keyof Config)[] = [
+    "host", "port", "dataDir", "databaseUrl", "runnerConcurrency", "agentModules", "logLevel",
+    "tlsCert", "tlsKey", "idleTimeoutMs", "headersTimeoutMs", "requestTimeoutMs",
+  ];
 
   addSettingOptions(
     program

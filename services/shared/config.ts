@@ -42,6 +42,9 @@ export interface Config {
   shutdownDelayMs: number;
   webhookMaxPayloadBytes: number;
   accessLogLevel: string;
+  idleTimeoutMs: number;
+  headersTimeoutMs: number;
+  requestTimeoutMs: number;
 }
 
 type Kind = "string" | "int" | "bool" | "list" | "intList" | "url";
@@ -99,6 +102,9 @@ export const SETTINGS = [
   s({ key: "shutdownDelayMs", env: "AGENTD_SHUTDOWN_DELAY_MS", kind: "int", min: 0, max: 600000, default: 0, help: "On SIGTERM: how long /readyz answers 503 while the port still serves, so load balancers stop sending new calls before it closes." }),
   s({ key: "webhookMaxPayloadBytes", env: "AGENTD_WEBHOOK_MAX_PAYLOAD_BYTES", kind: "int", min: 4096, max: 16777216, default: 65536, help: "Largest webhook body. A task too large for it is sent without its largest fields (input, output, …), named in data.omittedFields, for the receiver to fetch with GetTask." }),
   s({ key: "accessLogLevel", env: "AGENTD_ACCESS_LOG_LEVEL", kind: "string", default: "info", help: "Level of the one access-log line per RPC (method, code, duration, tenant, key id, request id): trace, debug, info, warn, error, or silent for none. Logged only if AGENTD_LOG_LEVEL lets it through." }),
+  s({ key: "idleTimeoutMs", env: "AGENTD_IDLE_TIMEOUT_MS", flag: "--idle-timeout-ms", kind: "int", min: 100, max: 86400000, default: 65000, help: "A client connection with no call or stream open (an idle HTTP/2 session, an HTTP/1.1 keep-alive connection) is closed after this long. Open streams keep their connection however quiet." }),
+  s({ key: "headersTimeoutMs", env: "AGENTD_HEADERS_TIMEOUT_MS", flag: "--headers-timeout-ms", kind: "int", min: 100, max: 3600000, default: 30000, help: "A new connection must send its HTTP/2 preface and SETTINGS, or its HTTP/1.1 request headers, within this long (the protocol sniffer waits at most 10 s). At most the request timeout." }),
+  s({ key: "requestTimeoutMs", env: "AGENTD_REQUEST_TIMEOUT_MS", flag: "--request-timeout-ms", kind: "int", min: 100, max: 3600000, default: 60000, help: "An HTTP/1.1 request must arrive whole, body included, within this long, or it gets 408 and its connection is closed. Answers (streams, SSE) may take longer." }),
 ] as const satisfies readonly Setting[];
 
 export class ConfigError extends Error {
@@ -180,6 +186,11 @@ export function loadConfig(
   }
   if (!["trace", "debug", "info", "warn", "error", "silent"].includes(result.accessLogLevel)) {
     throw new ConfigError(`invalid setting AGENTD_ACCESS_LOG_LEVEL=${JSON.stringify(result.accessLogLevel)}: must be trace, debug, info, warn, error or silent`);
+  }
+  if (result.headersTimeoutMs > result.requestTimeoutMs) {
+    throw new ConfigError(
+      `invalid setting AGENTD_HEADERS_TIMEOUT_MS=${result.headersTimeoutMs}: must be at most AGENTD_REQUEST_TIMEOUT_MS (${result.requestTimeoutMs})`,
+    );
   }
   const badCidr = result.webhookAllowCidrs.find((c) => parseCidr(c) === null);
   if (badCidr !== undefined) {

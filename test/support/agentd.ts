@@ -156,7 +156,7 @@ export const CHILD_TEST_ENV: Record<string, string> = {
 /** Runs `bin/agentd.js <command>` and resolves once it logs `ready`. */
 export async function spawnAgentdCommand(
   command: string,
-  opts: { databaseUrl: string; ready: string; env?: Record<string, string>; args?: string[] },
+  opts: { databaseUrl: string; ready: string; env?: Record<string, string>; args?: string[]; readyTimeoutMs?: number },
 ): Promise<AgentdProcess> {
   const child = spawn(process.execPath, [`${repoRoot}bin/agentd.js`, command, ...(opts.args ?? [])], {
     cwd: repoRoot,
@@ -172,10 +172,11 @@ export async function spawnAgentdCommand(
     child.once("exit", (code, signal) => resolve(signal ?? code));
   });
   const url = await new Promise<string>((resolve, reject) => {
+    const readyMs = opts.readyTimeoutMs ?? 30_000;
     const timer = setTimeout(() => {
-      child.kill("SIGKILL"); // not left running behind a failed start
-      reject(new Error(`agentd ${command} did not start within 30 s:\n${stderr}`));
-    }, 30_000);
+      child.kill("SIGKILL"); // nobody else holds it: it would outlive the test
+      reject(new Error(`agentd ${command} did not start within ${readyMs} ms:\n${stderr}`));
+    }, readyMs);
     createInterface({ input: child.stdout! }).on("line", (line) => {
       try {
         const entry = JSON.parse(line) as Record<string, unknown>;
@@ -206,6 +207,6 @@ export async function spawnAgentdCommand(
 }
 
 /** `agentd serve --port 0` on a shared database. */
-export function spawnAgentd(opts: { databaseUrl: string; env?: Record<string, string>; args?: string[] }): Promise<AgentdProcess> {
+export function spawnAgentd(opts: { databaseUrl: string; env?: Record<string, string>; args?: string[]; readyTimeoutMs?: number }): Promise<AgentdProcess> {
   return spawnAgentdCommand("serve", { ...opts, ready: "agentd is serving", args: ["--port", "0", ...(opts.args ?? [])] });
 }

@@ -9,6 +9,7 @@ import * as net from "node:net";
 import type { connectNodeAdapter } from "@connectrpc/connect-node";
 import { type Logger, silentLogger } from "../../shared/log.js";
 import type { TlsTerminator } from "./tls.js";
+import { createFailureReporter, type FailureReporter, requestContextOf, requestScope } from "./request-failures.js";
 
 /** What `connectNodeAdapter` returns (connect-node does not export the type by name). */
 export type NodeHandlerFn = ReturnType<typeof connectNodeAdapter>;
@@ -27,10 +28,33 @@ export interface OnePortOptions {
    * Streamed bodies declare none: set `readMaxBytes` on `connectNodeAdapter` for the per-message limit.
    */
   maxRequestBytes?: number;
+  /** When connections that do no work are closed. */
+  timeouts?: Partial<ConnectionTimeouts>;
   logger?: Logger;
   /** TLS (tls.ts): each connection is decrypted first and ALPN, not sniffing, picks HTTP/2 or HTTP/1.1. */
   tls?: TlsTerminator;
 }
+
+/** Connections that hold resources without doing work are closed after these times (ms). */
+export interface ConnectionTimeouts {
+  /**
+   * A connection with no request or stream open: an HTTP/2 session (from its start or its last
+   * stream's end) and an HTTP/1.1 keep-alive connection. Open streams (WatchTask, SSE, Converse)
+   * keep their connection however quiet they are.
+   */
+  idleMs: number;
+  /** A new connection must send its protocol preface (HTTP/2: and its SETTINGS; HTTP/1.1: its request headers) within this. */
+  headersMs: number;
+  /** An HTTP/1.1 request must be received whole, body included, within this (408 otherwise); answering may take longer. */
+  requestMs: number;
+}
+
+export const DEFAULT_TIMEOUTS: ConnectionTimeouts = {
+  // Longer than the usual 60 s load-balancer idle timeout, so the balancer closes first.
+  idleMs: 65_000,
+  headersMs: 30_000,
+  requestMs: 60_000,
+};
 
 export interface OnePortServer {
   readonly port: number;
@@ -80,16 +104,20 @@ export async function listenOnePort(opts: OnePortOptions): Promise<OnePortServer
   const drained: Array<() => void> = [];
   let closing = false;
 
-  const onRequest = guardRequests(opts.handler, opts.maxRequestBytes, () => closing);
+  const timeouts = { ...DEFAULT_TIMEOUTS, ...opts.timeouts };
+  const failures = createFailureReporter(log);
+  const onRequest = guardRequests(opts.handler, opts.maxRequestBytes, () => closing, failures);
 
   const h1 = http.createServer(
     {
-      // Long server streams and SSE run for as long as the client wants: no overall limit.
-      requestTimeout: 0,
-      // A client must finish its headers in time (slowloris); bodies may stream.
-      headersTimeout: 30_000,
-      // Longer than the usual 60 s load-balancer idle timeout, so the balancer closes first.
-      keepAliveTimeout: 65_000,
+      // Receiving the request is bounded (a trickled body gets 408); answering is not, so
+      // long server streams and SSE run for as long as the client wants.
+      requestTimeout: timeouts.requestMs,
+      // A client must finish its headers in time (slowloris). Node requires it ≤ requestTimeout.
+      headersTimeout: Math.min(timeouts.headersMs, timeouts.requestMs),
+      keepAliveTimeout: timeouts.idleMs,
+      // Node checks the two timeouts above on this interval (30 s by default, too coarse for short ones).
+      connectionsCheckingInterval: Math.max(50, Math.min(30_000, Math.floor(Math.min(timeouts.headersMs, timeouts.requestMs) / 4))),
     },
     onRequest,
   );
@@ -106,11 +134,13 @@ export async function listenOnePort(opts: OnePortOptions): Promise<OnePortServer
     },
     onRequest,
   );
-  // No idle timeout on sessions: a Watch may be silent for long. Dead peers are found by TCP keep-alive.
+  // No inactivity timeout on sessions: a Watch may be silent for long. Sessions without streams
+  // are reaped by reapIdleSessions; dead peers are found by TCP keep-alive.
   h2.setTimeout(0);
   h2.on("session", (session) => {
     sessions.add(session);
     session.once("close", () => sessions.delete(session));
+    reapIdleSessions(session, timeouts, log);
     if (closing) session.close();
   });
   h2.on("sessionError", (err) => log.debug({ err }, "http2 session error"));
@@ -133,7 +163,7 @@ export async function listenOnePort(opts: OnePortOptions): Promise<OnePortServer
       acceptTls(socket);
       return;
     }
-    const received = sniff(socket, (protocol, reason) => {
+    const received = sniff(socket, Math.min(SNIFF_TIMEOUT_MS, timeouts.headersMs), (protocol, reason) => {
       sniffing.delete(socket);
       if (protocol === undefined) {
         log.debug({ reason }, "connection dropped before its protocol was known");
@@ -210,7 +240,7 @@ export async function listenOnePort(opts: OnePortOptions): Promise<OnePortServer
  * the http2 session then never sees (unary h2c calls from grpc-js break). Returns a probe of
  * the bytes received so far.
  */
-function sniff(socket: net.Socket, done: (protocol: WireProtocol | undefined, reason?: string) => void): () => number {
+function sniff(socket: net.Socket, timeoutMs: number, done: (protocol: WireProtocol | undefined, reason?: string) => void): () => number {
   const chunks: Buffer[] = [];
   let size = 0;
   let finished = false;
@@ -237,7 +267,7 @@ function sniff(socket: net.Socket, done: (protocol: WireProtocol | undefined, re
   const onEnd = () => finish(undefined, "client ended the connection");
   const onError = (err: Error) => finish(undefined, err.message);
   const onClose = () => finish(undefined, "connection closed");
-  const timer = setTimeout(() => finish(undefined, "no protocol preface in time"), SNIFF_TIMEOUT_MS);
+  const timer = setTimeout(() => finish(undefined, "no protocol preface in time"), timeoutMs);
   timer.unref();
 
   socket.on("readable", onReadable);
@@ -247,21 +277,118 @@ function sniff(socket: net.Socket, done: (protocol: WireProtocol | undefined, re
   return () => size;
 }
 
-/** Wraps the handler with what belongs to the transport rather than to an RPC. */
-function guardRequests(handler: NodeHandlerFn, maxRequestBytes: number | undefined, closing: () => boolean) {
+/**
+ * Closes an HTTP/2 session that does no work: one that has not sent its SETTINGS within
+ * `headersMs` (a client that sent the preface and nothing else), and one with no open stream
+ * for `idleMs`. A session with a stream open, however quiet, is left alone.
+ */
+function reapIdleSessions(session: http2.ServerHttp2Session, timeouts: ConnectionTimeouts, log: Logger): void {
+  let open = 0;
+  let idle: NodeJS.Timeout | undefined;
+  const handshake = setTimeout(() => {
+    log.debug({ timeoutMs: timeouts.headersMs }, "http2 client sent no SETTINGS in time: closing");
+    session.destroy();
+  }, timeouts.headersMs);
+  handshake.unref();
+  session.once("remoteSettings", () => clearTimeout(handshake));
+  const arm = () => {
+    idle = setTimeout(() => {
+      log.debug({ timeoutMs: timeouts.idleMs }, "idle http2 session: closing");
+      session.close(); // GOAWAY; without streams the session ends at once
+    }, timeouts.idleMs);
+    idle.unref();
+  };
+  session.on("stream", (stream: http2.ServerHttp2Stream) => {
+    open++;
+    clearTimeout(idle);
+    stream.once("close", () => {
+      if (--open === 0 && !session.closed && !session.destroyed) arm();
+    });
+  });
+  session.once("close", () => {
+    clearTimeout(handshake);
+    clearTimeout(idle);
+  });
+  arm();
+}
+
+/** What the request handler sees as the request's authority when the client sent none (HTTP/1.0, h2 without :authority). */
+const FALLBACK_AUTHORITY = "localhost";
+/** host or [ipv6] with an optional port (RFC 3986 authority without userinfo). */
+const AUTHORITY = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]+)(?::\d{0,5})?$/;
+
+/**
+ * Wraps the handler with what belongs to the transport rather than to an RPC, and makes sure
+ * nothing thrown while handling a request leaves it: a throw is logged (rate-limited) and the
+ * request alone fails.
+ */
+function guardRequests(handler: NodeHandlerFn, maxRequestBytes: number | undefined, closing: () => boolean, failures: FailureReporter) {
   return (req: NodeServerRequest, res: NodeServerResponse) => {
-    const http1 = req.httpVersionMajor === 1;
-    // While draining, an HTTP/1.1 client is told not to reuse the connection.
-    if (http1 && closing()) res.setHeader("connection", "close");
-    const declared = Number(req.headers["content-length"]);
-    if (maxRequestBytes !== undefined && declared > maxRequestBytes) {
-      // Closing the connection spares reading a body that is refused anyway.
-      res.writeHead(413, http1 ? { connection: "close" } : {});
+    const context = requestContextOf(req);
+    const abort = () => res.destroy();
+    requestScope.run({ context, abort }, () => {
+      try {
+        const http1 = req.httpVersionMajor === 1;
+        // While draining, an HTTP/1.1 client is told not to reuse the connection.
+        if (http1 && closing()) res.setHeader("connection", "close");
+        if (!normalizeAuthority(req)) {
+          // RFC 9112 §3.2: a Host that is not an authority is answered 400.
+          res.writeHead(400, http1 ? { connection: "close" } : {});
+          res.end();
+          return;
+        }
+        const declared = Number(req.headers["content-length"]);
+        if (maxRequestBytes !== undefined && declared > maxRequestBytes) {
+          // Closing the connection spares reading a body that is refused anyway.
+          res.writeHead(413, http1 ? { connection: "close" } : {});
+          res.end();
+          return;
+        }
+        handler(req, res);
+      } catch (error) {
+        failures.report(error, context);
+        answerUnexpected(req, res);
+      }
+    });
+  };
+}
+
+/**
+ * The handlers build the request URL from its authority (Host, or :authority on HTTP/2).
+ * Missing or empty (allowed on HTTP/1.0 and HTTP/2, and for an empty Host), it becomes
+ * FALLBACK_AUTHORITY: nothing here routes by host. False when present but malformed.
+ */
+function normalizeAuthority(req: NodeServerRequest): boolean {
+  const headers = req.headers as Record<string, string | string[] | undefined>;
+  const key = req.httpVersionMajor === 1 ? "host" : headers[":authority"] !== undefined ? ":authority" : "host";
+  const value = headers[key];
+  if (value === undefined || value === "") {
+    headers[key] = FALLBACK_AUTHORITY;
+    return true;
+  }
+  return typeof value === "string" && AUTHORITY.test(value) && URL.canParse(`http://${value}/`);
+}
+
+/** A request whose handler threw: an honest INTERNAL in the caller's protocol, or a reset once the answer has begun. */
+function answerUnexpected(req: NodeServerRequest, res: NodeServerResponse): void {
+  try {
+    if (res.headersSent) {
+      res.destroy();
+      return;
+    }
+    const contentType = String(req.headers["content-type"] ?? "");
+    if (contentType.startsWith("application/grpc")) {
+      // Trailers-only: the status travels in the headers (gRPC over HTTP/2 and gRPC-Web alike).
+      res.writeHead(200, { "content-type": contentType.split(";")[0]!, "grpc-status": "13", "grpc-message": "internal error" });
       res.end();
       return;
     }
-    handler(req, res);
-  };
+    const body = JSON.stringify({ code: "internal", message: "internal error" });
+    res.writeHead(500, { "content-type": "application/json", "content-length": String(Buffer.byteLength(body)) });
+    res.end(body);
+  } catch {
+    res.destroy();
+  }
 }
 
 function dialHost(host: string): string {

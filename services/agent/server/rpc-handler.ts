@@ -41,7 +41,9 @@ export interface RpcHandlerOptions extends ConnectRouterOptions {
   beforeBody?: (req: NodeRequest, rpc: { service: string; method: string }, values: ContextValues) => Promise<{ readBody: boolean }>;
 }
 
-const DECODE_ERROR = /^parse binary: /;
+// Also a request body that does not decompress (connect-node answers INTERNAL "decompression
+// failed" for some brotli/gzip errors): the bytes are the caller's.
+const DECODE_ERROR = /^(?:parse binary: |decompression failed$)/;
 /** Longest error message sent; longer ones are cut. */
 const MAX_ERROR_MESSAGE = 2048;
 const TOO_BIG = /larger than configured readMaxBytes/;

@@ -71,6 +71,28 @@ function parseCursor(req: Request, url: URL): { after: number } | { problem: str
   return { after: Number(raw) };
 }
 
+/**
+ * The request-target as a URL, or undefined if it is not origin-form ("/path?query"). Parsed
+ * as a path on a fixed origin, so that "//x" stays a path instead of naming a host.
+ */
+function requestUrl(target: string | undefined): URL | undefined {
+  if (target === undefined || !target.startsWith("/")) return undefined;
+  try {
+    return new URL(`http://localhost${target}`);
+  } catch {
+    return undefined;
+  }
+}
+
+/** A percent-decoded path segment; undefined when the encoding is malformed (e.g. "%ZZ"). */
+function decodePathSegment(segment: string): string | undefined {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    return undefined;
+  }
+}
+
 export interface SseDeps {
   sql: Sql;
   hub: EventHub;
@@ -82,10 +104,15 @@ export interface SseDeps {
 /** Handles `GET /v1/tasks/{id}/events`; returns false for any other path. */
 export function createSseHandler(deps: SseDeps): (req: Request, res: Response) => boolean {
   return (req, res) => {
-    const url = new URL(req.url ?? "/", "http://localhost");
-    const match = PATH.exec(url.pathname);
-    if (!match) return false;
-    serve(req, res, decodeURIComponent(match[1]!), url).catch((error: unknown) => {
+    const url = requestUrl(req.url);
+    const match = url && PATH.exec(url.pathname);
+    if (!url || !match) return false;
+    const taskId = decodePathSegment(match[1]!);
+    if (taskId === undefined) {
+      sendError(res, 400, "invalid_argument", "INVALID_ARGUMENT", "the task id in the path is not valid percent-encoding");
+      return true;
+    }
+    serve(req, res, taskId, url).catch((error: unknown) => {
       deps.logger.warn({ err: error }, "SSE stream failed");
       if (!res.headersSent) {
         const unavailable = isDatabaseUnavailable(error);

@@ -1,0 +1,179 @@
+// Generators of requests (fast-check arbitraries), and the one place that knows
+// which payloads belong to the bad-input causes of issue 7 part 3 (Value with no
+// kind or not finite, U+0000 and lone surrogates, forged page tokens, int64 out
+// of range, undecodable binary on streams, Duration/Timestamp out of range,
+// deep nesting). Those are fixed on another branch: the generic properties skip
+// them (so they stay green and strict), and part3.test.ts sends them on purpose.
+import { type DescMessage, fromBinary, fromJson, type JsonValue, toBinary, toJson } from "@bufbuild/protobuf";
+import fc from "fast-check";
+import { PROTOCOLS, type Rpc, RPCS, type WireProtocol } from "./wire.js";
+
+export interface Payload {
+  /** What is sent: for Connect JSON the JSON text's bytes, else protobuf binary (or junk). */
+  bytes: Uint8Array;
+  /** A short description for counterexamples. */
+  kind: string;
+}
+
+export const rpcArb = fc.constantFrom(...RPCS);
+export const protocolArb = fc.constantFrom(...PROTOCOLS);
+
+/** Scalars and structures a field might get from a hostile client. */
+const jsonLeaf = fc.oneof(
+  fc.string({ maxLength: 40 }),
+  fc.integer(),
+  fc.double({ noNaN: true, noDefaultInfinity: true }),
+  fc.boolean(),
+  fc.constant(null),
+  fc.constantFrom("", "0", "-1", "9223372036854775807", "1s", "-5s", "1.5s", "2024-01-01T00:00:00Z", "TASK_STATE_RUNNING", "simulate", "summarize", "x".repeat(300)),
+);
+const jsonAny: fc.Arbitrary<JsonValue> = fc.oneof(
+  { weight: 3, arbitrary: jsonLeaf as fc.Arbitrary<JsonValue> },
+  { weight: 1, arbitrary: fc.jsonValue({ maxDepth: 3 }) as fc.Arbitrary<JsonValue> },
+);
+
+/** A JSON object over the input message's own field names (so it gets past the decoder), with hostile values. */
+export function jsonFor(input: DescMessage): fc.Arbitrary<Record<string, JsonValue>> {
+  const names = input.fields.map((f) => f.jsonName);
+  return fc.dictionary(names.length > 0 ? fc.constantFrom(...names) : fc.string({ maxLength: 8 }), jsonAny, { maxKeys: 4 });
+}
+
+/** A payload for this RPC in this protocol: field-shaped JSON/binary, mutated binary, or plain junk. */
+export function payloadArb(rpc: Rpc, protocol: WireProtocol): fc.Arbitrary<Payload> {
+  const json = jsonFor(rpc.input);
+  const shaped: fc.Arbitrary<Payload> = json.map((value) => {
+    if (protocol === "connect-json") return { bytes: Buffer.from(JSON.stringify(value)), kind: `json ${JSON.stringify(value).slice(0, 200)}` };
+    try {
+      const message = fromJson(rpc.input, value, { ignoreUnknownFields: true });
+      return { bytes: toBinary(rpc.input, message), kind: `binary of ${JSON.stringify(value).slice(0, 200)}` };
+    } catch {
+      return { bytes: Buffer.from(JSON.stringify(value)), kind: "json text as binary" };
+    }
+  });
+  const mutated: fc.Arbitrary<Payload> = fc
+    .tuple(shaped, fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 })), { maxLength: 4 }))
+    .map(([p, flips]) => {
+      const bytes = Buffer.from(p.bytes);
+      for (const [at, value] of flips) if (bytes.length > 0) bytes[at % bytes.length] = value;
+      return { bytes, kind: `mutated ${p.kind}` };
+    });
+  const junk: fc.Arbitrary<Payload> = fc.uint8Array({ maxLength: 512 }).map((bytes) => ({ bytes, kind: "random bytes" }));
+  return fc.oneof({ weight: 3, arbitrary: shaped }, { weight: 2, arbitrary: mutated }, { weight: 1, arbitrary: junk });
+}
+
+const UNSAFE = 2 ** 53;
+
+/**
+ * The part-3 cause this payload would hit, or undefined. Mirrors how the server decodes:
+ * Connect JSON as JSON, everything else as protobuf binary.
+ */
+export function part3Kind(rpc: Rpc, protocol: WireProtocol, bytes: Uint8Array): string | undefined {
+  let json: unknown;
+  if (protocol === "connect-json") {
+    const text = Buffer.from(bytes).toString("utf8");
+    try {
+      json = JSON.parse(text);
+    } catch {
+      return undefined; // not JSON: INVALID_ARGUMENT today
+    }
+    let message: ReturnType<typeof fromJson>;
+    try {
+      message = fromJson(rpc.input, json as JsonValue);
+    } catch {
+      return undefined; // not this message: INVALID_ARGUMENT today
+    }
+    try {
+      json = toJson(rpc.input, message);
+    } catch {
+      return "a value the JSON encoder refuses (Value without kind, 1e400, Duration/Timestamp out of range)";
+    }
+    if (/\\u0000/.test(text)) return "U+0000 in a string";
+  } else {
+    let message: ReturnType<typeof fromBinary>;
+    try {
+      message = fromBinary(rpc.input, bytes);
+    } catch {
+      return rpc.streaming ? "undecodable binary on a streaming call" : undefined;
+    }
+    try {
+      json = toJson(rpc.input, message);
+    } catch {
+      return "a value the JSON encoder refuses (Value without kind, NaN/Infinity, Duration/Timestamp out of range)";
+    }
+  }
+  return jsonPart3Kind(json);
+}
+
+function jsonPart3Kind(json: unknown): string | undefined {
+  const text = JSON.stringify(json) ?? "";
+  if (text.includes("\\u0000")) return "U+0000 in a string";
+  if (/\\ud[89a-f]/i.test(text)) return "a lone UTF-16 surrogate";
+  let found: string | undefined;
+  const walk = (value: unknown, key: string, depth: number) => {
+    if (found) return;
+    if (depth > 60) found = "deep nesting";
+    else if (key === "pageToken" && value !== "") found = "a forged page token";
+    else if (typeof value === "number" && Number.isInteger(value) && Math.abs(value) >= UNSAFE) found = "an integer beyond 2^53";
+    else if (typeof value === "string" && /^-?\d{16,}$/.test(value) && Math.abs(Number(value)) >= UNSAFE) found = "an int64 beyond the database's range";
+    else if (/sequence/i.test(key) && (typeof value === "string" || typeof value === "number") && Number(value) < 0) found = "a negative sequence";
+    else if (Array.isArray(value)) for (const v of value) walk(v, key, depth + 1);
+    else if (value && typeof value === "object") for (const [k, v] of Object.entries(value)) walk(v, k, depth + 1);
+  };
+  walk(json, "", 0);
+  return found;
+}
+
+/** Interesting values for a header, hostile ones included. */
+const headerValue = fc.oneof(
+  fc.string({ maxLength: 30 }).filter((s) => /^[\x20-\x7e]*$/.test(s)),
+  fc.constantFrom("", "gzip", "br", "identity", "deflate", "zstd", "1", "0", "-1", "99999999999", "1S", "0m", "xyz", "trailers", "Bearer ", "Bearer x", "application/json", "application/proto", "application/grpc", "application/grpc-web-text", "text/plain", "application/connect+json"),
+);
+export const headerArb = fc.dictionary(
+  fc.constantFrom(
+    "content-type",
+    "content-encoding",
+    "connect-content-encoding",
+    "connect-accept-encoding",
+    "grpc-encoding",
+    "grpc-accept-encoding",
+    "grpc-timeout",
+    "connect-timeout-ms",
+    "connect-protocol-version",
+    "authorization",
+    "x-request-id",
+    "last-event-id",
+    "te",
+    "accept",
+    "x-grpc-web",
+    "x-user-agent",
+  ),
+  headerValue,
+  { maxKeys: 4 },
+);
+
+/** Paths a client could send: real RPCs and routes, their near misses, and junk. */
+export const pathArb = fc.oneof(
+  rpcArb.map((r) => r.path),
+  fc.constantFrom(
+    "/",
+    "//",
+    "///",
+    "*",
+    "/metrics",
+    "/v1/tasks//events",
+    "/v1/tasks/%ZZ/events",
+    "/v1/tasks/%/events",
+    "/v1/tasks/%E0%A4%A/events",
+    "/v1/tasks/..%2F..%2Fetc/events",
+    "/v1/tasks/0190f9a4-1111-7000-8000-000000000000/events?after_sequence=-1",
+    "/v1/tasks/0190f9a4-1111-7000-8000-000000000000/events?after_sequence=99999999999999999999",
+    "/grpc.health.v1.Health/",
+    "/agentd.v1.TaskService/",
+    "/agentd.v1.TaskService/GetTask/extra",
+    "http://example.com/grpc.health.v1.Health/Check",
+  ),
+  fc.string({ maxLength: 60 }).map((s) => `/${encodeURI(s)}`),
+  fc.string({ maxLength: 40 }).map((s) => `/v1/tasks/${s.replace(/[^\x21-\x7e]/g, "%")}/events`),
+);
+
+export const methodArb = fc.constantFrom("GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD", "TRACE", "BREW", "post");
