@@ -17,7 +17,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CreateTaskRequestSchema } from "../../gen/agentd/v1/task_service_pb.js";
 import { startAgentd, type TestAgentd } from "../support/agentd.js";
 import { healthOk, rawExchange, statusOf } from "./child.js";
-import { headerArb, methodArb, part3Kind, pathArb, payloadArb, protocolArb, rpcArb } from "./inputs.js";
+import { headerArb, methodArb, pathArb, payloadArb, protocolArb, rpcArb } from "./inputs.js";
 import { createWire, FUZZ_RUNS, FUZZ_TIMEOUT_MS, MAX_ANSWER_BYTES, PROTOCOLS, problemWith, type Rpc, RPCS, sendH2, type WireProtocol } from "./wire.js";
 
 let agentd: TestAgentd;
@@ -46,7 +46,6 @@ describe("every RPC in every protocol", () => {
     for (const rpc of RPCS) {
       for (const protocol of PROTOCOLS) {
         for (const body of [new Uint8Array(0), Buffer.from("\x0a\x05hello\x12", "latin1")]) {
-          if (part3Kind(rpc, protocol, body)) continue;
           const answer = await wire.send(protocol, rpc, protocolBody(protocol, rpc, body), { key: agentd.key });
           const problem = problemWith(answer, rpc, protocol);
           if (problem) problems.push(`${protocol} ${rpc.path} (${body.length} bytes): ${problem}`);
@@ -63,8 +62,6 @@ describe("every RPC in every protocol", () => {
       .chain(([rpc, protocol]) => fc.record({ rpc: fc.constant(rpc), protocol: fc.constant(protocol), payload: payloadArb(rpc, protocol), key: keyArb }));
     await fc.assert(
       fc.asyncProperty(caseArb, async ({ rpc, protocol, payload, key }) => {
-        // Part-3 causes are sent on purpose by the describe below, not found here by chance.
-        fc.pre(part3Kind(rpc, protocol, payload.bytes) === undefined);
         const answer = await wire.send(protocol, rpc, protocolBody(protocol, rpc, payload.bytes), { key: keyFor(key) });
         const problem = problemWith(answer, rpc, protocol);
         if (problem) throw new Error(`${protocol} ${rpc.path} ${payload.kind}: ${problem}`);
@@ -77,7 +74,6 @@ describe("every RPC in every protocol", () => {
   it("answers hostile headers (encodings, timeouts, content types) without INTERNAL, UNKNOWN or 5xx", { timeout: FUZZ_TIMEOUT_MS }, async () => {
     await fc.assert(
       fc.asyncProperty(rpcArb, protocolArb, headerArb, fc.uint8Array({ maxLength: 64 }), async (rpc, protocol, headers, bytes) => {
-        fc.pre(part3Kind(rpc, protocol, bytes) === undefined);
         const answer = await wire.send(protocol, rpc, protocolBody(protocol, rpc, bytes), { key: agentd.key, headers });
         const problem = problemWith(answer, rpc, protocol);
         if (problem) throw new Error(`${protocol} ${rpc.path} headers ${JSON.stringify(headers)}: ${problem}`);
@@ -182,11 +178,8 @@ describe("raw HTTP: methods, paths and headers", () => {
   });
 });
 
-/**
- * Bad input of issue 7 part 3, sent on purpose. Fixed on branch h7-input; until it is merged,
- * these fail on this branch alone — they are left enabled so that the merge is checked.
- */
-describe("part 3 bad-input causes (fixed on branch h7-input)", () => {
+/** Each known cause of bad input that once reached INTERNAL, sent on purpose in every protocol it can travel in. */
+describe("bad input that once reached INTERNAL", () => {
   const rpc = (path: string) => RPCS.find((r) => r.path === path)!;
   const createTask = rpc("/agentd.v1.TaskService/CreateTask");
   const listTasks = rpc("/agentd.v1.TaskService/ListTasks");
@@ -231,11 +224,6 @@ describe("part 3 bad-input causes (fixed on branch h7-input)", () => {
     expect(answer.code).toBe(3);
   });
 
-  it("the classifier knows each case above as a part-3 payload", () => {
-    const misses = cases.flatMap((c) => c.protocols.filter((p) => !part3Kind(c.rpc, p, c.body)).map((p) => `${c.name} over ${p}`));
-    // Cases the classifier cannot see from the bytes alone (a forged token is well-formed).
-    expect(misses.filter((m) => !/page token|Duration/.test(m))).toEqual([]);
-  });
 
   it("leaves the server healthy", async () => {
     await expectHealthy();

@@ -1,10 +1,6 @@
-// Generators of requests (fast-check arbitraries), and the one place that knows
-// which payloads belong to the bad-input causes of issue 7 part 3 (Value with no
-// kind or not finite, U+0000 and lone surrogates, forged page tokens, int64 out
-// of range, undecodable binary on streams, Duration/Timestamp out of range,
-// deep nesting). Those are fixed on another branch: the generic properties skip
-// them (so they stay green and strict), and part3.test.ts sends them on purpose.
-import { type DescMessage, fromBinary, fromJson, type JsonValue, toBinary, toJson } from "@bufbuild/protobuf";
+// Generators of requests (fast-check arbitraries): shaped messages, mutations of
+// them and random bytes, for every RPC in every protocol.
+import { type DescMessage, fromJson, type JsonValue, toBinary } from "@bufbuild/protobuf";
 import fc from "fast-check";
 import { PROTOCOLS, type Rpc, RPCS, type WireProtocol } from "./wire.js";
 
@@ -61,67 +57,6 @@ export function payloadArb(rpc: Rpc, protocol: WireProtocol): fc.Arbitrary<Paylo
   return fc.oneof({ weight: 3, arbitrary: shaped }, { weight: 2, arbitrary: mutated }, { weight: 1, arbitrary: junk });
 }
 
-const UNSAFE = 2 ** 53;
-
-/**
- * The part-3 cause this payload would hit, or undefined. Mirrors how the server decodes:
- * Connect JSON as JSON, everything else as protobuf binary.
- */
-export function part3Kind(rpc: Rpc, protocol: WireProtocol, bytes: Uint8Array): string | undefined {
-  let json: unknown;
-  if (protocol === "connect-json") {
-    const text = Buffer.from(bytes).toString("utf8");
-    try {
-      json = JSON.parse(text);
-    } catch {
-      return undefined; // not JSON: INVALID_ARGUMENT today
-    }
-    let message: ReturnType<typeof fromJson>;
-    try {
-      message = fromJson(rpc.input, json as JsonValue);
-    } catch {
-      return undefined; // not this message: INVALID_ARGUMENT today
-    }
-    try {
-      json = toJson(rpc.input, message);
-    } catch {
-      return "a value the JSON encoder refuses (Value without kind, 1e400, Duration/Timestamp out of range)";
-    }
-    if (/\\u0000/.test(text)) return "U+0000 in a string";
-  } else {
-    let message: ReturnType<typeof fromBinary>;
-    try {
-      message = fromBinary(rpc.input, bytes);
-    } catch {
-      return rpc.streaming ? "undecodable binary on a streaming call" : undefined;
-    }
-    try {
-      json = toJson(rpc.input, message);
-    } catch {
-      return "a value the JSON encoder refuses (Value without kind, NaN/Infinity, Duration/Timestamp out of range)";
-    }
-  }
-  return jsonPart3Kind(json);
-}
-
-function jsonPart3Kind(json: unknown): string | undefined {
-  const text = JSON.stringify(json) ?? "";
-  if (text.includes("\\u0000")) return "U+0000 in a string";
-  if (/\\ud[89a-f]/i.test(text)) return "a lone UTF-16 surrogate";
-  let found: string | undefined;
-  const walk = (value: unknown, key: string, depth: number) => {
-    if (found) return;
-    if (depth > 60) found = "deep nesting";
-    else if (key === "pageToken" && value !== "") found = "a forged page token";
-    else if (typeof value === "number" && Number.isInteger(value) && Math.abs(value) >= UNSAFE) found = "an integer beyond 2^53";
-    else if (typeof value === "string" && /^-?\d{16,}$/.test(value) && Math.abs(Number(value)) >= UNSAFE) found = "an int64 beyond the database's range";
-    else if (/sequence/i.test(key) && (typeof value === "string" || typeof value === "number") && Number(value) < 0) found = "a negative sequence";
-    else if (Array.isArray(value)) for (const v of value) walk(v, key, depth + 1);
-    else if (value && typeof value === "object") for (const [k, v] of Object.entries(value)) walk(v, k, depth + 1);
-  };
-  walk(json, "", 0);
-  return found;
-}
 
 /** Interesting values for a header, hostile ones included. */
 const headerValue = fc.oneof(
