@@ -47,7 +47,7 @@ describe("createAgentRegistry", () => {
   const registry = createAgentRegistry([agent("orders", orderSchema), ...builtinAgents(), agent("alpha", true)]);
 
   it("lists agents sorted by name and finds them by name", () => {
-    expect(registry.list().map((a) => a.name)).toEqual(["alpha", "orders", "simulate", "summarize"]);
+    expect(registry.list().map((a) => a.name)).toEqual(["alpha", "orders", "simulate", "summarize", "validate"]);
     expect(registry.get("summarize")?.version).toBe("1.0.0");
     expect(registry.get("nope")).toBeUndefined();
     expect(() => registry.validateInput("nope", {})).toThrow('unknown agent "nope"');
@@ -127,10 +127,20 @@ describe("createAgentRegistry", () => {
     ]);
   });
 
-  it("rejects a duplicate name", () => {
+  it("rejects the same name and version twice", () => {
     expect(() => createAgentRegistry([agent("twice", true), agent("twice", true)])).toThrow(
-      'duplicate agent name "twice"',
+      'duplicate agent "twice@1.0.0"',
     );
+  });
+
+  it("serves several versions of one agent: name@version exactly, name alone the highest semver", () => {
+    const v = (version: string) => ({ ...agent("multi", true), version });
+    const multi = createAgentRegistry([v("1.2.0"), v("1.10.0"), v("1.10.0-beta.1"), v("0.9.9")]);
+    expect(multi.list().map((a) => a.version)).toEqual(["1.10.0", "1.10.0-beta.1", "1.2.0", "0.9.9"]);
+    expect(multi.get("multi")?.version).toBe("1.10.0");
+    expect(multi.get("multi@1.2.0")?.version).toBe("1.2.0");
+    expect(multi.get("multi@2.0.0")).toBeUndefined();
+    expect(() => createAgentRegistry([v("1")])).toThrow('agent "multi": version must be a semantic version like 1.2.0');
   });
 
   it.each([
@@ -220,7 +230,7 @@ describe("loadAgentModules", () => {
     expect(await defs[0]!.run({ a: 1 }, fake.ctx)).toEqual({ echoed: { a: 1 } });
     expect(fake.deltas).toEqual(["echo"]);
     const registry = createAgentRegistry([...builtinAgents(), ...defs]);
-    expect(registry.list().map((d) => d.name)).toEqual(["echo", "first", "second", "simulate", "summarize"]);
+    expect(registry.list().map((d) => d.name)).toEqual(["echo", "first", "second", "simulate", "summarize", "validate"]);
   });
 
   it("loads TypeScript modules", async () => {
