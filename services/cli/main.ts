@@ -149,7 +149,7 @@ export function buildCli(): Command {
     .showHelpAfterError()
     .addHelpText("after", environmentHelp());
 
-  const serverKeys: (keyof Config)[] = ["host", "port", "dataDir", "databaseUrl", "runnerConcurrency", "agentModules", "logLevel"];
+  const serverKeys: (keyof Config)[] = ["host", "port", "dataDir", "databaseUrl", "runnerConcurrency", "agentModules", "logLevel", "llmBaseUrl", "llmModel", "llmMaxToolRounds"];
 
   addSettingOptions(
     program

@@ -36,6 +36,10 @@ export interface Config {
   maxStreamsPerConnection: number;
   maxStreamsPerTenant: number;
   streamWindowEvents: number;
+  llmBaseUrl: string | undefined;
+  llmApiKey: string | undefined;
+  llmModel: string | undefined;
+  llmMaxToolRounds: number;
 }
 
 type Kind = "string" | "int" | "bool" | "list" | "intList" | "url";
@@ -87,6 +91,10 @@ export const SETTINGS = [
   s({ key: "maxStreamsPerConnection", env: "AGENTD_MAX_STREAMS_PER_CONNECTION", kind: "int", min: 1, max: 100000, default: 100, help: "Open streams one client connection may hold in this replica; more get RESOURCE_EXHAUSTED (SSE: 429)." }),
   s({ key: "maxStreamsPerTenant", env: "AGENTD_MAX_STREAMS_PER_TENANT", kind: "int", min: 1, max: 1000000, default: 1000, help: "Open streams one tenant may hold in this replica; more get RESOURCE_EXHAUSTED (SSE: 429)." }),
   s({ key: "streamWindowEvents", env: "AGENTD_STREAM_WINDOW_EVENTS", kind: "int", min: 1, max: 100000, default: 256, help: "Recent events kept in memory per watched task and shared by its watchers; a watcher further behind reads the log itself." }),
+  s({ key: "llmBaseUrl", env: "AGENTD_LLM_BASE_URL", flag: "--llm-base-url", kind: "string", default: undefined, help: "Base URL of an OpenAI-compatible Chat Completions server for the `chat` agent, e.g. http://127.0.0.1:11434/v1 (Ollama). Unset: `chat` is listed as unavailable." }),
+  s({ key: "llmApiKey", env: "AGENTD_LLM_API_KEY", kind: "string", default: undefined, help: "API key sent to the LLM server as a bearer token (optional for local servers). Environment only, so it never shows in the process list; never logged." }),
+  s({ key: "llmModel", env: "AGENTD_LLM_MODEL", flag: "--llm-model", kind: "string", default: undefined, help: "Model name the `chat` agent asks for, e.g. llama3.2 or gpt-4o-mini." }),
+  s({ key: "llmMaxToolRounds", env: "AGENTD_LLM_MAX_TOOL_ROUNDS", flag: "--llm-max-tool-rounds", kind: "int", min: 1, max: 100, default: 8, help: "Model responses in a row that may ask for tools before a `chat` task fails with TOOL_ROUNDS_EXCEEDED." }),
 ] as const satisfies readonly Setting[];
 
 export class ConfigError extends Error {
@@ -159,6 +167,9 @@ export function loadConfig(
     throw new ConfigError(
       `invalid setting AGENTD_NOTIFIER_LEASE_MS=${result.notifierLeaseMs}: must be at least AGENTD_WEBHOOK_TIMEOUT_MS + 1000 (${result.webhookTimeoutMs + 1000}), or a slow attempt could be sent twice at once`,
     );
+  }
+  if (result.llmBaseUrl !== undefined && !/^https?:\/\/[^/]/.test(result.llmBaseUrl)) {
+    throw new ConfigError(`invalid setting --llm-base-url / AGENTD_LLM_BASE_URL: must be an http:// or https:// URL`);
   }
   const badCidr = result.webhookAllowCidrs.find((c) => parseCidr(c) === null);
   if (badCidr !== undefined) {

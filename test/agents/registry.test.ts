@@ -47,7 +47,7 @@ describe("createAgentRegistry", () => {
   const registry = createAgentRegistry([agent("orders", orderSchema), ...builtinAgents(), agent("alpha", true)]);
 
   it("lists agents sorted by name and finds them by name", () => {
-    expect(registry.list().map((a) => a.name)).toEqual(["alpha", "orders", "simulate", "summarize", "validate"]);
+    expect(registry.list().map((a) => a.name)).toEqual(["alpha", "chat", "orders", "simulate", "summarize", "validate"]);
     expect(registry.get("summarize")?.version).toBe("1.0.0");
     expect(registry.get("nope")).toBeUndefined();
     expect(() => registry.validateInput("nope", {})).toThrow('unknown agent "nope"');
@@ -230,7 +230,7 @@ describe("loadAgentModules", () => {
     expect(await defs[0]!.run({ a: 1 }, fake.ctx)).toEqual({ echoed: { a: 1 } });
     expect(fake.deltas).toEqual(["echo"]);
     const registry = createAgentRegistry([...builtinAgents(), ...defs]);
-    expect(registry.list().map((d) => d.name)).toEqual(["echo", "first", "second", "simulate", "summarize", "validate"]);
+    expect(registry.list().map((d) => d.name)).toEqual(["chat", "echo", "first", "second", "simulate", "summarize", "validate"]);
   });
 
   it("loads TypeScript modules", async () => {
