@@ -1,6 +1,7 @@
 // The agents every agentd service offers, before any user module is loaded.
 import type { Config } from "../../shared/config.js";
 import type { AgentDefinition } from "./agent.js";
+import { analyzeDocumentAgent } from "./analyze-document.js";
 import { createChatAgent } from "./chat.js";
 import type { RetryPolicy } from "./chat/llm-client.js";
 import type { AgentRegistry } from "./registry.js";
@@ -17,7 +18,7 @@ export interface BuiltinOptions {
   llmRetry?: Partial<RetryPolicy>;
 }
 
-/** The built-in agents: `chat`, `summarize`, `validate` and `simulate`. */
+/** The built-in agents: `chat`, `summarize`, `validate`, `analyze-document` and `simulate`. */
 export function builtinAgents(opts: BuiltinOptions = {}): AgentDefinition[] {
   const { config = {} } = opts;
   const llm =
@@ -34,6 +35,7 @@ export function builtinAgents(opts: BuiltinOptions = {}): AgentDefinition[] {
     // Summarizing is a natural tool for a model: offer it to `chat`.
     { ...summarizeAgent, capabilities: [...(summarizeAgent.capabilities ?? []), "callable"] },
     createValidateAgent(),
+    analyzeDocumentAgent as AgentDefinition,
     simulateAgent,
   ];
 }
