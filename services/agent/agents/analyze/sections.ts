@@ -37,7 +37,9 @@ export function splitSections(document: string, maxSections = 500): Section[] {
       .split(/\n[ \t]*\n/)
       .map((p) => p.trim())
       .filter(Boolean);
-    paragraphs.forEach((text, i) => sections.push({ heading: `Paragraph ${i + 1}`, level: 0, text }));
+    paragraphs.forEach((text, i) => {
+      sections.push({ heading: `Paragraph ${i + 1}`, level: 0, text });
+    });
   }
   if (sections.length <= maxSections) return sections;
   // Too many: fold the tail into the last allowed section rather than drop text.
