@@ -1,8 +1,9 @@
 // The set of agents a service offers: built-in ones plus user modules. Every schema is
 // compiled once, here, so a broken agent stops the service at startup with a message that
 // names it, instead of failing requests later.
-import { stat } from "node:fs/promises";
-import { extname, resolve } from "node:path";
+import { readdir, readFile, stat } from "node:fs/promises";
+import { createRequire } from "node:module";
+import { extname, join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import type { FieldViolation } from "../../shared/errors.js";
 import { AGENT_CAPABILITIES, type AgentDefinition } from "./agent.js";
@@ -165,17 +166,68 @@ export function assertAgentDefinition(value: unknown, where: string): asserts va
 const MODULE_EXTENSIONS = new Set([".js", ".mjs", ".cjs", ".ts", ".mts", ".cts"]);
 
 /**
- * Imports user agent modules. Each path is absolute or relative to the working directory and
- * names a `.js`/`.mjs`/`.cjs` file, or a `.ts`/`.mts`/`.cts` file when the process runs under tsx
- * (as the `agentd` CLI does). A module's default export is an {@link AgentDefinition} or an array
- * of them. Throws, naming the file, when a file is missing, fails to load, or exports something
- * else. Definitions are returned in the order of `paths`; pass them with the built-in ones to
- * {@link createAgentRegistry}, which rejects duplicate names and bad schemas.
+ * What `--agents` entries name, expanded to module files:
+ * - a file (`./agents/greet.ts`);
+ * - a folder: its package entry when it holds a package.json with `exports`/`main`, otherwise
+ *   every module file directly in it (tests, `.d.ts` and dotfiles skipped), sorted;
+ * - a package name (`my-agents`, `@me/agents`), resolved from the working directory's node_modules.
  */
-export async function loadAgentModules(paths: string[]): Promise<AgentDefinition[]> {
+export async function resolveAgentPaths(entries: string[], cwd = process.cwd()): Promise<string[]> {
+  const files: string[] = [];
+  for (const entry of entries) {
+    const path = resolve(cwd, entry);
+    const info = await stat(path).catch(() => undefined);
+    const looksLikePath = entry.startsWith(".") || entry.startsWith("/") || /^[A-Za-z]:[\\/]/.test(entry);
+    if (info?.isDirectory()) {
+      const main = await packageEntry(path);
+      if (main) {
+        files.push(main);
+        continue;
+      }
+      const names = (await readdir(path)).filter(
+        (n) => MODULE_EXTENSIONS.has(extname(n)) && !n.startsWith(".") && !/\.(test|spec)\.[cm]?[jt]s$/.test(n) && !/\.d\.[cm]?ts$/.test(n),
+      );
+      if (names.length === 0) throw new Error(`agent folder ${path}: holds no .js, .mjs, .cjs, .ts, .mts or .cts modules`);
+      files.push(...names.sort().map((n) => join(path, n)));
+    } else if (info || looksLikePath) {
+      files.push(path);
+    } else {
+      try {
+        files.push(createRequire(join(cwd, "noop.js")).resolve(entry));
+      } catch (err) {
+        throw new Error(`agent package "${entry}": not found from ${cwd} (install it, or give a path)`, { cause: err });
+      }
+    }
+  }
+  return files;
+}
+
+/** The file a folder's package.json points at (exports "." import/default, then main), if any. */
+async function packageEntry(dir: string): Promise<string | undefined> {
+  const text = await readFile(join(dir, "package.json"), "utf8").catch(() => undefined);
+  if (text === undefined) return undefined;
+  const pkg = JSON.parse(text) as { exports?: unknown; main?: unknown };
+  let target: unknown = pkg.exports;
+  if (target && typeof target === "object" && "." in target) target = (target as Record<string, unknown>)["."];
+  while (target && typeof target === "object" && !Array.isArray(target)) {
+    const conditions = target as Record<string, unknown>;
+    target = conditions["import"] ?? conditions["node"] ?? conditions["default"];
+  }
+  if (typeof target === "string") return resolve(dir, target);
+  return typeof pkg.main === "string" ? resolve(dir, pkg.main) : undefined;
+}
+
+/**
+ * Imports user agent modules. Each entry is a file, a folder or a package name (see
+ * {@link resolveAgentPaths}); a file is `.js`/`.mjs`/`.cjs`, or `.ts`/`.mts`/`.cts` when the
+ * process runs under tsx (as the `agentd` CLI does). A module's default export is an
+ * {@link AgentDefinition} or an array of them. Throws, naming the file, when a file is missing,
+ * fails to load, or exports something else. Definitions are returned in the order found; pass
+ * them with the built-in ones to {@link createAgentRegistry}, which rejects duplicates and bad schemas.
+ */
+export async function loadAgentModules(entries: string[]): Promise<AgentDefinition[]> {
   const definitions: AgentDefinition[] = [];
-  for (const path of paths) {
-    const file = resolve(process.cwd(), path);
+  for (const file of await resolveAgentPaths(entries)) {
     const where = `agent module ${file}`;
     if (!MODULE_EXTENSIONS.has(extname(file))) {
       throw new Error(`${where}: unsupported file type "${extname(file)}" (use .js, .mjs, .cjs, .ts, .mts or .cts)`);
@@ -208,6 +260,12 @@ export async function loadAgentModules(paths: string[]): Promise<AgentDefinition
     } else {
       assertAgentDefinition(exported, `${where}: default export`);
       definitions.push(exported);
+    }
+    // Compile the module's schemas now, so a bad one is reported with the file that holds it.
+    try {
+      createAgentRegistry(Array.isArray(exported) ? (exported as AgentDefinition[]) : [exported]);
+    } catch (err) {
+      throw new Error(`${where}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
     }
   }
   return definitions;
