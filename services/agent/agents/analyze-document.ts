@@ -11,7 +11,7 @@
 import { sleep, yieldToEventLoop } from "./abortable.js";
 import type { AgentDefinition, Json } from "./agent.js";
 import { tfidfKeywords, type Keyword } from "./analyze/keywords.js";
-import { type Entities, entitiesOf, mergeEntities, type Sentiment, sentimentOf } from "./analyze/language.js";
+import type { Entities, Sentiment } from "./analyze/language.js";
 import { type Readability, readability } from "./analyze/readability.js";
 import { renderReport } from "./analyze/report.js";
 import { splitSections, structureStats } from "./analyze/sections.js";
@@ -144,6 +144,8 @@ export const analyzeDocumentAgent: AgentDefinition<AnalyzeInput, AnalyzeOutput> 
   capabilities: ["progress", "artifacts", "checkpoints"],
   async run(input, ctx) {
     const { signal } = ctx;
+    // Loaded on first use: the NLP libraries and their lexicons would slow every start-up.
+    const { entitiesOf, mergeEntities, sentimentOf } = await import("./analyze/language.js");
     const sections = splitSections(input.text);
     const total = sections.length;
     const steps = total + 1;

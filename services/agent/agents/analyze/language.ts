@@ -30,8 +30,7 @@ function clean(list: string[]): string[] {
   return [...seen.values()];
 }
 
-// compromise builds its lexicon on first use, which takes a while on a slow machine: do it at
-// load (start-up), not inside a task where it would stall heartbeats.
+// compromise builds its lexicon on first use; do it once when this module is loaded.
 nlp("Warm up on Monday in Paris.").people();
 
 export function entitiesOf(text: string): Entities {
