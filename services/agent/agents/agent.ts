@@ -4,8 +4,8 @@
 //
 // A minimal agent:
 //
-//   // my-agent.ts, loaded with `agentd dev --agents ./my-agent.ts` (or a .js/.mjs file)
-//   import { defineAgent } from "<agentd checkout>/services/agent/agents/agent.js";
+//   // my-agent.ts, loaded with `agentd dev --agents ./my-agent.ts` (or a .js/.mjs file, a folder)
+//   import { defineAgent } from "agentd-server"; // the SDK entry (services/agent/agents/sdk.ts)
 //   export default defineAgent<{ name: string }, { greeting: string }>({
 //     name: "greet",
 //     version: "1.0.0",
