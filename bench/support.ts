@@ -51,7 +51,8 @@ export async function startBenchService(overrides: Partial<Config> = {}): Promis
   const db = await openDatabase({ ...(url ? { url } : { dataDir: dataDir! }), maxConnections: config.dbMaxConnections });
   await runMigrations(db.sql);
   const bus = await createWakeupBus(db, silentLogger());
-  const registry = createAgentRegistry(builtinAgents());
+  let registry: ReturnType<typeof createAgentRegistry> | undefined;
+  registry = createAgentRegistry(builtinAgents({ config, agents: () => registry }));
   const service = await createAgentService({ db, bus, registry, config, logger: silentLogger() }).start();
   const key = (await createApiKey(db.sql, { tenantId: "bench", scopes: [...SCOPES] })).key;
   return {

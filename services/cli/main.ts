@@ -196,6 +196,7 @@ export function buildCli(): Command {
   const serverKeys: (keyof Config)[] = [
     "host", "port", "dataDir", "databaseUrl", "runnerConcurrency", "agentModules", "logLevel",
     "tlsCert", "tlsKey", "idleTimeoutMs", "headersTimeoutMs", "requestTimeoutMs",
+    "llmBaseUrl", "llmModel", "llmMaxToolRounds",
   ];
 
   addSettingOptions(

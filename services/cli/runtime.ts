@@ -43,5 +43,11 @@ export async function openRuntime(config: Config, logger: Logger): Promise<Runti
 }
 
 export async function loadAgents(config: Config): Promise<AgentRegistry> {
-  return createAgentRegistry([...builtinAgents(), ...(await loadAgentModules(config.agentModules))]);
+  // `chat` offers the replica's other agents as tools, so it reads the registry it is part of.
+  let registry: AgentRegistry | undefined;
+  registry = createAgentRegistry([
+    ...builtinAgents({ config, agents: () => registry }),
+    ...(await loadAgentModules(config.agentModules)),
+  ]);
+  return registry;
 }

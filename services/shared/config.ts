@@ -45,6 +45,10 @@ export interface Config {
   idleTimeoutMs: number;
   headersTimeoutMs: number;
   requestTimeoutMs: number;
+  llmBaseUrl: string | undefined;
+  llmApiKey: string | undefined;
+  llmModel: string | undefined;
+  llmMaxToolRounds: number;
 }
 
 type Kind = "string" | "int" | "bool" | "list" | "intList" | "url";
@@ -105,6 +109,10 @@ export const SETTINGS = [
   s({ key: "idleTimeoutMs", env: "AGENTD_IDLE_TIMEOUT_MS", flag: "--idle-timeout-ms", kind: "int", min: 100, max: 86400000, default: 65000, help: "A client connection with no call or stream open (an idle HTTP/2 session, an HTTP/1.1 keep-alive connection) is closed after this long. Open streams keep their connection however quiet." }),
   s({ key: "headersTimeoutMs", env: "AGENTD_HEADERS_TIMEOUT_MS", flag: "--headers-timeout-ms", kind: "int", min: 100, max: 3600000, default: 30000, help: "A new connection must send its HTTP/2 preface and SETTINGS, or its HTTP/1.1 request headers, within this long (the protocol sniffer waits at most 10 s). At most the request timeout." }),
   s({ key: "requestTimeoutMs", env: "AGENTD_REQUEST_TIMEOUT_MS", flag: "--request-timeout-ms", kind: "int", min: 100, max: 3600000, default: 60000, help: "An HTTP/1.1 request must arrive whole, body included, within this long, or it gets 408 and its connection is closed. Answers (streams, SSE) may take longer." }),
+  s({ key: "llmBaseUrl", env: "AGENTD_LLM_BASE_URL", flag: "--llm-base-url", kind: "string", default: undefined, help: "Base URL of an OpenAI-compatible Chat Completions server for the `chat` agent, e.g. http://127.0.0.1:11434/v1 (Ollama). Unset: `chat` is listed as unavailable." }),
+  s({ key: "llmApiKey", env: "AGENTD_LLM_API_KEY", kind: "string", default: undefined, help: "API key sent to the LLM server as a bearer token (optional for local servers). Environment only, so it never shows in the process list; never logged." }),
+  s({ key: "llmModel", env: "AGENTD_LLM_MODEL", flag: "--llm-model", kind: "string", default: undefined, help: "Model name the `chat` agent asks for, e.g. llama3.2 or gpt-4o-mini." }),
+  s({ key: "llmMaxToolRounds", env: "AGENTD_LLM_MAX_TOOL_ROUNDS", flag: "--llm-max-tool-rounds", kind: "int", min: 1, max: 100, default: 8, help: "Model responses in a row that may ask for tools before a `chat` task fails with TOOL_ROUNDS_EXCEEDED." }),
 ] as const satisfies readonly Setting[];
 
 export class ConfigError extends Error {
@@ -191,6 +199,9 @@ export function loadConfig(
     throw new ConfigError(
       `invalid setting AGENTD_HEADERS_TIMEOUT_MS=${result.headersTimeoutMs}: must be at most AGENTD_REQUEST_TIMEOUT_MS (${result.requestTimeoutMs})`,
     );
+  }
+  if (result.llmBaseUrl !== undefined && !/^https?:\/\/[^/]/.test(result.llmBaseUrl)) {
+    throw new ConfigError(`invalid setting --llm-base-url / AGENTD_LLM_BASE_URL: must be an http:// or https:// URL`);
   }
   const badCidr = result.webhookAllowCidrs.find((c) => parseCidr(c) === null);
   if (badCidr !== undefined) {

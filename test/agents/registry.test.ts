@@ -1,11 +1,11 @@
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { AgentDefinition, Json } from "../../services/agent/agents/agent.js";
 import { builtinAgents } from "../../services/agent/agents/builtin.js";
 import { createCachedSchemaCompiler, pointerToField } from "../../services/agent/agents/json-schema.js";
-import { createAgentRegistry, loadAgentModules } from "../../services/agent/agents/registry.js";
+import { createAgentRegistry, loadAgentModules, resolveAgentPaths } from "../../services/agent/agents/registry.js";
 import { createFakeContext } from "./fake-context.js";
 
 function agent(name: string, inputSchema: Json, outputSchema: Json = true): AgentDefinition {
@@ -47,7 +47,7 @@ describe("createAgentRegistry", () => {
   const registry = createAgentRegistry([agent("orders", orderSchema), ...builtinAgents(), agent("alpha", true)]);
 
   it("lists agents sorted by name and finds them by name", () => {
-    expect(registry.list().map((a) => a.name)).toEqual(["alpha", "orders", "simulate", "summarize"]);
+    expect(registry.list().map((a) => a.name)).toEqual(["alpha", "analyze-document", "chat", "orders", "simulate", "summarize", "validate"]);
     expect(registry.get("summarize")?.version).toBe("1.0.0");
     expect(registry.get("nope")).toBeUndefined();
     expect(() => registry.validateInput("nope", {})).toThrow('unknown agent "nope"');
@@ -127,10 +127,20 @@ describe("createAgentRegistry", () => {
     ]);
   });
 
-  it("rejects a duplicate name", () => {
+  it("rejects the same name and version twice", () => {
     expect(() => createAgentRegistry([agent("twice", true), agent("twice", true)])).toThrow(
-      'duplicate agent name "twice"',
+      'duplicate agent "twice@1.0.0"',
     );
+  });
+
+  it("serves several versions of one agent: name@version exactly, name alone the highest semver", () => {
+    const v = (version: string) => ({ ...agent("multi", true), version });
+    const multi = createAgentRegistry([v("1.2.0"), v("1.10.0"), v("1.10.0-beta.1"), v("0.9.9")]);
+    expect(multi.list().map((a) => a.version)).toEqual(["1.10.0", "1.10.0-beta.1", "1.2.0", "0.9.9"]);
+    expect(multi.get("multi")?.version).toBe("1.10.0");
+    expect(multi.get("multi@1.2.0")?.version).toBe("1.2.0");
+    expect(multi.get("multi@2.0.0")).toBeUndefined();
+    expect(() => createAgentRegistry([v("1")])).toThrow('agent "multi": version must be a semantic version like 1.2.0');
   });
 
   it.each([
@@ -220,7 +230,7 @@ describe("loadAgentModules", () => {
     expect(await defs[0]!.run({ a: 1 }, fake.ctx)).toEqual({ echoed: { a: 1 } });
     expect(fake.deltas).toEqual(["echo"]);
     const registry = createAgentRegistry([...builtinAgents(), ...defs]);
-    expect(registry.list().map((d) => d.name)).toEqual(["echo", "first", "second", "simulate", "summarize"]);
+    expect(registry.list().map((d) => d.name)).toEqual(["analyze-document", "chat", "echo", "first", "second", "simulate", "summarize", "validate"]);
   });
 
   it("loads TypeScript modules", async () => {
@@ -248,5 +258,30 @@ describe("loadAgentModules", () => {
     await expect(loadAgentModules([file("notes.txt")])).rejects.toThrow(
       `agent module ${file("notes.txt")}: unsupported file type ".txt"`,
     );
+  });
+});
+
+describe("resolveAgentPaths", () => {
+  it("expands folders (module files, or the package entry) and package names from node_modules", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "agentd-paths-"));
+    try {
+      await mkdir(join(dir, "plain"));
+      for (const f of ["b.ts", "a.mjs", "a.test.ts", "types.d.ts", "notes.md"]) await writeFile(join(dir, "plain", f), "");
+      await mkdir(join(dir, "pkg"));
+      await writeFile(join(dir, "pkg/package.json"), JSON.stringify({ exports: { ".": { import: "./dist/index.js" } } }));
+      await mkdir(join(dir, "node_modules/@me/agents"), { recursive: true });
+      await writeFile(join(dir, "node_modules/@me/agents/package.json"), JSON.stringify({ name: "@me/agents", main: "main.js" }));
+      await writeFile(join(dir, "node_modules/@me/agents/main.js"), "");
+      expect(await resolveAgentPaths(["plain", "./pkg", "@me/agents", "./one.ts"], dir)).toEqual([
+        join(dir, "plain/a.mjs"),
+        join(dir, "plain/b.ts"),
+        join(dir, "pkg/dist/index.js"),
+        join(dir, "node_modules/@me/agents/main.js"),
+        join(dir, "one.ts"),
+      ]);
+      await expect(resolveAgentPaths(["no-such-agents-package"], dir)).rejects.toThrow('agent package "no-such-agents-package": not found');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -106,7 +106,8 @@ export async function startAgentd(
   const db = await openDatabase({ ...(url ? { url } : {}), dataDir: testDb?.dataDir ?? config.dataDir, maxConnections: 10 });
   await runMigrations(db.sql);
   const bus = await createWakeupBus(db, silentLogger());
-  const registry = createAgentRegistry([...builtinAgents(), ...(opts.agents ?? [])]);
+  let registry: ReturnType<typeof createAgentRegistry> | undefined;
+  registry = createAgentRegistry([...builtinAgents({ config, agents: () => registry }), ...(opts.agents ?? [])]);
   const outbox = opts.outbox?.(bus);
   const service = await createAgentService({ db, bus, registry, config, logger: silentLogger(), ...(outbox ? { outbox } : {}) }).start();
   const createKey = async (tenantId: string, scopes: Scope[] = [...SCOPES]) =>

@@ -143,6 +143,8 @@ export const ListAgentsResponseSchema: GenMessage<ListAgentsResponse> = /*@__PUR
  */
 export type GetAgentRequest = Message<"agentd.v1.GetAgentRequest"> & {
   /**
+   * The agent's `name` (its highest version) or `name@version`. Errors: `NOT_FOUND`.
+   *
    * @generated from field: string name = 1;
    */
   name: string;
@@ -177,7 +179,10 @@ export const GetAgentResponseSchema: GenMessage<GetAgentResponse> = /*@__PURE__*
  */
 export type RunRequest = Message<"agentd.v1.RunRequest"> & {
   /**
-   * Required. The agent's name.
+   * Required. The agent: `name` (the highest semantic version served) or `name@version`.
+   * The task records the version that runs it (`Task.agent_version`). Errors: `NOT_FOUND`
+   * (no such agent or version), `FAILED_PRECONDITION` with reason `AGENT_UNAVAILABLE` when the
+   * agent is listed with `available: false` (e.g. `chat` without an LLM server configured).
    *
    * @generated from field: string agent = 1;
    */

@@ -21,7 +21,10 @@ export const file_agentd_v1_task_service: GenFile = /*@__PURE__*/
  */
 export type CreateTaskRequest = Message<"agentd.v1.CreateTaskRequest"> & {
   /**
-   * Required. The agent's name.
+   * Required. The agent: `name` (the highest semantic version served) or `name@version`.
+   * The task records the version that runs it (`Task.agent_version`). Errors: `NOT_FOUND`
+   * (no such agent or version), `FAILED_PRECONDITION` with reason `AGENT_UNAVAILABLE` when the
+   * agent is listed with `available: false` (e.g. `chat` without an LLM server configured).
    *
    * @generated from field: string agent = 1;
    */

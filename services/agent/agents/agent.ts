@@ -4,8 +4,8 @@
 //
 // A minimal agent:
 //
-//   // my-agent.ts, loaded with `agentd dev --agents ./my-agent.ts` (or a .js/.mjs file)
-//   import { defineAgent } from "<agentd checkout>/services/agent/agents/agent.js";
+//   // my-agent.ts, loaded with `agentd dev --agents ./my-agent.ts` (or a .js/.mjs file, a folder)
+//   import { defineAgent } from "agentd-server"; // the SDK entry (services/agent/agents/sdk.ts)
 //   export default defineAgent<{ name: string }, { greeting: string }>({
 //     name: "greet",
 //     version: "1.0.0",
@@ -63,7 +63,15 @@ export interface InputRequestDraft {
 }
 
 /** The capabilities an agent may announce in its card (`Agent.capabilities`). */
-export type AgentCapability = "streaming" | "progress" | "input" | "tools" | "artifacts" | "checkpoints";
+export type AgentCapability =
+  | "streaming"
+  | "progress"
+  | "input"
+  | "tools"
+  | "artifacts"
+  | "checkpoints"
+  /** Other agents on the replica (e.g. `chat`) may offer this agent to a model as a tool. */
+  | "callable";
 
 /** Every capability name the registry accepts. */
 export const AGENT_CAPABILITIES: readonly AgentCapability[] = [
@@ -73,6 +81,7 @@ export const AGENT_CAPABILITIES: readonly AgentCapability[] = [
   "tools",
   "artifacts",
   "checkpoints",
+  "callable",
 ];
 
 /**
@@ -197,6 +206,12 @@ export interface AgentDefinition<I = unknown, O = unknown> {
   outputSchema: Json;
   /** What the agent does while it runs, so clients know what to expect. */
   capabilities?: AgentCapability[];
+  /**
+   * Set when the agent cannot run here (e.g. a setting it needs is missing). The agent is still
+   * listed, with `available: false` and this reason; creating a task for it is
+   * `FAILED_PRECONDITION` with reason `AGENT_UNAVAILABLE`.
+   */
+  unavailableReason?: string;
   /**
    * Does the work. Return the output to succeed. Throw {@link AgentFailure} to fail with a
    * chosen error code; any other error fails the task with code `AGENT_ERROR` and its message.

@@ -37,8 +37,8 @@ export function agentCard(agent: AgentDefinition) {
     inputSchema: schemaStruct(agent.inputSchema),
     outputSchema: schemaStruct(agent.outputSchema),
     capabilities: agent.capabilities ?? [],
-    available: true,
-    unavailableReason: "",
+    available: agent.unavailableReason === undefined,
+    unavailableReason: agent.unavailableReason ?? "",
   };
 }
 
@@ -49,13 +49,17 @@ export function agentServiceRoutes(deps: TaskDeps, limits: HandlerLimits, stream
       async listAgents(req) {
         const pageSize = parsePageSize(req.pageSize, { default: 50, max: 1000 });
         const after = await pageTokens.decode(req.pageToken, "agents", cursors.name);
+        // Several versions of one agent are listed one after another, newest first; the page
+        // token names the last one given (`name@version`).
         const all = deps.registry.list();
-        const rest = after === null ? all : all.filter((a) => a.name > after);
+        const refOf = (a: AgentDefinition) => `${a.name}@${a.version}`;
+        const resumeAt = after === null ? 0 : all.findIndex((a) => refOf(a) === after) + 1;
+        const rest = after !== null && resumeAt === 0 ? all.filter((a) => a.name > after.split("@")[0]!) : all.slice(resumeAt);
         const page = rest.slice(0, pageSize);
         const last = page.at(-1);
         return {
           agents: page.map(agentCard),
-          nextPageToken: rest.length > pageSize && last ? await pageTokens.encode(last.name, "agents") : "",
+          nextPageToken: rest.length > pageSize && last ? await pageTokens.encode(refOf(last), "agents") : "",
         };
       },
 

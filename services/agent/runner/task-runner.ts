@@ -150,9 +150,11 @@ export function createTaskRunner(deps: {
   async function runAttempt(task: TaskRow, controller: AbortController): Promise<TaskRow> {
     const held: HeldTask = { row: task };
     const log = logger.child({ taskId: task.task_id, tenant: task.tenant_id, attempt: task.attempt, agent: task.agent });
-    const agent = registry.get(task.agent);
+    // The version the task was created for runs it, even when a newer one is loaded too.
+    const ref = `${task.agent}@${task.agent_version}`;
+    const agent = registry.get(ref);
     if (!agent) {
-      return finish(held, fail({ code: "AGENT_UNAVAILABLE", message: `agent "${task.agent}" is not loaded on this runner`, retryable: true }));
+      return finish(held, fail({ code: "AGENT_UNAVAILABLE", message: `agent "${ref}" is not loaded on this runner`, retryable: true }));
     }
     const timer = setTimeout(
       () => controller.abort(new AttemptTimeout(`the attempt ran past its timeout of ${Number(task.timeout_ms)} ms`)),
@@ -236,7 +238,7 @@ export function createTaskRunner(deps: {
       return finish(held, fail(errorOf(error)));
     }
     const output = (outcome.output ?? null) as JsonValue;
-    const violations = registry.validateOutput(task.agent, output);
+    const violations = registry.validateOutput(ref, output);
     try {
       await flush();
     } catch {

@@ -15,16 +15,22 @@ export async function createTask(
   request: NewTask,
   opts: { kind: "run" | "task"; afterInsert?: Decide },
 ): Promise<{ task: TaskRow; created: boolean }> {
+  // `agent` is `name` (its highest version here) or `name@version`; the task records both parts.
   const agent = deps.registry.get(request.agent);
   if (!agent) throw notFound("agent", request.agent);
-  const violations = deps.registry.validateInput(request.agent, request.input);
+  if (agent.unavailableReason !== undefined) {
+    throw rpcError(Code.FailedPrecondition, "AGENT_UNAVAILABLE", `agent "${agent.name}" is not available: ${agent.unavailableReason}`, {
+      metadata: { agent: agent.name },
+    });
+  }
+  const violations = deps.registry.validateInput(`${agent.name}@${agent.version}`, request.input);
   if (violations.length > 0) throw invalidArgument(violations, "INPUT_SCHEMA_VIOLATION");
   if (request.webhook && deps.checkWebhook) await deps.checkWebhook(tenantId, request.webhook);
 
   const fingerprint = requestFingerprint(opts.kind, request);
   // A conflicting row can be deleted between our insert and our read; then try again.
   for (let i = 0; i < 3; i++) {
-    const row = newTaskRow(tenantId, agent.version, request, fingerprint, new Date());
+    const row = newTaskRow(tenantId, agent.version, { ...request, agent: agent.name }, fingerprint, new Date());
     const inserted = await deps.writer.insert(row, opts.afterInsert);
     if (inserted) return { task: inserted.task, created: true };
     const existing = await findTaskByRequestId(deps.sql, tenantId, request.requestId!);

@@ -1,0 +1,137 @@
+// LLM streaming benchmark (issue 9): the time agentd adds between an upstream chunk's arrival
+// and the client's receipt of its text. A loopback OpenAI-compatible server (test/agents/
+// fake-llm.ts) streams each chat's answer at a steady rate; the `chat` agent forwards the
+// tokens as deltas; clients read them over gRPC (RunStream) and SSE. For every token:
+// added = client receipt − the fake server's write of that token. Reported separately for the
+// first token of a chat (must not wait out the 30 ms coalescing window) and later tokens.
+//
+//   npm run bench -- llm [--tokens 40] [--gap 20]
+//
+// Server, fake LLM and clients share one process (one clock); with DATABASE_URL the server
+// uses a fresh Postgres database, else embedded PGlite.
+import { createClient } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import { fromJson, type JsonValue } from "@bufbuild/protobuf";
+import { ValueSchema } from "@bufbuild/protobuf/wkt";
+import { AgentService } from "../gen/agentd/v1/agent_service_pb.js";
+import { TaskService } from "../gen/agentd/v1/task_service_pb.js";
+import { startFakeLlm } from "../test/agents/fake-llm.js";
+import { percentile, startBenchService } from "./support.js";
+
+const arg = (name: string, fallback: number) => Number(process.argv.find((_, i, all) => all[i - 1] === `--${name}`) ?? fallback);
+const TOKENS = arg("tokens", 40);
+const GAP = arg("gap", 20);
+
+const llm = await startFakeLlm();
+// Each chat's prompt names it; its token write times are recorded under that name.
+const writes = new Map<string, number[]>();
+llm.respond = (req) => {
+  const id = String(req.body.messages.at(-1)?.content);
+  const times: number[] = [];
+  writes.set(id, times);
+  return {
+    kind: "stream",
+    gapMs: GAP,
+    tokens: Array.from({ length: TOKENS }, (_, i) => `t${i} `),
+    onToken: (i, at) => {
+      times[i] = at;
+    },
+  };
+};
+const bench = await startBenchService({ llmBaseUrl: llm.baseUrl, llmModel: "bench" });
+const transport = createGrpcTransport({
+  baseUrl: bench.url,
+  interceptors: [
+    (next) => (req) => {
+      req.header.set("authorization", `Bearer ${bench.key}`);
+      return next(req);
+    },
+  ],
+});
+const agents = createClient(AgentService, transport);
+const tasks = createClient(TaskService, transport);
+const input = (id: string) => fromJson(ValueSchema, { prompt: id, tools: [] } as JsonValue);
+
+/** Maps receipts of cumulative text to per-token receive times. */
+function receiver() {
+  let text = "";
+  const received: number[] = [];
+  return {
+    received,
+    onText(delta: string) {
+      const at = performance.now();
+      text += delta;
+      const have = text.split(" ").length - 1; // tokens are "t<i> "
+      for (let i = received.length; i < have; i++) received[i] = at;
+    },
+  };
+}
+
+async function grpcChat(id: string): Promise<number[]> {
+  const r = receiver();
+  for await (const res of agents.runStream({ agent: "chat", input: input(id) })) {
+    if (res.event?.event.case === "delta") r.onText(res.event.event.value.text);
+  }
+  return r.received;
+}
+
+async function sseChat(id: string): Promise<number[]> {
+  const r = receiver();
+  const { task } = await tasks.createTask({ agent: "chat", input: input(id) });
+  const res = await fetch(`${bench.url}/v1/tasks/${task!.id}/events`, { headers: { authorization: `Bearer ${bench.key}` } });
+  const decoder = new TextDecoder();
+  let buffer = "";
+  for await (const chunk of res.body as AsyncIterable<Uint8Array>) {
+    buffer += decoder.decode(chunk, { stream: true });
+    let done = false;
+    for (let at = buffer.indexOf("\n\n"); at >= 0; at = buffer.indexOf("\n\n")) {
+      const data = buffer.slice(0, at).split("\n").find((l) => l.startsWith("data:"));
+      buffer = buffer.slice(at + 2);
+      if (!data) continue;
+      const event = JSON.parse(data.slice(5)) as { delta?: { text: string }; stateChange?: { state: string } };
+      if (event.delta) r.onText(event.delta.text);
+      if (event.stateChange && /SUCCEEDED|FAILED|CANCELED/.test(event.stateChange.state)) done = true;
+    }
+    if (done) break;
+  }
+  return r.received;
+}
+
+const rows: string[] = [];
+let n = 0;
+for (const [protocol, chat] of [["gRPC", grpcChat], ["SSE", sseChat]] as const) {
+  for (const concurrency of [1, 20]) {
+    const first: number[] = [];
+    const later: number[] = [];
+    // Three rounds, the first a warm-up.
+    for (let round = 0; round < 3; round++) {
+      const ids = Array.from({ length: concurrency }, () => `chat-${n++}`);
+      const results = await Promise.all(ids.map((id) => chat(id)));
+      if (round === 0) continue;
+      ids.forEach((id, k) => {
+        const w = writes.get(id)!;
+        results[k]!.forEach((at, i) => {
+          (i === 0 ? first : later).push(at - w[i]!);
+        });
+      });
+    }
+    first.sort((a, b) => a - b);
+    later.sort((a, b) => a - b);
+    const f = (x: number) => x.toFixed(1);
+    rows.push(
+      `| ${protocol} | ${concurrency} | ${f(percentile(first, 50))} | ${f(percentile(first, 99))} | ${f(percentile(later, 50))} | ${f(percentile(later, 99))} | ${first.length + later.length} |`,
+    );
+    console.error(rows.at(-1));
+  }
+}
+console.log(
+  [
+    `LLM streaming: ${TOKENS} tokens per chat, one every ${GAP} ms; ${bench.mode} database; added latency in ms (upstream write → client receipt)`,
+    "",
+    "| protocol | concurrent chats | first token p50 | first token p99 | later tokens p50 | later tokens p99 | tokens |",
+    "| --- | --- | --- | --- | --- | --- | --- |",
+    ...rows,
+  ].join("\n"),
+);
+await bench.close();
+await llm.close();
