@@ -9,6 +9,7 @@ import { createApiKey, findActiveApiKey, listApiKeys, revokeApiKey } from "../sh
 import { parseScopes, SCOPES } from "../shared/auth/scopes.js";
 import { type Config, ConfigError, loadConfig, SETTINGS, type Setting } from "../shared/config.js";
 import { createLogger, type Logger } from "../shared/log.js";
+import { applyCliConventions, registerClientCommands } from "./client-commands/index.js";
 import { loadAgents, openRuntime } from "./runtime.js";
 
 type Flags = Record<string, string | undefined>;
@@ -241,6 +242,8 @@ export function buildCli(): Command {
     process.stdout.write(`revoked ${keyId} (tenant ${revoked.tenantId})\n`);
   });
 
+  registerClientCommands(program);
+  applyCliConventions(program);
   return program;
 }
 

@@ -36,6 +36,8 @@ export interface Config {
   maxStreamsPerConnection: number;
   maxStreamsPerTenant: number;
   streamWindowEvents: number;
+  clientUrl: string;
+  clientApiKey: string | undefined;
 }
 
 type Kind = "string" | "int" | "bool" | "list" | "intList" | "url";
@@ -87,7 +89,11 @@ export const SETTINGS = [
   s({ key: "maxStreamsPerConnection", env: "AGENTD_MAX_STREAMS_PER_CONNECTION", kind: "int", min: 1, max: 100000, default: 100, help: "Open streams one client connection may hold in this replica; more get RESOURCE_EXHAUSTED (SSE: 429)." }),
   s({ key: "maxStreamsPerTenant", env: "AGENTD_MAX_STREAMS_PER_TENANT", kind: "int", min: 1, max: 1000000, default: 1000, help: "Open streams one tenant may hold in this replica; more get RESOURCE_EXHAUSTED (SSE: 429)." }),
   s({ key: "streamWindowEvents", env: "AGENTD_STREAM_WINDOW_EVENTS", kind: "int", min: 1, max: 100000, default: 256, help: "Recent events kept in memory per watched task and shared by its watchers; a watcher further behind reads the log itself." }),
+  s({ key: "clientUrl", env: "AGENTD_URL", flag: "--url", kind: "string", default: "http://127.0.0.1:8080", help: "Client commands (agents, run, tasks, webhooks): the server to talk to." }),
+  s({ key: "clientApiKey", env: "AGENTD_API_KEY", flag: "--key", kind: "string", default: undefined, help: "Client commands: the API key to send. Unset: the dev key file <data>/dev-api-key when it exists." }),
 ] as const satisfies readonly Setting[];
+
+export const LOG_LEVELS = ["trace", "debug", "info", "warn", "error", "silent"];
 
 export class ConfigError extends Error {
   override name = "ConfigError";
@@ -159,6 +165,9 @@ export function loadConfig(
     throw new ConfigError(
       `invalid setting AGENTD_NOTIFIER_LEASE_MS=${result.notifierLeaseMs}: must be at least AGENTD_WEBHOOK_TIMEOUT_MS + 1000 (${result.webhookTimeoutMs + 1000}), or a slow attempt could be sent twice at once`,
     );
+  }
+  if (!LOG_LEVELS.includes(result.logLevel)) {
+    throw new ConfigError(`invalid setting --log-level / AGENTD_LOG_LEVEL=${JSON.stringify(result.logLevel)}: must be one of ${LOG_LEVELS.join(", ")}`);
   }
   const badCidr = result.webhookAllowCidrs.find((c) => parseCidr(c) === null);
   if (badCidr !== undefined) {
