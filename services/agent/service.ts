@@ -22,6 +22,7 @@ import { createTaskRunner, type TaskRunner } from "./runner/task-runner.js";
 import { createHealthService } from "./server/health.js";
 import { listenOnePort, type OnePortServer } from "./server/one-port.js";
 import { createReflectionRoutes } from "./server/reflection.js";
+import { createApiDocs } from "./server/api-docs.js";
 import { createRpcHandler } from "./server/rpc-handler.js";
 import { findTask } from "./store/find-task.js";
 import { createTaskWriter, type TaskEventSink } from "./store/task-writer.js";
@@ -89,6 +90,7 @@ export function createAgentService(deps: AgentServiceDeps) {
   const auth = createAuthenticator(db.sql);
   // Event hub, stream caps, SSE and /metrics (services/agent/streams).
   const streaming = createStreaming({ sql: db.sql, bus, auth, logger, config });
+  const apiDocs = createApiDocs(); // GET /openapi.json and /docs
   const handler = createRpcHandler({
     readMaxBytes: config.maxRequestBytes,
     onHandlerError: (err, rpc) => logger.debug({ err, rpc }, "response could not be written (client gone)"),
@@ -97,6 +99,7 @@ export function createAgentService(deps: AgentServiceDeps) {
     contextValues: connectionContext,
     fallback: (req, res) => {
       if (streaming.handleHttp(req, res)) return;
+      if (apiDocs.handleHttp(req, res)) return;
       res.writeHead(404);
       res.end();
     },
