@@ -1,7 +1,7 @@
 // `agentd/client` for Node: createClient({baseUrl, key | token, transport}).
 // Browsers: import "./browser.js" (no Node modules).
 import type { Interceptor } from "@connectrpc/connect";
-import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
+import { createConnectTransport, createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import { type AgentdClient, authInterceptor, type Credentials, createClientWithTransport } from "./core.js";
 
 export * from "./core.js";
@@ -27,12 +27,23 @@ export function credentialsOf(opts: { key?: string; token?: string }): Credentia
   return {};
 }
 
-export function createClient(opts: ClientOptions): AgentdClient {
+export interface NodeAgentdClient extends AgentdClient {
+  /** Closes the HTTP/2 connection (an open one keeps a Node process alive until it idles out). */
+  close(): void;
+}
+
+export function createClient(opts: ClientOptions): NodeAgentdClient {
   const interceptors = [authInterceptor(credentialsOf(opts)), ...(opts.interceptors ?? [])];
   const kind = opts.transport ?? "grpc";
+  const sessionManager = kind === "connect-http1" ? undefined : new Http2SessionManager(opts.baseUrl);
   const transport =
     kind === "grpc"
-      ? createGrpcTransport({ baseUrl: opts.baseUrl, interceptors })
-      : createConnectTransport({ baseUrl: opts.baseUrl, httpVersion: kind === "connect" ? "2" : "1.1", interceptors });
-  return createClientWithTransport(transport);
+      ? createGrpcTransport({ baseUrl: opts.baseUrl, interceptors, ...(sessionManager ? { sessionManager } : {}) })
+      : createConnectTransport({
+          baseUrl: opts.baseUrl,
+          httpVersion: kind === "connect" ? "2" : "1.1",
+          interceptors,
+          ...(sessionManager ? { sessionManager } : {}),
+        });
+  return { ...createClientWithTransport(transport), close: () => sessionManager?.abort() };
 }
