@@ -173,7 +173,7 @@ describe("agentd tasks watch across a server restart", { timeout: 300_000 }, () 
     try {
       const key = (await cli(["keys", "create", "--tenant", "cli", "--scopes", "all"], { DATABASE_URL: shared.url })).stdout.trim();
       const env = { AGENTD_URL: server.url, AGENTD_API_KEY: key };
-      const created = await cli(["tasks", "create", "simulate", "steps=12", "step_delay_ms=250"], env);
+      const created = await cli(["tasks", "create", "simulate", "steps=40", "step_delay_ms=500"], env);
       const id = (lines(created.stdout)[0]!.task as { id: string }).id;
       let restarted: Promise<void> | undefined;
       const watched = await cli(["tasks", "watch", id], env, (child) => {
