@@ -29,6 +29,7 @@ import { createHttpProbes } from "./server/http-health.js";
 import { isMetricsRequest, listenMetrics, type MetricsListener } from "./server/metrics-listener.js";
 import { listenOnePort, type OnePortServer } from "./server/one-port.js";
 import { createReflectionRoutes } from "./server/reflection.js";
+import { createApiDocs } from "./server/api-docs.js";
 import { createRpcHandler } from "./server/rpc-handler.js";
 import { createTlsTerminator } from "./server/tls.js";
 import { findTask } from "./store/find-task.js";
@@ -104,6 +105,7 @@ export function createAgentService(deps: AgentServiceDeps) {
   // GET /healthz and /readyz for HTTP load balancers, beside grpc.health.v1.
   const probes = createHttpProbes({ sql: db.sql, logger });
   const limits = { maxInputDepth: config.maxInputDepth };
+  const apiDocs = createApiDocs(); // GET /openapi.json and /docs
   const handler = createRpcHandler({
     readMaxBytes: config.maxRequestBytes,
     onHandlerError: (err, rpc) => logger.debug({ err, rpc }, "response could not be written (client gone)"),
@@ -129,6 +131,7 @@ export function createAgentService(deps: AgentServiceDeps) {
         return;
       }
       if (streaming.handleHttp(req, res)) return;
+      if (apiDocs.handleHttp(req, res)) return;
       res.writeHead(404);
       res.end();
     },

@@ -15,6 +15,7 @@ import { createLogger, type Logger } from "../shared/log.js";
 import { openDatabase } from "../shared/db/database.js";
 import { startTracingFromEnv } from "../shared/tracing.js";
 import { describeRpcError, formatKey, keyClient, parseExpiry } from "./keys-remote.js";
+import { applyCliConventions, registerClientCommands } from "./client-commands/index.js";
 import { loadAgents, openRuntime } from "./runtime.js";
 import { findRunningServer, writeServerFile } from "./server-file.js";
 
@@ -323,6 +324,8 @@ export function buildCli(): Command {
     process.stdout.write(`revoked ${keyId} (tenant ${revoked.tenantId})\n`);
   });
 
+  registerClientCommands(program);
+  applyCliConventions(program);
   return program;
 }
 

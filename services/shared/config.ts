@@ -49,6 +49,8 @@ export interface Config {
   llmApiKey: string | undefined;
   llmModel: string | undefined;
   llmMaxToolRounds: number;
+  clientUrl: string;
+  clientApiKey: string | undefined;
 }
 
 type Kind = "string" | "int" | "bool" | "list" | "intList" | "url";
@@ -113,7 +115,11 @@ export const SETTINGS = [
   s({ key: "llmApiKey", env: "AGENTD_LLM_API_KEY", kind: "string", default: undefined, help: "API key sent to the LLM server as a bearer token (optional for local servers). Environment only, so it never shows in the process list; never logged." }),
   s({ key: "llmModel", env: "AGENTD_LLM_MODEL", flag: "--llm-model", kind: "string", default: undefined, help: "Model name the `chat` agent asks for, e.g. llama3.2 or gpt-4o-mini." }),
   s({ key: "llmMaxToolRounds", env: "AGENTD_LLM_MAX_TOOL_ROUNDS", flag: "--llm-max-tool-rounds", kind: "int", min: 1, max: 100, default: 8, help: "Model responses in a row that may ask for tools before a `chat` task fails with TOOL_ROUNDS_EXCEEDED." }),
+  s({ key: "clientUrl", env: "AGENTD_URL", flag: "--url", kind: "string", default: "http://127.0.0.1:8080", help: "Client commands (agents, run, tasks, webhooks): the server to talk to." }),
+  s({ key: "clientApiKey", env: "AGENTD_API_KEY", flag: "--key", kind: "string", default: undefined, help: "Client commands: the API key to send. Unset: the dev key file <data>/dev-api-key when it exists." }),
 ] as const satisfies readonly Setting[];
+
+export const LOG_LEVELS = ["trace", "debug", "info", "warn", "error", "silent"];
 
 export class ConfigError extends Error {
   override name = "ConfigError";
@@ -202,6 +208,9 @@ export function loadConfig(
   }
   if (result.llmBaseUrl !== undefined && !/^https?:\/\/[^/]/.test(result.llmBaseUrl)) {
     throw new ConfigError(`invalid setting --llm-base-url / AGENTD_LLM_BASE_URL: must be an http:// or https:// URL`);
+  }
+  if (!LOG_LEVELS.includes(result.logLevel)) {
+    throw new ConfigError(`invalid setting --log-level / AGENTD_LOG_LEVEL=${JSON.stringify(result.logLevel)}: must be one of ${LOG_LEVELS.join(", ")}`);
   }
   const badCidr = result.webhookAllowCidrs.find((c) => parseCidr(c) === null);
   if (badCidr !== undefined) {
