@@ -1,6 +1,5 @@
-// Hooks the terminal client into the `agentd` program: its commands, `--version`,
-// and exit code 2 for every usage error commander finds (unknown flags, bad choices).
-import { readFileSync } from "node:fs";
+// Hooks the terminal client into the `agentd` program: its commands, and exit
+// code 2 for every usage error commander finds (unknown flags, bad choices).
 import type { Command, CommanderError } from "commander";
 
 export { registerClientCommands } from "./commands.js";
@@ -8,8 +7,6 @@ export { registerClientCommands } from "./commands.js";
 const HELP_CODES = new Set(["commander.helpDisplayed", "commander.help", "commander.version"]);
 
 export function applyCliConventions(program: Command): void {
-  const pkg = JSON.parse(readFileSync(new URL("../../../package.json", import.meta.url), "utf8")) as { version: string };
-  program.version(pkg.version, "-V, --version", "Print the version of agentd.");
   const onExit = (err: CommanderError) => {
     process.exit(HELP_CODES.has(err.code) ? 0 : 2);
   };
