@@ -24,6 +24,7 @@ import { createHttpProbes } from "./server/http-health.js";
 import { isMetricsRequest, listenMetrics, type MetricsListener } from "./server/metrics-listener.js";
 import { listenOnePort, type OnePortServer } from "./server/one-port.js";
 import { createReflectionRoutes } from "./server/reflection.js";
+import { withCors } from "./server/cors.js";
 import { createRpcHandler } from "./server/rpc-handler.js";
 import { createTlsTerminator } from "./server/tls.js";
 import { findTask } from "./store/find-task.js";
@@ -160,7 +161,8 @@ export function createAgentService(deps: AgentServiceDeps) {
         : undefined;
       const server = await listenOnePort({
         ...(tls ? { tls } : {}),
-        handler,
+        // Browsers on the allowed origins (AGENTD_CORS_ORIGINS): preflights and CORS headers.
+        handler: withCors(handler, config.corsOrigins),
         host: config.host,
         port: config.port,
         maxRequestBytes: config.maxRequestBytes,

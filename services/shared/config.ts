@@ -41,6 +41,7 @@ export interface Config {
   metricsPort: number;
   shutdownDelayMs: number;
   webhookMaxPayloadBytes: number;
+  corsOrigins: string[];
 }
 
 type Kind = "string" | "int" | "bool" | "list" | "intList" | "url";
@@ -97,6 +98,7 @@ export const SETTINGS = [
   s({ key: "metricsPort", env: "AGENTD_METRICS_PORT", kind: "int", min: 0, max: 65535, default: 0, help: "Serve GET /metrics on this port (on AGENTD_HOST, plain HTTP) instead of the main port. 0: on the main port." }),
   s({ key: "shutdownDelayMs", env: "AGENTD_SHUTDOWN_DELAY_MS", kind: "int", min: 0, max: 600000, default: 0, help: "On SIGTERM: how long /readyz answers 503 while the port still serves, so load balancers stop sending new calls before it closes." }),
   s({ key: "webhookMaxPayloadBytes", env: "AGENTD_WEBHOOK_MAX_PAYLOAD_BYTES", kind: "int", min: 4096, max: 16777216, default: 65536, help: "Largest webhook body. A task too large for it is sent without its largest fields (input, output, …), named in data.omittedFields, for the receiver to fetch with GetTask." }),
+  s({ key: "corsOrigins", env: "AGENTD_CORS_ORIGINS", kind: "list", default: [], help: "Comma-separated origins (e.g. https://app.example.com) whose pages may call the API from a browser (CORS); `*` allows any origin. `agentd dev` allows http://localhost:* and http://127.0.0.1:*." }),
 ] as const satisfies readonly Setting[];
 
 export class ConfigError extends Error {
