@@ -2,9 +2,11 @@
 // and the task runner. Built unstarted, so tests and the CLI share one path.
 import { hostname } from "node:os";
 import { file_agentd_v1_agent_service } from "../../gen/agentd/v1/agent_service_pb.js";
+import { file_agentd_v1_auth_service } from "../../gen/agentd/v1/auth_service_pb.js";
 import { file_agentd_v1_task_service } from "../../gen/agentd/v1/task_service_pb.js";
 import { file_agentd_v1_webhook_service } from "../../gen/agentd/v1/webhook_service_pb.js";
 import { file_grpc_health_v1_health } from "../../gen/grpc/health/v1/health_pb.js";
+import { createAccessTokens, databaseAccessTokenKey } from "../shared/auth/access-tokens.js";
 import { createAuthenticator } from "../shared/auth/authenticator.js";
 import type { Config } from "../shared/config.js";
 import type { Database } from "../shared/db/database.js";
@@ -15,8 +17,10 @@ import type { WebhookOutbox } from "../shared/webhooks/outbox.js";
 import type { WakeupBus } from "../shared/wakeup/bus.js";
 import type { AgentRegistry } from "./agents/registry.js";
 import { agentServiceRoutes } from "./handlers/agent-service.js";
+import { authServiceRoutes } from "./handlers/auth-service.js";
 import { authenticateBeforeBody, authInterceptor, edgeInterceptor, inputInterceptor } from "./handlers/interceptors.js";
 import { taskServiceRoutes } from "./handlers/task-service.js";
+import { tokenLimitsInterceptor } from "./handlers/token-limits.js";
 import { webhookServiceRoutes } from "./handlers/webhook-service.js";
 import { createTaskRunner, type TaskRunner } from "./runner/task-runner.js";
 import { createHealthService, monitorDatabase } from "./server/health.js";
@@ -96,7 +100,9 @@ export function createAgentService(deps: AgentServiceDeps) {
   // GET /healthz and /readyz for HTTP load balancers, beside grpc.health.v1.
   const probes = createHttpProbes({ sql: db.sql, logger });
   const limits = { maxInputDepth: config.maxInputDepth };
-  const auth = createAuthenticator(db.sql);
+  // Access tokens for browsers (AuthService): HS256 under a deployment secret (migration 0009).
+  const tokens = createAccessTokens(databaseAccessTokenKey(db.sql));
+  const auth = createAuthenticator(db.sql, { tokens });
   // Event hub, stream caps, SSE and /metrics (services/agent/streams).
   const streaming = createStreaming({ sql: db.sql, bus, auth, logger, config });
   const handler = createRpcHandler({
@@ -105,7 +111,7 @@ export function createAgentService(deps: AgentServiceDeps) {
     // A binary Value nests 2 messages per JSON level: input up to twice the depth limit gets the
     // limit's own INVALID_ARGUMENT; deeper input is refused by the decoder (also INVALID_ARGUMENT).
     binaryOptions: { recursionLimit: Math.min(4 * config.maxInputDepth + 32, 2_000) },
-    interceptors: [edgeInterceptor(logger), authInterceptor(auth), inputInterceptor(limits)],
+    interceptors: [edgeInterceptor(logger), authInterceptor(auth), inputInterceptor(limits), tokenLimitsInterceptor()],
     // A request without a valid API key is refused before its body is read.
     beforeBody: authenticateBeforeBody(auth),
     // Each RPC knows its connection, for the per-connection stream cap.
@@ -131,11 +137,13 @@ export function createAgentService(deps: AgentServiceDeps) {
         policy: urlPolicy,
         ...(deps.outbox?.invalidate ? { outbox: { invalidate: deps.outbox.invalidate } } : {}),
       })(router);
+      authServiceRoutes(tokens)(router);
       health.routes(router);
       createReflectionRoutes([
         file_agentd_v1_agent_service,
         file_agentd_v1_task_service,
         file_agentd_v1_webhook_service,
+        file_agentd_v1_auth_service,
         file_grpc_health_v1_health,
       ])(router);
     },
@@ -149,7 +157,7 @@ export function createAgentService(deps: AgentServiceDeps) {
     streaming,
     /** Listens and starts the runner. */
     async start(): Promise<RunningAgentService> {
-      for (const service of ["agentd.v1.AgentService", "agentd.v1.TaskService", "agentd.v1.WebhookService"]) {
+      for (const service of ["agentd.v1.AgentService", "agentd.v1.TaskService", "agentd.v1.WebhookService", "agentd.v1.AuthService"]) {
         health.setStatus(service, "SERVING");
       }
       // Certificate problems stop start-up here, before anything listens.
