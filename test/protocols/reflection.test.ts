@@ -103,7 +103,6 @@ describe("server reflection", () => {
         const [reply] = await version.ask()([{ case: "listServices", value: "" }]);
         expect(reply?.services?.sort()).toEqual([
           "agentd.v1.AgentService",
-          "agentd.v1.AuthService",
           "agentd.v1.TaskService",
           "agentd.v1.WebhookService",
           "grpc.health.v1.Health",
