@@ -11,6 +11,7 @@
 // The credential may also be an access token (access-tokens.ts): checked by its
 // signature and expiry, and by its parent key being active (looked up by id through
 // the same cache), so revoking the key ends its tokens and their streams alike.
+import { createHash } from "node:crypto";
 import type { Sql } from "../db/database.js";
 import { type AccessTokens, createAccessTokens, databaseAccessTokenKey, isAccessToken } from "./access-tokens.js";
 import { findActiveApiKey, findActiveApiKeyById } from "./api-keys.js";
@@ -89,13 +90,15 @@ export function createAuthenticator(
 
   async function lookup(key: string, maxAgeMs = cacheMs): Promise<Principal | undefined> {
     const now = Date.now();
-    const hit = cache.get(key);
+    // Tokens run to kilobytes: the cache holds their digest, so that its size stays bounded.
+    const cacheKey = key.length > 64 ? createHash("sha256").update(key).digest("base64") : key;
+    const hit = cache.get(cacheKey);
     const fresh = hit && now - hit.fetched < Math.min(maxAgeMs, cacheMs);
     // A cached token is good only until it expires.
     if (fresh && (!hit.info?.token || hit.info.token.expireTime.getTime() > now)) return hit.info;
     const info = await resolve(key);
     if (cache.size >= maxEntries) cache.clear();
-    cache.set(key, { info, fetched: now });
+    cache.set(cacheKey, { info, fetched: now });
     return info;
   }
 
