@@ -2,10 +2,12 @@
 // and the task runner. Built unstarted, so tests and the CLI share one path.
 import { hostname } from "node:os";
 import { file_agentd_v1_agent_service } from "../../gen/agentd/v1/agent_service_pb.js";
+import { file_agentd_v1_auth_service } from "../../gen/agentd/v1/auth_service_pb.js";
 import { file_agentd_v1_key_service } from "../../gen/agentd/v1/key_service_pb.js";
 import { file_agentd_v1_task_service } from "../../gen/agentd/v1/task_service_pb.js";
 import { file_agentd_v1_webhook_service } from "../../gen/agentd/v1/webhook_service_pb.js";
 import { file_grpc_health_v1_health } from "../../gen/grpc/health/v1/health_pb.js";
+import { createAccessTokens, databaseAccessTokenKey } from "../shared/auth/access-tokens.js";
 import { createAuthenticator } from "../shared/auth/authenticator.js";
 import type { Config } from "../shared/config.js";
 import type { Database } from "../shared/db/database.js";
@@ -16,12 +18,14 @@ import type { WebhookOutbox } from "../shared/webhooks/outbox.js";
 import type { WakeupBus } from "../shared/wakeup/bus.js";
 import type { AgentRegistry } from "./agents/registry.js";
 import { agentServiceRoutes } from "./handlers/agent-service.js";
+import { authServiceRoutes } from "./handlers/auth-service.js";
 import { authenticateBeforeBody, authInterceptor, edgeInterceptor, inputInterceptor } from "./handlers/interceptors.js";
 import { keyServiceRoutes } from "./handlers/key-service.js";
 import { rpcObserver } from "./observe/rpc-observer.js";
 import { createServiceMetrics } from "./observe/service-metrics.js";
 import { observeTaskWriter } from "./observe/task-observer.js";
 import { taskServiceRoutes } from "./handlers/task-service.js";
+import { tokenLimitsInterceptor } from "./handlers/token-limits.js";
 import { webhookServiceRoutes } from "./handlers/webhook-service.js";
 import { createTaskRunner, type TaskRunner } from "./runner/task-runner.js";
 import { createHealthService, monitorDatabase } from "./server/health.js";
@@ -30,6 +34,7 @@ import { isMetricsRequest, listenMetrics, type MetricsListener } from "./server/
 import { listenOnePort, type OnePortServer } from "./server/one-port.js";
 import { createReflectionRoutes } from "./server/reflection.js";
 import { createApiDocs } from "./server/api-docs.js";
+import { withCors } from "./server/cors.js";
 import { createRpcHandler } from "./server/rpc-handler.js";
 import { createTlsTerminator } from "./server/tls.js";
 import { findTask } from "./store/find-task.js";
@@ -67,8 +72,10 @@ export const DELTA_WINDOW_MS = 30;
 
 export function createAgentService(deps: AgentServiceDeps) {
   const { db, bus, registry, config, logger } = deps;
+  // Access tokens for browsers (AuthService): HS256 under a deployment secret (migration 0009).
+  const tokens = createAccessTokens(databaseAccessTokenKey(db.sql));
+  const auth = createAuthenticator(db.sql, { tokens });
   // Event hub, stream caps, SSE and /metrics (services/agent/streams); the service's own metrics share its registry.
-  const auth = createAuthenticator(db.sql);
   const streaming = createStreaming({ sql: db.sql, bus, auth, logger, config });
   const metrics = createServiceMetrics({ registry: streaming.metrics.registry, sql: db.sql, poolMax: db.embedded ? 1 : config.dbMaxConnections });
   const writer = observeTaskWriter(createTaskWriter({ sql: db.sql, bus, ...(deps.outbox ? { sink: deps.outbox } : {}) }), metrics);
@@ -117,6 +124,7 @@ export function createAgentService(deps: AgentServiceDeps) {
       edgeInterceptor(logger),
       authInterceptor(auth),
       inputInterceptor(limits),
+      tokenLimitsInterceptor(),
     ],
     // A request without a valid API key is refused before its body is read.
     beforeBody: authenticateBeforeBody(auth),
@@ -145,12 +153,14 @@ export function createAgentService(deps: AgentServiceDeps) {
         ...(deps.outbox?.invalidate ? { outbox: { invalidate: deps.outbox.invalidate } } : {}),
       })(router);
       keyServiceRoutes({ sql: db.sql })(router);
+      authServiceRoutes(tokens)(router);
       health.routes(router);
       createReflectionRoutes([
         file_agentd_v1_agent_service,
         file_agentd_v1_task_service,
         file_agentd_v1_webhook_service,
         file_agentd_v1_key_service,
+        file_agentd_v1_auth_service,
         file_grpc_health_v1_health,
       ])(router);
     },
@@ -164,7 +174,7 @@ export function createAgentService(deps: AgentServiceDeps) {
     streaming,
     /** Listens and starts the runner. */
     async start(): Promise<RunningAgentService> {
-      for (const service of ["agentd.v1.AgentService", "agentd.v1.TaskService", "agentd.v1.WebhookService", "agentd.v1.KeyService"]) {
+      for (const service of ["agentd.v1.AgentService", "agentd.v1.TaskService", "agentd.v1.WebhookService", "agentd.v1.KeyService", "agentd.v1.AuthService"]) {
         health.setStatus(service, "SERVING");
       }
       // Certificate problems stop start-up here, before anything listens.
@@ -176,7 +186,8 @@ export function createAgentService(deps: AgentServiceDeps) {
         : undefined;
       const server = await listenOnePort({
         ...(tls ? { tls } : {}),
-        handler,
+        // Browsers on the allowed origins (AGENTD_CORS_ORIGINS): preflights and CORS headers.
+        handler: withCors(handler, config.corsOrigins),
         host: config.host,
         port: config.port,
         maxRequestBytes: config.maxRequestBytes,

@@ -5,6 +5,7 @@ import { join, resolve } from "node:path";
 import { Command, Option } from "commander";
 import { installLastResortGuard } from "../agent/server/request-failures.js";
 import { createAgentService } from "../agent/service.js";
+import { DEV_CORS_ORIGINS } from "../agent/server/cors.js";
 import { startNotifierService } from "../notifier/main.js";
 import { createWebhookOutbox } from "../shared/webhooks/outbox.js";
 import { createApiKey, findActiveApiKey, listApiKeys, revokeApiKey } from "../shared/auth/api-keys.js";
@@ -212,7 +213,13 @@ export function buildCli(): Command {
     // Local receivers are the point of dev: plain http and loopback destinations are allowed.
     const config = configFrom(flags);
     await serve(
-      { ...config, webhookAllowHttp: true, webhookAllowCidrs: [...config.webhookAllowCidrs, "127.0.0.0/8", "::1/128"] },
+      {
+        ...config,
+        webhookAllowHttp: true,
+        webhookAllowCidrs: [...config.webhookAllowCidrs, "127.0.0.0/8", "::1/128"],
+        // Pages served by a local dev server (any port) may call the API.
+        corsOrigins: [...config.corsOrigins, ...DEV_CORS_ORIGINS],
+      },
       { dev: true },
     );
   });

@@ -51,6 +51,7 @@ export interface Config {
   llmMaxToolRounds: number;
   clientUrl: string;
   clientApiKey: string | undefined;
+  corsOrigins: string[];
 }
 
 type Kind = "string" | "int" | "bool" | "list" | "intList" | "url";
@@ -117,6 +118,7 @@ export const SETTINGS = [
   s({ key: "llmMaxToolRounds", env: "AGENTD_LLM_MAX_TOOL_ROUNDS", flag: "--llm-max-tool-rounds", kind: "int", min: 1, max: 100, default: 8, help: "Model responses in a row that may ask for tools before a `chat` task fails with TOOL_ROUNDS_EXCEEDED." }),
   s({ key: "clientUrl", env: "AGENTD_URL", flag: "--url", kind: "string", default: "http://127.0.0.1:8080", help: "Client commands (agents, run, tasks, webhooks): the server to talk to." }),
   s({ key: "clientApiKey", env: "AGENTD_API_KEY", flag: "--key", kind: "string", default: undefined, help: "Client commands: the API key to send. Unset: the dev key file <data>/dev-api-key when it exists." }),
+  s({ key: "corsOrigins", env: "AGENTD_CORS_ORIGINS", kind: "list", default: [], help: "Comma-separated origins (e.g. https://app.example.com) whose pages may call the API from a browser (CORS); `*` allows any origin. `agentd dev` allows http://localhost:* and http://127.0.0.1:*." }),
 ] as const satisfies readonly Setting[];
 
 export const LOG_LEVELS = ["trace", "debug", "info", "warn", "error", "silent"];

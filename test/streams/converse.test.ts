@@ -156,6 +156,48 @@ describe("Converse over grpc-js (HTTP/2 bidi)", () => {
   });
 });
 
+describe("Converse: half-close ends sending, not the conversation", () => {
+  it("start + half-close streams the task to its end: task id, events, terminal state, then OK", async () => {
+    const call = converse(grpcClient, agentd.key);
+    call.write({ start: { agent: "simulate", input: toValue({ steps: 3, step_delay_ms: 20 }) } });
+    call.end();
+    const status = await call.status;
+    expect(status.code).toBe(grpc.status.OK);
+    const events = call.all.filter((r) => r.event).map((r) => r.event!);
+    expect(events.length).toBeGreaterThan(2);
+    const taskId = events[0]!.taskId;
+    expect(taskId).toMatch(/[0-9a-f-]{36}/);
+    expect(events.at(-1)?.stateChange?.state).toBe("TASK_STATE_SUCCEEDED");
+    const row = await stored(taskId);
+    expect(row?.state).toBe("SUCCEEDED");
+    expect(events.map((e) => Number(e.sequence))).toEqual(Array.from({ length: Number(row?.last_sequence) }, (_, i) => i + 1));
+  });
+
+  it("start + half-close on a task that asks for input ends once INPUT_REQUIRED is sent; the task waits", async () => {
+    const call = converse(grpcClient, agentd.key);
+    call.write({ start: { agent: "simulate", input: toValue({ ask: [twoQuestions[0]], steps: 1 }) } });
+    call.end();
+    expect((await call.status).code).toBe(grpc.status.OK);
+    const last = call.all.filter((r) => r.event).at(-1)!.event!;
+    expect(last.stateChange?.state).toBe("TASK_STATE_INPUT_REQUIRED");
+    const row = await stored(last.taskId);
+    expect(row?.state).toBe("INPUT_REQUIRED");
+    expect(Number(row?.last_sequence)).toBe(Number(last.sequence));
+    await agentd.client.tasks.cancelTask({ taskId: last.taskId });
+  });
+
+  it("an answer sent just before the half-close is applied and the stream follows the task to its end", async () => {
+    const paused = await pausedTask({ ask: [twoQuestions[0]], steps: 1 });
+    const call = converse(grpcClient, agentd.key);
+    call.write({ attach: { taskId: paused.id } });
+    call.write({ input: { value: toValue("Ada") } });
+    call.end();
+    expect((await call.status).code).toBe(grpc.status.OK);
+    expect(call.all.filter((r) => r.rejection)).toEqual([]);
+    expect(call.all.filter((r) => r.event).at(-1)?.event?.stateChange?.state).toBe("TASK_STATE_SUCCEEDED");
+  });
+});
+
 describe("Converse: malformed sequences", () => {
   it("a first message that is not start or attach ends the call; no task is created", async () => {
     const before = (await agentd.client.tasks.listTasks({})).tasks.length;

@@ -630,8 +630,16 @@ export const AgentService: GenService<{
    * then `input` answers INPUT_REQUIRED (as `TaskService.ProvideInput`) and
    * `cancel` cancels the task. Client messages are applied in the order sent.
    * The server sends the task's events (and keep-alives) and ends the call
-   * after the terminal event. Half-closing ends the conversation but not the
-   * task: messages sent before it are applied first.
+   * after the terminal event. Half-closing only ends what the client sends
+   * (gRPC semantics): messages sent before it are applied first, and the
+   * task's events keep coming until the task is terminal or waits for input
+   * (INPUT_REQUIRED, every event up to it sent), which the client can no
+   * longer give; then the call ends with OK and the task is left as it is.
+   *
+   * Browsers cannot stream a request body with `fetch`, so Converse is not
+   * available to them: use `RunStream` (or `TaskService.CreateTask` +
+   * `TaskService.WatchTask`) for the events, with unary
+   * `TaskService.ProvideInput` and `TaskService.CancelTask` for the messages.
    *
    * A later message that cannot be applied — `input` with no pending request
    * (`FAILED_PRECONDITION`), an answer that fails the schema

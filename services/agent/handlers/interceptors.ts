@@ -5,7 +5,7 @@ import { randomUUID } from "node:crypto";
 import { Code, ConnectError, type ContextValues, createContextKey, type HandlerContext, type Interceptor } from "@connectrpc/connect";
 import type { Authentication, Authenticator, Principal } from "../../shared/auth/authenticator.js";
 import { endOnRevocation } from "../../shared/auth/revocation.js";
-import type { Scope } from "../../shared/auth/scopes.js";
+import { type Scope, SCOPES } from "../../shared/auth/scopes.js";
 import { isDatabaseUnavailable } from "../../shared/db/database.js";
 import { clip, invalidArgument, MAX_MESSAGE, rpcError, unavailable } from "../../shared/errors.js";
 import type { Logger } from "../../shared/log.js";
@@ -32,6 +32,8 @@ const REQUIRED_SCOPES: Record<string, readonly Scope[]> = {
   "agentd.v1.TaskService/ProvideInput": ["tasks:write"],
   "agentd.v1.TaskService/WatchTask": ["tasks:read"],
   "agentd.v1.TaskService/ListTaskEvents": ["tasks:read"],
+  // Any key or token may mint a (never wider) access token.
+  "agentd.v1.AuthService/CreateAccessToken": SCOPES,
 };
 
 export function requiredScopes(service: string, method: string): readonly Scope[] | undefined {

@@ -24,6 +24,7 @@ import {
 } from "@connectrpc/connect";
 import type { UniversalServerResponse } from "@connectrpc/connect/protocol";
 import { compressionBrotli, compressionGzip, universalRequestFromNodeRequest, universalResponseToNodeResponse } from "@connectrpc/connect-node";
+import { grpcWebTextRequest, grpcWebTextResponse, isGrpcWebText } from "./grpc-web-text.js";
 import type { NodeHandlerFn } from "./one-port.js";
 
 type NodeRequest = Parameters<NodeHandlerFn>[0];
@@ -69,13 +70,17 @@ export function createRpcHandler(options: RpcHandlerOptions): NodeHandlerFn {
     const rpc = `${handler.service.typeName}/${handler.method.name}`;
     const values = options.contextValues?.(req) ?? createContextValues();
     const serve = (readBody: boolean) => {
-      const uReq = universalRequestFromNodeRequest(req, res, undefined, values);
+      // gRPC-Web text (base64) is served as gRPC-Web binary, translated both ways (grpc-web-text.ts).
+      const text = isGrpcWebText(req.headers["content-type"] ?? null);
+      const raw = universalRequestFromNodeRequest(req, res, undefined, values);
+      const uReq = text ? grpcWebTextRequest(raw) : raw;
       return handler(readBody ? uReq : placeholderBody(uReq)).then((uRes) => {
         // HTTP/1.1 answered before its body was read (refused, or over readMaxBytes): close after
         // answering. Node does not drain a body the handler began to read, so the connection
         // would otherwise hang with the next request queued behind the unread bytes.
         if (req.httpVersionMajor === 1 && !req.complete && !res.headersSent) res.setHeader("connection", "close");
-        return universalResponseToNodeResponse(reclassifyDecodeErrors(uRes), res);
+        const fixed = reclassifyDecodeErrors(uRes);
+        return universalResponseToNodeResponse(text ? grpcWebTextResponse(fixed) : fixed, res);
       });
     };
     if (!options.beforeBody) {

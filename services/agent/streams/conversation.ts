@@ -5,13 +5,17 @@
 // fails the schema, a second start) is answered with a rejection and the
 // conversation goes on; the task is never touched by a refused message.
 //
-// It ends when the task's terminal event has been sent, or when the client
-// half-closes (after its last messages have been applied and their rejections, if
-// any, sent) — which leaves the task as it is. Only `cancel` cancels.
+// A client that half-closes has only finished sending (gRPC semantics): its last
+// messages are applied and their rejections, if any, sent, and the task's events go
+// on. The conversation ends when the task's terminal event has been sent, or — once
+// the client has half-closed — when the task waits for input (every event up to that
+// point sent), which the client can no longer give. Either way the task is left as it
+// is: only `cancel` cancels.
 import type { JsonValue } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { BadRequestSchema, ErrorInfoSchema } from "../../../gen/google/rpc/error_details_pb.js";
 import { isDatabaseUnavailable } from "../../shared/db/database.js";
+import { findTask } from "../store/find-task.js";
 import type { TaskKey, TaskRow } from "../store/task-record.js";
 import type { StoredEvent } from "../store/task-writer.js";
 import { cancelTask } from "../tasks/cancel-task.js";
@@ -114,6 +118,17 @@ export async function* conversation(
     })
     .finally(poke);
 
+  /** The last sequence sent to the client. */
+  let sent = afterSequence;
+  /** Whether a half-closed client has nothing more to wait for: the task waits for input
+   * and the client has every event up to that point. Asked of the store, not of the events
+   * seen, so that an answer applied just before the half-close is not mistaken for waiting. */
+  const waitsForInput = async () => {
+    const row = await findTask(deps.tasks.sql, key);
+    return !row || (row.state === "INPUT_REQUIRED" && Number(row.last_sequence) <= sent);
+  };
+  let checkedAfterHalfClose = false;
+
   const events = deps.hub.watch(task, afterSequence, done.signal);
   let next = events.next();
   try {
@@ -125,7 +140,10 @@ export async function* conversation(
         if (signal.aborted) return;
         throw readError;
       }
-      if (halfClosed) return;
+      if (halfClosed && !checkedAfterHalfClose) {
+        checkedAfterHalfClose = true;
+        if (await waitsForInput()) return;
+      }
       const woken = new Promise<"client">((resolve) => {
         wake = () => resolve("client");
       });
@@ -135,6 +153,10 @@ export async function* conversation(
       if (result.done) return;
       yield result.value;
       next = events.next();
+      if (result.value.event) {
+        sent = result.value.event.sequence;
+        if (halfClosed && result.value.event.kind === "stateChange" && result.value.event.data.state === "TASK_STATE_INPUT_REQUIRED" && (await waitsForInput())) return;
+      }
     }
   } finally {
     done.abort();

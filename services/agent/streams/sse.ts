@@ -153,6 +153,8 @@ export function createSseHandler(deps: SseDeps): (req: Request, res: Response) =
     }
     const notFound = () => sendError(res, 404, "not_found", "TASK_NOT_FOUND", `task "${taskId}" not found`);
     if (!isId(taskId)) return notFound();
+    // An access token limited to tasks sees only those (token-limits.ts).
+    if (principal.token?.taskIds && !principal.token.taskIds.includes(taskId.toLowerCase())) return notFound();
     const task = await findTask(deps.sql, { tenantId: principal.tenantId, taskId: taskId.toLowerCase() });
     if (!task) return notFound();
     if (isTerminal(task.state) && cursor.after >= Number(task.last_sequence)) {

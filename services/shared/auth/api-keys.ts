@@ -105,3 +105,13 @@ export async function findActiveApiKey(sql: Sql, key: string): Promise<ApiKeyInf
   `;
   return row ? toInfo(row) : undefined;
 }
+
+/** The active (not revoked) key with this id, if any: the parent of an access token. */
+export async function findActiveApiKeyById(sql: Sql, keyId: string): Promise<ApiKeyInfo | undefined> {
+  if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(keyId)) return undefined;
+  const [row] = await sql<KeyRow[]>`
+    SELECT tenant_id, key_id, key_prefix, name, scopes, create_time, revoke_time FROM api_keys
+    WHERE key_id = ${keyId}::uuid AND revoke_time IS NULL
+  `;
+  return row ? toInfo(row) : undefined;
+}

@@ -8,17 +8,27 @@
 // one lookup per key per interval however many streams use it, through the same
 // cache (refreshed when older than the interval), so a stream ends within about
 // two intervals of a revocation.
+//
+// The credential may also be an access token (access-tokens.ts): checked by its
+// signature and expiry, and by its parent key being active (looked up by id through
+// the same cache), so revoking the key ends its tokens and their streams alike.
+import { createHash } from "node:crypto";
 import type { Sql } from "../db/database.js";
-import { type ApiKeyInfo, findActiveApiKey } from "./api-keys.js";
+import { type AccessTokens, createAccessTokens, databaseAccessTokenKey, isAccessToken } from "./access-tokens.js";
+import { findActiveApiKey, findActiveApiKeyById } from "./api-keys.js";
 import type { Scope } from "./scopes.js";
 
 export interface Principal {
   tenantId: string;
   keyId: string;
   scopes: ReadonlySet<Scope>;
+  /** Set when the caller used an access token: its limits and expiry. */
+  token?: { taskIds?: readonly string[]; agents?: readonly string[]; expireTime: Date };
+  /** When the API key itself expires (keys may carry an expiry). */
+  keyExpireTime?: Date;
 }
 
-export type AuthFailure = { ok: false; reason: "MISSING_CREDENTIALS" | "INVALID_API_KEY"; message: string };
+export type AuthFailure = { ok: false; reason: "MISSING_CREDENTIALS" | "INVALID_API_KEY" | "INVALID_ACCESS_TOKEN"; message: string };
 
 export type Authentication = { ok: true; principal: Principal } | AuthFailure;
 
@@ -37,35 +47,69 @@ export const REVOKED: AuthFailure = {
   message: "the API key was revoked while the stream was open",
 };
 
+/** What a stream opened with an access token ends with when the token expires. */
+export const EXPIRED: AuthFailure = {
+  ok: false,
+  reason: "INVALID_ACCESS_TOKEN",
+  message: "the access token expired while the stream was open",
+};
+
 const BEARER = /^Bearer\s+(\S+)\s*$/i;
 
 export function createAuthenticator(
   sql: Sql,
-  opts: { cacheMs?: number; maxEntries?: number; watchMs?: number } = {},
+  opts: { cacheMs?: number; maxEntries?: number; watchMs?: number; tokens?: AccessTokens } = {},
 ): Authenticator {
   const cacheMs = opts.cacheMs ?? 4000;
   const maxEntries = opts.maxEntries ?? 10_000;
   const watchMs = opts.watchMs ?? 2000;
-  const cache = new Map<string, { info: ApiKeyInfo | undefined; fetched: number }>();
+  const tokens = opts.tokens ?? createAccessTokens(databaseAccessTokenKey(sql));
+  const cache = new Map<string, { info: Principal | undefined; fetched: number }>();
   /** Watched keys: one timer per key, shared by its streams. */
   const watched = new Map<string, { listeners: Set<(failure: AuthFailure) => void>; timer: NodeJS.Timeout }>();
 
-  async function lookup(key: string, maxAgeMs = cacheMs): Promise<ApiKeyInfo | undefined> {
-    const now = Date.now();
-    const hit = cache.get(key);
-    if (hit && now - hit.fetched < Math.min(maxAgeMs, cacheMs)) {
-      return hit.info?.expireTime && hit.info.expireTime.getTime() <= now ? undefined : hit.info;
+  /** The principal of an API key or access token; undefined when it does not authenticate. */
+  async function resolve(credential: string): Promise<Principal | undefined> {
+    if (!isAccessToken(credential)) {
+      const info = await findActiveApiKey(sql, credential);
+      return info && { tenantId: info.tenantId, keyId: info.keyId, scopes: new Set(info.scopes), ...(info.expireTime ? { keyExpireTime: info.expireTime } : {}) };
     }
-    const info = await findActiveApiKey(sql, key);
+    const claims = await tokens.verify(credential);
+    if (!claims) return undefined;
+    const parent = await findActiveApiKeyById(sql, claims.keyId);
+    if (!parent || parent.tenantId !== claims.tenantId) return undefined;
+    return {
+      tenantId: claims.tenantId,
+      keyId: claims.keyId,
+      // Never more than the key has now (its scopes cannot change today, but a token must not outgrow it).
+      scopes: new Set(claims.scopes.filter((s) => parent.scopes.includes(s))),
+      token: {
+        ...(claims.taskIds ? { taskIds: claims.taskIds } : {}),
+        ...(claims.agents ? { agents: claims.agents } : {}),
+        expireTime: claims.expireTime,
+      },
+    };
+  }
+
+  async function lookup(key: string, maxAgeMs = cacheMs): Promise<Principal | undefined> {
+    const now = Date.now();
+    // Tokens run to kilobytes: the cache holds their digest, so that its size stays bounded.
+    const cacheKey = key.length > 64 ? createHash("sha256").update(key).digest("base64") : key;
+    const hit = cache.get(cacheKey);
+    const fresh = hit && now - hit.fetched < Math.min(maxAgeMs, cacheMs);
+    // A cached token is good only until it expires, a cached key until its own expiry.
+    const expiry = hit?.info?.token?.expireTime ?? hit?.info?.keyExpireTime;
+    if (fresh && (!expiry || expiry.getTime() > now)) return hit.info;
+    const info = await resolve(key);
     if (cache.size >= maxEntries) cache.clear();
-    cache.set(key, { info, fetched: now });
+    cache.set(cacheKey, { info, fetched: now });
     return info;
   }
 
   async function recheck(key: string): Promise<void> {
     const entry = watched.get(key);
     if (!entry) return;
-    let info: ApiKeyInfo | undefined;
+    let info: Principal | undefined;
     try {
       info = await lookup(key, watchMs);
     } catch {
@@ -74,7 +118,8 @@ export function createAuthenticator(
     if (info || watched.get(key) !== entry) return;
     clearInterval(entry.timer);
     watched.delete(key);
-    for (const listener of entry.listeners) listener(REVOKED);
+    const expired = isAccessToken(key) && (await tokens.verify(key).catch(() => undefined)) === undefined;
+    for (const listener of entry.listeners) listener(expired ? EXPIRED : REVOKED);
   }
 
   return {
@@ -87,9 +132,12 @@ export function createAuthenticator(
           message: "missing API key: send the header `authorization: Bearer <api key>`",
         };
       }
-      const info = await lookup(match[1]!);
-      if (!info) return { ok: false, reason: "INVALID_API_KEY", message: "the API key is unknown, revoked or expired" };
-      return { ok: true, principal: { tenantId: info.tenantId, keyId: info.keyId, scopes: new Set(info.scopes) } };
+      const credential = match[1]!;
+      const principal = await lookup(credential);
+      if (principal) return { ok: true, principal };
+      return isAccessToken(credential)
+        ? { ok: false, reason: "INVALID_ACCESS_TOKEN", message: "the access token is invalid or expired, or its API key was revoked" }
+        : { ok: false, reason: "INVALID_API_KEY", message: "the API key is unknown, revoked or expired" };
     },
 
     watch(authorization, onRevoked) {
