@@ -6,7 +6,8 @@
 // AGENTD_NO_PRIMARY (UNAVAILABLE), instead of postgres.js's own multi-host
 // loop, which accepts a hot standby for read-write and, with no primary,
 // reconnects without pause and never fails the waiting query.
-import { connect, Socket } from "node:net";
+import { connect, type Socket } from "node:net";
+import { Duplex } from "node:stream";
 import postgres from "postgres";
 import { type Logger, silentLogger } from "../log.js";
 import type { DatabaseUrl, HostPort } from "./database-url.js";
@@ -104,15 +105,11 @@ export function createPrimaryLocator(opts: {
     },
     async socket() {
       const target = await locator.get();
-      if (!target) {
-        const socket = new Socket();
-        const error = Object.assign(new Error("no database host is a writable primary"), { code: NO_PRIMARY });
-        setImmediate(() => socket.destroy(error));
-        return socket;
-      }
+      if (!target) return failingSocket(Object.assign(new Error("no database host is a writable primary"), { code: NO_PRIMARY }));
       const socket = connect(target.port, target.host);
       // A refused or broken connection: the primary may have moved.
       socket.once("error", () => locator.invalidate(target));
+      keepErrorsHandled(socket);
       return socket;
     },
     async end() {
@@ -121,6 +118,47 @@ export function createPrimaryLocator(opts: {
     },
   };
   return locator;
+}
+
+/**
+ * A stand-in socket that fails with `error` once postgres.js has written its
+ * start-up message to it. Failing earlier would leave postgres.js 3.4.9 with a
+ * cancelled write timer that it never clears (connection.js nextWriteTimer),
+ * and every later connection of that slot would time out without sending.
+ */
+function failingSocket(error: Error): Socket {
+  let failed = false;
+  const fail = (stream: Duplex) => {
+    if (failed) return;
+    failed = true;
+    setImmediate(() => stream.destroy(error));
+  };
+  const stream = new Duplex({
+    read() {},
+    write(_chunk, _encoding, callback) {
+      callback();
+      fail(stream);
+    },
+  });
+  // Nothing written after a while: fail anyway.
+  setTimeout(() => fail(stream), 100).unref();
+  return stream as unknown as Socket;
+}
+
+/**
+ * postgres.js removes every listener of a closed socket; an error the socket
+ * emits afterwards (a late ECONNRESET) would then be unhandled and end the
+ * process. One no-op handler stays.
+ */
+function keepErrorsHandled(socket: Socket): void {
+  const ignore = () => {};
+  socket.on("error", ignore);
+  const removeAll = socket.removeAllListeners.bind(socket);
+  socket.removeAllListeners = ((...args: Parameters<Socket["removeAllListeners"]>) => {
+    removeAll(...args);
+    socket.on("error", ignore);
+    return socket;
+  }) as Socket["removeAllListeners"];
 }
 
 function same(a: HostPort, b: HostPort): boolean {
