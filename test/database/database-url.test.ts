@@ -95,4 +95,18 @@ describe("a multi-host client", () => {
       await db.close();
     }
   });
+
+  it.skipIf(!process.env.DATABASE_URL)("treats a read-only server as no primary: writes and health checks answer unavailable", async () => {
+    const target = new URL(process.env.DATABASE_URL!);
+    const readOnly = `postgres://${target.username}:${SECRET}@${target.host}${target.pathname}?default_transaction_read_only=on`;
+    const db = await openDatabase({ url: readOnly, maxConnections: 2 });
+    try {
+      const error = await db.sql`CREATE TEMP TABLE x (y int)`.catch((e: unknown) => e);
+      expect(isDatabaseUnavailable(error), String(error)).toBe(true);
+      expect(String((error as Error).message)).not.toContain(SECRET);
+      await expect(db.ping()).rejects.toBeTruthy();
+    } finally {
+      await db.close();
+    }
+  });
 });
