@@ -107,6 +107,8 @@ export function createPrimaryLocator(opts: {
       const target = await locator.get();
       if (!target) return failingSocket(Object.assign(new Error("no database host is a writable primary"), { code: NO_PRIMARY }));
       const socket = connect(target.port, target.host);
+      // postgres.js reads these for TLS (SNI, verify-full's host name) and its error messages.
+      Object.assign(socket, { host: target.host, port: target.port });
       // A refused or broken connection: the primary may have moved.
       socket.once("error", () => locator.invalidate(target));
       keepErrorsHandled(socket);
