@@ -2,7 +2,7 @@
 // server named by a URL or to embedded PGlite on a loopback port.
 import postgres from "postgres";
 import { type Logger, silentLogger } from "../log.js";
-import { type DatabaseUrl, parseDatabaseUrl } from "./database-url.js";
+import { parseDatabaseUrl } from "./database-url.js";
 import { startEmbeddedPostgres } from "./embedded.js";
 import { createPrimaryLocator, NO_PRIMARY, type PrimaryLocator, primaryOnlyOptions } from "./primary-locator.js";
 
@@ -63,7 +63,7 @@ export async function openDatabase(opts: {
     const url = opts.url;
     const parsed = parseDatabaseUrl(url);
     const client = createPrimaryClient(
-      parsed,
+      url,
       {
         max: opts.maxConnections ?? 10,
         // Give idle connections back to the server; replicas times pool size adds up.
@@ -203,16 +203,16 @@ export type ClientOptions = postgres.Options<Record<string, postgres.PostgresTyp
  * URL naming a Unix socket is handed to postgres.js as it is.
  */
 export function createPrimaryClient(
-  url: DatabaseUrl | string,
+  url: string,
   options: ClientOptions,
   logger: Logger,
 ): { sql: Sql; locator: PrimaryLocator | undefined; end(): Promise<void> } {
-  const parsed = typeof url === "string" ? parseDatabaseUrl(url) : url;
+  const parsed = parseDatabaseUrl(url);
   const first = parsed.hosts[0];
   const locator = first ? createPrimaryLocator({ url: parsed, logger, backoff: RECONNECT_OPTIONS.backoff }) : undefined;
   const client = createRecyclableClient(
     (requestRecycle) =>
-      postgres(first && locator ? parsed.forHost(first) : (url as string), {
+      postgres(first && locator ? parsed.forHost(first) : url, {
         ...RECONNECT_OPTIONS,
         onnotice: ignoreNotice,
         ...options,
