@@ -194,6 +194,9 @@ describe.skipIf(skipReason !== undefined)("primary failover to a synchronous sta
     for (const h of health) {
       await until("health NOT_SERVING without a primary", () => h.check({ service: "" }, { timeoutMs: 5000 }), (r) => r.status === Serving.NOT_SERVING, 15_000, 100);
     }
+    for (const r of replicas) {
+      await until("/readyz 503 without a primary", () => fetch(`${r.url}/readyz`).then((res) => res.status), (status) => status === 503, 15_000, 100);
+    }
     const probeStart = Date.now();
     const probe = await clients[0]!.tasks.createTask({ agent: "simulate", input: value({ steps: 1 }) }, { timeoutMs: 20_000 }).catch((e: unknown) => ConnectError.from(e));
     const probeMs = Date.now() - probeStart;
@@ -214,6 +217,9 @@ describe.skipIf(skipReason !== undefined)("primary failover to a synchronous sta
         return Date.now() - promotedAt;
       }),
     );
+    for (const r of replicas) {
+      await until("/readyz 200 after promotion", () => fetch(`${r.url}/readyz`).then((res) => res.status), (status) => status === 200, 30_000, 50);
+    }
     // The standby-only client recovers by itself: its server is the primary now.
     await until("the standby-only client writes after promotion", () => standbyOnly.ping().then(() => true), () => true, 15_000, 100);
     await standbyOnly.close();

@@ -206,10 +206,18 @@ export function createPrimaryClient(
   url: string,
   options: ClientOptions,
   logger: Logger,
+  hooks: { onPrimaryMoved?: () => void } = {},
 ): { sql: Sql; locator: PrimaryLocator | undefined; end(): Promise<void> } {
   const parsed = parseDatabaseUrl(url);
   const first = parsed.hosts[0];
-  const locator = first ? createPrimaryLocator({ url: parsed, logger, backoff: RECONNECT_OPTIONS.backoff }) : undefined;
+  const locator = first
+    ? createPrimaryLocator({
+        url: parsed,
+        logger,
+        backoff: RECONNECT_OPTIONS.backoff,
+        ...(hooks.onPrimaryMoved ? { onMoved: hooks.onPrimaryMoved } : {}),
+      })
+    : undefined;
   const client = createRecyclableClient(
     (requestRecycle) =>
       postgres(first && locator ? parsed.forHost(first) : url, {

@@ -33,6 +33,8 @@ export function createPrimaryLocator(opts: {
   logger?: Logger;
   probeTimeoutMs?: number;
   backoff: (failures: number) => number;
+  /** Called when the primary found is another host than the one before (a failover). */
+  onMoved?: () => void;
 }): PrimaryLocator {
   const logger = opts.logger ?? silentLogger();
   const probeTimeoutMs = opts.probeTimeoutMs ?? 2000;
@@ -49,6 +51,7 @@ export function createPrimaryLocator(opts: {
     }),
   }));
   let current: HostPort | undefined;
+  let previous: HostPort | undefined;
   let locating: Promise<HostPort | undefined> | undefined;
   let lastMiss = 0;
   let reportedMissing = false;
@@ -79,9 +82,13 @@ export function createPrimaryLocator(opts: {
     }
     const primary = found[0];
     if (primary) {
-      if (reportedMissing || (current && !same(current, primary))) logger.info({ host: primary.host, port: primary.port }, "database primary found");
+      const moved = previous !== undefined && !same(previous, primary);
+      if (moved) logger.warn({ host: primary.host, port: primary.port }, "the database primary moved to another host (failover)");
+      else if (reportedMissing) logger.info({ host: primary.host, port: primary.port }, "database primary found");
       reportedMissing = false;
       current = primary;
+      previous = primary;
+      if (moved) opts.onMoved?.();
     } else {
       lastMiss = Date.now();
       if (!reportedMissing) logger.warn({ hosts: probes.length }, "no database host is a writable primary; calls answer UNAVAILABLE until one is");

@@ -67,6 +67,8 @@ export async function createPostgresWakeupBus(opts: {
       opts.url,
       { max: 1, idle_timeout: 0, onnotice: () => {}, connection: { application_name: "agentd-wakeup" } },
       logger,
+      // The LISTEN connection was on the old primary; postgres.js tries to listen again only once.
+      { onPrimaryMoved: () => queueMicrotask(() => void reopen().catch(() => {})) },
     );
     try {
       await client.sql.listen(channel, onNotification, () => {
@@ -93,7 +95,7 @@ export async function createPostgresWakeupBus(opts: {
       sql = fresh.sql;
       if (closed) await fresh.end().catch(() => {});
       await old.end().catch(() => {});
-      logger.info({ channel }, "wake-up listener reopened after a missed canary");
+      logger.info({ channel }, "wake-up listener reopened");
     } catch (error) {
       warn("could not reopen the wake-up listener; waiters fall back to polling", { err: toError(error), channel });
     } finally {
