@@ -68,6 +68,7 @@ export function createAgentService(deps: AgentServiceDeps) {
     bus,
     logger: logger.child({ component: "runner" }),
     findTask: (key) => findTask(db.sql, key),
+    failovers: (listener) => db.onPrimaryMoved(listener),
     options: {
       owner: `${hostname()}/${process.pid}/${newId()}`,
       concurrency: config.runnerConcurrency,

@@ -23,6 +23,8 @@ export interface Database {
   close(): Promise<void>;
   /** Resolves when the database answers and accepts writes (a primary, not read-only); rejects otherwise. */
   ping(): Promise<void>;
+  /** Calls `listener` whenever the primary moves to another host of the URL (a failover); returns the unsubscribe. */
+  onPrimaryMoved(listener: () => void): () => void;
 }
 
 // int8 (bigint, count(*), sequences) comes back as a JS number, not postgres.js's
@@ -62,6 +64,7 @@ export async function openDatabase(opts: {
   if (opts.url) {
     const url = opts.url;
     const parsed = parseDatabaseUrl(url);
+    const moved = new Set<() => void>();
     const client = createPrimaryClient(
       url,
       {
@@ -72,6 +75,11 @@ export async function openDatabase(opts: {
         connection: { application_name: "agentd" },
       },
       logger,
+      {
+        onPrimaryMoved: () => {
+          for (const listener of moved) listener();
+        },
+      },
     );
     logger.debug({ database: parsed.redacted, hosts: parsed.hosts.length }, "database client created");
     return {
@@ -80,6 +88,10 @@ export async function openDatabase(opts: {
       url,
       close: () => client.end(),
       ping: () => checkWritable(client.sql),
+      onPrimaryMoved(listener) {
+        moved.add(listener);
+        return () => moved.delete(listener);
+      },
     };
   }
   if (!opts.dataDir) throw new Error("openDatabase needs a url or a dataDir");
@@ -105,6 +117,8 @@ export async function openDatabase(opts: {
     ping: async () => {
       await sql`SELECT 1`;
     },
+    // One embedded server: it cannot fail over.
+    onPrimaryMoved: () => () => {},
     async close() {
       try {
         await sql.end({ timeout: 5 });
