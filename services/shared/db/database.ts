@@ -175,7 +175,7 @@ function createRecyclableClient(
   create: (requestRecycle: () => void) => Sql,
   logger: Logger,
 ): { sql: Sql; end(): Promise<void> } {
-  const retired: Promise<void>[] = [];
+  const retired = new Set<Promise<void>>();
   let ended = false;
   let lastRequested = 0;
   // A connection that found a read-only server asks for a fresh pool: the others may be on it too. At most once a second.
@@ -189,7 +189,12 @@ function createRecyclableClient(
     if (ended) return;
     const old = current;
     current = create(requestRecycle);
-    retired.push(old.end({ timeout: 5 }).catch(() => {}));
+    // Kept until ended, so that `end` waits for it; recycling may repeat for as long as a server stays read-only.
+    const ending: Promise<void> = old
+      .end({ timeout: 5 })
+      .catch(() => {})
+      .finally(() => retired.delete(ending));
+    retired.add(ending);
   };
   recyclers.add(recycle);
   installDriverGuard(logger);
