@@ -85,6 +85,7 @@ export function createAgentService(deps: AgentServiceDeps) {
     bus,
     logger: logger.child({ component: "runner" }),
     findTask: (key) => findTask(db.sql, key),
+    failovers: (listener) => db.onPrimaryMoved(listener),
     options: {
       owner: `${hostname()}/${process.pid}/${newId()}`,
       concurrency: config.runnerConcurrency,
@@ -202,7 +203,7 @@ export function createAgentService(deps: AgentServiceDeps) {
       // Embedded PGlite lives in this process: it cannot be down on its own.
       const databaseHealth = db.embedded
         ? undefined
-        : monitorDatabase({ health, ping: () => db.sql`SELECT 1`, logger: logger.child({ component: "health" }) });
+        : monitorDatabase({ health, ping: () => db.ping(), logger: logger.child({ component: "health" }) });
       const inputExpiry = startInputExpirySweep({ writer, logger }, config.pollMs);
       let closing: Promise<void> | undefined;
       return {

@@ -2,6 +2,7 @@
 // variables (a flag wins), validated at start with a message naming the bad
 // setting. The same table feeds `--help` and the README's configuration table.
 
+import { DatabaseUrlError, parseDatabaseUrl, redactDatabaseUrl } from "./db/database-url.js";
 import { parseCidr } from "./webhooks/address-guard.js";
 
 export interface Config {
@@ -75,7 +76,7 @@ export const SETTINGS = [
   s({ key: "host", env: "AGENTD_HOST", flag: "--host", kind: "string", default: "127.0.0.1", help: "Address to listen on. Use 0.0.0.0 to accept connections from other machines." }),
   s({ key: "port", env: "AGENTD_PORT", flag: "--port", kind: "int", min: 0, max: 65535, default: 8080, help: "Port for gRPC (h2c), Connect, gRPC-Web and SSE. 0 picks a free port." }),
   s({ key: "dataDir", env: "AGENTD_DATA_DIR", flag: "--data", kind: "string", default: "./.agentd", help: "Folder of the embedded database (used when DATABASE_URL is unset)." }),
-  s({ key: "databaseUrl", env: "DATABASE_URL", flag: "--database-url", kind: "url", default: undefined, help: "Postgres URL, e.g. postgres://user@host:5432/db. Unset: embedded PGlite in --data." }),
+  s({ key: "databaseUrl", env: "DATABASE_URL", flag: "--database-url", kind: "url", default: undefined, help: "Postgres URL, e.g. postgres://user@host:5432/db; several hosts for a failover pair: postgres://user@h1:5432,h2:5432/db?target_session_attrs=primary (agentd always uses the writable primary). Unset: embedded PGlite in --data." }),
   s({ key: "dbMaxConnections", env: "AGENTD_DB_MAX_CONNECTIONS", kind: "int", min: 1, max: 200, default: 10, help: "Postgres connections per process (the embedded database always uses 1)." }),
   s({ key: "runnerConcurrency", env: "AGENTD_RUNNER_CONCURRENCY", flag: "--concurrency", kind: "int", min: 0, max: 10000, default: 16, help: "Queued tasks this replica runs at once. 0: API only (unary Run still runs here)." }),
   s({ key: "maxConcurrentRuns", env: "AGENTD_MAX_CONCURRENT_RUNS", kind: "int", min: 1, max: 100000, default: 256, help: "Unary Run calls running at once in this replica; more get RESOURCE_EXHAUSTED." }),
@@ -129,7 +130,9 @@ export class ConfigError extends Error {
 
 function parse(setting: Setting, raw: string): unknown {
   const where = setting.flag ? `${setting.flag} / ${setting.env}` : setting.env;
-  const fail = (why: string) => new ConfigError(`invalid setting ${where}=${JSON.stringify(raw)}: ${why}`);
+  // A URL may carry a password: it is never echoed.
+  const shown = setting.kind === "url" ? redactDatabaseUrl(raw) : raw;
+  const fail = (why: string) => new ConfigError(`invalid setting ${where}=${JSON.stringify(shown)}: ${why}`);
   const int = (text: string) => {
     const t = text.trim();
     if (!/^-?\d+$/.test(t)) throw fail("must be a whole number");
@@ -160,12 +163,11 @@ function parse(setting: Setting, raw: string): unknown {
         .filter(Boolean)
         .map(int);
     case "url":
+      // libpq's form, several hosts included: postgres://user:pass@h1:5432,h2:5432/db?target_session_attrs=primary
       try {
-        const url = new URL(raw);
-        if (url.protocol !== "postgres:" && url.protocol !== "postgresql:") throw fail("must be a postgres:// URL");
+        parseDatabaseUrl(raw);
       } catch (e) {
-        if (e instanceof ConfigError) throw e;
-        throw fail("must be a postgres:// URL");
+        throw fail(e instanceof DatabaseUrlError ? e.message : "must be a postgres:// URL");
       }
       return raw;
   }

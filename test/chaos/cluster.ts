@@ -49,6 +49,10 @@ export interface PostgresCluster {
   createDatabase(name: string): Promise<string>;
   /** Stops the server and removes its folder. */
   destroy(): Promise<void>;
+  /** Runs one SQL statement as postgres on database `postgres` (psql -c). */
+  psql(statement: string): Promise<string>;
+  /** Standby only: `pg_ctl promote`, waiting until it accepts writes. */
+  promote(): Promise<void>;
 }
 
 async function freePort(): Promise<number> {
@@ -62,28 +66,75 @@ async function freePort(): Promise<number> {
   });
 }
 
-/** Creates and starts a cluster. Throws when `clusterUnavailableReason()` says why it cannot. */
-export async function startCluster(opts: { settings?: Record<string, string> } = {}): Promise<PostgresCluster> {
+function tools() {
   const reason = clusterUnavailableReason();
   if (reason) throw new Error(reason);
   const bin = findPostgresBinaries()!;
   const asRoot = process.getuid?.() === 0;
-  const tool = (name: string, args: string[]) =>
+  return (name: string, args: string[]) =>
     asRoot ? run("runuser", ["-u", "postgres", "--", join(bin, name), ...args]) : run(join(bin, name), args);
+}
 
+async function makeRoot(): Promise<string> {
   const root = await mkdtemp(join(tmpdir(), "agentd-chaos-pg-"));
-  const dataDir = join(root, "data");
-  if (asRoot) {
+  if (process.getuid?.() === 0) {
     const { stdout } = await run("id", ["-u", "postgres"]);
     const { stdout: gid } = await run("id", ["-g", "postgres"]);
     await chown(root, Number(stdout.trim()), Number(gid.trim()));
   }
+  return root;
+}
+
+/** Creates and starts a cluster. Throws when `clusterUnavailableReason()` says why it cannot. */
+export async function startCluster(opts: { settings?: Record<string, string> } = {}): Promise<PostgresCluster> {
+  const tool = tools();
+  const root = await makeRoot();
+  const dataDir = join(root, "data");
   await tool("initdb", ["-D", dataDir, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync", "--no-instructions"]).catch(
     async (error) => {
       await rm(root, { recursive: true, force: true });
       throw error;
     },
   );
+  return launch(tool, root, dataDir, opts.settings);
+}
+
+/**
+ * A hot standby of `primary` (pg_basebackup -R: streaming replication from it),
+ * in its own folder on its own port. `synchronous`: the primary then waits for
+ * this standby's flush before acknowledging a commit (synchronous_standby_names = '*').
+ */
+export async function startStandby(primary: PostgresCluster, opts: { synchronous?: boolean; settings?: Record<string, string> } = {}): Promise<PostgresCluster> {
+  const tool = tools();
+  const root = await makeRoot();
+  const dataDir = join(root, "data");
+  await tool("pg_basebackup", ["-D", dataDir, "-h", "127.0.0.1", "-p", String(primary.port), "-U", "postgres", "-R", "-X", "stream", "--no-sync"]).catch(
+    async (error) => {
+      await rm(root, { recursive: true, force: true });
+      throw error;
+    },
+  );
+  const standby = await launch(tool, root, dataDir, opts.settings);
+  if (opts.synchronous) {
+    await primary.psql("ALTER SYSTEM SET synchronous_standby_names = '*'");
+    await primary.psql("SELECT pg_reload_conf()");
+    // Wait until the standby streams as synchronous: commits then wait for it.
+    for (let i = 0; ; i++) {
+      const state = await primary.psql("SELECT string_agg(sync_state, ',') FROM pg_stat_replication");
+      if (state.includes("sync")) break;
+      if (i > 200) throw new Error(`the standby did not become synchronous (${state})`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+  return standby;
+}
+
+async function launch(
+  tool: (name: string, args: string[]) => Promise<{ stdout: string }>,
+  root: string,
+  dataDir: string,
+  extra: Record<string, string> | undefined,
+): Promise<PostgresCluster> {
   const port = await freePort();
   const settings: Record<string, string> = {
     port: String(port),
@@ -93,7 +144,7 @@ export async function startCluster(opts: { settings?: Record<string, string> } =
     // A crash of the server process (stop -m immediate) loses nothing without fsync; only an OS crash would.
     fsync: "off",
     full_page_writes: "off",
-    ...opts.settings,
+    ...extra,
   };
   const options = Object.entries(settings)
     .map(([k, v]) => `-c ${k}=${v}`)
@@ -121,6 +172,17 @@ export async function startCluster(opts: { settings?: Record<string, string> } =
     async createDatabase(name) {
       await tool("psql", ["-h", "127.0.0.1", "-p", String(port), "-U", "postgres", "-d", "postgres", "-qc", `CREATE DATABASE "${name}"`]);
       return `postgres://postgres@127.0.0.1:${port}/${name}`;
+    },
+    async psql(statement) {
+      const { stdout } = await tool("psql", ["-h", "127.0.0.1", "-p", String(port), "-U", "postgres", "-d", "postgres", "-Atqc", statement]);
+      return stdout.trim();
+    },
+    async promote() {
+      await tool("pg_ctl", ["-D", dataDir, "-w", "-t", "60", "promote"]);
+      for (let i = 0; (await cluster.psql("SELECT pg_is_in_recovery()")) !== "f"; i++) {
+        if (i > 600) throw new Error("the promoted standby is still in recovery");
+        await new Promise((r) => setTimeout(r, 100));
+      }
     },
     async destroy() {
       await cluster.stop("immediate").catch(() => {});

@@ -124,6 +124,13 @@ async function startRelay(target: URL) {
       url.port = String(address.port);
       return url.toString();
     },
+    /** Stops relaying on the open connections without closing them: a server gone silent, no reset. */
+    freeze() {
+      for (const s of sockets) {
+        s.unpipe();
+        s.pause();
+      }
+    },
     cut(opts: { refuseFor?: number } = {}) {
       for (const s of sockets) s.destroy();
       if (opts.refuseFor) {
@@ -227,6 +234,25 @@ describe.skipIf(!process.env.DATABASE_URL)("Postgres wake-up bus", () => {
     for (let i = 0; heard.heard.length === 0 && Date.now() < deadline; i++) {
       a.publish("delivery", `d${i}`);
       await sleep(50);
+    }
+    expect(heard.heard.length).toBeGreaterThan(0);
+  });
+
+  it("reopens its listener by itself when its connection goes silent (missed canary)", async () => {
+    const { url, bus } = await setup();
+    const relay = await startRelay(new URL(url));
+    cleanups.push(() => relay.close());
+    const a = await bus();
+    const b = await createPostgresWakeupBus({ url: relay.url(url), canaryMs: 200, canaryTimeoutMs: 1000 });
+    cleanups.push(() => b.close());
+    const heard = collect(b, "task");
+
+    // Postgres's notifications no longer reach b, yet nothing tells postgres.js: only the canary notices.
+    relay.freeze();
+    const deadline = Date.now() + 20_000;
+    for (let i = 0; heard.heard.length === 0 && Date.now() < deadline; i++) {
+      a.publish("task", `t${i}`);
+      await sleep(100);
     }
     expect(heard.heard.length).toBeGreaterThan(0);
   });

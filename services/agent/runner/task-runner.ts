@@ -93,6 +93,8 @@ export function createTaskRunner(deps: {
   logger: Logger;
   findTask: (key: TaskKey) => Promise<TaskRow | undefined>;
   options: RunnerOptions;
+  /** Subscribes to database failovers (the primary moved); optional. */
+  failovers?: (listener: () => void) => () => void;
 }): TaskRunner {
   const { writer, registry, bus, logger, findTask, options } = deps;
   const byLease = new Map<string, Attempt>();
@@ -388,6 +390,8 @@ export function createTaskRunner(deps: {
         if (isStoreUnavailable(error)) storeWasDown = true;
         throw error;
       };
+      // A promotion is an outage too, even if no call of this runner failed during it: heartbeat before any sweep.
+      if (deps.failovers) unsubscribe.push(deps.failovers(() => (storeWasDown = true)));
       loops.push(every(options.heartbeatMs, () => heartbeat().catch(noteOutage), "heartbeat"));
       const sweepMs = Math.min(Math.max(Math.floor(options.leaseMs / 3), 100), options.pollMs * 2);
       loops.push(

@@ -2,7 +2,9 @@
 // server named by a URL or to embedded PGlite on a loopback port.
 import postgres from "postgres";
 import { type Logger, silentLogger } from "../log.js";
+import { parseDatabaseUrl } from "./database-url.js";
 import { startEmbeddedPostgres } from "./embedded.js";
+import { createPrimaryLocator, NO_PRIMARY, type PrimaryLocator, primaryOnlyOptions } from "./primary-locator.js";
 
 /** A postgres.js client (a pool of connections). */
 export type Sql = postgres.Sql;
@@ -19,6 +21,10 @@ export interface Database {
   url: string;
   /** Ends the client (letting running queries finish, 5 s at most), then the embedded server. */
   close(): Promise<void>;
+  /** Resolves when the database answers and accepts writes (a primary, not read-only); rejects otherwise. */
+  ping(): Promise<void>;
+  /** Calls `listener` whenever the primary moves to another host of the URL (a failover); returns the unsubscribe. */
+  onPrimaryMoved(listener: () => void): () => void;
 }
 
 // int8 (bigint, count(*), sequences) comes back as a JS number, not postgres.js's
@@ -57,25 +63,35 @@ export async function openDatabase(opts: {
   const logger = opts.logger ?? silentLogger();
   if (opts.url) {
     const url = opts.url;
-    const client = createRecyclableClient(
-      () =>
-        postgres(url, {
-          max: opts.maxConnections ?? 10,
-          ...RECONNECT_OPTIONS,
-          // Give idle connections back to the server; replicas times pool size adds up.
-          idle_timeout: 60,
-          onnotice: ignoreNotice,
-          types: INT8_AS_NUMBER,
-          connection: { application_name: "agentd" },
-        }) as unknown as Sql,
+    const parsed = parseDatabaseUrl(url);
+    const moved = new Set<() => void>();
+    const client = createPrimaryClient(
+      url,
+      {
+        max: opts.maxConnections ?? 10,
+        // Give idle connections back to the server; replicas times pool size adds up.
+        idle_timeout: 60,
+        types: INT8_AS_NUMBER,
+        connection: { application_name: "agentd" },
+      },
       logger,
+      {
+        onPrimaryMoved: () => {
+          for (const listener of moved) listener();
+        },
+      },
     );
-    logger.debug({ database: redact(url) }, "database client created");
+    logger.debug({ database: parsed.redacted, hosts: parsed.hosts.length }, "database client created");
     return {
       sql: client.sql,
       embedded: false,
       url,
       close: () => client.end(),
+      ping: () => checkWritable(client.sql),
+      onPrimaryMoved(listener) {
+        moved.add(listener);
+        return () => moved.delete(listener);
+      },
     };
   }
   if (!opts.dataDir) throw new Error("openDatabase needs a url or a dataDir");
@@ -98,6 +114,11 @@ export async function openDatabase(opts: {
     sql,
     embedded: true,
     url: server.url,
+    ping: async () => {
+      await sql`SELECT 1`;
+    },
+    // One embedded server: it cannot fail over.
+    onPrimaryMoved: () => () => {},
     async close() {
       try {
         await sql.end({ timeout: 5 });
@@ -150,15 +171,30 @@ function installDriverGuard(logger: Logger): void {
  * A postgres.js client behind a stable handle: `sql` always reaches the current
  * pool, and `recycle` replaces that pool (the old one finishes what it has).
  */
-function createRecyclableClient(create: () => Sql, logger: Logger): { sql: Sql; end(): Promise<void> } {
-  let current = create();
-  const retired: Promise<void>[] = [];
+function createRecyclableClient(
+  create: (requestRecycle: () => void) => Sql,
+  logger: Logger,
+): { sql: Sql; end(): Promise<void> } {
+  const retired = new Set<Promise<void>>();
   let ended = false;
+  let lastRequested = 0;
+  // A connection that found a read-only server asks for a fresh pool: the others may be on it too. At most once a second.
+  const requestRecycle = () => {
+    if (Date.now() - lastRequested < 1000) return;
+    lastRequested = Date.now();
+    queueMicrotask(recycle);
+  };
+  let current = create(requestRecycle);
   const recycle = () => {
     if (ended) return;
     const old = current;
-    current = create();
-    retired.push(old.end({ timeout: 5 }).catch(() => {}));
+    current = create(requestRecycle);
+    // Kept until ended, so that `end` waits for it; recycling may repeat for as long as a server stays read-only.
+    const ending: Promise<void> = old
+      .end({ timeout: 5 })
+      .catch(() => {})
+      .finally(() => retired.delete(ending));
+    retired.add(ending);
   };
   recyclers.add(recycle);
   installDriverGuard(logger);
@@ -177,13 +213,62 @@ function createRecyclableClient(create: () => Sql, logger: Logger): { sql: Sql; 
   };
 }
 
-function redact(url: string): string {
-  try {
-    const parsed = new URL(url);
-    if (parsed.password) parsed.password = "***";
-    return parsed.toString();
-  } catch {
-    return "(unparsable url)";
+/** Postgres.js options for every real-Postgres client of agentd (the pool, the wake-up bus). */
+export type ClientOptions = postgres.Options<Record<string, postgres.PostgresType>>;
+
+/**
+ * A recyclable postgres.js client that only ever works on the writable primary
+ * among the URL's hosts (see primary-locator.ts), with bounded reconnects. A
+ * URL naming a Unix socket is handed to postgres.js as it is.
+ */
+export function createPrimaryClient(
+  url: string,
+  options: ClientOptions,
+  logger: Logger,
+  hooks: { onPrimaryMoved?: () => void } = {},
+): { sql: Sql; locator: PrimaryLocator | undefined; end(): Promise<void> } {
+  const parsed = parseDatabaseUrl(url);
+  const first = parsed.hosts[0];
+  const locator = first
+    ? createPrimaryLocator({
+        url: parsed,
+        logger,
+        backoff: RECONNECT_OPTIONS.backoff,
+        ...(hooks.onPrimaryMoved ? { onMoved: hooks.onPrimaryMoved } : {}),
+      })
+    : undefined;
+  const client = createRecyclableClient(
+    (requestRecycle) =>
+      postgres(first && locator ? parsed.forHost(first) : url, {
+        ...RECONNECT_OPTIONS,
+        onnotice: ignoreNotice,
+        ...options,
+        ...(locator
+          ? primaryOnlyOptions(locator, () => {
+              logger.warn("a database connection is on a read-only server; reopening the pool on the primary");
+              requestRecycle();
+            })
+          : {}),
+      }) as unknown as Sql,
+    logger,
+  );
+  return {
+    sql: client.sql,
+    locator,
+    async end() {
+      await client.end();
+      await locator?.end();
+    },
+  };
+}
+
+/** Rejects unless the server answers and takes writes: health reports NOT_SERVING on a standby too. */
+export async function checkWritable(sql: Queryable): Promise<void> {
+  const [row] = await sql<{ standby: boolean; ro: string }[]>`
+    SELECT pg_is_in_recovery() AS standby, current_setting('transaction_read_only') AS ro
+  `;
+  if (!row || row.standby || row.ro !== "off") {
+    throw Object.assign(new Error("the database is read-only (a standby, or a primary being demoted)"), { code: "25006" });
   }
 }
 
@@ -213,6 +298,8 @@ const UNAVAILABLE_CODES = new Set([
   "53300",
   // Connected to a read-only server (a hot standby, or a primary being demoted): writes must wait for a primary.
   "25006",
+  // No host of a multi-host DATABASE_URL is a writable primary (failover in progress).
+  NO_PRIMARY,
 ]);
 
 export function isDatabaseUnavailable(err: unknown): boolean {

@@ -7,9 +7,15 @@
 //   itself when that connection drops, with backoff (sql.listen re-listens from
 //   the listener client's onclose; checked in postgres 3.4.9 src/index.js and
 //   by test). Hints lost meanwhile only delay: every waiter also polls.
+// - Both connections go to the writable primary of a multi-host URL (the
+//   database layer's primary locator), so after a failover LISTEN is issued
+//   again on the promoted server.
+// - The listener verifies itself: a canary NOTIFY on its own channel every
+//   `canaryMs`, which it must receive; when one sent is not back within
+//   `canaryTimeoutMs` (a LISTEN connection stuck on a dead or demoted server),
+//   the bus reopens both connections.
 import { randomBytes } from "node:crypto";
-import postgres from "postgres";
-import { type Database, RECONNECT_OPTIONS } from "../db/database.js";
+import { createPrimaryClient, type Database, type Sql } from "../db/database.js";
 import { toError } from "../errors.js";
 import { type Logger, silentLogger } from "../log.js";
 import { createLocalWakeupBus, LocalListeners, type WakeupBus, type WakeupTopic } from "./bus.js";
@@ -36,6 +42,10 @@ export async function createPostgresWakeupBus(opts: {
   channel?: string;
   /** How long publishes are collected before one NOTIFY goes out (default 2 ms). */
   coalesceMs?: number;
+  /** How often the listener sends itself a canary (default 2 s). */
+  canaryMs?: number;
+  /** A canary not received within this long reopens the listener (default 5 s). */
+  canaryTimeoutMs?: number;
 }): Promise<WakeupBus> {
   const logger = (opts.logger ?? silentLogger()).child({ component: "wakeup-bus" });
   const channel = opts.channel ?? DEFAULT_WAKEUP_CHANNEL;
@@ -44,25 +54,92 @@ export async function createPostgresWakeupBus(opts: {
   const sender = randomBytes(6).toString("hex");
   const listeners = new LocalListeners();
 
-  // max 1: the publisher's connection. sql.listen opens one more, its own.
-  const sql = postgres(opts.url, {
-    max: 1,
-    // Bounded backoff: the LISTEN connection, which shares it, is back within ~0.5 s of the database.
-    ...RECONNECT_OPTIONS,
-    idle_timeout: 0,
-    onnotice: () => {},
-    connection: { application_name: "agentd-wakeup" },
-  });
+  const canaryMs = opts.canaryMs ?? 2000;
+  const canaryTimeoutMs = opts.canaryTimeoutMs ?? 5000;
+  let canarySeq = 0;
+  /** Canaries sent and not yet received: sequence → when sent. */
+  const canariesOut = new Map<number, number>();
 
   let listens = 0;
-  try {
-    await sql.listen(channel, onNotification, () => {
-      if (listens++ > 0) logger.info({ channel }, "wake-up listener reconnected");
-    });
-  } catch (error) {
-    await sql.end({ timeout: 0 }).catch(() => {});
-    throw new Error(`cannot LISTEN on ${channel}`, { cause: error });
+  async function open(): Promise<{ sql: Sql; end(): Promise<void> }> {
+    // max 1: the publisher's connection. sql.listen opens one more, its own.
+    const client = createPrimaryClient(
+      opts.url,
+      { max: 1, idle_timeout: 0, onnotice: () => {}, connection: { application_name: "agentd-wakeup" } },
+      logger,
+      // The LISTEN connection was on the old primary; postgres.js tries to listen again only once.
+      { onPrimaryMoved: () => queueMicrotask(() => void reopen().catch(() => {})) },
+    );
+    try {
+      await client.sql.listen(channel, onNotification, () => {
+        if (listens++ > 0) logger.info({ channel }, "wake-up listener (re)connected");
+      });
+    } catch (error) {
+      await client.end().catch(() => {});
+      throw new Error(`cannot LISTEN on ${channel}`, { cause: error });
+    }
+    return client;
   }
+  let client = await open();
+  let sql = client.sql;
+  let reopening = false;
+
+  async function reopen(): Promise<void> {
+    if (reopening || closed) return;
+    reopening = true;
+    canariesOut.clear();
+    try {
+      const fresh = await open();
+      const old = client;
+      client = fresh;
+      sql = fresh.sql;
+      if (closed) await fresh.end().catch(() => {});
+      await old.end().catch(() => {});
+      logger.info({ channel }, "wake-up listener reopened");
+    } catch (error) {
+      warn("could not reopen the wake-up listener; waiters fall back to polling", { err: toError(error), channel });
+    } finally {
+      reopening = false;
+    }
+  }
+
+  async function sendCanary(): Promise<void> {
+    const now = Date.now();
+    for (const sentAt of canariesOut.values()) {
+      if (now - sentAt > canaryTimeoutMs) {
+        warn("the wake-up listener missed its canary; reopening it", { channel });
+        await reopen();
+        return;
+      }
+    }
+    const seq = ++canarySeq;
+    let timer: NodeJS.Timeout | undefined;
+    const stuck = new Promise<"stuck">((resolve) => (timer = setTimeout(() => resolve("stuck"), canaryTimeoutMs)));
+    const sent = sql`SELECT pg_notify(${channel}, ${JSON.stringify({ s: sender, canary: seq })})`.then(
+      () => "sent" as const,
+      // Refused: the database is away (postgres.js reconnects); nothing to verify until it is back.
+      () => "refused" as const,
+    );
+    const outcome = await Promise.race([sent, stuck]);
+    clearTimeout(timer);
+    // Only a canary the server took can be missed.
+    if (outcome === "sent" && seq > lastCanaryReceived) canariesOut.set(seq, Date.now());
+    if (outcome === "stuck") {
+      // No answer at all (a server gone without a reset): fresh connections.
+      warn("the wake-up publisher's connection does not answer; reopening it", { channel });
+      await reopen();
+    }
+  }
+  let lastCanaryReceived = 0;
+  let canaryTimer: NodeJS.Timeout | undefined;
+  const canaryLoop = () => {
+    canaryTimer = setTimeout(() => {
+      sendCanary().finally(() => {
+        if (!closed) canaryLoop();
+      });
+    }, canaryMs);
+    canaryTimer.unref?.();
+  };
 
   function onNotification(payload: string): void {
     let message: Record<string, unknown>;
@@ -72,7 +149,13 @@ export async function createPostgresWakeupBus(opts: {
       logger.debug({ payload }, "ignoring a wake-up payload that is not JSON");
       return;
     }
-    if (message.s === sender) return;
+    if (message.s === sender) {
+      if (typeof message.canary === "number") {
+        lastCanaryReceived = Math.max(lastCanaryReceived, message.canary);
+        for (const seq of canariesOut.keys()) if (seq <= message.canary) canariesOut.delete(seq);
+      }
+      return;
+    }
     for (const topic of TOPICS) {
       const ids = message[topic];
       if (!Array.isArray(ids)) continue;
@@ -87,6 +170,7 @@ export async function createPostgresWakeupBus(opts: {
   let closed = false;
   let failing = false;
   let lastWarn = 0;
+  canaryLoop();
 
   function warn(message: string, fields: Record<string, unknown>): void {
     const now = Date.now();
@@ -147,6 +231,7 @@ export async function createPostgresWakeupBus(opts: {
       if (closed) return;
       closed = true;
       clearTimeout(timer);
+      clearTimeout(canaryTimer);
       timer = undefined;
       // The last batch goes out before the connection ends, unless the
       // database is not answering: then it is dropped after a second.
@@ -157,7 +242,7 @@ export async function createPostgresWakeupBus(opts: {
       let giveUp: NodeJS.Timeout | undefined;
       await Promise.race([last, new Promise((resolve) => (giveUp = setTimeout(resolve, 1000)))]);
       clearTimeout(giveUp);
-      await sql.end({ timeout: 1 });
+      await client.end();
     },
   };
 }
