@@ -19,6 +19,7 @@ import { authenticateBeforeBody, authInterceptor, edgeInterceptor, inputIntercep
 import { taskServiceRoutes } from "./handlers/task-service.js";
 import { webhookServiceRoutes } from "./handlers/webhook-service.js";
 import { createTaskRunner, type TaskRunner } from "./runner/task-runner.js";
+import { createConsoleSite } from "./server/console.js";
 import { createHealthService, monitorDatabase } from "./server/health.js";
 import { createHttpProbes } from "./server/http-health.js";
 import { isMetricsRequest, listenMetrics, type MetricsListener } from "./server/metrics-listener.js";
@@ -95,6 +96,8 @@ export function createAgentService(deps: AgentServiceDeps) {
   // GET /healthz and /readyz for HTTP load balancers, beside grpc.health.v1.
   const probes = createHttpProbes({ sql: db.sql, logger });
   const limits = { maxInputDepth: config.maxInputDepth };
+  // The web console at GET / (web/console, built into dist/console).
+  const consoleSite = createConsoleSite();
   const auth = createAuthenticator(db.sql);
   // Event hub, stream caps, SSE and /metrics (services/agent/streams).
   const streaming = createStreaming({ sql: db.sql, bus, auth, logger, config });
@@ -118,6 +121,7 @@ export function createAgentService(deps: AgentServiceDeps) {
         return;
       }
       if (streaming.handleHttp(req, res)) return;
+      if (consoleSite.handle(req, res)) return;
       res.writeHead(404);
       res.end();
     },
