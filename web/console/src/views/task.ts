@@ -189,7 +189,7 @@ export function TaskView(props: { id: string }) {
       <details><summary>Input</summary><pre>${json(t.input)}</pre></details>
     </section>
     <details class="panel events"><summary>Event log (${live.events.length})</summary>
-      <ol>${live.events.map((e) => html`<li><code>#${String(e.sequence)}</code> ${time(e.time)} <strong>${e.event.case}</strong> <code class="small">${summarize(e)}</code></li>`)}</ol>
+      <ul class="event-list">${live.events.map((e) => html`<li><code>#${String(e.sequence)}</code> ${time(e.time)} <strong>${e.event.case}</strong> <code class="small">${summarize(e)}</code></li>`)}</ul>
     </details>`;
 }
 

@@ -8,6 +8,7 @@ import { deliveryStateName, time } from "../format.js";
 import { ErrorBox } from "../ui.js";
 
 const REFRESH_MS = 3000;
+const EVENT_TYPES = ["task.running", "task.progress", "task.input_required", "task.succeeded", "task.failed", "task.canceled"];
 
 export function WebhooksView() {
   const [endpoints, setEndpoints] = useState<WebhookEndpoint[] | null>(null);
@@ -16,7 +17,9 @@ export function WebhooksView() {
   const [failedOnly, setFailedOnly] = useState(false);
   const [error, setError] = useState<ShownError | null>(null);
   const [url, setUrl] = useState("");
-  const [types, setTypes] = useState("");
+  const [types, setTypes] = useState(new Set(["task.input_required", "task.succeeded", "task.failed", "task.canceled"]));
+  // Errors of the user's own actions stay until the next action; the refresh does not clear them.
+  const [actionError, setActionError] = useState<ShownError | null>(null);
   const [secret, setSecret] = useState("");
   const [tick, setTick] = useState(0);
 
@@ -50,26 +53,29 @@ export function WebhooksView() {
     try {
       const r = await api.webhooks.createWebhookEndpoint({
         url: url.trim(),
-        eventTypes: types.split(",").map((s) => s.trim()).filter(Boolean),
+        eventTypes: [...types],
       });
+      setActionError(null);
       setSecret(r.signingSecret);
       setUrl("");
       setTick(tick + 1);
     } catch (err) {
-      setError(describeError(err));
+      setActionError(describeError(err));
     }
   };
   const retry = async (d: WebhookDelivery) => {
     try {
       await api.webhooks.retryWebhookDelivery({ deliveryId: d.id });
+      setActionError(null);
       setTick(tick + 1);
     } catch (err) {
-      setError(describeError(err));
+      setActionError(describeError(err));
     }
   };
 
   return html`<h1>Webhooks</h1>
     <${ErrorBox} error=${error} />
+    <${ErrorBox} error=${actionError} />
     <section class="panel">
       <h2>Endpoints</h2>
       ${endpoints === null
@@ -84,9 +90,16 @@ export function WebhooksView() {
         <div class="field"><label for="wh-url">URL</label>
           <input id="wh-url" type="url" required placeholder="https://example.com/hook" value=${url}
             onInput=${(e: Event) => setUrl((e.target as HTMLInputElement).value)} /></div>
-        <div class="field"><label for="wh-types">Event types</label>
-          <input id="wh-types" placeholder="all; or task.succeeded, …" value=${types}
-            onInput=${(e: Event) => setTypes((e.target as HTMLInputElement).value)} /></div>
+        <fieldset class="types"><legend>Event types</legend>
+          ${EVENT_TYPES.map(
+            (t) => html`<label><input type="checkbox" checked=${types.has(t)} onChange=${(e: Event) => {
+              const next = new Set(types);
+              if ((e.target as HTMLInputElement).checked) next.add(t);
+              else next.delete(t);
+              setTypes(next);
+            }} /> ${t}</label>`,
+          )}
+        </fieldset>
         <button type="submit">Add endpoint</button>
       </form>
       ${secret ? html`<p class="notice">Signing secret (shown once): <code>${secret}</code></p>` : null}
@@ -119,7 +132,7 @@ export function WebhooksView() {
                 <tbody>${d.attempts.map(
                   (a) => html`<tr><td>${a.attempt}</td><td>${time(a.time)}</td><td>${a.statusCode || "—"}</td>
                     <td>${a.latency ? `${Number(a.latency.seconds) * 1000 + Math.round(a.latency.nanos / 1e6)} ms` : "—"}</td>
-                    <td><code class="small">${a.error || a.responseBody}</code></td></tr>`,
+                    <td><code class="small">${[a.error, a.responseBody].filter(Boolean).join(" — ")}</code></td></tr>`,
                 )}</tbody></table></div>
             </li>`,
           )}</ul>`}
