@@ -147,7 +147,6 @@ describe.skipIf(!existsSync(CHROMIUM) && !process.env.CI)("web console in Chromi
 
   it("a refused credential leads back to sign-in with a message, never a blank page", async () => {
     await page.evaluate(() => sessionStorage.setItem("agentd.credential", "agentd_bogus_key"));
-    await page.goto(`${harness.agentd.url}/#/tasks`);
     await page.reload();
     await page.getByText(/Signed out:.*UNAUTHENTICATED/).waitFor();
     await page.getByLabel("API key or access token").waitFor();
