@@ -66,6 +66,8 @@ describe.skipIf(!existsSync(CHROMIUM) && !process.env.CI)("web console in Chromi
 
   it("lists agents and runs summarize synchronously from the generated form", async () => {
     await page.getByRole("link", { name: "Agents" }).click();
+    await page.getByRole("link", { name: "summarize" }).waitFor();
+    await shot("02a-agents");
     await page.getByRole("link", { name: "summarize" }).click();
     await page.getByLabel(/^text/).fill("The console runs agents. It shows tasks live. It answers input requests. It lists webhook deliveries.");
     await page.getByRole("button", { name: "Run and wait" }).click();
@@ -120,12 +122,17 @@ describe.skipIf(!existsSync(CHROMIUM) && !process.env.CI)("web console in Chromi
     expect(JSON.parse(output!).answers).toEqual([{ approve: true, note: "ship it", priority: "high" }]);
     await page.getByText(/Event log/).click();
     await shot("04-task-succeeded");
+    await page.getByRole("link", { name: "← Tasks" }).click();
+    await page.locator("table.tasks").getByText("simulate").first().waitFor();
+    await shot("04a-tasks");
+    await page.goBack();
+    await page.getByTestId("task-state").getByText("succeeded").waitFor();
 
     const id = decodeURIComponent(page.url().split("#/tasks/")[1]!);
     const { task } = await harness.agentd.client.tasks.getTask({ taskId: id });
     expect(task?.state).toBe(TaskState.SUCCEEDED);
-    const eventCount = await page.locator(".event-list li").count();
-    expect(eventCount).toBe(Number(task!.lastSequence));
+    // Reopened, the task's whole event log is replayed by WatchTask, each event once.
+    await expect.poll(() => page.locator(".event-list li").count(), { timeout: 10_000 }).toBe(Number(task!.lastSequence));
 
     // Narrow screen: still usable (no horizontal scrolling of the page).
     await page.setViewportSize({ width: 375, height: 800 });

@@ -67,20 +67,20 @@ function AgentDetail(props: { agent: Agent }) {
     <p>${a.description}</p>
     <section class="panel">
       <h2>Input</h2>
+      <div class="field labels"><label for="labels">Labels</label>
+        <input id="labels" placeholder="key=value, key=value" value=${labels}
+          onInput=${(e: Event) => setLabels((e.target as HTMLInputElement).value)} /></div>
       <${SchemaForm} id="agent-input" schema=${a.inputSchema} busy=${busy}
         actions=${[
           { label: "Run and wait", primary: true, run },
           { label: "Create task", run: create },
         ]} />
-      <div class="field"><label for="labels">Labels</label>
-        <input id="labels" placeholder="key=value, key=value" value=${labels}
-          onInput=${(e: Event) => setLabels((e.target as HTMLInputElement).value)} /></div>
     </section>
     ${busy ? html`<p aria-busy="true">Running…</p>` : null}
     <${ErrorBox} error=${error} />
     ${result
       ? html`<section class="panel result" aria-live="polite">
-          <h2>Result: <span class=${`state ${stateName(result.state)}`}>${stateName(result.state)}</span>
+          <h2>Result: <span class=${`state ${stateName(result.state)}`}>${stateName(result.state)}</span>${" "}
             <a href=${`#/tasks/${encodeURIComponent(result.id)}`}>task ${result.id}</a></h2>
           ${result.error ? html`<p class="error"><strong>${result.error.code}</strong>: ${result.error.message}</p>` : null}
           <pre class="output">${json(result.output)}</pre>
