@@ -8,9 +8,11 @@ import { join } from "node:path";
 import { type Browser, chromium, type Page } from "playwright-core";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { TaskState } from "../../gen/agentd/v1/task_pb.js";
+import { DeliveryState } from "../../gen/agentd/v1/webhook_service_pb.js";
 import { buildConsoleIfStale } from "../../services/agent/server/console-build.js";
 import { repoRoot } from "../support/agentd.js";
-import { type Receiver, startReceiver, startWebhookHarness, type WebhookHarness } from "../webhooks/support.js";
+import { value } from "../support/json.js";
+import { type Receiver, startReceiver, startWebhookHarness, until, type WebhookHarness } from "../webhooks/support.js";
 
 const CHROMIUM = "/usr/bin/chromium";
 const shots = join(repoRoot, "test-results/console");
@@ -150,6 +152,33 @@ describe.skipIf(!existsSync(CHROMIUM) && !process.env.CI)("web console in Chromi
     expect(await rows.count()).toBeGreaterThanOrEqual(2);
     expect(await rows.first().textContent()).toContain("500");
     await shot("06-webhook-deliveries");
+  });
+
+  it("retries a dead letter from the deliveries list", async () => {
+    const failing = await startReceiver(() => ({ status: 503, body: "down for maintenance" }));
+    try {
+      const { client } = harness.agentd;
+      const { endpoint } = await client.webhooks.createWebhookEndpoint({ url: failing.url, eventTypes: ["task.succeeded"] });
+      await client.agents.run({ agent: "summarize", input: value({ text: "One sentence here. Another one there." }) });
+      const failed = () => client.webhooks.listWebhookDeliveries({ endpointId: endpoint!.id, states: [DeliveryState.FAILED] });
+      await until(failed, (r) => r.deliveries.length === 1, 20_000);
+      const attemptsBefore = failing.received.length;
+
+      await page.getByRole("link", { name: "Webhooks" }).click();
+      await page.getByLabel("Endpoint").selectOption(endpoint!.id);
+      await page.getByLabel("Dead letters only").check();
+      const dead = page.getByTestId("delivery").filter({ has: page.locator(".state.failed") });
+      await dead.getByText("down for maintenance").first().waitFor();
+      await shot("06a-dead-letter");
+      await dead.getByRole("button", { name: "Retry" }).click();
+      // Retried: the receiver is called again and the delivery shows the new attempts.
+      await failing.until((r) => r.length > attemptsBefore, 20_000);
+      await page.getByLabel("Dead letters only").uncheck();
+      const rows = page.getByTestId("delivery").locator("table.attempts tbody tr");
+      await expect.poll(() => rows.count(), { timeout: 20_000 }).toBeGreaterThan(attemptsBefore);
+    } finally {
+      await failing.close();
+    }
   });
 
   it("a refused credential leads back to sign-in with a message, never a blank page", async () => {
