@@ -58,6 +58,8 @@ describe.skipIf(!existsSync(CHROMIUM) && !process.env.CI)("web console in Chromi
     await page.getByLabel("API key or access token").waitFor();
     // Generous bound: the first render is well under a second on an idle machine.
     expect(Date.now() - started).toBeLessThan(10_000);
+    const paint = await page.evaluate("performance.getEntriesByName('first-contentful-paint')[0]?.startTime");
+    console.info(`console first contentful paint: ${Math.round(Number(paint))} ms`);
     await shot("01-sign-in");
     await page.getByLabel("API key or access token").fill(harness.agentd.key);
     await page.getByRole("button", { name: "Sign in" }).click();
@@ -179,6 +181,23 @@ describe.skipIf(!existsSync(CHROMIUM) && !process.env.CI)("web console in Chromi
     } finally {
       await failing.close();
     }
+  });
+
+  it("a credential without the needed scope shows the code and a way to sign in again", async () => {
+    const readOnly = await harness.agentd.createKey("t1", ["tasks:read"]);
+    await page.getByRole("button", { name: "Sign out" }).click();
+    await page.getByLabel("API key or access token").fill(readOnly);
+    await page.getByRole("button", { name: "Sign in" }).click();
+    await page.getByRole("link", { name: "Webhooks" }).click();
+    await page.getByRole("alert").filter({ hasText: "PERMISSION_DENIED" }).first().waitFor();
+    await shot("06b-missing-scope");
+    await page.getByRole("button", { name: "Sign in again" }).first().click();
+    await page.getByLabel("API key or access token").waitFor();
+    await page.getByLabel("API key or access token").fill(harness.agentd.key);
+    await page.getByRole("button", { name: "Sign in" }).click();
+    // Back where the user was, now allowed.
+    await page.getByRole("heading", { name: "Deliveries" }).waitFor();
+    expect(await page.getByRole("alert").count()).toBe(0);
   });
 
   it("a refused credential leads back to sign-in with a message, never a blank page", async () => {
