@@ -37,7 +37,10 @@ export function TasksView() {
         setNext(r.nextPageToken);
         setError(null);
       } catch (e) {
-        if (!stopped) setError(describeError(e));
+        const shown = describeError(e);
+        if (!stopped) setError(shown);
+        // Refused credentials are not retried: the error says how to sign in again.
+        if (shown.credential) return;
       }
       if (!stopped && !document.hidden) timer = setTimeout(load, REFRESH_MS);
     };
@@ -73,7 +76,7 @@ export function TasksView() {
     </form>
     <${ErrorBox} error=${error} />
     ${tasks === null
-      ? html`<p aria-busy="true">Loading tasks…</p>`
+      ? error ? null : html`<p aria-busy="true">Loading tasks…</p>`
       : tasks.length === 0
         ? html`<p>No tasks${state || agent || labels ? " match these filters" : " yet"}.</p>`
         : html`<div class="table-wrap"><table class="tasks">

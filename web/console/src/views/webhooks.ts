@@ -37,7 +37,10 @@ export function WebhooksView() {
         setDeliveries(d.deliveries);
         setError(null);
       } catch (err) {
-        if (!stopped) setError(describeError(err));
+        const shown = describeError(err);
+        if (!stopped) setError(shown);
+        // Refused credentials are not retried: the error says how to sign in again.
+        if (shown.credential) return;
       }
       if (!stopped) timer = setTimeout(load, REFRESH_MS);
     };
@@ -79,7 +82,7 @@ export function WebhooksView() {
     <section class="panel">
       <h2>Endpoints</h2>
       ${endpoints === null
-        ? html`<p aria-busy="true">Loading…</p>`
+        ? html`<p aria-busy=${error ? "false" : "true"}>${error ? "Not available." : "Loading…"}</p>`
         : endpoints.length === 0
           ? html`<p>No endpoints.</p>`
           : html`<ul class="endpoints">${endpoints.map(
