@@ -26,6 +26,7 @@ fi
 
 echo "== tsc"
 tsc -p tsconfig.json
+tsc -p web/console/tsconfig.json
 
 echo "== biome lint"
 biome lint --error-on-warnings .

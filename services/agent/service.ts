@@ -28,6 +28,7 @@ import { taskServiceRoutes } from "./handlers/task-service.js";
 import { tokenLimitsInterceptor } from "./handlers/token-limits.js";
 import { webhookServiceRoutes } from "./handlers/webhook-service.js";
 import { createTaskRunner, type TaskRunner } from "./runner/task-runner.js";
+import { createConsoleSite } from "./server/console.js";
 import { createHealthService, monitorDatabase } from "./server/health.js";
 import { createHttpProbes } from "./server/http-health.js";
 import { isMetricsRequest, listenMetrics, type MetricsListener } from "./server/metrics-listener.js";
@@ -114,6 +115,8 @@ export function createAgentService(deps: AgentServiceDeps) {
   const probes = createHttpProbes({ sql: db.sql, logger });
   const limits = { maxInputDepth: config.maxInputDepth };
   const apiDocs = createApiDocs(); // GET /openapi.json and /docs
+  // The web console at GET / (web/console, built into dist/console).
+  const consoleSite = createConsoleSite();
   const handler = createRpcHandler({
     readMaxBytes: config.maxRequestBytes,
     onHandlerError: (err, rpc) => logger.debug({ err, rpc }, "response could not be written (client gone)"),
@@ -141,6 +144,7 @@ export function createAgentService(deps: AgentServiceDeps) {
       }
       if (streaming.handleHttp(req, res)) return;
       if (apiDocs.handleHttp(req, res)) return;
+      if (consoleSite.handle(req, res)) return;
       res.writeHead(404);
       res.end();
     },

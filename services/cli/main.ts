@@ -5,6 +5,7 @@ import { join, resolve } from "node:path";
 import { Command, Option } from "commander";
 import { installLastResortGuard } from "../agent/server/request-failures.js";
 import { createAgentService } from "../agent/service.js";
+import { buildConsoleIfStale } from "../agent/server/console-build.js";
 import { DEV_CORS_ORIGINS } from "../agent/server/cors.js";
 import { startNotifierService } from "../notifier/main.js";
 import { createWebhookOutbox } from "../shared/webhooks/outbox.js";
@@ -75,6 +76,12 @@ async function serve(config: Config, opts: { dev: boolean }): Promise<void> {
   // An error escaping a request handler fails that request, not the replica (see request-failures.ts).
   installLastResortGuard(logger);
   const registry = await loadAgents(config);
+  // dev: the web console at / is rebuilt when its sources changed since the last build.
+  if (opts.dev) {
+    await buildConsoleIfStale().catch((err: unknown) =>
+      logger.warn({ err: err instanceof Error ? err.message : String(err) }, "web console not built; run npm run build:console"),
+    );
+  }
   const runtime = await openRuntime(config, logger);
   // The webhook outbox is written in the same transaction as task events; the notifier delivers.
   const outbox = createWebhookOutbox({ bus: runtime.bus, maxPayloadBytes: config.webhookMaxPayloadBytes });
@@ -140,6 +147,8 @@ async function printDevWelcome(config: Config, sql: Parameters<typeof findActive
     `agentd dev is running on ${url} (gRPC, Connect, gRPC-Web; embedded database in ${resolve(config.dataDir)})`,
     `API key for tenant "dev" (all scopes), also in ${keyFile}:`,
     `  ${key}`,
+    "",
+    `Web console: ${url}/ (sign in with the key above)`,
     "",
     "Try it:",
     `  npx buf curl --protocol connect --http2-prior-knowledge --reflect \\`,
