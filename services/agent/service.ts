@@ -73,7 +73,7 @@ export const DELTA_WINDOW_MS = 30;
 
 export function createAgentService(deps: AgentServiceDeps) {
   const { db, bus, registry, config, logger } = deps;
-  // Access tokens for browsers (AuthService): HS256 under a deployment secret (migration 0009).
+  // Access tokens for browsers (AuthService): HS256 under a deployment secret (migration 0007).
   const tokens = createAccessTokens(databaseAccessTokenKey(db.sql));
   const auth = createAuthenticator(db.sql, { tokens });
   // Event hub, stream caps, SSE and /metrics (services/agent/streams); the service's own metrics share its registry.

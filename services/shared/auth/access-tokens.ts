@@ -1,6 +1,6 @@
 // Access tokens: short-lived credentials a backend mints from an API key for a browser.
 // They are HS256 JWTs signed with `jose` under a key kept in deployment_secrets
-// (migration 0009), so every replica checks them without a lookup of the token and
+// (migration 0007), so every replica checks them without a lookup of the token and
 // nothing about a token is stored. What a signature cannot say — whether the parent
 // key was revoked since — the authenticator checks against the key by its id, with
 // the same cache as keys (services/shared/auth/authenticator.ts).
