@@ -20,7 +20,7 @@ let receiver: Receiver;
 
 const lookup: AgentDefinition<{ word: string }, { length: number }> = {
   name: "lookup",
-  version: "1",
+  version: "1.0.0",
   description: "Looks a word up with a tool.",
   inputSchema: { type: "object", properties: { word: { type: "string" } }, required: ["word"] },
   outputSchema: { type: "object", properties: { length: { type: "number" } } },

@@ -64,7 +64,7 @@ describe("a store outage inside an attempt", () => {
     let runs = 0;
     const agent = defineAgent<Record<string, never>, { runs: number }>({
       name: "outage-probe",
-      version: "1",
+      version: "1.0.0",
       description: "Reports progress; the first run meets a store outage at its second step.",
       inputSchema: { type: "object" },
       outputSchema: { type: "object" },
@@ -93,7 +93,7 @@ describe("a store outage inside an attempt", () => {
 
     const row = newTaskRow(
       "t1",
-      "1",
+      "1.0.0",
       { agent: "outage-probe", input: {}, requestId: null, labels: {}, timeoutMs: 60_000, maxAttempts: 1, webhook: null },
       "",
       new Date(),
