@@ -1,11 +1,9 @@
-// Connect-Web clients for agentd on this origin, with the signed-in credential (an API key or an
-// access token: both are Bearer values) kept in sessionStorage, never in the URL.
-import type { DescService } from "@bufbuild/protobuf";
-import { type Client, Code, ConnectError, createClient, type Interceptor } from "@connectrpc/connect";
+// The typed agentd client (client/browser.ts) over Connect-Web on this origin, with the signed-in
+// credential (an API key or an access token: both are Bearer values) kept in sessionStorage,
+// never in the URL, and read at every call so that signing in again takes effect at once.
+import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-web";
-import { AgentService } from "../../../gen/agentd/v1/agent_service_pb.js";
-import { TaskService } from "../../../gen/agentd/v1/task_service_pb.js";
-import { WebhookService } from "../../../gen/agentd/v1/webhook_service_pb.js";
+import { createBrowserClient } from "../../../client/browser.js";
 import { ErrorInfoSchema } from "../../../gen/google/rpc/error_details_pb.js";
 
 const STORAGE_KEY = "agentd.credential";
@@ -34,14 +32,11 @@ const bearer: Interceptor = (next) => async (req) => {
   }
 };
 
-const transport = createConnectTransport({ baseUrl: location.origin, interceptors: [bearer] });
-const client = <S extends DescService>(s: S): Client<S> => createClient(s, transport);
+const client = createBrowserClient({
+  makeTransport: (interceptors) => createConnectTransport({ baseUrl: location.origin, interceptors: [bearer, ...interceptors] }),
+});
 
-export const api = {
-  agents: client(AgentService),
-  tasks: client(TaskService),
-  webhooks: client(WebhookService),
-};
+export const api = { agents: client.agents, tasks: client.tasks, webhooks: client.webhooks };
 
 export interface ShownError {
   code: string;
