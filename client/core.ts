@@ -5,6 +5,7 @@ import { fromJson, type JsonValue } from "@bufbuild/protobuf";
 import { type Duration, durationFromMs, ValueSchema } from "@bufbuild/protobuf/wkt";
 import { type Client, createClient, type Interceptor, type Transport } from "@connectrpc/connect";
 import { AgentService } from "../gen/agentd/v1/agent_service_pb.js";
+import { AuthService } from "../gen/agentd/v1/auth_service_pb.js";
 import { type Task, type TaskEvent, TaskState } from "../gen/agentd/v1/task_pb.js";
 import { TaskService } from "../gen/agentd/v1/task_service_pb.js";
 import { WebhookService } from "../gen/agentd/v1/webhook_service_pb.js";
@@ -66,6 +67,8 @@ export interface AgentdClient {
   agents: Client<typeof AgentService>;
   tasks: Client<typeof TaskService>;
   webhooks: Client<typeof WebhookService>;
+  /** Mints access tokens (CreateAccessToken) for pages and other less-trusted callers. */
+  auth: Client<typeof AuthService>;
   /** A task's events after `afterSequence`, live; reconnects and resumes by itself, ends after the terminal event. */
   watch(taskId: string, opts?: WatchOptions): AsyncIterable<TaskEvent>;
   /** Resolves with the task once `until` holds (default: the task ended). */
@@ -117,6 +120,7 @@ export function createClientWithTransport(transport: Transport): AgentdClient {
   const agents = createClient(AgentService, transport);
   const tasks = createClient(TaskService, transport);
   const webhooks = createClient(WebhookService, transport);
+  const auth = createClient(AuthService, transport);
 
   async function* watch(taskId: string, opts: WatchOptions = {}): AsyncGenerator<TaskEvent> {
     let cursor = BigInt(opts.afterSequence ?? 0);
@@ -183,5 +187,5 @@ export function createClientWithTransport(transport: Transport): AgentdClient {
     return waitFor(task!.id, opts);
   }
 
-  return { agents, tasks, webhooks, watch, waitFor, runAndWait };
+  return { agents, tasks, webhooks, auth, watch, waitFor, runAndWait };
 }

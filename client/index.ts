@@ -6,6 +6,8 @@ import { type AgentdClient, authInterceptor, type Credentials, createClientWithT
 
 export * from "./core.js";
 export * from "./errors.js";
+// Also here because TypeScript resolves the package's types to this entry, browser bundles included.
+export { createBrowserClient } from "./browser.js";
 export { TaskState } from "../gen/agentd/v1/task_pb.js";
 export type { Task, TaskEvent } from "../gen/agentd/v1/task_pb.js";
 
