@@ -6,6 +6,8 @@ import { join } from "node:path";
 import { CONSOLE_DIST } from "./console.js";
 
 const SOURCES = new URL("../../../web/console/", import.meta.url).pathname;
+/** What the bundle also takes in: the typed client and the generated code. */
+const SHARED_SOURCES = ["../../../client/", "../../../gen/agentd/"].map((p) => new URL(p, import.meta.url).pathname);
 
 function newest(dir: string): number {
   let max = 0;
@@ -16,11 +18,13 @@ function newest(dir: string): number {
   return max;
 }
 
-/** True when dist/console is missing or older than web/console. */
+/** True when dist/console is missing or older than web/console, client/ or gen/. */
 export function consoleBuildIsStale(): boolean {
   const index = join(CONSOLE_DIST, "index.html");
   if (!existsSync(SOURCES)) return false;
-  return !existsSync(index) || statSync(index).mtimeMs < newest(SOURCES);
+  if (!existsSync(index)) return true;
+  const sources = [SOURCES, ...SHARED_SOURCES.filter((dir) => existsSync(dir))];
+  return statSync(index).mtimeMs < Math.max(...sources.map(newest));
 }
 
 /** Builds the console with Vite when stale. Throws if the build fails or Vite is not installed. */
