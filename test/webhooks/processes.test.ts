@@ -77,7 +77,9 @@ describe("a notifier killed with SIGKILL mid-delivery", () => {
     for (const id of ids) expect(receivedIds.has(id)).toBe(true);
     // The one cut short was sent again under its own id, its lost attempt on record.
     const interrupted = deliveries.find((d) => d.id === first!.headers["webhook-id"])!;
-    expect(interrupted.attempts[0]!.error).toMatch(/lease expired/);
+    // Lost with the notifier (lease expired) — or, on a machine slow enough that the kill comes
+    // after the 1 s send timeout, recorded by the notifier itself as a timeout first.
+    expect(interrupted.attempts[0]!.error).toMatch(/lease expired|no complete answer/);
     expect(interrupted.attempts.at(-1)!.statusCode).toBe(200);
     expect(r.received.filter((x) => x.headers["webhook-id"] === interrupted.id).length).toBeGreaterThanOrEqual(2);
   });
