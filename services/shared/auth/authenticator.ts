@@ -60,7 +60,7 @@ export function createAuthenticator(
   sql: Sql,
   opts: { cacheMs?: number; maxEntries?: number; watchMs?: number; tokens?: AccessTokens } = {},
 ): Authenticator {
-  const cacheMs = opts.cacheMs ?? 4000;
+  const cacheMs = opts.cacheMs ?? 3000;
   const maxEntries = opts.maxEntries ?? 10_000;
   const watchMs = opts.watchMs ?? 2000;
   const tokens = opts.tokens ?? createAccessTokens(databaseAccessTokenKey(sql));
