@@ -98,6 +98,12 @@ describe("found by the fuzzer", () => {
     ];
     expect(answers.map((a) => a.code)).toEqual([3, 3, 3, 3]);
   });
+
+  it("a gRPC request that says it is gRPC-Web text is answered in gRPC-Web text with INVALID_ARGUMENT", { timeout: 30_000 }, async () => {
+    const emptyFrame = new Uint8Array(5); // not base64, as the fuzzer sent it
+    const answer = await wire.send("grpc", listAgents, emptyFrame, { key: agentd.key, headers: { "content-type": "application/grpc-web-text" } });
+    expect(answer.code).toBe(3);
+  });
 });
 
 /** The body for one message; a Connect JSON call of a streaming RPC still needs an envelope. */

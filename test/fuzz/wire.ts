@@ -258,6 +258,15 @@ export function verdict(protocol: WireProtocol, rpc: Rpc, raw: RawAnswer): Answe
   const base = { httpStatus: raw.status, bytes: raw.body.byteLength, timedOut: raw.timedOut, clientError: raw.status === 0 && /ERR_HTTP2_INVALID|ERR_INVALID_|ERR_HTTP_INVALID/.test(raw.error ?? "") };
   const detail = `HTTP ${raw.status} ${raw.error ?? ""} ${raw.body.subarray(0, 300).toString("latin1")}`.trim();
   const grpcStatus = header(raw.trailers, "grpc-status") ?? header(raw.headers, "grpc-status");
+  // The answer's own content type decides how its status is carried: a fuzzed request may ask a
+  // gRPC path for gRPC-Web (text), and then the status is a trailer frame in the body.
+  const answerType = header(raw.headers, "content-type") ?? "";
+  if ((protocol === "grpc" || protocol === "grpc-web") && grpcStatus === undefined && answerType.startsWith("application/grpc-web")) {
+    const body = answerType.startsWith("application/grpc-web-text") ? decodeBase64Chunks(raw.body) : raw.body;
+    const trailer = lastFrame(body, 0x80);
+    const m = trailer ? /grpc-status: ?(\d+)/i.exec(trailer.toString("latin1")) : null;
+    return { ...base, code: m ? Number(m[1]) : undefined, detail: `${detail} ${trailer?.toString("latin1") ?? ""}` };
+  }
   if (protocol === "grpc") {
     return { ...base, code: grpcStatus === undefined ? undefined : Number(grpcStatus), detail: `${detail} grpc-message=${header(raw.trailers, "grpc-message") ?? header(raw.headers, "grpc-message") ?? ""}` };
   }
@@ -289,6 +298,12 @@ export function verdict(protocol: WireProtocol, rpc: Rpc, raw: RawAnswer): Answe
     }
   }
   return { ...base, code: undefined, detail };
+}
+
+/** gRPC-Web text: each write is base64 on its own, padding included, so decode chunk by chunk. */
+function decodeBase64Chunks(body: Buffer): Buffer {
+  const chunks = body.toString("latin1").match(/[A-Za-z0-9+/]+={0,2}/g) ?? [];
+  return Buffer.concat(chunks.map((c) => Buffer.from(c, "base64")));
 }
 
 /** The payload of the last envelope with this flag bit set, walking the frames from the start. */
