@@ -8,7 +8,7 @@ import { defineAgent } from "../../services/agent/agents/agent.js";
 import { createAgentRegistry } from "../../services/agent/agents/registry.js";
 import { createTaskRunner, type TaskRunner } from "../../services/agent/runner/task-runner.js";
 import { findTask } from "../../services/agent/store/find-task.js";
-import type { TaskRow } from "../../services/agent/store/task-record.js";
+import type { TaskRow } from "../../services/agent/model/task.js";
 import { createTaskWriter, type TaskWriter } from "../../services/agent/store/task-writer.js";
 import { newTaskRow } from "../../services/agent/tasks/new-task.js";
 import { type Database, openDatabase } from "../../services/shared/db/database.js";

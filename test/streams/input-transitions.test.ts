@@ -1,6 +1,6 @@
 // The human-in-the-loop decisions alone: pure functions of the locked task row.
 import { describe, expect, it } from "vitest";
-import type { TaskRow } from "../../services/agent/store/task-record.js";
+import type { TaskRow } from "../../services/agent/model/task.js";
 import { newTaskRow } from "../../services/agent/tasks/new-task.js";
 import { answer, cancel, expireInput, MAX_REMEMBERED_ANSWERS, pause } from "../../services/agent/tasks/transitions.js";
 

@@ -13,7 +13,7 @@ import type { AgentDefinition } from "../../services/agent/agents/agent.js";
 import { builtinAgents } from "../../services/agent/agents/builtin.js";
 import { createAgentRegistry } from "../../services/agent/agents/registry.js";
 import { createAgentService, type RunningAgentService } from "../../services/agent/service.js";
-import type { TaskEventSink } from "../../services/agent/store/task-writer.js";
+import type { TaskEventSink } from "../../services/agent/model/change.js";
 import { createApiKey } from "../../services/shared/auth/api-keys.js";
 import { type Scope, SCOPES } from "../../services/shared/auth/scopes.js";
 import { type Config, loadConfig } from "../../services/shared/config.js";

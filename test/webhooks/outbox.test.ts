@@ -1,7 +1,7 @@
 // The outbox sink's cheap decision (`wants`) and the event-type mapping.
 import { describe, expect, it } from "vitest";
-import type { TaskRow } from "../../services/agent/store/task-record.js";
-import type { StoredEvent } from "../../services/agent/store/task-writer.js";
+import type { TaskRow } from "../../services/agent/model/task.js";
+import type { StoredEvent } from "../../services/agent/model/change.js";
 import type { Tx } from "../../services/shared/db/database.js";
 import { createLocalWakeupBus } from "../../services/shared/wakeup/bus.js";
 import { targetOf, webhookTypeOf } from "../../services/shared/webhooks/event-types.js";

@@ -6,7 +6,7 @@ import type { Principal } from "../../shared/auth/authenticator.js";
 import { invalidArgument, notFound, rpcError } from "../../shared/errors.js";
 import type { AgentDefinition } from "../agents/agent.js";
 import { findTask } from "../store/find-task.js";
-import type { TaskKey, TaskRow } from "../store/task-record.js";
+import type { TaskKey, TaskRow } from "../model/task.js";
 import { type ClientMessage, conversation } from "../streams/conversation.js";
 import { connectionKey } from "../streams/stream-limits.js";
 import type { StreamingDeps } from "../streams/streaming.js";

@@ -2,8 +2,9 @@
 // (task-record.ts), so clients, webhooks and snapshots all see one form.
 import { fromJson, type JsonValue } from "@bufbuild/protobuf";
 import { type TaskEvent, TaskEventSchema, type Task, TaskSchema } from "../../../gen/agentd/v1/task_pb.js";
-import { type TaskRow, taskJson } from "../store/task-record.js";
-import type { StoredEvent } from "../store/task-writer.js";
+import type { TaskRow } from "../model/task.js";
+import { taskJson } from "../wire/task-json.js";
+import type { StoredEvent } from "../model/change.js";
 
 export function toTask(row: TaskRow): Task {
   return fromJson(TaskSchema, taskJson(row));

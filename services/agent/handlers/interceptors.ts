@@ -9,10 +9,9 @@ import { type Scope, SCOPES } from "../../shared/auth/scopes.js";
 import { isDatabaseUnavailable } from "../../shared/db/database.js";
 import { clip, invalidArgument, MAX_MESSAGE, rpcError, unavailable } from "../../shared/errors.js";
 import type { Logger } from "../../shared/log.js";
+import { principalKey, requestIdKey } from "../model/request-context.js";
 import { checkMessage, type RequestCheckLimits } from "./request-check.js";
 
-export const principalKey = createContextKey<Principal | undefined>(undefined, { description: "authenticated caller" });
-export const requestIdKey = createContextKey<string>("", { description: "request id" });
 /** The caller's authentication, when it was made from the headers before the body was read. */
 const earlyAuthenticationKey = createContextKey<Authentication | undefined>(undefined, { description: "authentication before the body" });
 

@@ -9,7 +9,7 @@ import { isId } from "../../shared/ids.js";
 import { findTask } from "../store/find-task.js";
 import { listEvents } from "../store/list-events.js";
 import { listTasks } from "../store/list-tasks.js";
-import { TASK_STATES, type TaskKey, type TaskStateName } from "../store/task-record.js";
+import { TASK_STATES, type TaskKey, type TaskStateName } from "../model/task.js";
 import { connectionKey } from "../streams/stream-limits.js";
 import type { StreamingDeps } from "../streams/streaming.js";
 import { cancelTask } from "../tasks/cancel-task.js";

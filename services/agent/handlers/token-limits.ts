@@ -7,7 +7,7 @@
 import { Code, type Interceptor } from "@connectrpc/connect";
 import type { Principal } from "../../shared/auth/authenticator.js";
 import { notFound, rpcError } from "../../shared/errors.js";
-import { principalKey } from "./interceptors.js";
+import { principalKey } from "../model/request-context.js";
 
 /** RPCs whose request names one task in `task_id`. */
 const TASK_ID_RPCS = new Set(

@@ -6,10 +6,11 @@
 // - every applied change: tasks that ended, and their run time;
 // - the lease sweep: leases lost and attempts retried.
 import { SpanKind } from "@opentelemetry/api";
-import { withoutActor } from "./actor.js";
+import { withoutActor } from "../model/actor.js";
 import { contextOf, inSpan, traceparentOf, tracer } from "../../shared/tracing.js";
-import { isTerminal, type TaskRow, type TaskStateName } from "../store/task-record.js";
-import type { ChangeResult, StoredEvent, TaskWriter } from "../store/task-writer.js";
+import { isTerminal, type TaskRow, type TaskStateName } from "../model/task.js";
+import type { ChangeResult, StoredEvent } from "../model/change.js";
+import type { TaskWriter } from "../store/task-writer.js";
 import type { ServiceMetrics } from "./service-metrics.js";
 
 export function observeTaskWriter(writer: TaskWriter, metrics: ServiceMetrics): TaskWriter {

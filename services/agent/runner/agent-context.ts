@@ -4,8 +4,9 @@
 import { randomUUID } from "node:crypto";
 import type { JsonObject, JsonValue } from "@bufbuild/protobuf";
 import { type AgentContext, InputRequired, type Json } from "../agents/agent.js";
-import type { TaskRow } from "../store/task-record.js";
-import type { EventDraft, Fence, TaskPatch, TaskWriter } from "../store/task-writer.js";
+import type { TaskRow } from "../model/task.js";
+import type { EventDraft, Fence, TaskPatch } from "../model/change.js";
+import type { TaskWriter } from "../store/task-writer.js";
 import { record } from "../tasks/transitions.js";
 import { createDeltaBuffer } from "./delta-buffer.js";
 import { isStoreUnavailable, StoreRejected, StoreUnavailable } from "./store-outage.js";

@@ -3,7 +3,7 @@
 // queue once the database answers again, as after a lost lease. These are the
 // pieces the runner and the agent context share to tell that case apart.
 import { isDatabaseUnavailable } from "../../shared/db/database.js";
-import type { Decide } from "../store/task-writer.js";
+import type { Decide } from "../model/change.js";
 
 /** Thrown into the agent's context calls once the store is unreachable. The
  * message is all a client could ever see: no address, no driver text. */

@@ -6,8 +6,9 @@ import type { Logger } from "../../shared/log.js";
 import type { WakeupBus } from "../../shared/wakeup/bus.js";
 import { isAgentFailure, isInputRequired } from "../agents/agent.js";
 import type { AgentRegistry } from "../agents/registry.js";
-import type { TaskKey, TaskRow } from "../store/task-record.js";
-import type { Decide, TaskWriter } from "../store/task-writer.js";
+import type { TaskKey, TaskRow } from "../model/task.js";
+import type { Decide } from "../model/change.js";
+import type { TaskWriter } from "../store/task-writer.js";
 import {
   claim,
   fail,

@@ -1,5 +1,5 @@
 import type { Sql } from "../../shared/db/database.js";
-import type { TaskKey, TaskRow } from "./task-record.js";
+import type { TaskKey, TaskRow } from "../model/task.js";
 
 export async function findTask(sql: Sql, key: TaskKey): Promise<TaskRow | undefined> {
   const [row] = await sql<TaskRow[]>`

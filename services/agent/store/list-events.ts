@@ -1,6 +1,6 @@
 import type { Sql } from "../../shared/db/database.js";
-import type { TaskKey } from "./task-record.js";
-import type { StoredEvent } from "./task-writer.js";
+import type { TaskKey } from "../model/task.js";
+import type { StoredEvent } from "../model/change.js";
 
 /** Events of one task with sequence > `afterSequence`, in order. */
 export async function listEvents(sql: Sql, key: TaskKey, afterSequence: number, limit: number): Promise<StoredEvent[]> {

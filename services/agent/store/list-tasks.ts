@@ -1,5 +1,5 @@
 import type { Sql } from "../../shared/db/database.js";
-import type { TaskRow, TaskStateName } from "./task-record.js";
+import type { TaskRow, TaskStateName } from "../model/task.js";
 
 export interface TaskFilter {
   states: TaskStateName[];

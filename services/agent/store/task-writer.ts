@@ -5,86 +5,12 @@
 // hands the events to the outbox sink (webhooks). After commit it publishes a
 // wake-up hint. Nothing else writes `tasks`, except lease bookkeeping
 // (`extendLeases`), which changes no observable state.
-import type { JsonObject } from "@bufbuild/protobuf";
 import type { Sql, Tx } from "../../shared/db/database.js";
 import type { WakeupBus } from "../../shared/wakeup/bus.js";
-import { currentActor } from "../observe/actor.js";
-import { stateChangeSnapshot, type TaskKey, type TaskRow, type TaskStateName } from "./task-record.js";
-
-/** Event kinds, named as the `TaskEvent.event` oneof cases in proto3 JSON. */
-export type EventKind = "stateChange" | "progress" | "delta" | "toolCall" | "inputRequest" | "artifact" | "log";
-
-export interface EventDraft {
-  kind: EventKind;
-  data: JsonObject;
-}
-
-/** A stored event, as `task_events` holds it. */
-export interface StoredEvent {
-  sequence: number;
-  time: Date;
-  kind: EventKind;
-  data: JsonObject;
-  /** Id of the API key whose RPC wrote the event; null when the service wrote it on its own. */
-  actor?: string | null;
-}
-
-export type TaskPatch = Partial<
-  Pick<
-    TaskRow,
-    | "state"
-    | "output"
-    | "error"
-    | "progress"
-    | "input_request"
-    | "artifacts"
-    | "attempt"
-    | "start_time"
-    | "end_time"
-    | "run_after"
-    | "lease_owner"
-    | "lease_id"
-    | "lease_expires_at"
-    | "checkpoint"
-    | "pending_input"
-    | "input_expires_at"
-    | "input_answer_ids"
-  >
->;
-
-/** What a change does: new projection values and events to append. When
- * `patch.state` differs from the current state, the writer appends the
- * state_change event (with the snapshot after the change) last. */
-export interface TaskChange {
-  patch: TaskPatch;
-  events?: EventDraft[];
-}
-
-/** Decides a change from the locked current row: pure; may throw to refuse,
- * or return null when there is nothing to do. */
-export type Decide = (task: TaskRow) => TaskChange | null;
-
-/** A runner's claim on the current attempt. A write carrying a fence applies
- * only while that claim still holds (DESIGN.md rule 4). */
-export interface Fence {
-  leaseId: string;
-}
-
-/** Receives every appended event inside the writing transaction: the
- * transactional outbox for webhooks. */
-export interface TaskEventSink {
-  /** Whether any of these events may need a write (lets the writer skip a transaction). */
-  wants(task: TaskRow, events: readonly StoredEvent[]): boolean;
-  append(tx: Tx, task: TaskRow, events: readonly StoredEvent[]): Promise<void>;
-  /** Called after the transaction that appended `events` committed (e.g. to wake the notifiers). Must not throw. */
-  afterCommit?(task: TaskRow, events: readonly StoredEvent[]): void;
-}
-
-export type ChangeResult =
-  | { status: "changed"; task: TaskRow; events: StoredEvent[] }
-  | { status: "unchanged"; task: TaskRow }
-  | { status: "fenced"; task: TaskRow }
-  | { status: "missing" };
+import { currentActor } from "../model/actor.js";
+import type { ChangeResult, Decide, Fence, StoredEvent, TaskChange, TaskEventSink } from "../model/change.js";
+import type { TaskKey, TaskRow } from "../model/task.js";
+import { stateChangeSnapshot } from "../wire/task-json.js";
 
 export interface TaskWriter {
   /** Inserts a new task (its first event: the state_change to `row.state`),
@@ -381,4 +307,3 @@ export function createTaskWriter(deps: { sql: Sql; bus: WakeupBus; sink?: TaskEv
   return writer;
 }
 
-export type { TaskStateName };

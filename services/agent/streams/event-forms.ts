@@ -5,7 +5,7 @@
 import { toJson } from "@bufbuild/protobuf";
 import { type TaskEvent, TaskEventSchema } from "../../../gen/agentd/v1/task_pb.js";
 import { toTaskEvent } from "../handlers/convert.js";
-import type { StoredEvent } from "../store/task-writer.js";
+import type { StoredEvent } from "../model/change.js";
 
 const TERMINAL = new Set(["TASK_STATE_SUCCEEDED", "TASK_STATE_FAILED", "TASK_STATE_CANCELED"]);
 

@@ -31,8 +31,8 @@ import { notFound, rpcError } from "../../shared/errors.js";
 import type { Logger } from "../../shared/log.js";
 import type { WakeupBus } from "../../shared/wakeup/bus.js";
 import { listEvents } from "../store/list-events.js";
-import { isTerminal, type TaskKey, type TaskRow } from "../store/task-record.js";
-import type { StoredEvent } from "../store/task-writer.js";
+import { isTerminal, type TaskKey, type TaskRow } from "../model/task.js";
+import type { StoredEvent } from "../model/change.js";
 import { eventDataJson, isTerminalEvent } from "./event-forms.js";
 import type { StreamMetrics } from "./stream-metrics.js";
 

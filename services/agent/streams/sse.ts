@@ -20,7 +20,7 @@ import type { NodeHandlerFn } from "../server/one-port.js";
 import { isId } from "../../shared/ids.js";
 import { ErrorInfoSchema, RetryInfoSchema } from "../../../gen/google/rpc/error_details_pb.js";
 import { findTask } from "../store/find-task.js";
-import { isTerminal } from "../store/task-record.js";
+import { isTerminal } from "../model/task.js";
 import type { EventHub } from "./event-hub.js";
 import { sseFrame } from "./event-forms.js";
 import { connectionOf, type StreamLimits } from "./stream-limits.js";

@@ -1,5 +1,5 @@
 import { notFound } from "../../shared/errors.js";
-import type { TaskKey, TaskRow } from "../store/task-record.js";
+import type { TaskKey, TaskRow } from "../model/task.js";
 import type { TaskDeps } from "./deps.js";
 import { cancel } from "./transitions.js";
 

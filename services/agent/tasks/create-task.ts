@@ -4,8 +4,8 @@
 import { Code } from "@connectrpc/connect";
 import { invalidArgument, notFound, rpcError } from "../../shared/errors.js";
 import { findTaskByRequestId } from "../store/find-task.js";
-import type { TaskRow } from "../store/task-record.js";
-import type { Decide } from "../store/task-writer.js";
+import type { TaskRow } from "../model/task.js";
+import type { Decide } from "../model/change.js";
 import type { TaskDeps } from "./deps.js";
 import { type NewTask, newTaskRow, requestFingerprint } from "./new-task.js";
 

@@ -1,6 +1,6 @@
 import { Code } from "@connectrpc/connect";
 import { notFound, rpcError } from "../../shared/errors.js";
-import { isTerminal, type TaskKey } from "../store/task-record.js";
+import { isTerminal, type TaskKey } from "../model/task.js";
 import type { TaskDeps } from "./deps.js";
 
 /** Deletes a task that has ended, with its event log. */

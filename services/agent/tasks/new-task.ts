@@ -3,7 +3,7 @@
 import { createHash } from "node:crypto";
 import type { JsonObject, JsonValue } from "@bufbuild/protobuf";
 import { newId } from "../../shared/ids.js";
-import type { TaskRow } from "../store/task-record.js";
+import type { TaskRow } from "../model/task.js";
 
 export interface NewTask {
   agent: string;

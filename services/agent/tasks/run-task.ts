@@ -4,7 +4,7 @@
 // keeps running, and a retried Run with that key attaches to it.
 import { ConnectError, Code } from "@connectrpc/connect";
 import { resourceExhausted } from "../../shared/errors.js";
-import type { TaskKey, TaskRow } from "../store/task-record.js";
+import type { TaskKey, TaskRow } from "../model/task.js";
 import { cancelTask } from "./cancel-task.js";
 import { createTask } from "./create-task.js";
 import type { TaskDeps } from "./deps.js";

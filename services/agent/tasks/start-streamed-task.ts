@@ -4,7 +4,7 @@
 // before the first token. Past that room the task is left QUEUED for any runner.
 // Either way the stream only watches: the task runs to its end whether or not
 // anyone still listens (a dropped stream never cancels it).
-import type { TaskRow } from "../store/task-record.js";
+import type { TaskRow } from "../model/task.js";
 import { createTask } from "./create-task.js";
 import type { TaskDeps } from "./deps.js";
 import type { NewTask } from "./new-task.js";

@@ -3,8 +3,8 @@
 // applies them; nothing here does I/O, so every rule is testable alone.
 import { randomUUID } from "node:crypto";
 import type { JsonObject } from "@bufbuild/protobuf";
-import { isTerminal } from "../store/task-record.js";
-import type { Decide, EventDraft, TaskChange, TaskPatch } from "../store/task-writer.js";
+import { isTerminal } from "../model/task.js";
+import type { Decide, EventDraft, TaskChange, TaskPatch } from "../model/change.js";
 
 /** The patch that ends a runner's claim. Every transition out of RUNNING uses it. */
 const noLease: TaskPatch = { lease_owner: null, lease_id: null, lease_expires_at: null };

@@ -1,6 +1,6 @@
 // Waiting on a task without a sleep loop: a wake-up hint for the task ends the
 // wait at once; the bounded poll only covers a lost hint (DESIGN.md rule 3).
-import { isTerminal, type TaskKey, type TaskRow } from "../store/task-record.js";
+import { isTerminal, type TaskKey, type TaskRow } from "../model/task.js";
 import { findTask } from "../store/find-task.js";
 import type { TaskDeps } from "./deps.js";
 

@@ -11,8 +11,9 @@
 // WebhookService calls `invalidate` on every endpoint change; another replica
 // sees an endpoint change within `cacheMs`.
 import type { JsonObject } from "@bufbuild/protobuf";
-import { type TaskRow, taskJson } from "../../agent/store/task-record.js";
-import type { StoredEvent, TaskEventSink } from "../../agent/store/task-writer.js";
+import type { TaskRow } from "../../agent/model/task.js";
+import { taskJson } from "../../agent/wire/task-json.js";
+import type { StoredEvent, TaskEventSink } from "../../agent/model/change.js";
 import type { Tx } from "../db/database.js";
 import type { WakeupBus } from "../wakeup/bus.js";
 import { enqueueDeliveries, type OutboxEvent, subscribedTypes } from "./enqueue-deliveries.js";
