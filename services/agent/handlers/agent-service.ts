@@ -1,5 +1,4 @@
 // AgentService at the edge: agent cards, the synchronous Run, and the streams RunStream and Converse.
-import type { JsonObject } from "@bufbuild/protobuf";
 import { Code, type ConnectRouter, ConnectError } from "@connectrpc/connect";
 import { AgentService, type ConverseRequest, ConverseRequestSchema } from "../../../gen/agentd/v1/agent_service_pb.js";
 import type { Principal } from "../../shared/auth/authenticator.js";
@@ -14,7 +13,8 @@ import type { TaskDeps } from "../tasks/deps.js";
 import type { NewTask } from "../tasks/new-task.js";
 import { runTask } from "../tasks/run-task.js";
 import { startStreamedTask } from "../tasks/start-streamed-task.js";
-import { toTask } from "./convert.js";
+import { toTask } from "../wire/convert.js";
+import { schemaObject } from "../wire/schema-object.js";
 import { principalOf } from "./interceptors.js";
 import { checkMessage } from "./request-check.js";
 import { createPageTokens, cursors, databasePageTokenKey } from "./page-token.js";
@@ -22,20 +22,13 @@ import { parseAfterSequence, parseAnswer, parseNewTask, parsePageSize, parseRequ
 import { converseResponse, watchResponse } from "./stream-responses.js";
 import type { HandlerLimits } from "./task-service.js";
 
-/** A JSON Schema as a Struct: the boolean schemas `true`/`false` become their object forms. */
-function schemaStruct(schema: unknown): JsonObject {
-  if (schema === true) return {};
-  if (schema === false) return { not: {} };
-  return schema as JsonObject;
-}
-
 export function agentCard(agent: AgentDefinition) {
   return {
     name: agent.name,
     version: agent.version,
     description: agent.description,
-    inputSchema: schemaStruct(agent.inputSchema),
-    outputSchema: schemaStruct(agent.outputSchema),
+    inputSchema: schemaObject(agent.inputSchema),
+    outputSchema: schemaObject(agent.outputSchema),
     capabilities: agent.capabilities ?? [],
     available: agent.unavailableReason === undefined,
     unavailableReason: agent.unavailableReason ?? "",

@@ -3,7 +3,7 @@
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { ConversationItem } from "../streams/conversation.js";
 import type { WatchItem } from "../streams/event-hub.js";
-import { taskEventMessage } from "../streams/event-forms.js";
+import { taskEventMessage } from "../wire/event-forms.js";
 
 /** WatchTaskResponse and RunStreamResponse. */
 export function watchResponse(taskId: string, item: WatchItem) {

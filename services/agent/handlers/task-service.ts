@@ -18,7 +18,7 @@ import { deleteTask } from "../tasks/delete-task.js";
 import type { TaskDeps } from "../tasks/deps.js";
 import { provideInput } from "../tasks/provide-input.js";
 import { waitForTask } from "../tasks/wait-for-task.js";
-import { toTask, toTaskEvent } from "./convert.js";
+import { toTask, toTaskEvent } from "../wire/convert.js";
 import { principalOf } from "./interceptors.js";
 import { createPageTokens, cursors, databasePageTokenKey } from "./page-token.js";
 import {

@@ -19,7 +19,8 @@ import {
   succeed,
   type TaskErrorJson,
 } from "../tasks/transitions.js";
-import { schemaObject, schemaProblem } from "../tasks/answer-schema.js";
+import { schemaObject } from "../wire/schema-object.js";
+import { schemaProblem } from "../tasks/answer-schema.js";
 import { createAgentContext, type HeldTask, LeaseLost } from "./agent-context.js";
 import { handBackAfterOutage, isStoreUnavailable } from "./store-outage.js";
 import { inRunSpan } from "../observe/task-observer.js";

@@ -33,7 +33,7 @@ import type { WakeupBus } from "../../shared/wakeup/bus.js";
 import { listEvents } from "../store/list-events.js";
 import { isTerminal, type TaskKey, type TaskRow } from "../model/task.js";
 import type { StoredEvent } from "../model/change.js";
-import { eventDataJson, isTerminalEvent } from "./event-forms.js";
+import { eventDataJson, isTerminalEvent } from "../wire/event-forms.js";
 import type { StreamMetrics } from "./stream-metrics.js";
 
 export type WatchItem = { event: StoredEvent; keepAlive?: undefined } | { event?: undefined; keepAlive: Date };

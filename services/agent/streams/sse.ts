@@ -16,17 +16,14 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import type { AuthFailure, Authenticator } from "../../shared/auth/authenticator.js";
 import { isDatabaseUnavailable, type Sql } from "../../shared/db/database.js";
 import type { Logger } from "../../shared/log.js";
-import type { NodeHandlerFn } from "../server/one-port.js";
 import { isId } from "../../shared/ids.js";
 import { ErrorInfoSchema, RetryInfoSchema } from "../../../gen/google/rpc/error_details_pb.js";
 import { findTask } from "../store/find-task.js";
 import { isTerminal } from "../model/task.js";
 import type { EventHub } from "./event-hub.js";
-import { sseFrame } from "./event-forms.js";
+import { sseFrame } from "../wire/event-forms.js";
 import { connectionOf, type StreamLimits } from "./stream-limits.js";
-
-type Request = Parameters<NodeHandlerFn>[0];
-type Response = Parameters<NodeHandlerFn>[1];
+import type { NodeRequest, NodeResponse } from "./node-http.js";
 
 const PATH = /^\/v1\/tasks\/([^/]+)\/events\/?$/;
 /** What EventSource waits before reconnecting after a cut (its default is about 3 s). */
@@ -46,13 +43,13 @@ function codeName(code: Code): string {
   return Code[code].replace(/([a-z])([A-Z])/g, "$1_$2").toLowerCase();
 }
 
-function sendError(res: Response, status: number, code: string, reason: string, message: string, headers: Record<string, string> = {}): void {
+function sendError(res: NodeResponse, status: number, code: string, reason: string, message: string, headers: Record<string, string> = {}): void {
   const body = JSON.stringify({ code, message, reason });
   res.writeHead(status, { "content-type": "application/json", "content-length": String(Buffer.byteLength(body)), ...headers });
   res.end(body);
 }
 
-function sendConnectError(res: Response, error: ConnectError): void {
+function sendConnectError(res: NodeResponse, error: ConnectError): void {
   const reason = error.findDetails(ErrorInfoSchema)[0]?.reason ?? codeName(error.code).toUpperCase();
   const retry = error.findDetails(RetryInfoSchema)[0]?.retryDelay;
   const headers: Record<string, string> = retry ? { "retry-after": String(Math.max(1, Math.ceil(Number(retry.seconds) + retry.nanos / 1e9))) } : {};
@@ -60,7 +57,7 @@ function sendConnectError(res: Response, error: ConnectError): void {
 }
 
 /** The resume cursor: Last-Event-ID (an EventSource reconnecting) or ?after_sequence=. */
-function parseCursor(req: Request, url: URL): { after: number } | { problem: string } {
+function parseCursor(req: NodeRequest, url: URL): { after: number } | { problem: string } {
   const header = req.headers["last-event-id"];
   const fromHeader = Array.isArray(header) ? header[0] : header;
   const raw = fromHeader !== undefined && fromHeader.trim() !== "" ? fromHeader.trim() : url.searchParams.get("after_sequence");
@@ -102,7 +99,7 @@ export interface SseDeps {
 }
 
 /** Handles `GET /v1/tasks/{id}/events`; returns false for any other path. */
-export function createSseHandler(deps: SseDeps): (req: Request, res: Response) => boolean {
+export function createSseHandler(deps: SseDeps): (req: NodeRequest, res: NodeResponse) => boolean {
   return (req, res) => {
     const url = requestUrl(req.url);
     const match = url && PATH.exec(url.pathname);
@@ -130,7 +127,7 @@ export function createSseHandler(deps: SseDeps): (req: Request, res: Response) =
     return true;
   };
 
-  async function serve(req: Request, res: Response, taskId: string, url: URL): Promise<void> {
+  async function serve(req: NodeRequest, res: NodeResponse, taskId: string, url: URL): Promise<void> {
     if (req.method !== "GET") {
       sendError(res, 405, "unimplemented", "METHOD_NOT_ALLOWED", "use GET", { allow: "GET" });
       return;
@@ -214,7 +211,7 @@ function revokedFrame(failure: AuthFailure): string {
 
 /** Writes, and waits while the client is slow: an SSE client that does not read holds at
  * most the socket's buffer, and its watch does not advance meanwhile. */
-function write(res: Response, chunk: string, closed: AbortSignal): Promise<void> {
+function write(res: NodeResponse, chunk: string, closed: AbortSignal): Promise<void> {
   if (closed.aborted) return Promise.resolve();
   if (res.write(chunk)) return Promise.resolve();
   return new Promise<void>((resolve) => {

@@ -5,15 +5,12 @@ import type { Authenticator } from "../../shared/auth/authenticator.js";
 import type { Config } from "../../shared/config.js";
 import type { Sql } from "../../shared/db/database.js";
 import type { Logger } from "../../shared/log.js";
-import type { NodeHandlerFn } from "../server/one-port.js";
 import type { WakeupBus } from "../../shared/wakeup/bus.js";
 import { createEventHub, type EventHub } from "./event-hub.js";
 import { createSseHandler } from "./sse.js";
 import { createStreamLimits, type StreamLimits } from "./stream-limits.js";
 import { createStreamMetrics, type StreamMetrics } from "./stream-metrics.js";
-
-type Request = Parameters<NodeHandlerFn>[0];
-type Response = Parameters<NodeHandlerFn>[1];
+import type { NodeRequest, NodeResponse } from "./node-http.js";
 
 /** What the streaming handlers need. */
 export interface StreamingDeps {
@@ -24,7 +21,7 @@ export interface StreamingDeps {
 export interface Streaming extends StreamingDeps {
   metrics: StreamMetrics;
   /** Serves `GET /v1/tasks/{id}/events` (SSE) and `GET /metrics`; false for any other path. */
-  handleHttp(req: Request, res: Response): boolean;
+  handleHttp(req: NodeRequest, res: NodeResponse): boolean;
   start(): void;
   /** Ends every open stream (UNAVAILABLE: reconnect elsewhere with after_sequence). */
   close(): Promise<void>;

@@ -2,19 +2,12 @@
 // the server cannot apply fails the task, it is the agent's bug), and applied
 // to every answer (ProvideInput, Converse `input`). Schemas are compiled once
 // and cached: the same question is usually asked of many tasks.
-import type { JsonObject, JsonValue } from "@bufbuild/protobuf";
+import type { JsonValue } from "@bufbuild/protobuf";
 import type { FieldViolation } from "../../shared/errors.js";
 import type { Json } from "../agents/agent.js";
 import { createCachedSchemaCompiler } from "../agents/json-schema.js";
 
 const compiler = createCachedSchemaCompiler(512);
-
-/** `InputRequest.schema` is a Struct: the boolean schemas become their object forms. */
-export function schemaObject(schema: Json): JsonObject {
-  if (schema === true) return {};
-  if (schema === false) return { not: {} };
-  return schema as JsonObject;
-}
 
 /** Why the schema cannot be applied (Ajv's explanation), or undefined when it can. */
 export function schemaProblem(schema: JsonValue): string | undefined {

@@ -1,10 +1,10 @@
 // Between stored rows and protobuf messages. Rows become proto3 JSON first
-// (task-record.ts), so clients, webhooks and snapshots all see one form.
+// (task-json.ts), so clients, webhooks and snapshots all see one form.
 import { fromJson, type JsonValue } from "@bufbuild/protobuf";
 import { type TaskEvent, TaskEventSchema, type Task, TaskSchema } from "../../../gen/agentd/v1/task_pb.js";
-import type { TaskRow } from "../model/task.js";
-import { taskJson } from "../wire/task-json.js";
 import type { StoredEvent } from "../model/change.js";
+import type { TaskRow } from "../model/task.js";
+import { taskJson } from "./task-json.js";
 
 export function toTask(row: TaskRow): Task {
   return fromJson(TaskSchema, taskJson(row));
@@ -12,7 +12,7 @@ export function toTask(row: TaskRow): Task {
 
 /** A stored event in the proto3 JSON shape of a TaskEvent, as input to `fromJson`. Not canonical
  * output (it keeps zero values and unrounded floats): SSE sends `toJson` of the message instead
- * (streams/event-forms.ts). */
+ * (event-forms.ts). */
 export function eventJson(taskId: string, event: StoredEvent): { [k: string]: JsonValue } {
   return {
     taskId,

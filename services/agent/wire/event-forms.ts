@@ -4,10 +4,12 @@
 // by the event is the cache, and it empties itself as the window moves on.)
 import { toJson } from "@bufbuild/protobuf";
 import { type TaskEvent, TaskEventSchema } from "../../../gen/agentd/v1/task_pb.js";
-import { toTaskEvent } from "../handlers/convert.js";
 import type { StoredEvent } from "../model/change.js";
+import { TERMINAL_STATES } from "../model/task.js";
+import { toTaskEvent } from "./convert.js";
 
-const TERMINAL = new Set(["TASK_STATE_SUCCEEDED", "TASK_STATE_FAILED", "TASK_STATE_CANCELED"]);
+/** The terminal states as a state_change names them (`TASK_STATE_SUCCEEDED`…). */
+const TERMINAL = new Set(TERMINAL_STATES.map((state) => `TASK_STATE_${state}`));
 
 /** The state_change into SUCCEEDED, FAILED or CANCELED: the last event of a task's log. */
 export function isTerminalEvent(event: StoredEvent): boolean {
