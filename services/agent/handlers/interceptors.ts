@@ -1,15 +1,15 @@
 // The edge of every RPC: request ids, authentication and scopes, and the
-// mapping of unexpected failures to the right code (a database outage is
-// UNAVAILABLE, never INTERNAL; a bug is INTERNAL with the request id, logged).
+// mapping of unexpected failures to the right code (wire/errors.ts: a database
+// outage is UNAVAILABLE, never INTERNAL; a bug is INTERNAL with the request id, logged).
 import { randomUUID } from "node:crypto";
 import { Code, ConnectError, type ContextValues, createContextKey, type HandlerContext, type Interceptor } from "@connectrpc/connect";
 import type { Authentication, Authenticator, Principal } from "../../shared/auth/authenticator.js";
 import { endOnRevocation } from "../../shared/auth/revocation.js";
 import { type Scope, SCOPES } from "../../shared/auth/scopes.js";
-import { isDatabaseUnavailable } from "../../shared/db/database.js";
-import { clip, invalidArgument, MAX_MESSAGE, rpcError, unavailable } from "../../shared/errors.js";
+import { invalidArgument, rpcError } from "../../shared/errors.js";
 import type { Logger } from "../../shared/log.js";
 import { principalKey, requestIdKey } from "../model/request-context.js";
+import { toWireError } from "../wire/errors.js";
 import { checkMessage, type RequestCheckLimits } from "./request-check.js";
 
 /** The caller's authentication, when it was made from the headers before the body was read. */
@@ -111,15 +111,6 @@ export function requestIdOf(header: string | null): string {
   return header && REQUEST_ID.test(header) ? header : randomUUID();
 }
 
-/** An error of bounded size, whatever made it (an echo of a huge value must still fit in a header). */
-function bounded(error: ConnectError): ConnectError {
-  if (error.rawMessage.length <= MAX_MESSAGE) return error;
-  const out = new ConnectError(clip(error.rawMessage, MAX_MESSAGE), error.code, error.metadata, undefined, error.cause);
-  // Details made here are bounded at their source (errors.ts); keep them as they are.
-  out.details.push(...error.details);
-  return out;
-}
-
 /** For the RPC handler's `beforeBody`: authenticates from the headers alone, so that a request
  * without a valid key is refused without reading (or buffering) its body. The result is kept for
  * `authInterceptor`, which then answers in the protocol's form. A failed lookup (database down)
@@ -139,23 +130,15 @@ export function authenticateBeforeBody(auth: Authenticator) {
   };
 }
 
+/** The error the client gets (wire/errors.ts), logged as what it is. */
 function mapError(error: unknown, log: Logger, requestId: string): ConnectError {
+  const wire = toWireError(error, { requestId });
   if (error instanceof ConnectError) {
     if (error.code === Code.Internal || error.code === Code.Unknown) log.error({ err: error }, "rpc failed");
-    return bounded(error);
-  }
-  const pgCode = (error as { code?: unknown }).code;
-  if (pgCode === "40P01" || pgCode === "40001") {
-    // A deadlock or serialization failure: the transaction rolled back; the call is safe to retry.
-    log.warn({ err: error }, "transaction conflict");
-    return rpcError(Code.Aborted, "TRANSACTION_CONFLICT", "the request conflicted with a concurrent change; retry it", { cause: error });
-  }
-  if (isDatabaseUnavailable(error)) {
-    log.warn({ err: error }, "database unavailable");
-    return unavailable("the database is unavailable; retry with backoff", error);
-  }
-  log.error({ err: error }, "rpc failed unexpectedly");
-  return rpcError(Code.Internal, "INTERNAL", `internal error (request id ${requestId})`, { cause: error });
+  } else if (wire.code === Code.Aborted) log.warn({ err: error }, "transaction conflict");
+  else if (wire.code === Code.Unavailable) log.warn({ err: error }, "database unavailable");
+  else log.error({ err: error }, "rpc failed unexpectedly");
+  return wire;
 }
 
 export function edgeInterceptor(logger: Logger): Interceptor {

@@ -13,14 +13,14 @@
 // is: only `cancel` cancels.
 import type { JsonValue } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { BadRequestSchema, ErrorInfoSchema } from "../../../gen/google/rpc/error_details_pb.js";
-import { isDatabaseUnavailable } from "../../shared/db/database.js";
+import { BadRequestSchema } from "../../../gen/google/rpc/error_details_pb.js";
 import { findTask } from "../store/find-task.js";
 import type { TaskKey, TaskRow } from "../model/task.js";
 import type { StoredEvent } from "../model/change.js";
 import { cancelTask } from "../tasks/cancel-task.js";
 import type { TaskDeps } from "../tasks/deps.js";
 import { provideInput } from "../tasks/provide-input.js";
+import { codeName, reasonOf, toWireError } from "../wire/errors.js";
 import type { EventHub } from "./event-hub.js";
 
 /** A client message after the first, as the handler parsed it. */
@@ -44,16 +44,11 @@ export type ConversationItem =
   | { keepAlive: Date; event?: undefined; rejection?: undefined }
   | { rejection: Rejection; event?: undefined; keepAlive?: undefined };
 
-/** FAILED_PRECONDITION, from Code.FailedPrecondition. */
-export function grpcCodeName(code: Code): string {
-  return Code[code].replace(/([a-z])([A-Z])/g, "$1_$2").toUpperCase();
-}
-
 export function rejectionOf(error: ConnectError): Rejection {
   return {
-    code: grpcCodeName(error.code),
+    code: codeName(error.code),
     message: error.rawMessage,
-    reason: error.findDetails(ErrorInfoSchema)[0]?.reason ?? grpcCodeName(error.code),
+    reason: reasonOf(error),
     fieldViolations: (error.findDetails(BadRequestSchema)[0]?.fieldViolations ?? []).map(({ field, description, reason }) => ({
       field,
       description,
@@ -93,14 +88,12 @@ export async function* conversation(
       else await provideInput(deps.tasks, key, { value: message.value, requestId: message.requestId }, "input.value");
     } catch (error) {
       if (error instanceof ConnectError) rejections.push(rejectionOf(error));
-      else if (isDatabaseUnavailable(error)) {
-        rejections.push({
-          code: "UNAVAILABLE",
-          reason: "DATABASE_UNAVAILABLE",
-          message: "the database is unavailable; send the message again",
-          fieldViolations: [],
-        });
-      } else throw error;
+      else {
+        // An outage refuses this message only; any other failure ends the call (the edge maps it).
+        const wire = toWireError(error, { unavailableMessage: "the database is unavailable; send the message again" });
+        if (wire.code !== Code.Unavailable) throw error;
+        rejections.push(rejectionOf(wire));
+      }
       poke();
     }
   }

@@ -14,13 +14,14 @@
 // 404, 405, 429 (with Retry-After), 503.
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { AuthFailure, Authenticator } from "../../shared/auth/authenticator.js";
-import { isDatabaseUnavailable, type Sql } from "../../shared/db/database.js";
+import type { Sql } from "../../shared/db/database.js";
 import type { Logger } from "../../shared/log.js";
 import { isId } from "../../shared/ids.js";
-import { ErrorInfoSchema, RetryInfoSchema } from "../../../gen/google/rpc/error_details_pb.js";
+import { RetryInfoSchema } from "../../../gen/google/rpc/error_details_pb.js";
 import { findTask } from "../store/find-task.js";
 import { isTerminal } from "../model/task.js";
 import type { EventHub } from "./event-hub.js";
+import { connectCodeName, reasonOf, toWireError } from "../wire/errors.js";
 import { sseFrame } from "../wire/event-forms.js";
 import { connectionOf, type StreamLimits } from "./stream-limits.js";
 import type { NodeRequest, NodeResponse } from "./node-http.js";
@@ -38,22 +39,17 @@ const HTTP_STATUS: Partial<Record<Code, number>> = {
   [Code.Unavailable]: 503,
 };
 
-/** Connect's lower_snake names of codes, as in Connect JSON errors. */
-function codeName(code: Code): string {
-  return Code[code].replace(/([a-z])([A-Z])/g, "$1_$2").toLowerCase();
-}
-
 function sendError(res: NodeResponse, status: number, code: string, reason: string, message: string, headers: Record<string, string> = {}): void {
   const body = JSON.stringify({ code, message, reason });
   res.writeHead(status, { "content-type": "application/json", "content-length": String(Buffer.byteLength(body)), ...headers });
   res.end(body);
 }
 
-function sendConnectError(res: NodeResponse, error: ConnectError): void {
-  const reason = error.findDetails(ErrorInfoSchema)[0]?.reason ?? codeName(error.code).toUpperCase();
-  const retry = error.findDetails(RetryInfoSchema)[0]?.retryDelay;
+/** `error` as a JSON body; with `retryAfter`, its RetryInfo (if any) as Retry-After. */
+function sendConnectError(res: NodeResponse, error: ConnectError, retryAfter = true): void {
+  const retry = retryAfter ? error.findDetails(RetryInfoSchema)[0]?.retryDelay : undefined;
   const headers: Record<string, string> = retry ? { "retry-after": String(Math.max(1, Math.ceil(Number(retry.seconds) + retry.nanos / 1e9))) } : {};
-  sendError(res, HTTP_STATUS[error.code] ?? 500, codeName(error.code), reason, error.rawMessage, headers);
+  sendError(res, HTTP_STATUS[error.code] ?? 500, connectCodeName(error.code), reasonOf(error), error.rawMessage, headers);
 }
 
 /** The resume cursor: Last-Event-ID (an EventSource reconnecting) or ?after_sequence=. */
@@ -112,14 +108,8 @@ export function createSseHandler(deps: SseDeps): (req: NodeRequest, res: NodeRes
     serve(req, res, taskId, url).catch((error: unknown) => {
       deps.logger.warn({ err: error }, "SSE stream failed");
       if (!res.headersSent) {
-        const unavailable = isDatabaseUnavailable(error);
-        sendError(
-          res,
-          unavailable ? 503 : 500,
-          unavailable ? "unavailable" : "internal",
-          unavailable ? "DATABASE_UNAVAILABLE" : "INTERNAL",
-          unavailable ? "the database is unavailable; retry with backoff" : "internal error",
-        );
+        // Without Retry-After: this 503 never carried one (RetryInfo is for RPC clients).
+        sendConnectError(res, toWireError(error), false);
       } else {
         res.end();
       }
