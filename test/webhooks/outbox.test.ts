@@ -8,7 +8,8 @@ import { targetOf, webhookTypeOf } from "../../services/shared/webhooks/event-ty
 import { createWebhookOutbox } from "../../services/shared/webhooks/outbox.js";
 
 const task = (webhook: TaskRow["webhook"] = null) => ({ tenant_id: "t1", task_id: "x", webhook }) as unknown as TaskRow;
-const event = (kind: StoredEvent["kind"], data: StoredEvent["data"] = {}): StoredEvent => ({ sequence: 2, time: new Date(), kind, data });
+// A state_change here may leave out its task snapshot (what the outbox does not read).
+const event = (kind: StoredEvent["kind"], data: StoredEvent["data"] = {}) => ({ sequence: 2, time: new Date(), kind, data }) as StoredEvent;
 const succeeded = event("stateChange", { state: "TASK_STATE_SUCCEEDED", task: { id: "x" } });
 
 /** A transaction stand-in answering the subscription query with `types` and counting queries. */

@@ -4,25 +4,43 @@
 // runner, the writer and the outbox.
 import type { JsonObject } from "@bufbuild/protobuf";
 import type { Tx } from "../../shared/db/database.js";
-import type { TaskRow } from "./task.js";
+import type { TaskRow, TaskStateJsonName } from "./task.js";
+
+/** The data of a state_change (`StateChange` in proto3 JSON): the state entered, and the task
+ * right after the change (the writer fills both: wire/task-json.ts `stateChangeSnapshot`). */
+export type StateChangeData = JsonObject & { state: TaskStateJsonName; task: JsonObject };
+
+/** The data of each kind of event, in proto3 JSON. Only the fields code reads are spelled out. */
+interface EventData {
+  stateChange: StateChangeData;
+  progress: JsonObject;
+  delta: JsonObject;
+  toolCall: JsonObject;
+  inputRequest: JsonObject;
+  artifact: JsonObject;
+  log: JsonObject;
+}
 
 /** Event kinds, named as the `TaskEvent.event` oneof cases in proto3 JSON. */
-export type EventKind = "stateChange" | "progress" | "delta" | "toolCall" | "inputRequest" | "artifact" | "log";
+export type EventKind = keyof EventData;
 
+/** An event to append. A state_change is the writer's to fill: its draft's data is ignored. */
 export interface EventDraft {
   kind: EventKind;
   data: JsonObject;
 }
 
-/** A stored event, as `task_events` holds it. */
-export interface StoredEvent {
-  sequence: number;
-  time: Date;
-  kind: EventKind;
-  data: JsonObject;
-  /** Id of the API key whose RPC wrote the event; null when the service wrote it on its own. */
-  actor?: string | null;
-}
+/** A stored event, as `task_events` holds it: one variant per kind, told apart by `kind`. */
+export type StoredEvent = {
+  [K in EventKind]: {
+    sequence: number;
+    time: Date;
+    kind: K;
+    data: EventData[K];
+    /** Id of the API key whose RPC wrote the event; null when the service wrote it on its own. */
+    actor?: string | null;
+  };
+}[EventKind];
 
 export type TaskPatch = Partial<
   Pick<

@@ -10,6 +10,14 @@ export function isTerminal(state: TaskStateName): boolean {
   return TERMINAL_STATES.includes(state);
 }
 
+/** A state as proto3 JSON names it (`agentd.v1.TaskState`), e.g. in a state_change event. */
+export type TaskStateJsonName = `TASK_STATE_${TaskStateName}`;
+
+/** RUNNING for TASK_STATE_RUNNING. */
+export function stateOfJsonName(name: TaskStateJsonName): TaskStateName {
+  return name.slice("TASK_STATE_".length) as TaskStateName;
+}
+
 /** A row of `tasks`. jsonb columns come back parsed; int8 columns may come back
  * as strings, so readers go through `Number()`. */
 export interface TaskRow {

@@ -8,30 +8,30 @@
 import { SpanKind } from "@opentelemetry/api";
 import { withoutActor } from "../model/actor.js";
 import { contextOf, inSpan, traceparentOf, tracer } from "../../shared/tracing.js";
-import { isTerminal, type TaskRow, type TaskStateName } from "../model/task.js";
+import { isTerminal, stateOfJsonName, type TaskRow, type TaskStateName } from "../model/task.js";
 import type { ChangeResult, StoredEvent } from "../model/change.js";
 import type { TaskWriter } from "../store/task-writer.js";
 import type { ServiceMetrics } from "./service-metrics.js";
 
 export function observeTaskWriter(writer: TaskWriter, metrics: ServiceMetrics): TaskWriter {
-  function ended(task: TaskRow, events: readonly StoredEvent[]): void {
-    for (const event of events) {
-      if (event.kind !== "stateChange") continue;
-      const state = String(event.data.state ?? "").replace(/^TASK_STATE_/, "") as TaskStateName;
-      if (!isTerminal(state)) continue;
-      metrics.tasksFinished.inc({ agent: task.agent, state });
-      if (task.start_time) {
-        const end = task.end_time ?? event.time;
-        metrics.runSeconds.observe({ agent: task.agent, state }, Math.max(0, end.getTime() - task.start_time.getTime()) / 1000);
-      }
+  /** Counts a task that entered `state` at `time`, if that ends it. */
+  function entered(task: TaskRow, state: TaskStateName, time: Date): void {
+    if (!isTerminal(state)) return;
+    metrics.tasksFinished.inc({ agent: task.agent, state });
+    if (task.start_time) {
+      const end = task.end_time ?? time;
+      metrics.runSeconds.observe({ agent: task.agent, state }, Math.max(0, end.getTime() - task.start_time.getTime()) / 1000);
     }
+  }
+  function ended(task: TaskRow, events: readonly StoredEvent[]): void {
+    for (const event of events) if (event.kind === "stateChange") entered(task, stateOfJsonName(event.data.state), event.time);
   }
   const changed = (result: ChangeResult): ChangeResult => {
     if (result.status === "changed") ended(result.task, result.events);
     return result;
   };
   const finishedRows = (rows: TaskRow[]) => {
-    for (const row of rows) if (isTerminal(row.state)) ended(row, [{ sequence: 0, time: row.end_time ?? new Date(), kind: "stateChange", data: { state: `TASK_STATE_${row.state}` } }]);
+    for (const row of rows) entered(row, row.state, row.end_time ?? new Date());
     return rows;
   };
 

@@ -79,11 +79,8 @@ export function createTaskWriter(deps: { sql: Sql; bus: WakeupBus; sink?: TaskEv
     };
     const events = drafts.map((draft, i): StoredEvent => {
       const sequence = first + i;
-      const data =
-        draft.kind === "stateChange"
-          ? { state: `TASK_STATE_${next.state}`, task: stateChangeSnapshot(next, sequence) }
-          : draft.data;
-      return { sequence, time: now, kind: draft.kind, data, actor };
+      if (draft.kind !== "stateChange") return { sequence, time: now, kind: draft.kind, data: draft.data, actor };
+      return { sequence, time: now, kind: "stateChange", data: { state: `TASK_STATE_${next.state}`, task: stateChangeSnapshot(next, sequence) }, actor };
     });
     return { next, events };
   }

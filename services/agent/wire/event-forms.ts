@@ -5,15 +5,12 @@
 import { toJson } from "@bufbuild/protobuf";
 import { type TaskEvent, TaskEventSchema } from "../../../gen/agentd/v1/task_pb.js";
 import type { StoredEvent } from "../model/change.js";
-import { TERMINAL_STATES } from "../model/task.js";
+import { isTerminal, stateOfJsonName } from "../model/task.js";
 import { toTaskEvent } from "./convert.js";
-
-/** The terminal states as a state_change names them (`TASK_STATE_SUCCEEDED`…). */
-const TERMINAL = new Set(TERMINAL_STATES.map((state) => `TASK_STATE_${state}`));
 
 /** The state_change into SUCCEEDED, FAILED or CANCELED: the last event of a task's log. */
 export function isTerminalEvent(event: StoredEvent): boolean {
-  return event.kind === "stateChange" && TERMINAL.has(event.data.state as string);
+  return event.kind === "stateChange" && isTerminal(stateOfJsonName(event.data.state));
 }
 
 const dataJson = new WeakMap<StoredEvent, string>();
