@@ -8,12 +8,12 @@ import type { Logger } from "../../shared/log.js";
 import { tracer } from "../../shared/tracing.js";
 import { principalKey, requestIdKey } from "../model/request-context.js";
 import { withActor } from "../model/actor.js";
-import { connectCodeName } from "../wire/errors.js";
 import type { ServiceMetrics } from "./service-metrics.js";
 
-/** "invalid_argument" for Code.InvalidArgument, "ok" for none: gRPC status names as Prometheus and logs write them. */
+/** "InvalidArgument" → "invalid_argument", as gRPC status names are written in Prometheus and logs. */
 export function codeName(code: Code | undefined): string {
-  return code === undefined ? "ok" : connectCodeName(code);
+  if (code === undefined) return "ok";
+  return (Code[code] ?? "unknown").replace(/[A-Z]/g, (c, i: number) => (i > 0 ? "_" : "") + c.toLowerCase());
 }
 
 const headerGetter = {

@@ -20,9 +20,9 @@ import { isId } from "../../shared/ids.js";
 import { RetryInfoSchema } from "../../../gen/google/rpc/error_details_pb.js";
 import { findTask } from "../store/find-task.js";
 import { isTerminal } from "../model/task.js";
-import type { EventHub } from "./event-hub.js";
 import { connectCodeName, reasonOf, toWireError } from "../wire/errors.js";
 import { sseFrame } from "../wire/event-forms.js";
+import type { EventHub } from "./event-hub.js";
 import { connectionOf, type StreamLimits } from "./stream-limits.js";
 import type { NodeRequest, NodeResponse } from "./node-http.js";
 
