@@ -10,7 +10,7 @@ export const DEFAULT_TIMEOUT_MS = 10 * 60_000;
 export const MAX_TIMEOUT_MS = 24 * 3600_000;
 export const DEFAULT_MAX_ATTEMPTS = 3;
 export const MAX_ATTEMPTS = 10;
-import { WEBHOOK_EVENT_TYPES } from "../../shared/webhooks/event-types.js";
+import { WEBHOOK_EVENT_TYPES } from "../outbox/event-types.js";
 
 export { WEBHOOK_EVENT_TYPES };
 

@@ -11,10 +11,10 @@ import {
 import type { Sql } from "../../shared/db/database.js";
 import { invalidArgument, notFound } from "../../shared/errors.js";
 import { isId } from "../../shared/ids.js";
-import { targetOf } from "../../shared/webhooks/event-types.js";
-import type { WebhookOutbox } from "../../shared/webhooks/outbox.js";
 import { checkWebhookUrl, type UrlPolicy } from "../../shared/webhooks/url-policy.js";
 import type { WakeupBus } from "../../shared/wakeup/bus.js";
+import { targetOf } from "../outbox/event-types.js";
+import type { WebhookOutbox } from "../outbox/outbox.js";
 import { createEndpoint } from "../webhooks/create-endpoint.js";
 import { deleteEndpoint } from "../webhooks/delete-endpoint.js";
 import { findDelivery, listDeliveries } from "../webhooks/list-deliveries.js";
@@ -32,7 +32,7 @@ export interface WebhookServiceDeps {
   bus: WakeupBus;
   policy: UrlPolicy;
   /** Told about endpoint changes, so this replica's outbox sees them at once. */
-  outbox?: Pick<WebhookOutbox, "invalidate">;
+  outbox: Pick<WebhookOutbox, "invalidate">;
 }
 
 const DEFAULT_GRACE_MS = 24 * 3600_000;
@@ -103,7 +103,7 @@ export function webhookServiceRoutes(deps: WebhookServiceDeps) {
           eventTypes: fields.eventTypes!,
           description: fields.description ?? "",
         });
-        deps.outbox?.invalidate(tenantId);
+        deps.outbox.invalidate(tenantId);
         return { endpoint: toEndpoint(endpoint), signingSecret: secret };
       },
 
@@ -148,7 +148,7 @@ export function webhookServiceRoutes(deps: WebhookServiceDeps) {
         v.throwIfAny();
         const row = await updateEndpoint(sql, tenantId, endpointId, changes);
         if (!row) throw notFound("endpoint", endpointId);
-        deps.outbox?.invalidate(tenantId);
+        deps.outbox.invalidate(tenantId);
         return { endpoint: toEndpoint(row) };
       },
 
@@ -156,7 +156,7 @@ export function webhookServiceRoutes(deps: WebhookServiceDeps) {
         const tenantId = tenantOf(ctx);
         const endpointId = parseId(req.endpointId, "endpoint_id", "endpoint");
         if (!(await deleteEndpoint(sql, tenantId, endpointId))) throw notFound("endpoint", endpointId);
-        deps.outbox?.invalidate(tenantId);
+        deps.outbox.invalidate(tenantId);
         return create(DeleteWebhookEndpointResponseSchema, {});
       },
 

@@ -11,10 +11,10 @@
 // WebhookService calls `invalidate` on every endpoint change; another replica
 // sees an endpoint change within `cacheMs`.
 import type { JsonObject } from "@bufbuild/protobuf";
-import { type TaskRow, taskJson } from "../../agent/store/task-record.js";
-import type { StoredEvent, TaskEventSink } from "../../agent/store/task-writer.js";
-import type { Tx } from "../db/database.js";
-import type { WakeupBus } from "../wakeup/bus.js";
+import { type TaskRow, taskJson } from "../store/task-record.js";
+import type { StoredEvent, TaskEventSink } from "../store/task-writer.js";
+import type { Tx } from "../../shared/db/database.js";
+import type { WakeupBus } from "../../shared/wakeup/bus.js";
 import { enqueueDeliveries, type OutboxEvent, subscribedTypes } from "./enqueue-deliveries.js";
 import { DEFAULT_MAX_PAYLOAD_BYTES, targetOf, type WebhookEventType, webhookPayload, webhookTypeOf } from "./event-types.js";
 
