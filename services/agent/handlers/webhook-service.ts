@@ -1,47 +1,39 @@
-// WebhookService at the edge: parse and check the request, call one use case,
-// map the result. Deliveries themselves are made by the notifier service.
+// WebhookService at the edge: parse the request (webhook-fields.ts), call one
+// use case (endpoints/), map the result. Deliveries themselves are made by the
+// notifier service.
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { ConnectRouter, HandlerContext } from "@connectrpc/connect";
 import { DeleteWebhookEndpointResponseSchema, WebhookService } from "../../../gen/agentd/v1/webhook_service_pb.js";
-import type { Sql } from "../../shared/db/database.js";
-import { notFound } from "../../shared/errors.js";
 import { isId } from "../../shared/ids.js";
 import type { UrlPolicy } from "../../shared/webhooks/url-policy.js";
-import type { WakeupBus } from "../../shared/wakeup/bus.js";
-import type { WebhookOutbox } from "../outbox/outbox.js";
-import { createEndpoint } from "../webhooks/create-endpoint.js";
-import { deleteEndpoint } from "../webhooks/delete-endpoint.js";
-import { findDelivery, listDeliveries } from "../webhooks/list-deliveries.js";
-import { findEndpoint, listEndpoints } from "../webhooks/list-endpoints.js";
+import { createEndpoint } from "../endpoints/create-endpoint.js";
+import { deleteEndpoint } from "../endpoints/delete-endpoint.js";
+import type { EndpointDeps } from "../endpoints/deps.js";
+import { listDeliveries } from "../endpoints/list-deliveries.js";
+import { retryDelivery } from "../endpoints/retry-delivery.js";
+import { rotateSecret } from "../endpoints/rotate-secret.js";
+import { updateEndpoint } from "../endpoints/update-endpoint.js";
+import { listEndpoints } from "../webhooks/list-endpoints.js";
 import { toDelivery, toEndpoint } from "../webhooks/records.js";
-import { retryDelivery } from "../webhooks/retry-delivery.js";
-import { rotateSecret } from "../webhooks/rotate-secret.js";
-import { updateEndpoint } from "../webhooks/update-endpoint.js";
 import { principalOf } from "./interceptors.js";
 import { createPageTokens, databasePageTokenKey } from "./page-token.js";
 import { parseIdField, parseOptionalIdField, parsePageSize } from "./request-fields.js";
 import { parseDeliveryFilter, parseEndpointUpdate, parseGracePeriod, parseNewEndpoint } from "./webhook-fields.js";
 
-export interface WebhookServiceDeps {
-  sql: Sql;
-  bus: WakeupBus;
+export interface WebhookServiceDeps extends EndpointDeps {
+  /** Which webhook URLs may be registered (the SSRF guard). */
   policy: UrlPolicy;
-  /** Told about endpoint changes, so this replica's outbox sees them at once. */
-  outbox: Pick<WebhookOutbox, "invalidate">;
 }
 
 export function webhookServiceRoutes(deps: WebhookServiceDeps) {
-  const { sql } = deps;
   const tenantOf = (ctx: HandlerContext) => principalOf(ctx).tenantId;
-  const pageTokens = createPageTokens(databasePageTokenKey(sql));
+  const pageTokens = createPageTokens(databasePageTokenKey(deps.sql));
 
   return (router: ConnectRouter) =>
     router.service(WebhookService, {
       async createWebhookEndpoint(req, ctx) {
-        const tenantId = tenantOf(ctx);
-        const { endpoint, secret } = await createEndpoint(sql, tenantId, await parseNewEndpoint(req, deps.policy));
-        deps.outbox.invalidate(tenantId);
+        const { endpoint, secret } = await createEndpoint(deps, tenantOf(ctx), await parseNewEndpoint(req, deps.policy));
         return { endpoint: toEndpoint(endpoint), signingSecret: secret };
       },
 
@@ -50,7 +42,7 @@ export function webhookServiceRoutes(deps: WebhookServiceDeps) {
         const pageSize = parsePageSize(req.pageSize, { default: 50, max: 1000 });
         const query = { tenantId, list: "endpoints" };
         const afterId = await pageTokens.decode(req.pageToken, query, isId);
-        const rows = await listEndpoints(sql, tenantId, { afterId, limit: pageSize + 1 });
+        const rows = await listEndpoints(deps.sql, tenantId, { afterId, limit: pageSize + 1 });
         const page = rows.slice(0, pageSize);
         const last = page.at(-1);
         return {
@@ -60,28 +52,18 @@ export function webhookServiceRoutes(deps: WebhookServiceDeps) {
       },
 
       async updateWebhookEndpoint(req, ctx) {
-        const tenantId = tenantOf(ctx);
         const { endpointId, changes } = await parseEndpointUpdate(req, deps.policy);
-        const row = await updateEndpoint(sql, tenantId, endpointId, changes);
-        if (!row) throw notFound("endpoint", endpointId);
-        deps.outbox.invalidate(tenantId);
-        return { endpoint: toEndpoint(row) };
+        return { endpoint: toEndpoint(await updateEndpoint(deps, tenantOf(ctx), endpointId, changes)) };
       },
 
       async deleteWebhookEndpoint(req, ctx) {
-        const tenantId = tenantOf(ctx);
-        const endpointId = parseIdField(req.endpointId, "endpoint_id", "endpoint");
-        if (!(await deleteEndpoint(sql, tenantId, endpointId))) throw notFound("endpoint", endpointId);
-        deps.outbox.invalidate(tenantId);
+        await deleteEndpoint(deps, tenantOf(ctx), parseIdField(req.endpointId, "endpoint_id", "endpoint"));
         return create(DeleteWebhookEndpointResponseSchema, {});
       },
 
       async rotateWebhookSecret(req, ctx) {
-        const tenantId = tenantOf(ctx);
         const endpointId = parseOptionalIdField(req.endpointId, "endpoint_id", "endpoint");
-        const graceMs = parseGracePeriod(req.gracePeriod);
-        const rotated = await rotateSecret(sql, tenantId, endpointId, graceMs);
-        if (!rotated) throw notFound("endpoint", endpointId!);
+        const rotated = await rotateSecret(deps, tenantOf(ctx), endpointId, parseGracePeriod(req.gracePeriod));
         return {
           signingSecret: rotated.secret,
           ...(rotated.previousExpireTime ? { previousSecretExpireTime: timestampFromDate(rotated.previousExpireTime) } : {}),
@@ -94,8 +76,7 @@ export function webhookServiceRoutes(deps: WebhookServiceDeps) {
         const filter = parseDeliveryFilter(req);
         const query = { tenantId, list: "deliveries", ...filter };
         const beforeId = await pageTokens.decode(req.pageToken, query, isId);
-        if (filter.endpointId && !(await findEndpoint(sql, tenantId, filter.endpointId))) throw notFound("endpoint", filter.endpointId);
-        const rows = await listDeliveries(sql, tenantId, filter, { beforeId, limit: pageSize + 1 });
+        const rows = await listDeliveries(deps, tenantId, filter, { beforeId, limit: pageSize + 1 });
         const page = rows.slice(0, pageSize);
         const last = page.at(-1);
         return {
@@ -105,12 +86,7 @@ export function webhookServiceRoutes(deps: WebhookServiceDeps) {
       },
 
       async retryWebhookDelivery(req, ctx) {
-        const tenantId = tenantOf(ctx);
-        const deliveryId = parseIdField(req.deliveryId, "delivery_id", "delivery");
-        await retryDelivery(sql, tenantId, deliveryId);
-        deps.bus.publish("delivery", deliveryId);
-        const found = await findDelivery(sql, tenantId, deliveryId);
-        if (!found) throw notFound("delivery", deliveryId);
+        const found = await retryDelivery(deps, tenantOf(ctx), parseIdField(req.deliveryId, "delivery_id", "delivery"));
         return { delivery: toDelivery(found.delivery, found.attempts) };
       },
     });
