@@ -32,8 +32,8 @@ import { rotateSecret } from "../services/agent/webhooks/rotate-secret.js";
 import { openDatabase } from "../services/shared/db/database.js";
 import { runMigrations } from "../services/shared/db/migrate.js";
 import { createPostgresWakeupBus } from "../services/shared/wakeup/postgres-bus.js";
-import { targetOf, webhookPayload } from "../services/shared/webhooks/event-types.js";
-import { createWebhookOutbox } from "../services/shared/webhooks/outbox.js";
+import { targetOf, webhookPayload } from "../services/agent/outbox/event-types.js";
+import { createWebhookOutbox } from "../services/agent/outbox/outbox.js";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 const wallNow = () => performance.timeOrigin + performance.now();

@@ -14,7 +14,6 @@ import type { Database } from "../shared/db/database.js";
 import { newId } from "../shared/ids.js";
 import type { Logger } from "../shared/log.js";
 import { createAddressGuard } from "../shared/webhooks/address-guard.js";
-import type { WebhookOutbox } from "../shared/webhooks/outbox.js";
 import type { WakeupBus } from "../shared/wakeup/bus.js";
 import type { AgentRegistry } from "./agents/registry.js";
 import { agentServiceRoutes } from "./handlers/agent-service.js";
@@ -22,6 +21,7 @@ import { authServiceRoutes } from "./handlers/auth-service.js";
 import { authenticateBeforeBody, authInterceptor, edgeInterceptor, inputInterceptor } from "./handlers/interceptors.js";
 import { keyServiceRoutes } from "./handlers/key-service.js";
 import { rpcObserver } from "./observe/rpc-observer.js";
+import { createWebhookOutbox } from "./outbox/outbox.js";
 import { createServiceMetrics } from "./observe/service-metrics.js";
 import { observeTaskWriter } from "./observe/task-observer.js";
 import { taskServiceRoutes } from "./handlers/task-service.js";
@@ -40,7 +40,6 @@ import { createRpcHandler } from "./server/rpc-handler.js";
 import { createTlsTerminator } from "./server/tls.js";
 import { findTask } from "./store/find-task.js";
 import { createTaskWriter } from "./store/task-writer.js";
-import type { TaskEventSink } from "./model/change.js";
 import { connectionContext } from "./streams/stream-limits.js";
 import { createStreaming } from "./streams/streaming.js";
 import type { TaskDeps } from "./tasks/deps.js";
@@ -53,9 +52,6 @@ export interface AgentServiceDeps {
   registry: AgentRegistry;
   config: Config;
   logger: Logger;
-  /** The webhook outbox, written in the same transaction as task events
-   * (`createWebhookOutbox`). Without it no deliveries are enqueued. */
-  outbox?: TaskEventSink & Partial<Pick<WebhookOutbox, "invalidate">>;
 }
 
 export interface RunningAgentService {
@@ -80,7 +76,10 @@ export function createAgentService(deps: AgentServiceDeps) {
   // Event hub, stream caps, SSE and /metrics (services/agent/streams); the service's own metrics share its registry.
   const streaming = createStreaming({ sql: db.sql, bus, auth, logger, config });
   const metrics = createServiceMetrics({ registry: streaming.metrics.registry, sql: db.sql, poolMax: db.embedded ? 1 : config.dbMaxConnections });
-  const writer = observeTaskWriter(createTaskWriter({ sql: db.sql, bus, ...(deps.outbox ? { sink: deps.outbox } : {}) }), metrics);
+  // The webhook outbox is written in the same transaction as task events; the notifier delivers.
+  // Built here, not passed in, so that no entry point can run without it and silently lose webhooks.
+  const outbox = createWebhookOutbox({ bus, maxPayloadBytes: config.webhookMaxPayloadBytes });
+  const writer = observeTaskWriter(createTaskWriter({ sql: db.sql, bus, sink: outbox }), metrics);
   const runner = createTaskRunner({
     writer,
     registry,
@@ -152,12 +151,7 @@ export function createAgentService(deps: AgentServiceDeps) {
     routes: (router) => {
       agentServiceRoutes(taskDeps, limits, streaming)(router);
       taskServiceRoutes(taskDeps, limits, streaming)(router);
-      webhookServiceRoutes({
-        sql: db.sql,
-        bus,
-        policy: urlPolicy,
-        ...(deps.outbox?.invalidate ? { outbox: { invalidate: deps.outbox.invalidate } } : {}),
-      })(router);
+      webhookServiceRoutes({ sql: db.sql, bus, policy: urlPolicy, outbox })(router);
       keyServiceRoutes({ sql: db.sql })(router);
       authServiceRoutes(tokens)(router);
       health.routes(router);

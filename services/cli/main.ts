@@ -8,7 +8,6 @@ import { createAgentService } from "../agent/service.js";
 import { buildConsoleIfStale } from "../agent/server/console-build.js";
 import { DEV_CORS_ORIGINS } from "../agent/server/cors.js";
 import { startNotifierService } from "../notifier/main.js";
-import { createWebhookOutbox } from "../shared/webhooks/outbox.js";
 import { createApiKey, findActiveApiKey, listApiKeys, revokeApiKey } from "../shared/auth/api-keys.js";
 import { parseScopes, type Scope, SCOPES } from "../shared/auth/scopes.js";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
@@ -83,9 +82,7 @@ async function serve(config: Config, opts: { dev: boolean }): Promise<void> {
     );
   }
   const runtime = await openRuntime(config, logger);
-  // The webhook outbox is written in the same transaction as task events; the notifier delivers.
-  const outbox = createWebhookOutbox({ bus: runtime.bus, maxPayloadBytes: config.webhookMaxPayloadBytes });
-  const service = createAgentService({ db: runtime.db, bus: runtime.bus, registry, config, logger, outbox });
+  const service = createAgentService({ db: runtime.db, bus: runtime.bus, registry, config, logger });
   const running = await service.start();
   // The embedded database belongs to this process alone, so its notifier must run here too.
   const notifier = opts.dev || runtime.db.embedded

@@ -11,3 +11,8 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 export function isId(value: string): boolean {
   return UUID.test(value);
 }
+
+/** The one parse of a client-supplied id: its stored (lower-case) form, or null when it cannot name a row. */
+export function parseId(value: string): string | null {
+  return isId(value) ? value.toLowerCase() : null;
+}

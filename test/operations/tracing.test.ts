@@ -7,7 +7,6 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { TaskState } from "../../gen/agentd/v1/task_pb.js";
 import type { AgentDefinition } from "../../services/agent/agents/agent.js";
 import { startTracing, type Tracing } from "../../services/shared/tracing.js";
-import { createWebhookOutbox } from "../../services/shared/webhooks/outbox.js";
 import { clientsFor, startAgentd, type TestAgentd } from "../support/agentd.js";
 import { value } from "../support/json.js";
 import { type Receiver, startReceiver, startWebhookHarness, until, type WebhookHarness } from "../webhooks/support.js";
@@ -32,7 +31,7 @@ beforeAll(async () => {
   tracing = startTracing({ processors: [new SimpleSpanProcessor(exporter)] });
   // Replica A serves the API only; replica B, on the same database, runs the tasks.
   harness = await startWebhookHarness({ config: { runnerConcurrency: 0 }, agents: [lookup] });
-  runnerReplica = await startAgentd({ url: harness.agentd.db.url, agents: [lookup], outbox: (bus) => createWebhookOutbox({ bus }) });
+  runnerReplica = await startAgentd({ url: harness.agentd.db.url, agents: [lookup] });
   receiver = await startReceiver();
 });
 afterAll(async () => {

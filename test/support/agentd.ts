@@ -13,7 +13,6 @@ import type { AgentDefinition } from "../../services/agent/agents/agent.js";
 import { builtinAgents } from "../../services/agent/agents/builtin.js";
 import { createAgentRegistry } from "../../services/agent/agents/registry.js";
 import { createAgentService, type RunningAgentService } from "../../services/agent/service.js";
-import type { TaskEventSink } from "../../services/agent/model/change.js";
 import { createApiKey } from "../../services/shared/auth/api-keys.js";
 import { type Scope, SCOPES } from "../../services/shared/auth/scopes.js";
 import { type Config, loadConfig } from "../../services/shared/config.js";
@@ -96,8 +95,6 @@ export async function startAgentd(
     agents?: AgentDefinition[];
     database?: TestDatabase;
     url?: string;
-    /** The webhook outbox to run with, e.g. `(bus) => createWebhookOutbox({ bus })`. */
-    outbox?: (bus: WakeupBus) => TaskEventSink;
   } = {},
 ): Promise<TestAgentd> {
   const testDb = opts.url ? undefined : (opts.database ?? (await createTestDatabase()));
@@ -108,8 +105,7 @@ export async function startAgentd(
   const bus = await createWakeupBus(db, silentLogger());
   let registry: ReturnType<typeof createAgentRegistry> | undefined;
   registry = createAgentRegistry([...builtinAgents({ config, agents: () => registry }), ...(opts.agents ?? [])]);
-  const outbox = opts.outbox?.(bus);
-  const service = await createAgentService({ db, bus, registry, config, logger: silentLogger(), ...(outbox ? { outbox } : {}) }).start();
+  const service = await createAgentService({ db, bus, registry, config, logger: silentLogger() }).start();
   const createKey = async (tenantId: string, scopes: Scope[] = [...SCOPES]) =>
     (await createApiKey(db.sql, { tenantId, scopes })).key;
   const key = await createKey("t1");

@@ -7,7 +7,6 @@ import type { JsonObject } from "@bufbuild/protobuf";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { TaskState } from "../../gen/agentd/v1/task_pb.js";
 import type { AgentDefinition } from "../../services/agent/agents/agent.js";
-import { createWebhookOutbox } from "../../services/shared/webhooks/outbox.js";
 import { startAgentd, type TestAgentd } from "../support/agentd.js";
 import { plain, value } from "../support/json.js";
 import { listAllEvents } from "../streams/support.js";
@@ -42,8 +41,7 @@ let notifier: Notifier;
 beforeAll(async () => {
   agentd = await startAgentd({
     agents: [hold],
-    config: WEBHOOK_TEST_CONFIG,
-    outbox: (bus) => createWebhookOutbox({ bus, maxPayloadBytes: MAX_PAYLOAD }),
+    config: { ...WEBHOOK_TEST_CONFIG, webhookMaxPayloadBytes: MAX_PAYLOAD },
   });
   notifier = createNotifier({
     db: agentd.db,

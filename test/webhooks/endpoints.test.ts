@@ -5,7 +5,7 @@ import { Webhook } from "standardwebhooks";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DeliveryState } from "../../gen/agentd/v1/webhook_service_pb.js";
 import type { Clients } from "../support/agentd.js";
-import { badRequest, expectCode } from "../support/expect.js";
+import { badRequest, errorInfo, expectCode } from "../support/expect.js";
 import { value } from "../support/json.js";
 import { type Receiver, startReceiver, startWebhookHarness, until, type WebhookHarness } from "./support.js";
 
@@ -80,6 +80,21 @@ describe("CreateWebhookEndpoint and ListWebhookEndpoints", () => {
     expect(seen).toEqual(ids);
     await expectCode(client.webhooks.listWebhookEndpoints({ pageToken: "garbage" }), Code.InvalidArgument);
     await expectCode(client.webhooks.listWebhookEndpoints({ pageSize: -1 }), Code.InvalidArgument);
+  });
+
+  it("refuses a tenant's 101st endpoint with RESOURCE_EXHAUSTED, and allows one again after a delete", async () => {
+    const client = await tenant();
+    const first = await client.webhooks.createWebhookEndpoint({ url: receiver.url, eventTypes: ["task.succeeded"] });
+    const tenantId = `endpoints-${tenants}`;
+    await h.agentd.db.sql`
+      INSERT INTO webhook_endpoints (tenant_id, endpoint_id, url, target, event_types, description)
+      SELECT ${tenantId}, gen_random_uuid(), ${receiver.url}, 'http://127.0.0.1:1', ARRAY['task.succeeded'], '' FROM generate_series(1, 99)
+    `;
+    const err = await expectCode(client.webhooks.createWebhookEndpoint({ url: receiver.url, eventTypes: ["task.succeeded"] }), Code.ResourceExhausted);
+    expect(errorInfo(err)?.reason).toBe("TOO_MANY_ENDPOINTS");
+    expect(err.rawMessage).toBe("a tenant may have at most 100 webhook endpoints");
+    await client.webhooks.deleteWebhookEndpoint({ endpointId: first.endpoint!.id });
+    await client.webhooks.createWebhookEndpoint({ url: receiver.url, eventTypes: ["task.succeeded"] });
   });
 
   it("needs the webhooks:manage scope", async () => {

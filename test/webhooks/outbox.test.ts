@@ -4,8 +4,8 @@ import type { TaskRow } from "../../services/agent/model/task.js";
 import type { StoredEvent } from "../../services/agent/model/change.js";
 import type { Tx } from "../../services/shared/db/database.js";
 import { createLocalWakeupBus } from "../../services/shared/wakeup/bus.js";
-import { targetOf, webhookTypeOf } from "../../services/shared/webhooks/event-types.js";
-import { createWebhookOutbox } from "../../services/shared/webhooks/outbox.js";
+import { targetOf, webhookTypeOf } from "../../services/agent/outbox/event-types.js";
+import { createWebhookOutbox } from "../../services/agent/outbox/outbox.js";
 
 const task = (webhook: TaskRow["webhook"] = null) => ({ tenant_id: "t1", task_id: "x", webhook }) as unknown as TaskRow;
 // A state_change here may leave out its task snapshot (what the outbox does not read).

@@ -2,7 +2,7 @@
 // first, and the body names them in data.omittedFields for the receiver to fetch with GetTask.
 import type { JsonObject } from "@bufbuild/protobuf";
 import { describe, expect, it } from "vitest";
-import { webhookPayload } from "../../services/shared/webhooks/event-types.js";
+import { webhookPayload } from "../../services/agent/outbox/event-types.js";
 
 const time = new Date("2026-12-01T00:00:00Z");
 const size = (body: unknown) => Buffer.byteLength(JSON.stringify(body));

@@ -2,7 +2,6 @@
 // loses nothing, and two notifiers never send the same attempt at once.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DeliveryState } from "../../gen/agentd/v1/webhook_service_pb.js";
-import { createWebhookOutbox } from "../../services/shared/webhooks/outbox.js";
 import { startAgentd, type TestAgentd } from "../support/agentd.js";
 import { startSharedTestDatabase } from "../support/database.js";
 import { value } from "../support/json.js";
@@ -16,7 +15,7 @@ const receivers: Receiver[] = [];
 beforeAll(async () => {
   shared = await startSharedTestDatabase();
   // The agent service in this process writes the outbox; notifiers are children.
-  agentd = await startAgentd({ url: shared.url, config: WEBHOOK_TEST_CONFIG, outbox: (bus) => createWebhookOutbox({ bus }) });
+  agentd = await startAgentd({ url: shared.url, config: WEBHOOK_TEST_CONFIG });
   await agentd.client.webhooks.rotateWebhookSecret({});
 });
 afterAll(async () => {

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DeliveryState } from "../../gen/agentd/v1/webhook_service_pb.js";
 import { sendDelivery } from "../../services/notifier/send-delivery.js";
 import { createAddressGuard, forbiddenReason } from "../../services/shared/webhooks/address-guard.js";
-import { checkWebhookUrl } from "../../services/shared/webhooks/url-policy.js";
+import { checkDestination } from "../../services/shared/webhooks/url-policy.js";
 import { badRequest, errorInfo, expectCode } from "../support/expect.js";
 import { value } from "../support/json.js";
 import { type Receiver, startReceiver, startWebhookHarness, until, type WebhookHarness } from "./support.js";
@@ -79,7 +79,7 @@ describe("the address table", () => {
   });
 
   it("refuses a hostname that resolves to a forbidden address", async () => {
-    const problem = await checkWebhookUrl("https://localhost/hook", { allowHttp: false, guard: createAddressGuard({ allowCidrs: [] }) });
+    const problem = await checkDestination(new URL("https://localhost/hook"), createAddressGuard({ allowCidrs: [] }));
     expect(problem).toMatchObject({ reason: "FORBIDDEN_DESTINATION" });
     expect(problem?.description).toMatch(/localhost \((127\.0\.0\.1|::1)\) is loopback/);
   });

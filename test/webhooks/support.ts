@@ -6,7 +6,6 @@ import type { AddressInfo } from "node:net";
 import { createNotifier, type Notifier } from "../../services/notifier/notifier.js";
 import { type Config, loadConfig } from "../../services/shared/config.js";
 import { createLogger, silentLogger } from "../../services/shared/log.js";
-import { createWebhookOutbox } from "../../services/shared/webhooks/outbox.js";
 import type { AgentDefinition } from "../../services/agent/agents/agent.js";
 import { type AgentdProcess, spawnAgentdCommand, startAgentd, TEST_CONFIG, type TestAgentd } from "../support/agentd.js";
 
@@ -111,7 +110,6 @@ export async function startWebhookHarness(
   const agentd = await startAgentd({
     config: base,
     ...(opts.agents ? { agents: opts.agents } : {}),
-    outbox: (bus) => createWebhookOutbox({ bus }),
   });
   const notifiers: Notifier[] = [];
   const config = loadConfig({}, {}, { ...TEST_CONFIG, ...base, ...opts.notifierConfig });

@@ -3,7 +3,6 @@
 // the one it was sending is recorded as a lost attempt and retried.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DeliveryState } from "../../gen/agentd/v1/webhook_service_pb.js";
-import { createWebhookOutbox } from "../../services/shared/webhooks/outbox.js";
 import { startAgentd, type TestAgentd } from "../support/agentd.js";
 import { startSharedTestDatabase } from "../support/database.js";
 import { value } from "../support/json.js";
@@ -17,7 +16,7 @@ let killed = false;
 
 beforeAll(async () => {
   shared = await startSharedTestDatabase();
-  agentd = await startAgentd({ url: shared.url, config: WEBHOOK_TEST_CONFIG, outbox: (bus) => createWebhookOutbox({ bus }) });
+  agentd = await startAgentd({ url: shared.url, config: WEBHOOK_TEST_CONFIG });
   await agentd.client.webhooks.rotateWebhookSecret({});
   // Holds every request open until the first notifier is dead; then answers at once.
   receiver = await startReceiver(() => (killed ? { status: 200 } : { status: 200, delayMs: 60_000 }));

@@ -4,7 +4,7 @@
 // is stored once.
 import { afterEach, describe, expect, it } from "vitest";
 import { type Database, openDatabase } from "../../services/shared/db/database.js";
-import { enqueueDeliveries } from "../../services/shared/webhooks/enqueue-deliveries.js";
+import { enqueueDeliveries } from "../../services/agent/outbox/enqueue-deliveries.js";
 import { createTestDatabase } from "../support/database.js";
 
 const cleanups: Array<() => Promise<unknown>> = [];

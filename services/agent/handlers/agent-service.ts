@@ -18,7 +18,7 @@ import { schemaObject } from "../wire/schema-object.js";
 import { principalOf } from "./interceptors.js";
 import { checkMessage } from "./request-check.js";
 import { createPageTokens, cursors, databasePageTokenKey } from "./page-token.js";
-import { parseAfterSequence, parseAnswer, parseNewTask, parsePageSize, parseRequestId, parseTaskId, Violations } from "./request-fields.js";
+import { parseAfterSequence, parseIdField, parseInputAnswer, parseNewTask, parsePageSize } from "./request-fields.js";
 import { converseResponse, watchResponse } from "./stream-responses.js";
 import type { HandlerLimits } from "./task-service.js";
 
@@ -134,7 +134,7 @@ function parseOpening(first: ConverseRequest, principal: Principal, limits: Hand
       }
       return {
         kind: "attach",
-        key: { tenantId: principal.tenantId, taskId: parseTaskId(msg.value.taskId, "attach.task_id") },
+        key: { tenantId: principal.tenantId, taskId: parseIdField(msg.value.taskId, "attach.task_id", "task") },
         after: parseAfterSequence(msg.value.afterSequence, "attach.after_sequence"),
       };
     case undefined:
@@ -159,10 +159,7 @@ async function* clientMessages(
       checkConverseRequest(next.value, limits);
       switch (msg.case) {
         case "input": {
-          const v = new Violations();
-          const requestId = parseRequestId(v, msg.value.requestId);
-          v.throwIfAny();
-          yield { kind: "input", value: parseAnswer(msg.value.value, "input.value", limits.maxInputDepth), requestId };
+          yield { kind: "input", ...parseInputAnswer(msg.value, "input.value", limits.maxInputDepth) };
           break;
         }
         case "cancel":

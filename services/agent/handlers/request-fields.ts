@@ -1,18 +1,19 @@
 // Edge validation of request fields: every problem becomes one field violation,
 // reported together as INVALID_ARGUMENT. Limits are documented in the protos.
+// Each id, enum and URL of a request is parsed here, once.
 import { type JsonObject, type JsonValue, toJson } from "@bufbuild/protobuf";
 import { type Duration, type Value, ValueSchema } from "@bufbuild/protobuf/wkt";
+import { TaskState } from "../../../gen/agentd/v1/task_pb.js";
 import { type FieldViolation, invalidArgument, notFound } from "../../shared/errors.js";
-import { isId } from "../../shared/ids.js";
+import { parseId } from "../../shared/ids.js";
+import { WEBHOOK_EVENT_TYPES } from "../outbox/event-types.js";
+import { TASK_STATES, type TaskStateName } from "../model/task.js";
 import type { NewTask } from "../tasks/new-task.js";
 
 export const DEFAULT_TIMEOUT_MS = 10 * 60_000;
 export const MAX_TIMEOUT_MS = 24 * 3600_000;
 export const DEFAULT_MAX_ATTEMPTS = 3;
 export const MAX_ATTEMPTS = 10;
-import { WEBHOOK_EVENT_TYPES } from "../../shared/webhooks/event-types.js";
-
-export { WEBHOOK_EVENT_TYPES };
 
 export class Violations {
   readonly list: FieldViolation[] = [];
@@ -98,7 +99,8 @@ export function parseEventTypes(v: Violations, field: string, types: string[]): 
   return [...new Set(types)];
 }
 
-function parseWebhook(v: Violations, webhook: { url: string; eventTypes: string[] } | undefined): JsonObject | null {
+/** A per-task webhook as stored, and its URL parsed once, for the registration check (tasks/create-task.ts). */
+function parseWebhook(v: Violations, webhook: { url: string; eventTypes: string[] } | undefined): { webhook: JsonObject; url?: URL } | null {
   if (!webhook) return null;
   let url: URL | undefined;
   try {
@@ -108,7 +110,7 @@ function parseWebhook(v: Violations, webhook: { url: string; eventTypes: string[
   }
   if (url && url.protocol !== "https:" && url.protocol !== "http:") v.add("webhook.url", "must be an http(s) URL");
   const eventTypes = parseEventTypes(v, "webhook.event_types", webhook.eventTypes);
-  return { url: webhook.url, eventTypes };
+  return { webhook: { url: webhook.url, eventTypes }, ...(url ? { url } : {}) };
 }
 
 export interface TaskRequestFields {
@@ -126,24 +128,78 @@ export function parseNewTask(req: TaskRequestFields, limits: { maxInputDepth: nu
   const v = new Violations();
   if (req.agent === "") v.add("agent", "is required");
   else if (req.agent.length > 100) v.add("agent", "must be at most 100 characters");
-  const task: NewTask = {
-    agent: req.agent,
-    input: parseJsonInput(v, "input", req.input, limits.maxInputDepth),
-    requestId: parseRequestId(v, req.requestId),
-    labels: parseLabels(v, req.labels),
-    timeoutMs: parseTimeout(v, req.timeout),
-    maxAttempts: parseMaxAttempts(v, req.maxAttempts ?? 0),
-    webhook: parseWebhook(v, req.webhook),
-  };
+  const input = parseJsonInput(v, "input", req.input, limits.maxInputDepth);
+  const requestId = parseRequestId(v, req.requestId);
+  const labels = parseLabels(v, req.labels);
+  const timeoutMs = parseTimeout(v, req.timeout);
+  const maxAttempts = parseMaxAttempts(v, req.maxAttempts ?? 0);
+  const webhook = parseWebhook(v, req.webhook);
   v.throwIfAny();
-  return task;
+  return {
+    agent: req.agent,
+    input,
+    requestId,
+    labels,
+    timeoutMs,
+    maxAttempts,
+    webhook: webhook?.webhook ?? null,
+    ...(webhook?.url ? { webhookUrl: webhook.url } : {}),
+  };
 }
 
-/** A task id from a request: empty is INVALID_ARGUMENT; anything that cannot name a task is NOT_FOUND. */
-export function parseTaskId(taskId: string, field = "task_id"): string {
-  if (taskId === "") throw invalidArgument([{ field, description: "is required" }]);
-  if (!isId(taskId)) throw notFound("task", taskId);
-  return taskId.toLowerCase();
+/** An id from a request (of a task, endpoint, delivery): empty is INVALID_ARGUMENT; anything that cannot
+ * name a `kind` is NOT_FOUND. Returns its stored (lower-case) form. */
+export function parseIdField(value: string, field: string, kind: string): string {
+  if (value === "") throw invalidArgument([{ field, description: "is required" }]);
+  const id = parseId(value);
+  if (id === null) throw notFound(kind, value);
+  return id;
+}
+
+/** An id filter: empty means none (null); otherwise as `parseIdField`. */
+export function parseOptionalIdField(value: string, field: string, kind: string): string | null {
+  return value === "" ? null : parseIdField(value, field, kind);
+}
+
+/**
+ * A repeated enum field as the names of its values, each once. A value that is not one of `allowed`
+ * (UNSPECIFIED, or a number this server does not know) is a violation: "states[1]: is not a task state (9)".
+ */
+export function parseEnumNames<N extends string>(
+  values: readonly number[],
+  names: Readonly<Record<number, string>>,
+  allowed: readonly N[],
+  what: string,
+  field = "states",
+): N[] {
+  const v = new Violations();
+  const parsed = values.map((value, i) => {
+    const name = names[value] as N | undefined;
+    if (!name || !allowed.includes(name)) v.add(`${field}[${i}]`, `is not a ${what} (${value})`);
+    return name!;
+  });
+  v.throwIfAny();
+  return [...new Set(parsed)];
+}
+
+/** ListTasks' filter (its keys also make the page token's query). */
+export function parseTaskFilter(req: { states: TaskState[]; agent: string; labels: Record<string, string> }): {
+  states: TaskStateName[];
+  agent: string;
+  labels: Record<string, string>;
+} {
+  const states = parseEnumNames(req.states, TaskState, TASK_STATES, "task state");
+  const v = new Violations();
+  const labels = parseLabels(v, req.labels);
+  v.throwIfAny();
+  return { states, agent: req.agent, labels };
+}
+
+/** WaitTask's timeout in ms: `defaults.default` when unset, capped at `defaults.max`; negative is INVALID_ARGUMENT. */
+export function parseWaitTimeout(timeout: Duration | undefined, defaults: { default: number; max: number }): number {
+  const ms = timeout ? durationMs(timeout) : defaults.default;
+  if (ms < 0) throw invalidArgument([{ field: "timeout", description: "must not be negative" }]);
+  return Math.min(ms, defaults.max);
 }
 
 export function parsePageSize(pageSize: number, defaults: { default: number; max: number }, field = "page_size"): number {
@@ -160,10 +216,23 @@ export function parseAfterSequence(value: bigint, field = "after_sequence"): num
 }
 
 /** An answer to an input request: required (a JSON null is sent as a Value holding null). */
-export function parseAnswer(value: Value | undefined, field: string, maxDepth: number): JsonValue {
+function parseAnswer(value: Value | undefined, field: string, maxDepth: number): JsonValue {
   const v = new Violations();
   if (!value) v.add(field, "is required (a JSON value; null is sent as a Value holding null)");
   const json = value ? parseJsonInput(v, field, value, maxDepth) : null;
   v.throwIfAny();
   return json;
 }
+
+/** ProvideInput's (or Converse input's) answer with its request_id; the request_id's problems are reported first. */
+export function parseInputAnswer(
+  req: { requestId: string; value?: Value | undefined },
+  valueField: string,
+  maxDepth: number,
+): { value: JsonValue; requestId: string | null } {
+  const v = new Violations();
+  const requestId = parseRequestId(v, req.requestId);
+  v.throwIfAny();
+  return { value: parseAnswer(req.value, valueField, maxDepth), requestId };
+}
+

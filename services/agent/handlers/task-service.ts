@@ -2,14 +2,13 @@
 import { create } from "@bufbuild/protobuf";
 import type { ConnectRouter, HandlerContext } from "@connectrpc/connect";
 import { TaskService } from "../../../gen/agentd/v1/task_service_pb.js";
-import { TaskState } from "../../../gen/agentd/v1/task_pb.js";
 import { CancelTaskResponseSchema, DeleteTaskResponseSchema } from "../../../gen/agentd/v1/task_service_pb.js";
 import { notFound } from "../../shared/errors.js";
 import { isId } from "../../shared/ids.js";
 import { findTask } from "../store/find-task.js";
 import { listEvents } from "../store/list-events.js";
 import { listTasks } from "../store/list-tasks.js";
-import { TASK_STATES, type TaskKey, type TaskStateName } from "../model/task.js";
+import type { TaskKey } from "../model/task.js";
 import { connectionKey } from "../streams/stream-limits.js";
 import type { StreamingDeps } from "../streams/streaming.js";
 import { cancelTask } from "../tasks/cancel-task.js";
@@ -22,15 +21,13 @@ import { toTask, toTaskEvent } from "../wire/convert.js";
 import { principalOf } from "./interceptors.js";
 import { createPageTokens, cursors, databasePageTokenKey } from "./page-token.js";
 import {
-  durationMs,
   parseAfterSequence,
-  parseAnswer,
-  parseLabels,
+  parseIdField,
+  parseInputAnswer,
   parseNewTask,
   parsePageSize,
-  parseRequestId,
-  parseTaskId,
-  Violations,
+  parseTaskFilter,
+  parseWaitTimeout,
 } from "./request-fields.js";
 import { watchResponse } from "./stream-responses.js";
 
@@ -42,18 +39,7 @@ export interface HandlerLimits {
 }
 
 function taskKey(ctx: HandlerContext, taskId: string): TaskKey {
-  return { tenantId: principalOf(ctx).tenantId, taskId: parseTaskId(taskId) };
-}
-
-function parseStates(states: TaskState[]): TaskStateName[] {
-  const v = new Violations();
-  const names = states.map((state, i) => {
-    const name = TaskState[state]?.replace(/^TASK_STATE_/, "") as TaskStateName | undefined;
-    if (!name || !TASK_STATES.includes(name)) v.add(`states[${i}]`, `is not a task state (${state})`);
-    return name!;
-  });
-  v.throwIfAny();
-  return [...new Set(names)];
+  return { tenantId: principalOf(ctx).tenantId, taskId: parseIdField(taskId, "task_id", "task") };
 }
 
 export function taskServiceRoutes(deps: TaskDeps, limits: HandlerLimits, streams: StreamingDeps) {
@@ -80,9 +66,7 @@ export function taskServiceRoutes(deps: TaskDeps, limits: HandlerLimits, streams
       async listTasks(req, ctx) {
         const { tenantId } = principalOf(ctx);
         const pageSize = parsePageSize(req.pageSize, { default: 50, max: 1000 });
-        const v = new Violations();
-        const filter = { states: parseStates(req.states), agent: req.agent, labels: parseLabels(v, req.labels) };
-        v.throwIfAny();
+        const filter = parseTaskFilter(req);
         const query = { tenantId, ...filter };
         const cursor = await pageTokens.decode(req.pageToken, query, isId);
         const rows = await listTasks(deps.sql, tenantId, filter, { beforeTaskId: cursor, limit: pageSize + 1 });
@@ -96,13 +80,7 @@ export function taskServiceRoutes(deps: TaskDeps, limits: HandlerLimits, streams
 
       async waitTask(req, ctx) {
         const key = taskKey(ctx, req.taskId);
-        let timeoutMs = req.timeout ? durationMs(req.timeout) : WAIT_DEFAULT_MS;
-        if (timeoutMs < 0) {
-          const v = new Violations();
-          v.add("timeout", "must not be negative");
-          v.throwIfAny();
-        }
-        timeoutMs = Math.min(timeoutMs, WAIT_MAX_MS);
+        let timeoutMs = parseWaitTimeout(req.timeout, { default: WAIT_DEFAULT_MS, max: WAIT_MAX_MS });
         // Answer a little before the caller's own deadline, so it gets the task rather than an error.
         const callerLeft = ctx.timeoutMs();
         if (callerLeft !== undefined) timeoutMs = Math.max(0, Math.min(timeoutMs, callerLeft - 50));
@@ -140,11 +118,7 @@ export function taskServiceRoutes(deps: TaskDeps, limits: HandlerLimits, streams
 
       async provideInput(req, ctx) {
         const key = taskKey(ctx, req.taskId);
-        const v = new Violations();
-        const requestId = parseRequestId(v, req.requestId);
-        v.throwIfAny();
-        const value = parseAnswer(req.value, "value", limits.maxInputDepth);
-        const task = await provideInput(deps, key, { value, requestId });
+        const task = await provideInput(deps, key, parseInputAnswer(req, "value", limits.maxInputDepth));
         return { task: toTask(task) };
       },
 

@@ -16,7 +16,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import type { AuthFailure, Authenticator } from "../../shared/auth/authenticator.js";
 import type { Sql } from "../../shared/db/database.js";
 import type { Logger } from "../../shared/log.js";
-import { isId } from "../../shared/ids.js";
+import { parseId } from "../../shared/ids.js";
 import { RetryInfoSchema } from "../../../gen/google/rpc/error_details_pb.js";
 import { findTask } from "../store/find-task.js";
 import { isTerminal } from "../model/task.js";
@@ -139,10 +139,11 @@ export function createSseHandler(deps: SseDeps): (req: NodeRequest, res: NodeRes
       return;
     }
     const notFound = () => sendError(res, 404, "not_found", "TASK_NOT_FOUND", `task "${taskId}" not found`);
-    if (!isId(taskId)) return notFound();
+    const id = parseId(taskId);
+    if (id === null) return notFound();
     // An access token limited to tasks sees only those (token-limits.ts).
-    if (principal.token?.taskIds && !principal.token.taskIds.includes(taskId.toLowerCase())) return notFound();
-    const task = await findTask(deps.sql, { tenantId: principal.tenantId, taskId: taskId.toLowerCase() });
+    if (principal.token?.taskIds && !principal.token.taskIds.includes(id)) return notFound();
+    const task = await findTask(deps.sql, { tenantId: principal.tenantId, taskId: id });
     if (!task) return notFound();
     if (isTerminal(task.state) && cursor.after >= Number(task.last_sequence)) {
       // Everything was sent: 204 tells EventSource not to reconnect.

@@ -25,7 +25,7 @@ export async function createTask(
   }
   const violations = deps.registry.validateInput(`${agent.name}@${agent.version}`, request.input);
   if (violations.length > 0) throw invalidArgument(violations, "INPUT_SCHEMA_VIOLATION");
-  if (request.webhook && deps.checkWebhook) await deps.checkWebhook(tenantId, request.webhook);
+  if (request.webhook && request.webhookUrl && deps.checkWebhook) await deps.checkWebhook(tenantId, String(request.webhook.url), request.webhookUrl);
 
   const fingerprint = requestFingerprint(opts.kind, request);
   // A conflicting row can be deleted between our insert and our read; then try again.

@@ -13,6 +13,8 @@ export interface NewTask {
   timeoutMs: number;
   maxAttempts: number;
   webhook: JsonObject | null;
+  /** The webhook's URL as parsed at the edge, for the registration check; neither stored nor fingerprinted. */
+  webhookUrl?: URL;
 }
 
 /** JSON with object keys sorted, so equal values hash equally. */
@@ -29,7 +31,7 @@ function canonical(value: unknown): string {
 
 /** `kind` separates Run-started from CreateTask-started tasks: the same key for both is a conflict. */
 export function requestFingerprint(kind: "run" | "task", request: NewTask): string {
-  const { requestId: _ignored, ...rest } = request;
+  const { requestId: _ignored, webhookUrl: _parsed, ...rest } = request;
   return createHash("sha256").update(canonical({ kind, ...rest })).digest("hex");
 }
 

@@ -1,11 +1,7 @@
-import { Code } from "@connectrpc/connect";
 import type { Sql } from "../../shared/db/database.js";
-import { rpcError } from "../../shared/errors.js";
 import { newId } from "../../shared/ids.js";
 import { newSigningSecret } from "../../shared/webhooks/signing.js";
 import type { EndpointRow } from "./records.js";
-
-export const MAX_ENDPOINTS_PER_TENANT = 100;
 
 export interface NewEndpoint {
   url: string;
@@ -14,15 +10,15 @@ export interface NewEndpoint {
   description: string;
 }
 
-/** Inserts the endpoint with its first signing secret; the secret is returned here and never again. */
-export async function createEndpoint(sql: Sql, tenantId: string, input: NewEndpoint): Promise<{ endpoint: EndpointRow; secret: string }> {
+export type CreateEndpointResult = { status: "created"; endpoint: EndpointRow; secret: string } | { status: "limit_reached" };
+
+/** Inserts the endpoint with its first signing secret, unless the tenant has `maxPerTenant` endpoints already. */
+export async function createEndpoint(sql: Sql, tenantId: string, input: NewEndpoint, maxPerTenant: number): Promise<CreateEndpointResult> {
   const secret = newSigningSecret();
   const endpointId = newId();
-  const endpoint = await sql.begin(async (tx) => {
+  return sql.begin(async (tx): Promise<CreateEndpointResult> => {
     const [count] = await tx<{ n: number }[]>`SELECT count(*)::int AS n FROM webhook_endpoints WHERE tenant_id = ${tenantId}`;
-    if ((count?.n ?? 0) >= MAX_ENDPOINTS_PER_TENANT) {
-      throw rpcError(Code.ResourceExhausted, "TOO_MANY_ENDPOINTS", `a tenant may have at most ${MAX_ENDPOINTS_PER_TENANT} webhook endpoints`);
-    }
+    if ((count?.n ?? 0) >= maxPerTenant) return { status: "limit_reached" };
     const [row] = await tx<EndpointRow[]>`
       INSERT INTO webhook_endpoints (tenant_id, endpoint_id, url, target, event_types, description)
       VALUES (${tenantId}, ${endpointId}, ${input.url}, ${input.target}, ${input.eventTypes}::text[], ${input.description})
@@ -32,7 +28,6 @@ export async function createEndpoint(sql: Sql, tenantId: string, input: NewEndpo
       INSERT INTO webhook_secrets (tenant_id, secret_id, endpoint_id, secret)
       VALUES (${tenantId}, ${newId()}, ${endpointId}, ${secret})
     `;
-    return row!;
+    return { status: "created", endpoint: row!, secret };
   });
-  return { endpoint, secret };
 }

@@ -41,12 +41,3 @@ export async function rotateSecret(sql: Sql, tenantId: string, endpointId: strin
   });
 }
 
-/** Whether the tenant has a secret for per-task webhooks (they cannot be signed without one). */
-export async function hasTenantSecret(sql: Sql, tenantId: string): Promise<boolean> {
-  const rows = await sql`
-    SELECT 1 FROM webhook_secrets
-    WHERE tenant_id = ${tenantId} AND endpoint_id IS NULL AND (expire_time IS NULL OR expire_time > now())
-    LIMIT 1
-  `;
-  return rows.length > 0;
-}

@@ -1,7 +1,7 @@
 // Whether a webhook URL may be registered: an absolute https URL (http only
 // where the config allows it), no credentials, and a host whose every address
 // passes the SSRF guard. The same guard runs again at every send, on the
-// address actually connected to (see notifier/send-webhook.ts), because DNS
+// address actually connected to (see notifier/send-delivery.ts), because DNS
 // answers change.
 import { lookup as dnsLookup } from "node:dns/promises";
 import { isIP } from "node:net";
@@ -25,15 +25,12 @@ export function hostOf(url: URL): string {
   return url.hostname.replace(/^\[(.*)\]$/, "$1");
 }
 
-/** Syntax and scheme: everything that can be judged without DNS. */
-export function checkUrlShape(text: string, allowHttp: boolean): { url: URL } | UrlProblem {
-  if (text.length > MAX_URL_LENGTH) return { description: `must be at most ${MAX_URL_LENGTH} characters`, reason: "INVALID_URL" };
-  let url: URL;
-  try {
-    url = new URL(text);
-  } catch {
-    return { description: "must be an absolute https URL", reason: "INVALID_URL" };
-  }
+function tooLong(text: string): UrlProblem | null {
+  return text.length > MAX_URL_LENGTH ? { description: `must be at most ${MAX_URL_LENGTH} characters`, reason: "INVALID_URL" } : null;
+}
+
+/** Scheme, credentials, fragment: what can be judged of a parsed URL without DNS. */
+function shapeProblem(url: URL, allowHttp: boolean): UrlProblem | null {
   if (url.protocol === "http:" && !allowHttp) {
     return { description: "must use https (this server does not allow plain http webhooks)", reason: "INSECURE_URL" };
   }
@@ -42,7 +39,20 @@ export function checkUrlShape(text: string, allowHttp: boolean): { url: URL } | 
     return { description: "must not contain a user name or password; receivers authenticate deliveries by their signature", reason: "INVALID_URL" };
   }
   if (url.hash !== "") return { description: "must not contain a #fragment", reason: "INVALID_URL" };
-  return { url };
+  return null;
+}
+
+/** Parses a URL to register, once: its first problem that needs no DNS, or the URL to check with `checkDestination`. */
+export function parseWebhookUrl(text: string, allowHttp: boolean): { url: URL } | UrlProblem {
+  const long = tooLong(text);
+  if (long) return long;
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    return { description: "must be an absolute https URL", reason: "INVALID_URL" };
+  }
+  return shapeProblem(url, allowHttp) ?? { url };
 }
 
 function forbidden(host: string, address: string, why: string): UrlProblem {
@@ -53,11 +63,15 @@ function forbidden(host: string, address: string, why: string): UrlProblem {
   };
 }
 
-/** The first problem with a URL to register, or null when it may be registered. */
-export async function checkWebhookUrl(text: string, policy: UrlPolicy): Promise<UrlProblem | null> {
-  const shape = checkUrlShape(text, policy.allowHttp);
-  if (!("url" in shape)) return shape;
-  const host = hostOf(shape.url);
+/** For a URL the caller has parsed already (`text` as sent, `url` its parse): the checks of
+ * `parseWebhookUrl`, then `checkDestination`, without parsing again. Null when it may be registered. */
+export async function checkWebhookUrl(text: string, url: URL, policy: UrlPolicy): Promise<UrlProblem | null> {
+  return tooLong(text) ?? shapeProblem(url, policy.allowHttp) ?? checkDestination(url, policy.guard);
+}
+
+/** Whether a parsed URL's host, and every address it resolves to, passes the SSRF guard: the first problem, or null. */
+export async function checkDestination(url: URL, guard: AddressGuard): Promise<UrlProblem | null> {
+  const host = hostOf(url);
   let addresses: string[];
   if (isIP(host) !== 0) {
     addresses = [host];
@@ -78,7 +92,7 @@ export async function checkWebhookUrl(text: string, policy: UrlPolicy): Promise<
   }
   // Every address must pass: the notifier may connect to any of them.
   for (const address of addresses) {
-    const verdict = policy.guard.check(address);
+    const verdict = guard.check(address);
     if (!verdict.allowed) return forbidden(host, address, verdict.why);
   }
   return null;

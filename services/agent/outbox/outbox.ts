@@ -11,11 +11,11 @@
 // WebhookService calls `invalidate` on every endpoint change; another replica
 // sees an endpoint change within `cacheMs`.
 import type { JsonObject } from "@bufbuild/protobuf";
-import type { TaskRow } from "../../agent/model/task.js";
-import { taskJson } from "../../agent/wire/task-json.js";
-import type { StoredEvent, TaskEventSink } from "../../agent/model/change.js";
-import type { Tx } from "../db/database.js";
-import type { WakeupBus } from "../wakeup/bus.js";
+import type { TaskRow } from "../model/task.js";
+import { taskJson } from "../wire/task-json.js";
+import type { StoredEvent, TaskEventSink } from "../model/change.js";
+import type { Tx } from "../../shared/db/database.js";
+import type { WakeupBus } from "../../shared/wakeup/bus.js";
 import { enqueueDeliveries, type OutboxEvent, subscribedTypes } from "./enqueue-deliveries.js";
 import { DEFAULT_MAX_PAYLOAD_BYTES, targetOf, type WebhookEventType, webhookPayload, webhookTypeOf } from "./event-types.js";
 

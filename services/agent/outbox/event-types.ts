@@ -66,9 +66,9 @@ export function webhookPayload(
   return bounded();
 }
 
-/** scheme://host:port of a URL: the unit of per-destination concurrency. */
-export function targetOf(url: string): string {
-  const u = new URL(url);
+/** scheme://host:port of a URL (text as stored, or already parsed): the unit of per-destination concurrency. */
+export function targetOf(url: string | URL): string {
+  const u = typeof url === "string" ? new URL(url) : url;
   const port = u.port || (u.protocol === "https:" ? "443" : "80");
   return `${u.protocol}//${u.hostname}:${port}`;
 }

@@ -2,7 +2,7 @@
 // the task's own webhook and for every enabled tenant endpoint subscribed to
 // the event's type. Runs inside the task change's transaction.
 import type { JsonObject } from "@bufbuild/protobuf";
-import type { Sql, Tx } from "../db/database.js";
+import type { Sql, Tx } from "../../shared/db/database.js";
 
 export interface OutboxEvent {
   sequence: number;
