@@ -156,7 +156,7 @@ export function endingOf(outcome: Outcome, reason: unknown, validateOutput: (out
 }
 
 /** The task error of an agent that threw. */
-export function errorOf(error: unknown): TaskErrorJson {
+function errorOf(error: unknown): TaskErrorJson {
   if (isAgentFailure(error)) {
     const json: TaskErrorJson = { code: error.code, message: error.message, retryable: error.retryable };
     if (error.details && typeof error.details === "object" && !Array.isArray(error.details)) {
