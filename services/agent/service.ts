@@ -43,6 +43,7 @@ import { createTaskWriter } from "./store/task-writer.js";
 import { connectionContext } from "./streams/stream-limits.js";
 import { createStreaming } from "./streams/streaming.js";
 import type { TaskDeps } from "./tasks/deps.js";
+import { RunSlots } from "./tasks/run-slots.js";
 import { startInputExpirySweep } from "./tasks/expire-inputs.js";
 import { createTaskWebhookCheck } from "./webhooks/check-task-webhook.js";
 
@@ -104,10 +105,10 @@ export function createAgentService(deps: AgentServiceDeps) {
     writer,
     bus,
     registry,
-    runner,
+    executor: runner,
     logger,
-    limits: { pollMs: config.pollMs, leaseMs: config.leaseMs, maxConcurrentRuns: config.maxConcurrentRuns },
-    runs: { active: 0 },
+    limits: { pollMs: config.pollMs, leaseMs: config.leaseMs },
+    runs: new RunSlots(config.maxConcurrentRuns),
     checkWebhook: createTaskWebhookCheck({ sql: db.sql, policy: urlPolicy }),
   };
   const health = createHealthService();

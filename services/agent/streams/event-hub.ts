@@ -33,7 +33,8 @@ import type { WakeupBus } from "../../shared/wakeup/bus.js";
 import { listEvents } from "../store/list-events.js";
 import { isTerminal, type TaskKey, type TaskRow } from "../model/task.js";
 import type { StoredEvent } from "../model/change.js";
-import { eventDataJson, isTerminalEvent } from "../wire/event-forms.js";
+import { isTerminalEvent } from "../wire/event-forms.js";
+import { acquire, type Hub, notify, poll, READ_PAGE, refresh, release, type Tail, type Waiter } from "./hub-tails.js";
 import type { StreamMetrics } from "./stream-metrics.js";
 
 export type WatchItem = { event: StoredEvent; keepAlive?: undefined } | { event?: undefined; keepAlive: Date };
@@ -80,37 +81,112 @@ export interface EventHubOptions {
   totalWindowBytes?: number;
 }
 
-/** Events per read: the tail's and a catching-up watcher's. Small pages keep a slow
- * watcher's footprint small; a busy task simply takes several. */
-const READ_PAGE = 64;
-/** Watched tasks per poll query. */
-const POLL_CHUNK = 500;
+export function createEventHub(opts: EventHubOptions): EventHub {
+  const hub: Hub = {
+    opts,
+    limits: {
+      events: opts.windowEvents,
+      bytes: opts.windowBytes ?? 4 * 1024 * 1024,
+      totalBytes: opts.totalWindowBytes ?? 256 * 1024 * 1024,
+    },
+    tails: new Map(),
+    byTask: new Map(),
+    catchUps: new Map(),
+    counts: { watchers: 0, tailReads: 0, catchUpReads: 0, polls: 0 },
+    closed: false,
+  };
+  const keepAliveTickMs = Math.max(5, Math.min(1000, Math.floor(opts.keepAliveMs / 4)));
+  let pollTimer: NodeJS.Timeout | undefined;
+  let keepAliveTimer: NodeJS.Timeout | undefined;
+  let polling: Promise<void> | undefined;
+  let unsubscribe: (() => void) | undefined;
 
-interface Tail {
-  key: TaskKey;
-  mapKey: string;
-  /** Events (lastSeq − window.length, lastSeq], in order, no gaps. */
-  window: StoredEvent[];
-  windowBytes: number;
-  /** The newest sequence the tail has read (or, before its first read, knows is committed). */
-  lastSeq: number;
-  /** Sequence of the terminal state_change, once read. */
-  terminalSeq: number | null;
-  /** The task was deleted. */
-  gone: boolean;
-  watchers: number;
-  reading: boolean;
-  again: boolean;
-  lastRead: number;
-  /** Watchers waiting for the tail to move. */
-  waiters: Set<Waiter>;
+  function schedulePoll(): void {
+    if (hub.closed) return;
+    pollTimer = setTimeout(() => {
+      polling = poll(hub)
+        .catch((error: unknown) => opts.logger.warn({ err: error }, "polling watched tasks failed; will retry"))
+        .finally(() => {
+          polling = undefined;
+          schedulePoll();
+        });
+    }, opts.pollMs);
+    pollTimer.unref();
+  }
+
+  return {
+    watch: (task, afterSequence, signal) => watch(hub, task, afterSequence, signal),
+    start() {
+      if (unsubscribe || hub.closed) return;
+      unsubscribe = opts.bus.subscribe("task", (taskId) => {
+        const watched = hub.byTask.get(taskId);
+        if (watched) for (const tail of watched) void refresh(hub, tail);
+      });
+      schedulePoll();
+      keepAliveTimer = setInterval(() => keepAliveTick(hub), keepAliveTickMs);
+      keepAliveTimer.unref();
+    },
+    async close() {
+      if (hub.closed) return;
+      hub.closed = true;
+      unsubscribe?.();
+      clearTimeout(pollTimer);
+      clearInterval(keepAliveTimer);
+      for (const tail of hub.tails.values()) notify(tail);
+      await polling;
+    },
+    stats: () => ({ tails: hub.tails.size, ...hub.counts }),
+  };
 }
 
-/** A watcher while it waits: woken when its tail moves, its stream ends, or a keep-alive is due. */
-interface Waiter {
-  wake: (() => void) | undefined;
-  /** When the watcher last sent something. */
-  lastSent: number;
+async function* watch(hub: Hub, task: TaskRow, afterSequence: number, signal: AbortSignal): AsyncGenerator<WatchItem, void> {
+  if (hub.closed) throw shuttingDown(afterSequence);
+  // Ended, and the caller has seen everything: nothing will ever come.
+  if (isTerminal(task.state) && afterSequence >= Number(task.last_sequence)) return;
+  const tail = acquire(hub, task);
+  const key = tail.key;
+  let cursor = afterSequence;
+  // A stream with nothing to replay says it is established with a keep-alive at once;
+  // one with events to replay (the tail may still be reading them) waits for them.
+  const waiter: Waiter = { wake: undefined, lastSent: cursor >= Number(task.last_sequence) ? 0 : Date.now() };
+  const onAbort = () => waiter.wake?.();
+  signal.addEventListener("abort", onAbort, { once: true });
+  try {
+    for (;;) {
+      if (signal.aborted) return;
+      if (hub.closed) throw shuttingDown(cursor);
+      let batch = tail.window.after(cursor, READ_PAGE);
+      if (batch === undefined) {
+        // Behind the window: read the log at this watcher's own pace.
+        batch = await catchUp(hub, key, cursor);
+        if (batch.length === 0) throw notFound("task", key.taskId); // the log is gone: deleted
+      }
+      if (batch.length > 0) {
+        for (const event of batch) {
+          if (event.sequence !== cursor + 1) break; // never a gap or a repeat; the next round re-reads
+          yield { event };
+          cursor = event.sequence;
+          waiter.lastSent = Date.now();
+          if (isTerminalEvent(event)) return;
+          if (signal.aborted || hub.closed) break;
+        }
+        continue;
+      }
+      if (tail.gone) throw notFound("task", key.taskId);
+      const terminalSeq = tail.window.terminalSeq;
+      if (terminalSeq !== null && cursor >= terminalSeq) return;
+      if (Date.now() - waiter.lastSent >= hub.opts.keepAliveMs) {
+        yield { keepAlive: new Date() };
+        waiter.lastSent = Date.now();
+        continue;
+      }
+      await waitFor(tail, waiter);
+    }
+  } finally {
+    signal.removeEventListener("abort", onAbort);
+    tail.waiters.delete(waiter);
+    release(hub, tail);
+  }
 }
 
 function shuttingDown(cursor: number): ConnectError {
@@ -122,288 +198,36 @@ function shuttingDown(cursor: number): ConnectError {
   );
 }
 
-export function createEventHub(opts: EventHubOptions): EventHub {
-  const { sql, bus, logger, metrics } = opts;
-  const windowBytes = opts.windowBytes ?? 4 * 1024 * 1024;
-  const totalWindowBytes = opts.totalWindowBytes ?? 256 * 1024 * 1024;
-  /** Catch-up reads in flight, by task and cursor: watchers that fell behind together (a burst of
-   * reconnects from the same point) share each page instead of each reading it. Only reads in
-   * flight are shared; nothing is kept after. */
-  const catchUps = new Map<string, Promise<StoredEvent[]>>();
-  const tails = new Map<string, Tail>();
-  /** Hints carry only the task id. */
-  const byTask = new Map<string, Set<Tail>>();
-  let watchers = 0;
-  let tailReads = 0;
-  let catchUpReads = 0;
-  let polls = 0;
-  let closed = false;
-  let pollTimer: NodeJS.Timeout | undefined;
-  let keepAliveTimer: NodeJS.Timeout | undefined;
-  const keepAliveTickMs = Math.max(5, Math.min(1000, Math.floor(opts.keepAliveMs / 4)));
-  let polling: Promise<void> | undefined;
-  let unsubscribe: (() => void) | undefined;
-
-  const mapKeyOf = (key: TaskKey) => `${key.tenantId}/${key.taskId}`;
-
-  function notify(tail: Tail): void {
-    const waiters = [...tail.waiters];
-    tail.waiters.clear();
-    for (const waiter of waiters) waiter.wake?.();
-  }
-
-  function append(tail: Tail, events: StoredEvent[]): void {
-    for (const event of events) {
-      if (event.sequence <= tail.lastSeq) continue;
-      if (event.sequence !== tail.lastSeq + 1) {
-        // Cannot happen with a gapless log; if it did, start the window afresh so
-        // that no watcher takes a gap from it (they read the log instead).
-        tail.window = [];
-        tail.windowBytes = 0;
-      }
-      const bytes = eventDataJson(event).length;
-      tail.window.push(event);
-      tail.windowBytes += bytes;
-      tail.lastSeq = event.sequence;
-      if (isTerminalEvent(event)) tail.terminalSeq = event.sequence;
-    }
-    // Keep the newest event whatever its size, or a task of huge events would send
-    // every watcher to the log.
-    const maxBytes = Math.min(windowBytes, totalWindowBytes / Math.max(1, tails.size));
-    while (tail.window.length > 1 && (tail.window.length > opts.windowEvents || tail.windowBytes > maxBytes)) {
-      const dropped = tail.window.shift()!;
-      tail.windowBytes -= eventDataJson(dropped).length;
-    }
-  }
-
-  /** Reads what is new for a tail; one read at a time per tail, a hint meanwhile means one more. */
-  async function refresh(tail: Tail): Promise<void> {
-    if (tail.reading) {
-      tail.again = true;
-      return;
-    }
-    tail.reading = true;
-    try {
-      do {
-        tail.again = false;
-        const events = await listEvents(sql, tail.key, tail.lastSeq, READ_PAGE);
-        tailReads++;
-        metrics?.logReads.inc({ reader: "tail" });
-        tail.lastRead = Date.now();
-        if (events.length > 0) {
-          append(tail, events);
-          notify(tail);
-        }
-        if (events.length === READ_PAGE) tail.again = true;
-      } while (tail.again && tail.watchers > 0 && !closed);
-    } catch (error) {
-      // Watchers keep waiting; the next hint or poll reads again.
-      logger.warn({ err: error, taskId: tail.key.taskId }, "could not read a watched task's events; will retry");
-    } finally {
-      tail.reading = false;
-    }
-  }
-
-  /** The fallback for lost hints: one query for every watched task not read lately. */
-  async function poll(): Promise<void> {
-    const now = Date.now();
-    const due = [...tails.values()].filter((t) => !t.reading && now - t.lastRead >= opts.pollMs);
-    for (let i = 0; i < due.length && !closed; i += POLL_CHUNK) {
-      const chunk = due.slice(i, i + POLL_CHUNK);
-      const rows = await sql<{ tenant_id: string; task_id: string; last_sequence: number }[]>`
-        SELECT t.tenant_id, t.task_id, t.last_sequence FROM tasks t
-        JOIN unnest(${chunk.map((c) => c.key.tenantId)}::text[], ${chunk.map((c) => c.key.taskId)}::uuid[]) AS w(tenant_id, task_id)
-          ON t.tenant_id = w.tenant_id AND t.task_id = w.task_id
-      `;
-      polls++;
-      metrics?.polls.inc();
-      const newest = new Map(rows.map((r) => [mapKeyOf({ tenantId: r.tenant_id, taskId: r.task_id }), Number(r.last_sequence)]));
-      for (const tail of chunk) {
-        const last = newest.get(tail.mapKey);
-        if (last === undefined) {
-          tail.gone = true;
-          notify(tail);
-        } else if (last > tail.lastSeq) {
-          void refresh(tail);
-        } else {
-          tail.lastRead = Date.now();
-        }
-      }
-    }
-  }
-
-  function schedulePoll(): void {
-    if (closed) return;
-    pollTimer = setTimeout(() => {
-      polling = poll()
-        .catch((error: unknown) => logger.warn({ err: error }, "polling watched tasks failed; will retry"))
-        .finally(() => {
-          polling = undefined;
-          schedulePoll();
-        });
-    }, opts.pollMs);
-    pollTimer.unref();
-  }
-
-  function acquire(task: TaskRow): Tail {
-    const key = { tenantId: task.tenant_id, taskId: task.task_id };
-    const mapKey = mapKeyOf(key);
-    let tail = tails.get(mapKey);
-    const known = Number(task.last_sequence);
-    if (!tail) {
-      // Seed the window with the newest events, so that watchers starting near the
-      // beginning of a young task (the common case) all read from it.
-      const seed = Math.max(0, known - Math.min(opts.windowEvents, READ_PAGE));
-      tail = {
-        key,
-        mapKey,
-        window: [],
-        windowBytes: 0,
-        lastSeq: seed,
-        terminalSeq: null,
-        gone: false,
-        watchers: 0,
-        reading: false,
-        again: false,
-        lastRead: Date.now(),
-        waiters: new Set(),
-      };
-      tails.set(mapKey, tail);
-      const siblings = byTask.get(key.taskId) ?? new Set<Tail>();
-      siblings.add(tail);
-      byTask.set(key.taskId, siblings);
-      metrics?.watchedTasks.set(tails.size);
-      void refresh(tail);
-    } else if (known > tail.lastSeq) {
-      // This caller saw a newer projection than the tail has read: its hint is on the way, or lost.
-      void refresh(tail);
-    }
-    tail.watchers++;
-    watchers++;
-    return tail;
-  }
-
-  function release(tail: Tail): void {
-    tail.watchers--;
-    watchers--;
-    if (tail.watchers === 0 && tails.get(tail.mapKey) === tail) {
-      tails.delete(tail.mapKey);
-      const siblings = byTask.get(tail.key.taskId);
-      siblings?.delete(tail);
-      if (siblings?.size === 0) byTask.delete(tail.key.taskId);
-      metrics?.watchedTasks.set(tails.size);
-    }
-  }
-
-  /** Resolves when the tail moves, or when the waiter is woken otherwise (abort, keep-alive, close).
-   * No timer per wait: with thousands of watchers, one keep-alive tick for all is far cheaper. */
-  function waitFor(tail: Tail, waiter: Waiter): Promise<void> {
-    return new Promise<void>((resolve) => {
-      waiter.wake = () => {
-        waiter.wake = undefined;
-        tail.waiters.delete(waiter);
-        resolve();
-      };
-      tail.waiters.add(waiter);
-    });
-  }
-
-  /** Wakes the waiters that owe their client a keep-alive. Runs every `keepAliveTickMs`, so a
-   * keep-alive goes out between `keepAliveMs` and `keepAliveMs + keepAliveTickMs` after the last message. */
-  function keepAliveTick(): void {
-    const due = Date.now() - opts.keepAliveMs;
-    for (const tail of tails.values()) {
-      for (const waiter of tail.waiters) if (waiter.lastSent <= due) waiter.wake?.();
-    }
-  }
-
-  function catchUp(key: TaskKey, after: number): Promise<StoredEvent[]> {
-    const flightKey = `${key.tenantId}/${key.taskId}/${after}`;
-    let read = catchUps.get(flightKey);
-    if (!read) {
-      catchUpReads++;
-      metrics?.logReads.inc({ reader: "catch_up" });
-      read = listEvents(sql, key, after, READ_PAGE).finally(() => catchUps.delete(flightKey));
-      catchUps.set(flightKey, read);
-    }
-    return read;
-  }
-
-  async function* watch(task: TaskRow, afterSequence: number, signal: AbortSignal): AsyncGenerator<WatchItem, void> {
-    if (closed) throw shuttingDown(afterSequence);
-    // Ended, and the caller has seen everything: nothing will ever come.
-    if (isTerminal(task.state) && afterSequence >= Number(task.last_sequence)) return;
-    const tail = acquire(task);
-    const key = tail.key;
-    let cursor = afterSequence;
-    // A stream with nothing to replay says it is established with a keep-alive at once;
-    // one with events to replay (the tail may still be reading them) waits for them.
-    const waiter: Waiter = { wake: undefined, lastSent: cursor >= Number(task.last_sequence) ? 0 : Date.now() };
-    const onAbort = () => waiter.wake?.();
-    signal.addEventListener("abort", onAbort, { once: true });
-    try {
-      for (;;) {
-        if (signal.aborted) return;
-        if (closed) throw shuttingDown(cursor);
-        let batch: StoredEvent[] = [];
-        if (cursor < tail.lastSeq) {
-          const start = tail.lastSeq - tail.window.length;
-          if (cursor >= start) {
-            batch = tail.window.slice(cursor - start, cursor - start + READ_PAGE);
-          } else {
-            // Behind the window: read the log at this watcher's own pace.
-            batch = await catchUp(key, cursor);
-            if (batch.length === 0) throw notFound("task", key.taskId); // the log is gone: deleted
-          }
-        }
-        if (batch.length > 0) {
-          for (const event of batch) {
-            if (event.sequence !== cursor + 1) break; // never a gap or a repeat; the next round re-reads
-            yield { event };
-            cursor = event.sequence;
-            waiter.lastSent = Date.now();
-            if (isTerminalEvent(event)) return;
-            if (signal.aborted || closed) break;
-          }
-          continue;
-        }
-        if (tail.gone) throw notFound("task", key.taskId);
-        if (tail.terminalSeq !== null && cursor >= tail.terminalSeq) return;
-        if (Date.now() - waiter.lastSent >= opts.keepAliveMs) {
-          yield { keepAlive: new Date() };
-          waiter.lastSent = Date.now();
-          continue;
-        }
-        await waitFor(tail, waiter);
-      }
-    } finally {
-      signal.removeEventListener("abort", onAbort);
+/** Resolves when the tail moves, or when the waiter is woken otherwise (abort, keep-alive, close).
+ * No timer per wait: with thousands of watchers, one keep-alive tick for all is far cheaper. */
+function waitFor(tail: Tail, waiter: Waiter): Promise<void> {
+  return new Promise<void>((resolve) => {
+    waiter.wake = () => {
+      waiter.wake = undefined;
       tail.waiters.delete(waiter);
-      release(tail);
-    }
-  }
+      resolve();
+    };
+    tail.waiters.add(waiter);
+  });
+}
 
-  return {
-    watch,
-    start() {
-      if (unsubscribe || closed) return;
-      unsubscribe = bus.subscribe("task", (taskId) => {
-        const watched = byTask.get(taskId);
-        if (watched) for (const tail of watched) void refresh(tail);
-      });
-      schedulePoll();
-      keepAliveTimer = setInterval(keepAliveTick, keepAliveTickMs);
-      keepAliveTimer.unref();
-    },
-    async close() {
-      if (closed) return;
-      closed = true;
-      unsubscribe?.();
-      clearTimeout(pollTimer);
-      clearInterval(keepAliveTimer);
-      for (const tail of tails.values()) notify(tail);
-      await polling;
-    },
-    stats: () => ({ tails: tails.size, watchers, tailReads, catchUpReads, polls }),
-  };
+/** Wakes the waiters that owe their client a keep-alive. Runs every `keepAliveTickMs`, so a
+ * keep-alive goes out between `keepAliveMs` and `keepAliveMs + keepAliveTickMs` after the last message. */
+function keepAliveTick(hub: Hub): void {
+  const due = Date.now() - hub.opts.keepAliveMs;
+  for (const tail of hub.tails.values()) {
+    for (const waiter of tail.waiters) if (waiter.lastSent <= due) waiter.wake?.();
+  }
+}
+
+function catchUp(hub: Hub, key: TaskKey, after: number): Promise<StoredEvent[]> {
+  const flightKey = `${key.tenantId}/${key.taskId}/${after}`;
+  let read = hub.catchUps.get(flightKey);
+  if (!read) {
+    hub.counts.catchUpReads++;
+    hub.opts.metrics?.logReads.inc({ reader: "catch_up" });
+    read = listEvents(hub.opts.sql, key, after, READ_PAGE).finally(() => hub.catchUps.delete(flightKey));
+    hub.catchUps.set(flightKey, read);
+  }
+  return read;
 }

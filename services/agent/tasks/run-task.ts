@@ -27,18 +27,18 @@ export async function runTask(
   signal: AbortSignal,
   onCreated?: (task: TaskRow) => void,
 ): Promise<TaskRow> {
-  if (deps.runs.active >= deps.limits.maxConcurrentRuns) {
+  const slot = deps.runs.acquire();
+  if (!slot) {
     throw resourceExhausted(
       "TOO_MANY_RUNS",
       `this replica is running ${deps.runs.active} Run calls, its limit; retry later or use CreateTask`,
       1000,
     );
   }
-  deps.runs.active++;
   try {
     const { task, created } = await createTask(deps, tenantId, request, {
       kind: "run",
-      afterInsert: claim(deps.runner.owner, deps.limits.leaseMs),
+      afterInsert: claim(deps.executor.owner, deps.limits.leaseMs),
     });
     onCreated?.(task);
     const key: TaskKey = { tenantId, taskId: task.task_id };
@@ -48,7 +48,7 @@ export async function runTask(
         if (signal.aborted) resolve(undefined);
         signal.addEventListener("abort", () => resolve(undefined), { once: true });
       });
-      current = await Promise.race([deps.runner.execute(task), aborted]);
+      current = await Promise.race([deps.executor.execute(task), aborted]);
     }
     // Attached to an existing task, or the local attempt ended without settling
     // (lost lease, shutdown): wait for whoever runs it now.
@@ -64,6 +64,6 @@ export async function runTask(
     if (!current) throw new ConnectError(`task "${key.taskId}" was deleted while running`, Code.Aborted);
     return current;
   } finally {
-    deps.runs.active--;
+    slot.release();
   }
 }

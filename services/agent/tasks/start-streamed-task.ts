@@ -15,23 +15,20 @@ export async function startStreamedTask(
   tenantId: string,
   request: NewTask,
 ): Promise<{ task: TaskRow; created: boolean }> {
-  const here = deps.runs.active < deps.limits.maxConcurrentRuns;
-  if (here) deps.runs.active++;
+  const slot = deps.runs.acquire();
   let executing = false;
   try {
     const { task, created } = await createTask(deps, tenantId, request, {
       kind: "run",
-      ...(here ? { afterInsert: claim(deps.runner.owner, deps.limits.leaseMs) } : {}),
+      ...(slot ? { afterInsert: claim(deps.executor.owner, deps.limits.leaseMs) } : {}),
     });
-    if (here && created && task.state === "RUNNING" && task.lease_owner === deps.runner.owner) {
+    if (slot && created && task.state === "RUNNING" && task.lease_owner === deps.executor.owner) {
       executing = true;
-      // execute() never rejects: an attempt's failure ends up in the task.
-      void deps.runner.execute(task).finally(() => {
-        deps.runs.active--;
-      });
+      // execute() never rejects: an attempt's failure ends up in the task. The slot is held until it ends.
+      void deps.executor.execute(task).finally(slot.release);
     }
     return { task, created };
   } finally {
-    if (here && !executing) deps.runs.active--;
+    if (!executing) slot?.release();
   }
 }
