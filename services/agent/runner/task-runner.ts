@@ -9,7 +9,6 @@ import type { AgentRegistry } from "../agents/registry.js";
 import type { TaskKey, TaskRow } from "../store/task-record.js";
 import type { Decide, TaskWriter } from "../store/task-writer.js";
 import {
-  claim,
   fail,
   handBack,
   pause,
@@ -333,13 +332,13 @@ export function createTaskRunner(deps: {
   }
 
   async function claimLoop() {
-    const claimDecisionFor = () => claim(options.owner, options.leaseMs);
+    const terms = { owner: options.owner, leaseMs: options.leaseMs };
     while (!stopping) {
       const free = options.concurrency - byLease.size;
       let claimed = 0;
       if (free > 0) {
         try {
-          const tasks = await writer.claim(Math.min(free, 32), claimDecisionFor());
+          const tasks = await writer.claim(Math.min(free, 32), terms);
           claimed = tasks.length;
           for (const task of tasks) void execute(task);
         } catch (error) {
