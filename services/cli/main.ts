@@ -84,7 +84,7 @@ async function serve(config: Config, opts: { dev: boolean }): Promise<void> {
   }
   const runtime = await openRuntime(config, logger);
   // The webhook outbox is written in the same transaction as task events; the notifier delivers.
-  const outbox = createWebhookOutbox({ bus: runtime.bus, maxPayloadBytes: config.webhookMaxPayloadBytes });
+  const outbox = createWebhookOutbox({ bus: runtime.bus, sql: runtime.db.sql, maxPayloadBytes: config.webhookMaxPayloadBytes });
   const service = createAgentService({ db: runtime.db, bus: runtime.bus, registry, config, logger, outbox });
   const running = await service.start();
   // The embedded database belongs to this process alone, so its notifier must run here too.
