@@ -350,7 +350,7 @@ export function createTaskRunner(deps: {
       if (claimed > 0 && claimed === Math.min(free, 32)) continue;
       // Wait for a hint (new task, a slot freed) or the poll interval.
       await new Promise<void>((resolve) => {
-        const timer = setTimeout(done, options.pollMs);
+        const timer = setTimeout(done, options.pollMs * (0.8 + 0.2 * Math.random())); // jittered: replicas spread out
         function done() {
           clearTimeout(timer);
           wakeClaimer = undefined;

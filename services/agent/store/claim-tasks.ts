@@ -107,3 +107,48 @@ export function selectExpiredInputs(q: Queryable, limit: number): Promise<TaskRo
     ORDER BY input_expires_at LIMIT ${limit} FOR UPDATE SKIP LOCKED
   `;
 }
+
+/** What there is to do, in one cheap statement: lets an idle process poll with one statement, not a transaction per queue. */
+export interface PendingWork {
+  claimable: boolean;
+  expiredLeases: boolean;
+  expiredInputs: boolean;
+}
+
+export async function peekWork(q: Queryable): Promise<PendingWork> {
+  const [row] = await q<{ claimable: boolean; expired_leases: boolean; expired_inputs: boolean }[]>`
+    SELECT
+      EXISTS (SELECT 1 FROM tasks WHERE state = 'QUEUED' AND run_after <= now()) AS claimable,
+      EXISTS (SELECT 1 FROM tasks WHERE lease_owner IS NOT NULL AND lease_expires_at < now()) AS expired_leases,
+      EXISTS (
+        SELECT 1 FROM tasks WHERE state = 'INPUT_REQUIRED' AND input_expires_at IS NOT NULL AND input_expires_at < now()
+      ) AS expired_inputs
+  `;
+  return { claimable: Boolean(row?.claimable), expiredLeases: Boolean(row?.expired_leases), expiredInputs: Boolean(row?.expired_inputs) };
+}
+
+/**
+ * Spares an idle process its transactions: while the last claim found nothing, a
+ * claim first peeks (one statement, which also answers for the sweeps); a sweep
+ * uses a peek younger than `freshMs` or makes one, and opens its transaction only
+ * when there is something to sweep. A busy process claims without peeking.
+ */
+export function createWorkPeek(q: Queryable, freshMs: number) {
+  let idle = true;
+  let last: { at: number; work: PendingWork } | undefined;
+  async function peek(): Promise<PendingWork> {
+    const work = await peekWork(q);
+    last = { at: Date.now(), work };
+    return work;
+  }
+  return {
+    mayClaim: async (): Promise<boolean> => !idle || (await peek()).claimable,
+    claimed(count: number): void {
+      idle = count === 0;
+    },
+    async maySweep(kind: "expiredLeases" | "expiredInputs"): Promise<boolean> {
+      if (last && Date.now() - last.at < freshMs && !last.work[kind]) return false;
+      return (await peek())[kind];
+    },
+  };
+}

@@ -9,7 +9,7 @@ import type { JsonObject } from "@bufbuild/protobuf";
 import type { Sql, Tx } from "../../shared/db/database.js";
 import type { WakeupBus } from "../../shared/wakeup/bus.js";
 import { currentActor } from "../observe/actor.js";
-import { type ClaimTerms, claimTasks, selectExpiredInputs, selectExpiredLeases } from "./claim-tasks.js";
+import { type ClaimTerms, claimTasks, createWorkPeek, selectExpiredInputs, selectExpiredLeases } from "./claim-tasks.js";
 import { stateChangeSnapshot, type TaskKey, type TaskRow, type TaskStateName } from "./task-record.js";
 
 /** Event kinds, named as the `TaskEvent.event` oneof cases in proto3 JSON. */
@@ -136,6 +136,8 @@ const PATCH_COLUMNS_JSON = new Set([
 export function createTaskWriter(deps: { sql: Sql; bus: WakeupBus; sink?: TaskEventSink }): TaskWriter {
   const { sql, bus, sink } = deps;
 
+  // Idle polls and sweeps cost one statement (a peek), not a transaction each; 2.5 s: a poll interval and some.
+  const peek = createWorkPeek(sql, 2500);
   const jsonOrNull = (value: unknown) => (value === null || value === undefined ? null : sql.json(value as never));
 
   /** Sequences the drafts after the row's last event and fills state_change snapshots
@@ -318,6 +320,7 @@ export function createTaskWriter(deps: { sql: Sql; bus: WakeupBus; sink?: TaskEv
     },
 
     async claim(limit, terms) {
+      if (!(await peek.mayClaim())) return [];
       const opts = { now: new Date(), actor: currentActor() ?? null };
       // One statement. With an outbox it runs in a transaction (BEGIN and COMMIT the only other
       // round trips): which claimed tasks' events it wants is known only once they are claimed.
@@ -328,13 +331,16 @@ export function createTaskWriter(deps: { sql: Sql; bus: WakeupBus; sink?: TaskEv
             return rows;
           })
         : await claimTasks(sql, limit, terms, opts);
+      peek.claimed(claimed.length);
       for (const c of claimed) announce(c.task, c.events);
       return claimed.map((c) => c.task);
     },
 
     // SKIP LOCKED: replicas sweeping at once share the work instead of queueing on each other.
-    sweepExpiredLeases: (limit, decide) => applyToSelected((tx) => selectExpiredLeases(tx, limit), decide),
-    sweepExpiredInputs: (limit, decide) => applyToSelected((tx) => selectExpiredInputs(tx, limit), decide),
+    sweepExpiredLeases: async (limit, decide) =>
+      (await peek.maySweep("expiredLeases")) ? applyToSelected((tx) => selectExpiredLeases(tx, limit), decide) : [],
+    sweepExpiredInputs: async (limit, decide) =>
+      (await peek.maySweep("expiredInputs")) ? applyToSelected((tx) => selectExpiredInputs(tx, limit), decide) : [],
 
     async extendLeases(owner, leaseIds, leaseMs) {
       if (leaseIds.length === 0) return new Set();
