@@ -137,7 +137,10 @@ async function main() {
   const clientFor = (baseUrl: string) => createClient(TaskService, createGrpcTransport({ baseUrl }));
 
   const results: Record<string, Sample[]> = {};
-  const note = (label: string, s: Sample) => (results[label] ??= []).push(s);
+  const note = (label: string, s: Sample) => {
+    results[label] ??= [];
+    results[label].push(s);
+  };
 
   for (let round = 1; round <= ROUNDS; round++) {
     console.error(`round ${round}/${ROUNDS}`);
