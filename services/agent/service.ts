@@ -79,7 +79,7 @@ export function createAgentService(deps: AgentServiceDeps) {
   const metrics = createServiceMetrics({ registry: streaming.metrics.registry, sql: db.sql, poolMax: db.embedded ? 1 : config.dbMaxConnections });
   // The webhook outbox is written in the same transaction as task events; the notifier delivers.
   // Built here, not passed in, so that no entry point can run without it and silently lose webhooks.
-  const outbox = createWebhookOutbox({ bus, maxPayloadBytes: config.webhookMaxPayloadBytes });
+  const outbox = createWebhookOutbox({ bus, sql: db.sql, maxPayloadBytes: config.webhookMaxPayloadBytes });
   const writer = observeTaskWriter(createTaskWriter({ sql: db.sql, bus, sink: outbox }), metrics);
   const runner = createTaskRunner({
     writer,

@@ -82,7 +82,7 @@ export const SETTINGS = [
   s({ key: "maxConcurrentRuns", env: "AGENTD_MAX_CONCURRENT_RUNS", kind: "int", min: 1, max: 100000, default: 256, help: "Unary Run calls running at once in this replica; more get RESOURCE_EXHAUSTED." }),
   s({ key: "leaseMs", env: "AGENTD_LEASE_MS", kind: "int", min: 200, max: 3600000, default: 15000, help: "How long a runner's claim on a task lasts without a heartbeat; a dead runner's task is requeued after it." }),
   s({ key: "heartbeatMs", env: "AGENTD_HEARTBEAT_MS", kind: "int", min: 50, max: 60000, default: 1000, help: "How often a runner renews its leases and checks for cancellation (at most a third of the lease)." }),
-  s({ key: "pollMs", env: "AGENTD_POLL_MS", kind: "int", min: 10, max: 2000, default: 1000, help: "Fallback poll interval for queues and waiters when a wake-up is missed (at most 2 s)." }),
+  s({ key: "pollMs", env: "AGENTD_POLL_MS", kind: "int", min: 10, max: 2000, default: 2000, help: "Fallback poll interval for queues and waiters when a wake-up is missed (at most 2 s; wake-ups carry the work, so a longer one keeps an idle process's database load low)." }),
   s({ key: "retryBackoffMs", env: "AGENTD_RETRY_BACKOFF_MS", kind: "int", min: 0, max: 3600000, default: 1000, help: "Base delay before a lost attempt is retried; doubles per attempt, capped at 5 min." }),
   s({ key: "maxRequestBytes", env: "AGENTD_MAX_REQUEST_BYTES", kind: "int", min: 1024, max: 268435456, default: 4 * 1024 * 1024, help: "Largest request message accepted; larger ones get RESOURCE_EXHAUSTED." }),
   s({ key: "maxInputDepth", env: "AGENTD_MAX_INPUT_DEPTH", kind: "int", min: 1, max: 1000, default: 64, help: "Deepest nesting of JSON input accepted; deeper gets INVALID_ARGUMENT." }),

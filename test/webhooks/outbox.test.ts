@@ -61,7 +61,9 @@ describe("wants", () => {
     const outbox = createWebhookOutbox({ bus: createLocalWakeupBus(), cacheMs: 1000, now: () => now });
     const { tx, calls } = fakeTx(["task.failed"]);
     await outbox.append(tx, task(), [succeeded]);
-    expect(calls).toHaveLength(2); // the subscriptions, then the outbox insert
+    expect(calls).toHaveLength(1); // the subscriptions; no insert, since nothing subscribes to task.succeeded
+    await outbox.append(tx, task(), [event("stateChange", { state: "TASK_STATE_FAILED" })]);
+    expect(calls).toHaveLength(2); // the outbox insert, the subscriptions still known
     expect(outbox.wants(task(), [succeeded])).toBe(false);
     expect(outbox.wants(task(), [event("stateChange", { state: "TASK_STATE_FAILED" })])).toBe(true);
     now = 1001;
@@ -80,5 +82,13 @@ describe("wants", () => {
     outbox.afterCommit!(task(), [succeeded]);
     await new Promise((r) => setTimeout(r, 0));
     expect(hints).toEqual(["x"]);
+  });
+
+  it("looks a tenant's subscriptions up once for all the transactions that need them at once", async () => {
+    const outbox = createWebhookOutbox({ bus: createLocalWakeupBus() });
+    const { tx, calls } = fakeTx([]);
+    await Promise.all([1, 2, 3, 4].map(() => outbox.append(tx, task(), [succeeded])));
+    expect(calls.filter((c) => c.includes("DISTINCT unnest"))).toHaveLength(1);
+    expect(calls).toHaveLength(1); // and no insert: no endpoint, no own webhook
   });
 });

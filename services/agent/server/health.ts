@@ -114,19 +114,23 @@ function createChangeFeed() {
 }
 
 /**
- * Checks the database every `intervalMs` (each check bounded by `timeoutMs`) and
- * reports it through `setDependencyDown`: health reads NOT_SERVING while the
- * database is unreachable and SERVING again within about one interval of its
- * return. Nothing is cached beyond the last check.
+ * Checks the database every `intervalMs` while it answers, every `downIntervalMs`
+ * while it does not (each check bounded by `timeoutMs`), and reports it through
+ * `setDependencyDown`: health reads NOT_SERVING within about `intervalMs` +
+ * `timeoutMs` of an outage and SERVING again within about `downIntervalMs` of the
+ * return. Nothing is cached beyond the last check. (Slow while healthy: an idle
+ * process should cost its database well under a statement per second.)
  */
 export function monitorDatabase(opts: {
   health: Pick<HealthService, "setDependencyDown">;
   ping: () => Promise<unknown>;
   logger: Logger;
   intervalMs?: number;
+  downIntervalMs?: number;
   timeoutMs?: number;
 }): { stop(): void } {
-  const intervalMs = opts.intervalMs ?? 500;
+  const intervalMs = opts.intervalMs ?? 5000;
+  const downIntervalMs = opts.downIntervalMs ?? 500;
   const timeoutMs = opts.timeoutMs ?? 2000;
   let down = false;
   let stopped = false;
@@ -155,7 +159,7 @@ export function monitorDatabase(opts: {
       check().finally(() => {
         if (!stopped) loop();
       });
-    }, intervalMs);
+    }, down ? downIntervalMs : intervalMs);
   };
   loop();
   return {

@@ -11,6 +11,7 @@ import { currentActor } from "../model/actor.js";
 import type { ChangeResult, Decide, Fence, StoredEvent, TaskChange, TaskEventSink } from "../model/change.js";
 import type { TaskKey, TaskRow } from "../model/task.js";
 import { stateChangeSnapshot } from "../wire/task-json.js";
+import { type ClaimTerms, claimTasks, createWorkPeek, selectExpiredInputs, selectExpiredLeases } from "./claim-tasks.js";
 
 export interface TaskWriter {
   /** Inserts a new task (its first event: the state_change to `row.state`),
@@ -23,8 +24,8 @@ export interface TaskWriter {
    * change in one statement, applied only if the task has not moved on since
    * (same lease, same last event); otherwise it falls back to `change`. */
   changeHeld(current: TaskRow, decide: Decide, fence: Fence): Promise<ChangeResult>;
-  /** Claims up to `limit` claimable QUEUED tasks, applying `decide` to each. */
-  claim(limit: number, decide: Decide): Promise<TaskRow[]>;
+  /** Claims up to `limit` claimable QUEUED tasks on these terms (the `claim` transition, in SQL). */
+  claim(limit: number, terms: ClaimTerms): Promise<TaskRow[]>;
   /** Applies `decide` to up to `limit` tasks whose lease expired. */
   sweepExpiredLeases(limit: number, decide: Decide): Promise<TaskRow[]>;
   /** Applies `decide` to up to `limit` INPUT_REQUIRED tasks whose input request expired. */
@@ -61,6 +62,8 @@ const PATCH_COLUMNS_JSON = new Set([
 export function createTaskWriter(deps: { sql: Sql; bus: WakeupBus; sink?: TaskEventSink }): TaskWriter {
   const { sql, bus, sink } = deps;
 
+  // Idle polls and sweeps cost one statement (a peek), not a transaction each; 2.5 s: a poll interval and some.
+  const peek = createWorkPeek(sql, 2500);
   const jsonOrNull = (value: unknown) => (value === null || value === undefined ? null : sql.json(value as never));
 
   /** Sequences the drafts after the row's last event and fills state_change snapshots
@@ -239,35 +242,28 @@ export function createTaskWriter(deps: { sql: Sql; bus: WakeupBus; sink?: TaskEv
       return { status: "changed", task: next, events };
     },
 
-    // SKIP LOCKED everywhere here: replicas claiming or sweeping at once share
-    // the work instead of queueing on each other.
-    claim: (limit, decide) =>
-      applyToSelected(
-        (tx) => tx<TaskRow[]>`
-          SELECT * FROM tasks WHERE state = 'QUEUED' AND run_after <= now()
-          ORDER BY run_after LIMIT ${limit} FOR UPDATE SKIP LOCKED
-        `,
-        decide,
-      ),
+    async claim(limit, terms) {
+      if (!(await peek.mayClaim())) return [];
+      const opts = { now: new Date(), actor: currentActor() ?? null };
+      // One statement. With an outbox it runs in a transaction (BEGIN and COMMIT the only other
+      // round trips): which claimed tasks' events it wants is known only once they are claimed.
+      const claimed = sink
+        ? await sql.begin(async (tx) => {
+            const rows = await claimTasks(tx, limit, terms, opts);
+            for (const c of rows) if (sink.wants(c.task, c.events)) await sink.append(tx, c.task, c.events);
+            return rows;
+          })
+        : await claimTasks(sql, limit, terms, opts);
+      peek.claimed(claimed.length);
+      for (const c of claimed) announce(c.task, c.events);
+      return claimed.map((c) => c.task);
+    },
 
-    sweepExpiredLeases: (limit, decide) =>
-      applyToSelected(
-        (tx) => tx<TaskRow[]>`
-          SELECT * FROM tasks WHERE lease_owner IS NOT NULL AND lease_expires_at < now()
-          ORDER BY lease_expires_at LIMIT ${limit} FOR UPDATE SKIP LOCKED
-        `,
-        decide,
-      ),
-
-    sweepExpiredInputs: (limit, decide) =>
-      applyToSelected(
-        (tx) => tx<TaskRow[]>`
-          SELECT * FROM tasks
-          WHERE state = 'INPUT_REQUIRED' AND input_expires_at IS NOT NULL AND input_expires_at < now()
-          ORDER BY input_expires_at LIMIT ${limit} FOR UPDATE SKIP LOCKED
-        `,
-        decide,
-      ),
+    // SKIP LOCKED: replicas sweeping at once share the work instead of queueing on each other.
+    sweepExpiredLeases: async (limit, decide) =>
+      (await peek.maySweep("expiredLeases")) ? applyToSelected((tx) => selectExpiredLeases(tx, limit), decide) : [],
+    sweepExpiredInputs: async (limit, decide) =>
+      (await peek.maySweep("expiredInputs")) ? applyToSelected((tx) => selectExpiredInputs(tx, limit), decide) : [],
 
     async extendLeases(owner, leaseIds, leaseMs) {
       if (leaseIds.length === 0) return new Set();

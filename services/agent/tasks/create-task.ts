@@ -27,7 +27,8 @@ export async function createTask(
   if (violations.length > 0) throw invalidArgument(violations, "INPUT_SCHEMA_VIOLATION");
   if (request.webhook && request.webhookUrl && deps.checkWebhook) await deps.checkWebhook(tenantId, String(request.webhook.url), request.webhookUrl);
 
-  const fingerprint = requestFingerprint(opts.kind, request);
+  // Only a request_id needs one (to tell a retry from a reuse); hashing the input costs on every call.
+  const fingerprint = request.requestId ? requestFingerprint(opts.kind, request) : "";
   // A conflicting row can be deleted between our insert and our read; then try again.
   for (let i = 0; i < 3; i++) {
     const row = newTaskRow(tenantId, agent.version, { ...request, agent: agent.name }, fingerprint, new Date());

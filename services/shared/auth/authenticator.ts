@@ -65,6 +65,7 @@ export function createAuthenticator(
   const watchMs = opts.watchMs ?? 2000;
   const tokens = opts.tokens ?? createAccessTokens(databaseAccessTokenKey(sql));
   const cache = new Map<string, { info: Principal | undefined; fetched: number }>();
+  const inFlight = new Map<string, Promise<Principal | undefined>>();
   /** Watched keys: one timer per key, shared by its streams. */
   const watched = new Map<string, { listeners: Set<(failure: AuthFailure) => void>; timer: NodeJS.Timeout }>();
 
@@ -100,10 +101,19 @@ export function createAuthenticator(
     // A cached token is good only until it expires, a cached key until its own expiry.
     const expiry = hit?.info?.token?.expireTime ?? hit?.info?.keyExpireTime;
     if (fresh && (!expiry || expiry.getTime() > now)) return hit.info;
-    const info = await resolve(key);
-    if (cache.size >= maxEntries) cache.clear();
-    cache.set(cacheKey, { info, fetched: now });
-    return info;
+    // Single flight: the calls in flight when an entry expires share one lookup.
+    let pending = inFlight.get(cacheKey);
+    if (!pending) {
+      pending = resolve(key)
+        .then((info) => {
+          if (cache.size >= maxEntries) cache.clear();
+          cache.set(cacheKey, { info, fetched: now });
+          return info;
+        })
+        .finally(() => inFlight.delete(cacheKey));
+      inFlight.set(cacheKey, pending);
+    }
+    return pending;
   }
 
   async function recheck(key: string): Promise<void> {

@@ -42,9 +42,11 @@ export async function createPostgresWakeupBus(opts: {
   channel?: string;
   /** How long publishes are collected before one NOTIFY goes out (default 2 ms). */
   coalesceMs?: number;
-  /** How often the listener sends itself a canary (default 2 s). */
+  /** How often the listener sends itself a canary (default 4 s). */
   canaryMs?: number;
-  /** A canary not received within this long reopens the listener (default 5 s). */
+  /** A canary not received within this long reopens the listener (default 3.5 s: a lost one is
+   * noticed at the next canary, so a dead listener within about 8 s, as with 2 s and 5 s before,
+   * at half the idle statements). */
   canaryTimeoutMs?: number;
 }): Promise<WakeupBus> {
   const logger = (opts.logger ?? silentLogger()).child({ component: "wakeup-bus" });
@@ -54,8 +56,8 @@ export async function createPostgresWakeupBus(opts: {
   const sender = randomBytes(6).toString("hex");
   const listeners = new LocalListeners();
 
-  const canaryMs = opts.canaryMs ?? 2000;
-  const canaryTimeoutMs = opts.canaryTimeoutMs ?? 5000;
+  const canaryMs = opts.canaryMs ?? 4000;
+  const canaryTimeoutMs = opts.canaryTimeoutMs ?? 3500;
   let canarySeq = 0;
   /** Canaries sent and not yet received: sequence → when sent. */
   const canariesOut = new Map<number, number>();

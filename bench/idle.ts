@@ -1,0 +1,74 @@
+// Idle cost (issue 13 part 5): statements per second that an idle `agentd serve`
+// sends to Postgres, counted on the wire by a proxy (test/support/statement-counter.ts),
+// with default settings. Postgres only (DATABASE_URL); embedded has no other process to load.
+// `npm run bench -- idle [--seconds N]`.
+import { spawn } from "node:child_process";
+import { createInterface } from "node:readline";
+import postgres from "postgres";
+import { runMigrations } from "../services/shared/db/migrate.js";
+import { startStatementCounter } from "../test/support/statement-counter.js";
+
+const adminUrl = process.env.DATABASE_URL;
+const secondsArg = process.argv.indexOf("--seconds");
+const seconds = secondsArg > 0 ? Number(process.argv[secondsArg + 1]) : process.argv.includes("--quick") ? 20 : 60;
+const root = new URL("..", import.meta.url).pathname;
+
+async function main() {
+  if (!adminUrl) {
+    console.log("### Idle statements\n\nSkipped: needs DATABASE_URL (an idle embedded process loads no other server).\n");
+    return;
+  }
+  const name = `agentd_idle_${Date.now().toString(36)}`;
+  const admin = postgres(adminUrl, { max: 1, onnotice: () => {} });
+  await admin.unsafe(`CREATE DATABASE ${name}`);
+  const url = new URL(adminUrl);
+  url.pathname = `/${name}`;
+  const migrator = postgres(url.toString(), { max: 1, onnotice: () => {} });
+  await runMigrations(migrator as never);
+  await migrator.end();
+  const counter = await startStatementCounter(url.toString());
+  // Default settings: nothing from the environment but the database.
+  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("AGENTD_")));
+  const child = spawn(process.execPath, [`${root}bin/agentd.js`, "serve", "--port", "0"], {
+    cwd: root,
+    env: { ...env, DATABASE_URL: counter.url, AGENTD_LOG_LEVEL: "info" },
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  await new Promise<void>((resolve, reject) => {
+    createInterface({ input: child.stdout! }).on("line", (line) => {
+      if (line.includes('"agentd is serving"')) resolve();
+    });
+    child.once("exit", (code) => reject(new Error(`agentd serve exited (${code})`)));
+  });
+  await new Promise((r) => setTimeout(r, 5000)); // start-up work done
+  const xacts = async () =>
+    Number((await admin<{ n: number }[]>`SELECT xact_commit + xact_rollback AS n FROM pg_stat_database WHERE datname = ${name}`)[0]!.n);
+  await admin`SELECT pg_stat_clear_snapshot()`;
+  const before = counter.count();
+  const beforeTexts = counter.texts();
+  const xBefore = await xacts();
+  const started = Date.now();
+  await new Promise((r) => setTimeout(r, seconds * 1000));
+  const elapsed = (Date.now() - started) / 1000;
+  const statements = counter.count() - before;
+  await admin`SELECT pg_stat_clear_snapshot()`;
+  const xAfter = await xacts();
+  const byText = [...counter.texts()]
+    .map(([text, n]) => [text, n - (beforeTexts.get(text) ?? 0)] as const)
+    .filter(([, n]) => n > 0)
+    .sort((a, b) => b[1] - a[1]);
+  child.kill("SIGTERM");
+  await new Promise((r) => child.once("exit", r));
+  await counter.close();
+  await admin.unsafe(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+  await admin.end();
+
+  console.log(`### Idle statements — \`agentd serve\`, default settings, Postgres\n`);
+  console.log(`${new Date().toISOString().slice(0, 10)}, one process, no tasks, no streams, no clients; ${elapsed.toFixed(0)} s after a 5 s settle.\n`);
+  console.log(`**${(statements / elapsed).toFixed(2)} statements/s** (${statements} statements; the database counted ${xAfter - xBefore} transactions, its statistics lag up to 0.5 s).\n`);
+  console.log("| statement | count | per second |\n| --- | ---: | ---: |");
+  for (const [text, n] of byText) console.log(`| \`${text.replace(/\|/g, "\\|")}\` | ${n} | ${(n / elapsed).toFixed(2)} |`);
+  console.log("");
+}
+
+await main();

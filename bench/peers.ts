@@ -1,0 +1,225 @@
+// agentd side by side with graphile-worker (issue 13, "Benchmarks"), on the same
+// Postgres, interleaved A, B, A, B… for `--rounds` rounds; median and range.
+// - End to end: N no-op tasks, `inFlight` creates at a time, until all are done.
+//   agentd: CreateTask (gRPC) of `simulate` with no steps, run by `agentd serve`'s
+//   runner (which also writes the event log; no webhook endpoints, so no outbox rows).
+//   graphile-worker: addJob through WorkerUtils, run by `run()` with the same concurrency.
+// - Accept rate: CreateTask to a server whose runner is off, addJob with no worker,
+//   and a single-row INSERT through postgres.js, `inFlight` at a time.
+// CPU per operation is the serving process's (agentd serve, the graphile-worker
+// process) or, for addJob and INSERT, this process's (they run in the caller), from
+// /proc; Postgres' own CPU is not counted. Postgres only: `npm run bench -- peers [--quick]`.
+import { spawn, type ChildProcess } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { cpus, loadavg } from "node:os";
+import { createInterface } from "node:readline";
+import { fromJson } from "@bufbuild/protobuf";
+import { ValueSchema } from "@bufbuild/protobuf/wkt";
+import { createClient } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import { Logger, makeWorkerUtils, run, runMigrations as graphileMigrate } from "graphile-worker";
+import postgres from "postgres";
+import { TaskService } from "../gen/agentd/v1/task_service_pb.js";
+import { createApiKey } from "../services/shared/auth/api-keys.js";
+import { SCOPES } from "../services/shared/auth/scopes.js";
+import { runMigrations } from "../services/shared/db/migrate.js";
+
+const root = new URL("..", import.meta.url).pathname;
+const silent = new Logger(() => () => {});
+const quick = process.argv.includes("--quick");
+const arg = (name: string, fallback: number) => {
+  const i = process.argv.indexOf(`--${name}`);
+  return i > 0 ? Number(process.argv[i + 1]) : fallback;
+};
+const ROUNDS = arg("rounds", 3);
+const N = arg("tasks", quick ? 1000 : 5000);
+const IN_FLIGHT = 64;
+const CONCURRENCY = 16;
+const TICK = 100; // clock ticks per second (/proc/<pid>/stat)
+
+// ---- the graphile-worker process: `peers.ts --graphile-worker <url>` ----
+if (process.argv[2] === "--graphile-worker") {
+  const runner = await run({
+    connectionString: process.argv[3]!,
+    concurrency: CONCURRENCY,
+    noHandleSignals: true,
+    pollInterval: 2000,
+    logger: silent,
+    taskList: { noop: async () => {} },
+  });
+  console.log("ready");
+  process.on("SIGTERM", () => void runner.stop().then(() => process.exit(0)));
+  await new Promise(() => {});
+}
+
+const cpuSeconds = (pid: number | "self") => {
+  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+  return (Number(fields[11]) + Number(fields[12])) / TICK; // utime, stime
+};
+
+function spawnReady(args: string[], env: Record<string, string>, ready: (line: string) => boolean): Promise<ChildProcess> {
+  const child = spawn(process.execPath, args, { cwd: root, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "inherit"] });
+  return new Promise((resolve, reject) => {
+    createInterface({ input: child.stdout! }).on("line", (line) => ready(line) && resolve(child));
+    child.once("exit", (code) => reject(new Error(`${args.join(" ")} exited (${code})`)));
+  });
+}
+const stop = (child: ChildProcess) =>
+  new Promise<void>((resolve) => {
+    child.once("exit", () => resolve());
+    child.kill("SIGTERM");
+  });
+
+/** Runs `op` `n` times, `IN_FLIGHT` at a time. */
+async function closedLoop(n: number, op: (i: number) => Promise<unknown>): Promise<void> {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: IN_FLIGHT }, async () => {
+      while (next < n) await op(next++);
+    }),
+  );
+}
+
+interface Sample {
+  perSecond: number;
+  cpuMsPerOp: number;
+  load: number;
+}
+
+async function measure(n: number, cpuOf: () => number, work: () => Promise<void>): Promise<Sample> {
+  const cpu0 = cpuOf();
+  const t0 = performance.now();
+  await work();
+  const seconds = (performance.now() - t0) / 1000;
+  return { perSecond: n / seconds, cpuMsPerOp: ((cpuOf() - cpu0) * 1000) / n, load: loadavg()[0]! };
+}
+
+async function until(check: () => Promise<boolean>): Promise<void> {
+  while (!(await check())) await new Promise((r) => setTimeout(r, 20));
+}
+
+async function main() {
+  const adminUrl = process.env.DATABASE_URL;
+  if (!adminUrl) {
+    console.log("### Peers\n\nSkipped: needs DATABASE_URL (graphile-worker runs on Postgres only).\n");
+    return;
+  }
+  const name = `agentd_peers_${Date.now().toString(36)}`;
+  const admin = postgres(adminUrl, { max: 1, onnotice: () => {} });
+  await admin.unsafe(`CREATE DATABASE ${name}`);
+  const u = new URL(adminUrl);
+  u.pathname = `/${name}`;
+  const url = u.toString();
+  const sql = postgres(url, { max: 10, onnotice: () => {} });
+  await runMigrations(sql as never);
+  await graphileMigrate({ connectionString: url, logger: silent });
+  await sql`CREATE TABLE bench_rows (id bigserial PRIMARY KEY, payload jsonb NOT NULL, created timestamptz NOT NULL DEFAULT now())`;
+  const key = (await createApiKey(sql as never, { tenantId: "bench", scopes: [...SCOPES] })).key;
+  const utils = await makeWorkerUtils({ connectionString: url, logger: silent });
+
+  const agentdEnv = (concurrency: number) => ({
+    DATABASE_URL: url,
+    AGENTD_LOG_LEVEL: "warn",
+    AGENTD_RUNNER_CONCURRENCY: String(concurrency),
+  });
+  const serving = (line: string) => line.includes('"agentd is serving"');
+  const urlOf = async (concurrency: number) => {
+    let serverUrl = "";
+    const child = await spawnReady([`${root}bin/agentd.js`, "serve", "--port", "0"], { ...agentdEnv(concurrency), AGENTD_LOG_LEVEL: "info" }, (line) => {
+      if (!serving(line)) return false;
+      serverUrl = (JSON.parse(line) as { url: string }).url;
+      return true;
+    });
+    return { child, serverUrl };
+  };
+  const noop = fromJson(ValueSchema, { steps: 0 });
+  const headers = { authorization: `Bearer ${key}` };
+  const clientFor = (baseUrl: string) => createClient(TaskService, createGrpcTransport({ baseUrl }));
+
+  const results: Record<string, Sample[]> = {};
+  const note = (label: string, s: Sample) => {
+    results[label] ??= [];
+    results[label].push(s);
+  };
+
+  for (let round = 1; round <= ROUNDS; round++) {
+    console.error(`round ${round}/${ROUNDS}`);
+    // End to end, A then B.
+    {
+      const { child, serverUrl } = await urlOf(CONCURRENCY);
+      const client = clientFor(serverUrl);
+      await client.createTask({ agent: "simulate", input: noop }, { headers }); // warm
+      await until(async () => (await sql`SELECT count(*)::int AS n FROM tasks WHERE state <> 'SUCCEEDED'`)[0]!.n === 0);
+      note(
+        "e2e agentd",
+        await measure(N, () => cpuSeconds(child.pid!), async () => {
+          await closedLoop(N, () => client.createTask({ agent: "simulate", input: noop }, { headers }));
+          await until(async () => (await sql`SELECT count(*)::int AS n FROM tasks WHERE state <> 'SUCCEEDED'`)[0]!.n === 0);
+        }),
+      );
+      await stop(child);
+    }
+    {
+      const child = await spawnReady([`--import`, "tsx", `${root}bench/peers.ts`, "--graphile-worker", url], {}, (l) => l === "ready");
+      const remaining = async () => (await sql`SELECT count(*)::int AS n FROM graphile_worker._private_jobs`)[0]!.n;
+      note(
+        "e2e graphile-worker",
+        await measure(N, () => cpuSeconds(child.pid!), async () => {
+          await closedLoop(N, (i) => utils.addJob("noop", { i }));
+          await until(async () => (await remaining()) === 0);
+        }),
+      );
+      await stop(child);
+    }
+    // Accept rates: CreateTask (runner off), addJob (no worker), INSERT.
+    {
+      const { child, serverUrl } = await urlOf(0);
+      const client = clientFor(serverUrl);
+      await client.createTask({ agent: "simulate", input: noop }, { headers });
+      note(
+        "accept CreateTask",
+        await measure(N, () => cpuSeconds(child.pid!), () => closedLoop(N, () => client.createTask({ agent: "simulate", input: noop }, { headers }))),
+      );
+      await stop(child);
+      await sql`DELETE FROM task_events`;
+      await sql`DELETE FROM tasks`;
+    }
+    note("accept addJob", await measure(N, () => cpuSeconds("self"), () => closedLoop(N, (i) => utils.addJob("noop", { i }))));
+    await sql`DELETE FROM graphile_worker._private_jobs`;
+    note(
+      "accept INSERT (postgres.js)",
+      await measure(N, () => cpuSeconds("self"), () => closedLoop(N, (i) => sql`INSERT INTO bench_rows (payload) VALUES (${sql.json({ i })})`)),
+    );
+  }
+  await utils.release();
+  await sql.end();
+  await admin.unsafe(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+  await admin.end();
+
+  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+  const range = (xs: number[]) => `${Math.min(...xs).toFixed(0)}–${Math.max(...xs).toFixed(0)}`;
+  console.log(`### Peers — agentd vs graphile-worker, Postgres\n`);
+  console.log(
+    `${new Date().toISOString().slice(0, 10)}, ${cpus().length} × ${cpus()[0]?.model}, Node ${process.version}; ${ROUNDS} interleaved rounds, ` +
+      `${N} operations per row, ${IN_FLIGHT} in flight, runner/worker concurrency ${CONCURRENCY}.\n`,
+  );
+  console.log("| load | per second (median) | range | CPU ms per op (median) | load average |\n| --- | ---: | ---: | ---: | ---: |");
+  for (const [label, samples] of Object.entries(results)) {
+    const rates = samples.map((s) => s.perSecond);
+    console.log(
+      `| ${label} | ${median(rates).toFixed(0)} | ${range(rates)} | ${median(samples.map((s) => s.cpuMsPerOp)).toFixed(3)} | ${samples.map((s) => s.load.toFixed(1)).join(", ")} |`,
+    );
+  }
+  const m = (label: string) => median(results[label]!.map((s) => s.perSecond));
+  const ratios = (a: string, b: string) => {
+    const xs = results[a]!.map((s, i) => s.perSecond / results[b]![i]!.perSecond);
+    return `**${median(xs).toFixed(2)}×** (${Math.min(...xs).toFixed(2)}–${Math.max(...xs).toFixed(2)} by round)`;
+  };
+  console.log("");
+  console.log(`- End to end, agentd / graphile-worker: ${ratios("e2e agentd", "e2e graphile-worker")} (aim ≥ 1.5×).`);
+  console.log(`- Accept, CreateTask / addJob: ${ratios("accept CreateTask", "accept addJob")} (aim ≥ 2×).`);
+  console.log(`- Accept, CreateTask / INSERT: ${ratios("accept CreateTask", "accept INSERT (postgres.js)")} (aim ≥ 0.3×); medians ${m("accept CreateTask").toFixed(0)} vs ${m("accept INSERT (postgres.js)").toFixed(0)}/s.`);
+  console.log("");
+}
+
+await main();
