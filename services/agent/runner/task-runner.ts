@@ -20,6 +20,7 @@ import {
 } from "../tasks/transitions.js";
 import { schemaObject, schemaProblem } from "../tasks/answer-schema.js";
 import { createAgentContext, type HeldTask, LeaseLost } from "./agent-context.js";
+import { createOutcomeJournal } from "./outcome-journal.js";
 import { handBackAfterOutage, isStoreUnavailable } from "./store-outage.js";
 import { inRunSpan } from "../observe/task-observer.js";
 
@@ -107,6 +108,8 @@ export function createTaskRunner(deps: {
   let heartbeatSoon: NodeJS.Timeout | undefined;
   const loops: Promise<void>[] = [];
   const unsubscribe: (() => void)[] = [];
+  // Outcomes recorded lately, written again after a failover that lost their commit (outcome-journal.ts).
+  const journal = createOutcomeJournal();
 
   /**
    * Writes the end of an attempt; must not throw. While the store is unreachable the
@@ -123,6 +126,7 @@ export function createTaskRunner(deps: {
     for (let tries = 1; ; tries++) {
       try {
         const result = await writer.changeHeld(held.row, decide, { leaseId: held.row.lease_id! });
+        if (result.status === "changed") journal.record(held.row, decide);
         if (tries > 1) log.info({ tries }, "recorded the end of an attempt once the store answered again");
         return result.status === "missing" ? held.row : result.task;
       } catch (error) {
@@ -398,6 +402,7 @@ export function createTaskRunner(deps: {
         every(sweepMs, async () => {
           if (storeWasDown) {
             await heartbeat().catch(noteOutage);
+            await journal.reapply(writer, logger).catch(noteOutage);
             storeWasDown = false;
             sweepAfter = Date.now() + 2 * options.heartbeatMs;
           }
