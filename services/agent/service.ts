@@ -219,9 +219,9 @@ export function createAgentService(deps: AgentServiceDeps) {
         inputExpiry = startInputExpirySweep({ writer, logger }, config.pollMs);
       };
       if (opts.databaseReady) {
-        gate.close();
+        gate.hold();
         health.setDependencyDown(true);
-        void opts.databaseReady.then(startWork);
+        void opts.databaseReady.then(startWork).catch((err: unknown) => logger.error({ err }, "could not start the runner once the database was ready"));
       } else startWork();
       return {
         server,

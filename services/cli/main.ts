@@ -87,7 +87,7 @@ async function serve(config: Config, opts: { dev: boolean }): Promise<void> {
   // The webhook outbox is written in the same transaction as task events; the notifier delivers.
   const outbox = createWebhookOutbox({ bus: runtime.bus, maxPayloadBytes: config.webhookMaxPayloadBytes });
   const service = createAgentService({ db: runtime.db, bus: runtime.bus, registry, config, logger, outbox });
-  const running = await service.start({ databaseReady: runtime.ready });
+  const running = await service.start(runtime.waiting() ? { databaseReady: runtime.ready } : {});
   // The embedded database belongs to this process alone, so its notifier must run here too.
   const notifier = opts.dev || runtime.db.embedded
     ? await startNotifierService({ db: runtime.db, bus: runtime.bus, config, logger: logger.child({ component: "notifier" }) })
