@@ -91,7 +91,7 @@ describe.skipIf(skipReason !== undefined)("failover onto an asynchronous standby
     }
     const multiUrl = `postgres://postgres@127.0.0.1:${primary.port},127.0.0.1:${standby.port}/${name}?target_session_attrs=primary`;
     // Leases long enough that no lost outcome's lease expires (and is swept) before its runner is back.
-    const env = { ...NOTIFIER_TEST_ENV, AGENTD_LEASE_MS: "20000", AGENTD_HEARTBEAT_MS: "500", AGENTD_POLL_MS: "200" };
+    const env = { ...NOTIFIER_TEST_ENV, AGENTD_LEASE_MS: "30000", AGENTD_HEARTBEAT_MS: "500", AGENTD_POLL_MS: "200" };
     const replicas: AgentdProcess[] = [];
     for (let i = 0; i < 2; i++) {
       const p = await spawnAgentd({ databaseUrl: multiUrl, env });
@@ -107,7 +107,7 @@ describe.skipIf(skipReason !== undefined)("failover onto an asynchronous standby
     // Tasks that, once claimed, write nothing until their outcome (no step events to lose besides it).
     const ids: string[] = [];
     for (let i = 0; i < 6; i++) {
-      const input = value({ steps: 0, hang: true, hang_ms: 4000, output: { n: i, nonce: randomBytes(4).toString("hex") } });
+      const input = value({ steps: 0, hang: true, hang_ms: 12_000, output: { n: i, nonce: randomBytes(4).toString("hex") } });
       const { task } = await clients[i % 2]!.tasks.createTask({ agent: "simulate", input, webhook });
       ids.push(task!.id);
     }
@@ -123,6 +123,9 @@ describe.skipIf(skipReason !== undefined)("failover onto an asynchronous standby
     await standby.psql("ALTER SYSTEM SET primary_conninfo = ''");
     await standby.psql("SELECT pg_reload_conf()");
     await until("the standby stops streaming", () => primary.psql("SELECT count(*) FROM pg_stat_replication"), (n) => n === "0", 30_000);
+    // Cut off before any outcome (a loaded machine may be slow to get here): every outcome is on the primary only.
+    const meanwhile = await Promise.all(ids.map((taskId) => clients[0]!.tasks.getTask({ taskId })));
+    expect(meanwhile.map((r) => TaskState[r.task!.state])).toEqual(ids.map(() => "RUNNING"));
 
     // Clients read the results (acknowledged by the primary alone), and the webhooks go out.
     const seen = new Map<string, ReturnType<typeof resultOf>>();
