@@ -19,6 +19,7 @@ import type { AgentRegistry } from "./agents/registry.js";
 import { agentServiceRoutes } from "./handlers/agent-service.js";
 import { authServiceRoutes } from "./handlers/auth-service.js";
 import { authenticateBeforeBody, authInterceptor, edgeInterceptor, inputInterceptor } from "./handlers/interceptors.js";
+import { createDatabaseGate } from "./handlers/database-gate.js";
 import { keyServiceRoutes } from "./handlers/key-service.js";
 import { rpcObserver } from "./observe/rpc-observer.js";
 import { createWebhookOutbox } from "./outbox/outbox.js";
@@ -115,6 +116,7 @@ export function createAgentService(deps: AgentServiceDeps) {
   // GET /healthz and /readyz for HTTP load balancers, beside grpc.health.v1.
   const probes = createHttpProbes({ sql: db.sql, logger });
   const limits = { maxInputDepth: config.maxInputDepth };
+  const gate = createDatabaseGate();
   const apiDocs = createApiDocs(); // GET /openapi.json and /docs
   // The web console at GET / (web/console, built into dist/console).
   const consoleSite = createConsoleSite();
@@ -127,6 +129,7 @@ export function createAgentService(deps: AgentServiceDeps) {
     interceptors: [
       rpcObserver({ metrics, logger, level: config.accessLogLevel }),
       edgeInterceptor(logger),
+      gate.interceptor,
       authInterceptor(auth),
       inputInterceptor(limits),
       tokenLimitsInterceptor(),
@@ -173,8 +176,8 @@ export function createAgentService(deps: AgentServiceDeps) {
     health,
     taskDeps,
     streaming,
-    /** Listens and starts the runner. */
-    async start(): Promise<RunningAgentService> {
+    /** Listens and starts the runner; with `databaseReady` pending, listens only (UNAVAILABLE, NOT_SERVING) and starts the rest once it resolves. */
+    async start(opts: { databaseReady?: Promise<void> } = {}): Promise<RunningAgentService> {
       for (const service of ["agentd.v1.AgentService", "agentd.v1.TaskService", "agentd.v1.WebhookService", "agentd.v1.KeyService", "agentd.v1.AuthService"]) {
         health.setStatus(service, "SERVING");
       }
@@ -198,14 +201,24 @@ export function createAgentService(deps: AgentServiceDeps) {
         await metrics?.close();
         throw error;
       });
-      runner.start();
-      streaming.start();
-      // Embedded PGlite lives in this process: it cannot be down on its own.
-      const databaseHealth = db.embedded
-        ? undefined
-        : monitorDatabase({ health, ping: () => db.ping(), logger: logger.child({ component: "health" }) });
-      const inputExpiry = startInputExpirySweep({ writer, logger }, config.pollMs);
+      let databaseHealth: ReturnType<typeof monitorDatabase> | undefined;
+      let inputExpiry: ReturnType<typeof startInputExpirySweep> | undefined;
       let closing: Promise<void> | undefined;
+      const startWork = () => {
+        if (closing) return;
+        gate.open();
+        health.setDependencyDown(false);
+        runner.start();
+        streaming.start();
+        // Embedded PGlite lives in this process: it cannot be down on its own.
+        databaseHealth = db.embedded ? undefined : monitorDatabase({ health, ping: () => db.ping(), logger: logger.child({ component: "health" }) });
+        inputExpiry = startInputExpirySweep({ writer, logger }, config.pollMs);
+      };
+      if (opts.databaseReady) {
+        gate.hold();
+        health.setDependencyDown(true);
+        void opts.databaseReady.then(startWork).catch((err: unknown) => logger.error({ err }, "could not start the runner once the database was ready"));
+      } else startWork();
       return {
         server,
         runner,
@@ -220,7 +233,7 @@ export function createAgentService(deps: AgentServiceDeps) {
             health.shutdown();
             if (config.shutdownDelayMs > 0) await new Promise((resolve) => setTimeout(resolve, config.shutdownDelayMs));
             // Open streams end first (UNAVAILABLE: reconnect elsewhere), so they do not hold the grace period.
-            await Promise.all([streaming.close(), inputExpiry.stop()]);
+            await Promise.all([streaming.close(), inputExpiry?.stop()]);
             await Promise.all([
               server.close({ graceMs: config.shutdownGraceMs }),
               runner.stop(config.shutdownGraceMs),

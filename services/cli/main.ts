@@ -81,17 +81,19 @@ async function serve(config: Config, opts: { dev: boolean }): Promise<void> {
       logger.warn({ err: err instanceof Error ? err.message : String(err) }, "web console not built; run npm run build:console"),
     );
   }
-  const runtime = await openRuntime(config, logger);
+  // Without a writable primary (a standby, a failover) the replica listens and answers UNAVAILABLE until there is one.
+  const runtime = await openRuntime(config, logger, { whileNoPrimary: opts.dev ? "wait" : "serve" });
   const service = createAgentService({ db: runtime.db, bus: runtime.bus, registry, config, logger });
-  const running = await service.start();
+  const running = await service.start(runtime.waiting() ? { databaseReady: runtime.ready } : {});
   // The embedded database belongs to this process alone, so its notifier must run here too.
   const notifier = opts.dev || runtime.db.embedded
     ? await startNotifierService({ db: runtime.db, bus: runtime.bus, config, logger: logger.child({ component: "notifier" }) })
     : undefined;
-  logger.info(
+  if (runtime.waiting()) logger.info({ url: running.server.url }, "agentd is waiting for a database primary");
+  void runtime.ready.then(() => logger.info(
     { url: running.server.url, ...(running.metrics ? { metrics: running.metrics.url } : {}), embedded: runtime.db.embedded, agents: registry.list().map((a) => a.name), notifier: Boolean(notifier) },
     "agentd is serving",
-  );
+  ));
   // `agentd keys …` on this data folder goes through this process while it runs.
   const forgetServer = runtime.db.embedded
     ? await writeServerFile(config.dataDir, { url: running.server.url, databaseUrl: runtime.db.url })
@@ -117,7 +119,7 @@ async function serve(config: Config, opts: { dev: boolean }): Promise<void> {
 async function notify(config: Config): Promise<void> {
   const logger = createLogger({ level: config.logLevel, name: "agentd-notifier" });
   const tracing = startTracingFromEnv("agentd-notifier");
-  const runtime = await openRuntime(config, logger);
+  const runtime = await openRuntime(config, logger, { whileNoPrimary: "wait" });
   const running = await startNotifierService({ db: runtime.db, bus: runtime.bus, config, logger });
   logger.info({ owner: running.notifier.owner, embedded: runtime.db.embedded, metrics: running.metricsUrl }, "agentd notifier is running");
   untilSignal(logger, async () => {

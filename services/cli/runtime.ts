@@ -3,8 +3,11 @@
 import { join } from "node:path";
 import type { Config } from "../shared/config.js";
 import { type Database, openDatabase } from "../shared/db/database.js";
+import { redactDatabaseUrl } from "../shared/db/database-url.js";
 import { runMigrations } from "../shared/db/migrate.js";
+import { untilPrimary } from "../shared/db/wait-for-primary.js";
 import type { Logger } from "../shared/log.js";
+import { createDeferredWakeupBus } from "../shared/wakeup/deferred-bus.js";
 import { createWakeupBus } from "../shared/wakeup/postgres-bus.js";
 import type { WakeupBus } from "../shared/wakeup/bus.js";
 import { builtinAgents } from "../agent/agents/builtin.js";
@@ -13,10 +16,24 @@ import { createAgentRegistry, loadAgentModules, type AgentRegistry } from "../ag
 export interface Runtime {
   db: Database;
   bus: WakeupBus;
+  /** Resolves once the database is migrated and the bus listens: at once, unless start-up found no writable primary. */
+  ready: Promise<void>;
+  /** True while `ready` is pending (waiting for a primary). */
+  waiting(): boolean;
   close(): Promise<void>;
 }
 
-export async function openRuntime(config: Config, logger: Logger): Promise<Runtime> {
+/**
+ * What start-up does while no host of DATABASE_URL is a writable primary (a
+ * standby, a failover in progress): `fail` (one-shot commands), `wait` before
+ * returning (the notifier), or `serve`: return at once with `ready` pending, so
+ * that the replica listens and answers UNAVAILABLE until a primary exists.
+ * A configuration the server refuses (unknown database, failed authentication)
+ * fails in every mode; once waiting, it ends the process.
+ */
+export type WhileNoPrimary = "fail" | "wait" | "serve";
+
+export async function openRuntime(config: Config, logger: Logger, opts: { whileNoPrimary?: WhileNoPrimary } = {}): Promise<Runtime> {
   const db = await openDatabase({
     ...(config.databaseUrl ? { url: config.databaseUrl } : {}),
     // The database gets its own subfolder; the data folder also holds dev-api-key.
@@ -24,22 +41,71 @@ export async function openRuntime(config: Config, logger: Logger): Promise<Runti
     maxConnections: config.dbMaxConnections,
     logger,
   });
-  try {
+  const prepare = async () => {
+    // Migrations take an advisory lock: replicas that find the primary together migrate once.
     const { applied } = await runMigrations(db.sql, { logger });
     if (applied.length > 0) logger.info({ applied }, "applied database migrations");
-    const bus = await createWakeupBus(db, logger);
-    return {
-      db,
-      bus,
-      async close() {
-        await bus.close();
-        await db.close();
-      },
-    };
+    return createWakeupBus(db, logger);
+  };
+  const mode = db.embedded ? "fail" : (opts.whileNoPrimary ?? "fail");
+  try {
+    if (mode === "fail") return runtimeOf(db, await prepare());
+    const stop = new AbortController();
+    let startedWaiting!: () => void;
+    const waits = new Promise<undefined>((resolve) => (startedWaiting = () => resolve(undefined)));
+    const prepared = untilPrimary(prepare, { logger, database: redactDatabaseUrl(db.url), waiting: startedWaiting, signal: stop.signal });
+    // The first attempt decides: a primary (go on), a refusal (throw), or none yet (wait).
+    const first = await Promise.race([prepared, waits]);
+    if (first) return runtimeOf(db, first);
+    if (mode === "wait") return runtimeOf(db, await prepared);
+    return waitingRuntime(db, prepared, stop, logger);
   } catch (error) {
     await db.close().catch(() => {});
     throw error;
   }
+}
+
+function runtimeOf(db: Database, bus: WakeupBus): Runtime {
+  return {
+    db,
+    bus,
+    ready: Promise.resolve(),
+    waiting: () => false,
+    async close() {
+      await bus.close();
+      await db.close();
+    },
+  };
+}
+
+/** A runtime whose bus is attached once `prepared` resolves; a failure then (a refusal, a broken migration) ends the process. */
+function waitingRuntime(db: Database, prepared: Promise<WakeupBus>, stop: AbortController, logger: Logger): Runtime {
+  const bus = createDeferredWakeupBus();
+  let waiting = true;
+  const ready = prepared.then(
+    (real) => {
+      bus.attach(real);
+      waiting = false;
+    },
+    (error: unknown) => {
+      if (stop.signal.aborted) return new Promise<void>(() => {}); // closed while waiting: never ready
+      const message = error instanceof Error ? error.message : String(error);
+      logger.error({ err: message }, "agentd cannot start");
+      process.stderr.write(`agentd: ${message}\n`);
+      process.exit(1);
+    },
+  );
+  return {
+    db,
+    bus,
+    ready,
+    waiting: () => waiting,
+    async close() {
+      stop.abort();
+      await bus.close();
+      await db.close();
+    },
+  };
 }
 
 export async function loadAgents(config: Config): Promise<AgentRegistry> {

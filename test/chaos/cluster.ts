@@ -55,7 +55,8 @@ export interface PostgresCluster {
   promote(): Promise<void>;
 }
 
-async function freePort(): Promise<number> {
+/** A loopback port nothing listens on right now. */
+export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
     server.once("error", reject);
@@ -85,8 +86,8 @@ async function makeRoot(): Promise<string> {
   return root;
 }
 
-/** Creates and starts a cluster. Throws when `clusterUnavailableReason()` says why it cannot. */
-export async function startCluster(opts: { settings?: Record<string, string> } = {}): Promise<PostgresCluster> {
+/** Creates and starts a cluster (on `port` if given). Throws when `clusterUnavailableReason()` says why it cannot. */
+export async function startCluster(opts: { settings?: Record<string, string>; port?: number } = {}): Promise<PostgresCluster> {
   const tool = tools();
   const root = await makeRoot();
   const dataDir = join(root, "data");
@@ -96,7 +97,7 @@ export async function startCluster(opts: { settings?: Record<string, string> } =
       throw error;
     },
   );
-  return launch(tool, root, dataDir, opts.settings);
+  return launch(tool, root, dataDir, opts.settings, opts.port);
 }
 
 /**
@@ -134,8 +135,9 @@ async function launch(
   root: string,
   dataDir: string,
   extra: Record<string, string> | undefined,
+  chosenPort?: number,
 ): Promise<PostgresCluster> {
-  const port = await freePort();
+  const port = chosenPort ?? (await freePort());
   const settings: Record<string, string> = {
     port: String(port),
     listen_addresses: "127.0.0.1",

@@ -14,6 +14,7 @@ import type { TaskWriter } from "../store/task-writer.js";
 import { schemaProblem } from "../tasks/answer-schema.js";
 import { schemaObject } from "../wire/schema-object.js";
 import { fail, pause, succeed, type TaskErrorJson } from "../tasks/transitions.js";
+import type { OutcomeJournal } from "./outcome-journal.js";
 import { createAgentContext, type HeldTask, LeaseLost } from "./agent-context.js";
 import { handBackAfterOutage, isStoreUnavailable } from "./store-outage.js";
 
@@ -39,6 +40,8 @@ export interface AttemptDeps {
   deltaWindowMs: number;
   /** Fires when the runner stops: the end of an attempt is then no longer retried through an outage. */
   stopping: AbortSignal;
+  /** Remembers recorded outcomes, to write them again after a failover that lost their commit. */
+  journal: OutcomeJournal;
 }
 
 /** What the agent's run came to. */
@@ -200,6 +203,7 @@ async function finish(deps: AttemptDeps, held: HeldTask, decide: Decide): Promis
   for (let tries = 1; ; tries++) {
     try {
       const result = await deps.writer.changeHeld(held.row, decide, { leaseId: held.row.lease_id! });
+      if (result.status === "changed") deps.journal.record(held.row, decide);
       if (tries > 1) log.info({ tries }, "recorded the end of an attempt once the store answered again");
       return result.status === "missing" ? held.row : result.task;
     } catch (error) {

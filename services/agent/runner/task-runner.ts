@@ -9,6 +9,7 @@ import type { TaskKey, TaskRow } from "../model/task.js";
 import type { TaskWriter } from "../store/task-writer.js";
 import { handBack, requeueLost, retryBackoff } from "../tasks/transitions.js";
 import { type AttemptDeps, RunnerShutdown, runAttempt, TaskCanceled } from "./attempt.js";
+import { createOutcomeJournal, type OutcomeJournal } from "./outcome-journal.js";
 import { isStoreUnavailable } from "./store-outage.js";
 import { inRunSpan } from "../observe/task-observer.js";
 
@@ -62,7 +63,9 @@ export function createTaskRunner(deps: {
   let heartbeatSoon: NodeJS.Timeout | undefined;
   const loops: Promise<void>[] = [];
   const unsubscribe: (() => void)[] = [];
-  const attemptDeps: AttemptDeps = { ...deps, deltaWindowMs: options.deltaWindowMs, stopping: stopped.signal };
+  // Outcomes recorded lately, written again after a failover that lost their commit (outcome-journal.ts).
+  const journal = createOutcomeJournal();
+  const attemptDeps: AttemptDeps = { ...deps, deltaWindowMs: options.deltaWindowMs, stopping: stopped.signal, journal };
   // One heartbeat at a time per process: a beat asked for while one runs is folded into a follow-up.
   const heartbeat = oneAtATime(async () => {
     if (byLease.size === 0) return;
@@ -147,7 +150,7 @@ export function createTaskRunner(deps: {
         unsubscribe.push(bus.subscribe("queue", () => wakeClaimer?.()));
         loops.push(claimLoop());
       }
-      loops.push(...heartbeatAndSweep({ ...deps, heartbeat, stopped: stopped.signal, unsubscribe }));
+      loops.push(...heartbeatAndSweep({ ...deps, heartbeat, journal, stopped: stopped.signal, unsubscribe }));
     },
     execute,
     abortLocal(taskId) {
@@ -203,6 +206,7 @@ function heartbeatAndSweep(deps: {
   logger: Logger;
   options: RunnerOptions;
   heartbeat: () => Promise<void>;
+  journal: OutcomeJournal;
   failovers?: (listener: () => void) => () => void;
   stopped: AbortSignal;
   /** Where its subscriptions go, for the runner's stop. */
@@ -229,6 +233,7 @@ function heartbeatAndSweep(deps: {
       async () => {
         if (storeWasDown) {
           await heartbeat().catch(noteOutage);
+          await deps.journal.reapply(writer, logger).catch(noteOutage);
           storeWasDown = false;
           sweepAfter = Date.now() + 2 * options.heartbeatMs;
         }

@@ -56,6 +56,9 @@ export function createPrimaryLocator(opts: {
   let lastMiss = 0;
   let reportedMissing = false;
   let ended = false;
+  // What a host answered that no wait will change (unknown database, failed authentication):
+  // carried as the cause of NO_PRIMARY, so that start-up can fail fast on it.
+  let refusal: unknown;
 
   async function writable(probe: (typeof probes)[number]): Promise<boolean> {
     let timer: NodeJS.Timeout | undefined;
@@ -64,7 +67,10 @@ export function createPrimaryLocator(opts: {
       SELECT pg_is_in_recovery() AS standby, current_setting('transaction_read_only') AS ro
     `.then(
       ([row]) => row !== undefined && !row.standby && row.ro === "off",
-      () => false,
+      (error: unknown) => {
+        if (isRefusal(error)) refusal = error;
+        return false;
+      },
     );
     try {
       return await Promise.race([check, timeout]);
@@ -74,6 +80,7 @@ export function createPrimaryLocator(opts: {
   }
 
   async function locate(): Promise<HostPort | undefined> {
+    refusal = undefined;
     const results = await Promise.all(probes.map(writable));
     const found = probes.filter((_, i) => results[i]).map((p) => p.host);
     if (found.length > 1) {
@@ -112,7 +119,10 @@ export function createPrimaryLocator(opts: {
     },
     async socket() {
       const target = await locator.get();
-      if (!target) return failingSocket(Object.assign(new Error("no database host is a writable primary"), { code: NO_PRIMARY }));
+      if (!target) {
+        const error = new Error("no database host is a writable primary", refusal === undefined ? {} : { cause: refusal });
+        return failingSocket(Object.assign(error, { code: NO_PRIMARY }));
+      }
       const socket = connect(target.port, target.host);
       // postgres.js reads these for TLS (SNI, verify-full's host name) and its error messages.
       Object.assign(socket, { host: target.host, port: target.port });
@@ -168,6 +178,12 @@ function keepErrorsHandled(socket: Socket): void {
     socket.on("error", ignore);
     return socket;
   }) as Socket["removeAllListeners"];
+}
+
+/** Authentication failed (SQLSTATE class 28, or the driver's SASL codes) or the database does not exist (3D000). */
+function isRefusal(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === "string" && (code.startsWith("28") || ["3D000", "SASL_SIGNATURE_MISMATCH", "AUTH_TYPE_NOT_IMPLEMENTED"].includes(code));
 }
 
 function same(a: HostPort, b: HostPort): boolean {
