@@ -69,7 +69,7 @@ export interface RunningAgentService {
 }
 
 /** How long deltas are coalesced before they are written (DESIGN.md rule 2). */
-export const DELTA_WINDOW_MS = 30;
+const DELTA_WINDOW_MS = 30;
 
 export function createAgentService(deps: AgentServiceDeps) {
   const { db, bus, registry, config, logger } = deps;

@@ -29,7 +29,7 @@ function schemaStruct(schema: unknown): JsonObject {
   return schema as JsonObject;
 }
 
-export function agentCard(agent: AgentDefinition) {
+function agentCard(agent: AgentDefinition) {
   return {
     name: agent.name,
     version: agent.version,

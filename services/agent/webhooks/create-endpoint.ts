@@ -5,7 +5,7 @@ import { newId } from "../../shared/ids.js";
 import { newSigningSecret } from "../../shared/webhooks/signing.js";
 import type { EndpointRow } from "./records.js";
 
-export const MAX_ENDPOINTS_PER_TENANT = 100;
+const MAX_ENDPOINTS_PER_TENANT = 100;
 
 export interface NewEndpoint {
   url: string;

@@ -1,7 +1,7 @@
 // Whether a webhook URL may be registered: an absolute https URL (http only
 // where the config allows it), no credentials, and a host whose every address
 // passes the SSRF guard. The same guard runs again at every send, on the
-// address actually connected to (see notifier/send-webhook.ts), because DNS
+// address actually connected to (see notifier/send-delivery.ts), because DNS
 // answers change.
 import { lookup as dnsLookup } from "node:dns/promises";
 import { isIP } from "node:net";
@@ -26,7 +26,7 @@ export function hostOf(url: URL): string {
 }
 
 /** Syntax and scheme: everything that can be judged without DNS. */
-export function checkUrlShape(text: string, allowHttp: boolean): { url: URL } | UrlProblem {
+function checkUrlShape(text: string, allowHttp: boolean): { url: URL } | UrlProblem {
   if (text.length > MAX_URL_LENGTH) return { description: `must be at most ${MAX_URL_LENGTH} characters`, reason: "INVALID_URL" };
   let url: URL;
   try {
