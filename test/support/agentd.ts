@@ -23,6 +23,7 @@ import { silentLogger } from "../../services/shared/log.js";
 import type { WakeupBus } from "../../services/shared/wakeup/bus.js";
 import { createWakeupBus } from "../../services/shared/wakeup/postgres-bus.js";
 import { createTestDatabase, type TestDatabase } from "./database.js";
+import { closeFailingOnLeaks } from "./leak-check.js";
 
 export const repoRoot = new URL("../..", import.meta.url).pathname;
 
@@ -86,7 +87,7 @@ export interface TestAgentd {
   client: Clients;
   createKey(tenantId: string, scopes?: Scope[]): Promise<string>;
   clients(key?: string, protocol?: Protocol): Clients;
-  /** Stops the server and the database; drops the test database. */
+  /** Stops the server and the database; drops the test database. Fails if the test left a connection open. */
   close(): Promise<void>;
 }
 
@@ -124,11 +125,15 @@ export async function startAgentd(
     client: clientsFor(baseUrl, key),
     createKey,
     clients: (k = key, protocol: Protocol = "connect") => clientsFor(baseUrl, k, protocol),
+    /** Fails (after the rest is closed) if the test left a call, stream or busy connection open: see leak-check.ts. */
     async close() {
-      await service.close();
-      await bus.close();
-      await db.close();
-      await testDb?.drop();
+      try {
+        await closeFailingOnLeaks(service.server, () => service.close());
+      } finally {
+        await bus.close();
+        await db.close();
+        await testDb?.drop();
+      }
     },
   };
 }
