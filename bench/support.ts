@@ -3,7 +3,6 @@
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import postgres from "postgres";
 import { builtinAgents } from "../services/agent/agents/builtin.js";
 import { createAgentRegistry } from "../services/agent/agents/registry.js";
 import { createAgentService, type RunningAgentService } from "../services/agent/service.js";
@@ -14,6 +13,7 @@ import { type Database, openDatabase } from "../services/shared/db/database.js";
 import { runMigrations } from "../services/shared/db/migrate.js";
 import { silentLogger } from "../services/shared/log.js";
 import { createWakeupBus } from "../services/shared/wakeup/postgres-bus.js";
+import { createPostgresDatabase, databaseUrl, dropPostgresDatabase } from "../test/support/postgres-admin.js";
 
 export interface BenchService {
   url: string;
@@ -33,17 +33,9 @@ export async function startBenchService(overrides: Partial<Config> = {}): Promis
   let dropDb: (() => Promise<void>) | undefined;
   if (adminUrl) {
     const name = `agentd_bench_${Date.now().toString(36)}`;
-    const admin = postgres(adminUrl, { max: 1, onnotice: () => {} });
-    await admin.unsafe(`CREATE DATABASE ${name}`);
-    await admin.end();
-    const u = new URL(adminUrl);
-    u.pathname = `/${name}`;
-    url = u.toString();
-    dropDb = async () => {
-      const a = postgres(adminUrl, { max: 1, onnotice: () => {} });
-      await a.unsafe(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-      await a.end();
-    };
+    await createPostgresDatabase(adminUrl, name, "template0");
+    url = databaseUrl(adminUrl, name);
+    dropDb = () => dropPostgresDatabase(adminUrl, name);
   } else {
     dataDir = await mkdtemp(join(tmpdir(), "agentd-bench-"));
   }

@@ -17,11 +17,24 @@ if ! diff -r "$tmp/gen" gen; then
 fi
 
 echo "== buf breaking"
-# Against the previous commit of main, once it has protos: a breaking change to agentd.v1 fails.
-if git rev-parse -q --verify HEAD~1 >/dev/null && git cat-file -e HEAD~1:proto 2>/dev/null; then
-  buf breaking --against ".git#ref=HEAD~1"
+# A branch is compared with where it left main (the merge-base), so a break spread over several
+# commits still fails; main itself (or a clone without main) with its last release tag, else with its
+# first parent (main before the last commit or merge).
+against=""
+for base in main origin/main; do
+  if git rev-parse -q --verify "$base^{commit}" >/dev/null; then
+    against=$(git merge-base HEAD "$base" 2>/dev/null || true)
+    [ -n "$against" ] && break
+  fi
+done
+if [ -z "$against" ] || [ "$against" = "$(git rev-parse HEAD)" ]; then
+  against=$(git describe --tags --abbrev=0 --match 'v*' HEAD~1 2>/dev/null || git rev-parse -q --verify HEAD~1 || true)
+fi
+if [ -n "$against" ] && git cat-file -e "$against:proto" 2>/dev/null; then
+  echo "(against $against)"
+  buf breaking --against ".git#ref=$against"
 else
-  echo "(no earlier commit with proto/: skipped)"
+  echo "(no main, no earlier commit with proto/: skipped)"
 fi
 
 echo "== tsc"

@@ -37,7 +37,7 @@ import { listenOnePort, type OnePortServer } from "./server/one-port.js";
 import { createReflectionRoutes } from "./server/reflection.js";
 import { createApiDocs } from "./server/api-docs.js";
 import { withCors } from "./server/cors.js";
-import { createRpcHandler } from "./server/rpc-handler.js";
+import { createRpcHandler, type RpcHandlerOptions } from "./server/rpc-handler.js";
 import { createTlsTerminator } from "./server/tls.js";
 import { findTask } from "./store/find-task.js";
 import { createTaskWriter } from "./store/task-writer.js";
@@ -68,7 +68,7 @@ export interface RunningAgentService {
 }
 
 /** How long deltas are coalesced before they are written (DESIGN.md rule 2). */
-export const DELTA_WINDOW_MS = 30;
+const DELTA_WINDOW_MS = 30;
 
 export function createAgentService(deps: AgentServiceDeps) {
   const { db, bus, registry, config, logger } = deps;
@@ -120,7 +120,7 @@ export function createAgentService(deps: AgentServiceDeps) {
   const apiDocs = createApiDocs(); // GET /openapi.json and /docs
   // The web console at GET / (web/console, built into dist/console).
   const consoleSite = createConsoleSite();
-  const handler = createRpcHandler({
+  const rpc: RpcHandlerOptions = {
     readMaxBytes: config.maxRequestBytes,
     onHandlerError: (err, rpc) => logger.debug({ err, rpc }, "response could not be written (client gone)"),
     // A binary Value nests 2 messages per JSON level: input up to twice the depth limit gets the
@@ -168,14 +168,12 @@ export function createAgentService(deps: AgentServiceDeps) {
         file_grpc_health_v1_health,
       ])(router);
     },
-  });
+  };
+  const handler = createRpcHandler(rpc);
 
   return {
-    handler,
-    runner,
-    health,
-    taskDeps,
-    streaming,
+    /** Every RPC of the service, unstarted: the in-memory test tier serves them with createRouterTransport. */
+    routes: rpc.routes,
     /** Listens and starts the runner; with `databaseReady` pending, listens only (UNAVAILABLE, NOT_SERVING) and starts the rest once it resolves. */
     async start(opts: { databaseReady?: Promise<void> } = {}): Promise<RunningAgentService> {
       for (const service of ["agentd.v1.AgentService", "agentd.v1.TaskService", "agentd.v1.WebhookService", "agentd.v1.KeyService", "agentd.v1.AuthService"]) {

@@ -6,12 +6,13 @@ import { type Database, openDatabase } from "../shared/db/database.js";
 import { redactDatabaseUrl } from "../shared/db/database-url.js";
 import { runMigrations } from "../shared/db/migrate.js";
 import { untilPrimary } from "../shared/db/wait-for-primary.js";
-import type { Logger } from "../shared/log.js";
+import { createLogger, type Logger } from "../shared/log.js";
 import { createDeferredWakeupBus } from "../shared/wakeup/deferred-bus.js";
 import { createWakeupBus } from "../shared/wakeup/postgres-bus.js";
 import type { WakeupBus } from "../shared/wakeup/bus.js";
 import { builtinAgents } from "../agent/agents/builtin.js";
 import { createAgentRegistry, loadAgentModules, type AgentRegistry } from "../agent/agents/registry.js";
+import { findRunningServer } from "./server-file.js";
 
 export interface Runtime {
   db: Database;
@@ -116,4 +117,25 @@ export async function loadAgents(config: Config): Promise<AgentRegistry> {
     ...(await loadAgentModules(config.agentModules)),
   ]);
   return registry;
+}
+
+/** For a one-off command (migrate, keys): the database, through the running server of an embedded data folder if there is one. */
+export async function withDatabase<T>(config: Config, fn: (sql: Database["sql"]) => Promise<T>): Promise<T> {
+  const logger = createLogger({ level: config.logLevel === "info" ? "warn" : config.logLevel });
+  // The embedded database of a running server is open in that process: go through it.
+  const running = config.databaseUrl ? undefined : await findRunningServer(config.dataDir);
+  if (running) {
+    const db = await openDatabase({ url: running.databaseUrl, maxConnections: 1, logger });
+    try {
+      return await fn(db.sql);
+    } finally {
+      await db.close();
+    }
+  }
+  const runtime = await openRuntime(config, logger);
+  try {
+    return await fn(runtime.db.sql);
+  } finally {
+    await runtime.close();
+  }
 }

@@ -8,7 +8,7 @@ import type { Sql, Tx } from "../shared/db/database.js";
 import type { ClaimedDelivery } from "./claim-deliveries.js";
 import type { Next } from "./retry-schedule.js";
 
-export interface AttemptRecord {
+interface AttemptRecord {
   attempt: number;
   time: Date;
   status: number;

@@ -35,7 +35,7 @@ export type Next =
   | { state: "PENDING"; delayMs: number }
   | { state: "FAILED"; gone: boolean };
 
-export const THROTTLE_STATUSES: ReadonlySet<number> = new Set([429, 502, 503, 504]);
+const THROTTLE_STATUSES: ReadonlySet<number> = new Set([429, 502, 503, 504]);
 const JITTER = 0.2;
 
 /** `base` ± 20 %, from a random number in [0, 1). */

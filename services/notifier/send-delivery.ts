@@ -34,7 +34,7 @@ export interface SendOptions {
   agents?: { http: http.Agent; https: https.Agent };
 }
 
-export const RESPONSE_BODY_LIMIT = 1024;
+const RESPONSE_BODY_LIMIT = 1024;
 /** Bodies up to this size are read to the end so the connection can be reused. */
 const DRAIN_LIMIT = 64 * 1024;
 
@@ -47,7 +47,7 @@ class TimeoutError extends Error {
 }
 
 /** A `lookup` that passes on only the addresses the guard allows. */
-export function guardedLookup(guard: AddressGuard): LookupFunction {
+function guardedLookup(guard: AddressGuard): LookupFunction {
   return (hostname, options, callback) => {
     dnsLookup(hostname, { ...options, all: true }, (err, found: LookupAddress[]) => {
       if (err) return callback(err, "", 0);

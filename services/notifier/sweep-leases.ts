@@ -7,7 +7,7 @@
 import type { Sql } from "../shared/db/database.js";
 import { nextAfterAttempt, type Next, type RetryPolicy } from "./retry-schedule.js";
 
-export const LOST_ATTEMPT_ERROR = "the notifier sending this attempt stopped before it finished (lease expired); outcome unknown";
+const LOST_ATTEMPT_ERROR = "the notifier sending this attempt stopped before it finished (lease expired); outcome unknown";
 
 interface Expired {
   tenant_id: string;

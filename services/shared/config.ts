@@ -122,7 +122,7 @@ export const SETTINGS = [
   s({ key: "corsOrigins", env: "AGENTD_CORS_ORIGINS", kind: "list", default: [], help: "Comma-separated origins (e.g. https://app.example.com) whose pages may call the API from a browser (CORS); `*` allows any origin. `agentd dev` allows http://localhost:* and http://127.0.0.1:*." }),
 ] as const satisfies readonly Setting[];
 
-export const LOG_LEVELS = ["trace", "debug", "info", "warn", "error", "silent"];
+const LOG_LEVELS = ["trace", "debug", "info", "warn", "error", "silent"];
 
 export class ConfigError extends Error {
   override name = "ConfigError";

@@ -11,7 +11,7 @@ import {
   RetryInfoSchema,
 } from "../../gen/google/rpc/error_details_pb.js";
 
-export const ERROR_DOMAIN = "agentd.dev";
+const ERROR_DOMAIN = "agentd.dev";
 
 /** Turns any thrown value into an Error, keeping the original as `cause`. */
 export function toError(value: unknown): Error {
@@ -20,7 +20,7 @@ export function toError(value: unknown): Error {
 }
 
 /** Field violations sent in one error; the rest are counted (ErrorInfo metadata `more_violations`). */
-export const MAX_VIOLATIONS = 20;
+const MAX_VIOLATIONS = 20;
 /** Longest echoed id, field path or description: every error stays far below gRPC's ~8–64 KB header limits. */
 const MAX_ECHO = 100;
 const MAX_FIELD = 200;

@@ -16,13 +16,13 @@ import {
 import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-proto";
 import { BatchSpanProcessor, NodeTracerProvider, type SpanProcessor } from "@opentelemetry/sdk-trace-node";
 
-export { SpanKind, SpanStatusCode };
+export { SpanKind };
 
 /** The tracer every agentd span comes from. */
 export const tracer = () => trace.getTracer("agentd");
 
 /** Whether the environment asks for traces to be exported. */
-export function tracingWanted(env: Record<string, string | undefined>): boolean {
+function tracingWanted(env: Record<string, string | undefined>): boolean {
   if (/^true$/i.test(env.OTEL_SDK_DISABLED ?? "")) return false;
   const exporters = (env.OTEL_TRACES_EXPORTER ?? "otlp").split(",").map((x) => x.trim());
   if (!exporters.includes("otlp")) return false;

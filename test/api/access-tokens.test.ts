@@ -10,6 +10,7 @@ import { SCOPES } from "../../services/shared/auth/scopes.js";
 import { type Protocol, startAgentd, type TestAgentd, transportFor } from "../support/agentd.js";
 import { errorInfo, expectCode } from "../support/expect.js";
 import { value } from "../support/json.js";
+import { until } from "../support/until.js";
 
 let agentd: TestAgentd;
 const LONG = { steps: 600, step_delay_ms: 1000 };
@@ -21,16 +22,6 @@ afterAll(async () => {
 });
 
 const auth = (credential: string, protocol: Protocol = "connect") => createClient(AuthService, transportFor(agentd.url, protocol, credential));
-
-async function until<T>(fn: () => Promise<T>, ok: (v: T) => boolean, ms = 20_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (ok(v)) return v;
-    if (Date.now() > deadline) throw new Error(`condition not met within ${ms} ms`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 const codeOf = (p: Promise<unknown>) => p.then(() => Code.Unknown as Code | "ok", (e) => (e instanceof ConnectError ? e.code : Code.Unknown)).then((c) => c);
 const okOr = (p: Promise<unknown>) => p.then(() => "ok" as const, (e: unknown) => (e instanceof ConnectError ? e.code : Code.Unknown));
@@ -146,7 +137,7 @@ describe("access tokens", () => {
     await revokeApiKey(agentd.db.sql, parent.info.keyId);
     expect(await stream).toBe(Code.Unauthenticated);
     expect(await sse).toMatch(/event: error/);
-    await until(() => codeOf(c.tasks.getTask({ taskId: task.id })), (code) => code === Code.Unauthenticated);
+    await until(() => codeOf(c.tasks.getTask({ taskId: task.id })), (code) => code === Code.Unauthenticated, 20_000);
     await agentd.client.tasks.cancelTask({ taskId: task.id });
   }, 40_000);
 });

@@ -12,7 +12,8 @@ import { DeliveryState } from "../../gen/agentd/v1/webhook_service_pb.js";
 import { buildConsoleIfStale } from "../../services/agent/server/console-build.js";
 import { repoRoot } from "../support/agentd.js";
 import { value } from "../support/json.js";
-import { type Receiver, startReceiver, startWebhookHarness, until, type WebhookHarness } from "../webhooks/support.js";
+import { type Receiver, startReceiver, startWebhookHarness, type WebhookHarness } from "../webhooks/support.js";
+import { until } from "../support/until.js";
 
 const CHROMIUM = "/usr/bin/chromium";
 const shots = join(repoRoot, "test-results/console");

@@ -18,6 +18,7 @@ import { openDatabase } from "../../services/shared/db/database.js";
 import { runMigrations } from "../../services/shared/db/migrate.js";
 import { type AgentdProcess, type Clients, clientsFor, spawnAgentd, spawnAgentdCommand, transportFor } from "../support/agentd.js";
 import { value } from "../support/json.js";
+import { until } from "../support/until.js";
 import { NOTIFIER_TEST_ENV, type Receiver, startReceiver } from "../webhooks/support.js";
 import { clusterUnavailableReason, type PostgresCluster, startCluster } from "./cluster.js";
 
@@ -73,23 +74,6 @@ async function notifier(url: string, env: Record<string, string>) {
   const p = await spawnAgentdCommand("notifier", { databaseUrl: url, ready: "agentd notifier is running", env });
   processes.push(p);
   return p;
-}
-
-async function until<T>(what: string, fn: () => Promise<T>, ok: (v: T) => boolean, ms: number, everyMs = 250): Promise<T> {
-  const deadline = Date.now() + ms;
-  let last: unknown;
-  for (;;) {
-    const v = await fn().catch((error: unknown) => {
-      last = error;
-      return undefined;
-    });
-    if (v !== undefined && ok(v)) return v;
-    if (v !== undefined) last = v;
-    if (Date.now() > deadline) {
-      throw new Error(`${what}: not within ${ms} ms; last: ${String(last instanceof Error ? last.message : JSON.stringify(last, (_k, x) => (typeof x === "bigint" ? String(x) : x))).slice(0, 500)}`);
-    }
-    await sleep(everyMs);
-  }
 }
 
 /** Every task's log, whole. */
@@ -193,7 +177,7 @@ describe.skipIf(skipReason !== undefined)("Postgres stopped and restarted under 
     await sleep(1500);
     const health = replicas.map((r) => createClient(Health, transportFor(r.url, "connect")));
     for (const h of health) {
-      await until("health NOT_SERVING during the outage", () => h.check({ service: "" }, { timeoutMs: 5000 }), (r) => r.status === Serving.NOT_SERVING, 10_000, 100).catch((e) => {
+      await until(() => h.check({ service: "" }, { timeoutMs: 5000 }), (r) => r.status === Serving.NOT_SERVING, { what: "health NOT_SERVING during the outage", ms: 10_000, everyMs: 100, retryErrors: true }).catch((e) => {
         for (const r of replicas) if (r.child.exitCode !== null) console.warn(`replica ${r.url} exited with ${r.child.exitCode} during the outage`);
         throw e;
       });
@@ -210,12 +194,12 @@ describe.skipIf(skipReason !== undefined)("Postgres stopped and restarted under 
     // Time to the first OK on every replica, from the moment Postgres accepts connections again.
     const recoveryMs = await Promise.all(
       clients.map(async (client) => {
-        await until("first OK after the outage", () => client.tasks.getTask({ taskId: long[0]! }, { timeoutMs: 5000 }), () => true, 30_000, 50);
+        await until(() => client.tasks.getTask({ taskId: long[0]! }, { timeoutMs: 5000 }), () => true, { what: "first OK after the outage", ms: 30_000, everyMs: 50, retryErrors: true });
         return Date.now() - upAt;
       }),
     );
     for (const h of health) {
-      await until("health SERVING after the outage", () => h.check({ service: "" }, { timeoutMs: 5000 }), (r) => r.status === Serving.SERVING, 30_000, 50);
+      await until(() => h.check({ service: "" }, { timeoutMs: 5000 }), (r) => r.status === Serving.SERVING, { what: "health SERVING after the outage", ms: 30_000, everyMs: 50, retryErrors: true });
     }
     await sleep(2000);
     loading = false;
@@ -223,11 +207,9 @@ describe.skipIf(skipReason !== undefined)("Postgres stopped and restarted under 
 
     // Every acknowledged task ends, and ends well.
     const finals = await until(
-      "every acknowledged task ended",
       () => Promise.all(acked.map((taskId) => clients[0]!.tasks.getTask({ taskId }, { timeoutMs: 10_000 }))),
       (all) => all.every((r) => r.task && TERMINAL.has(r.task.state)),
-      120_000,
-      500,
+      { what: "every acknowledged task ended", ms: 120_000, everyMs: 500, retryErrors: true },
     );
     const unavailableMs = failures.filter((f) => f.code === Code.Unavailable).map((f) => f.ms);
     console.info(
@@ -311,11 +293,9 @@ describe.skipIf(skipReason !== undefined)("runners and notifiers killed with SIG
     expect(kills).toBeGreaterThan(0);
 
     const finals = await until(
-      "every task ended",
       () => Promise.all(ids.map((taskId) => client.tasks.getTask({ taskId }, { timeoutMs: 10_000 }))),
       (all) => all.every((r) => r.task && TERMINAL.has(r.task.state)),
-      120_000,
-      1000,
+      { what: "every task ended", ms: 120_000, everyMs: 1000, retryErrors: true },
     );
     expect(finals.filter((r) => r.task!.state !== TaskState.SUCCEEDED).map((r) => r.task!.id)).toEqual([]);
 
@@ -353,7 +333,7 @@ describe.skipIf(skipReason !== undefined)("runners and notifiers killed with SIG
       }
       return [...expected].filter((k) => !byEvent.has(k));
     };
-    await until("every webhook delivered", async () => delivered(), (lost) => lost.length === 0, 90_000, 1000).catch(() => {
+    await until(async () => delivered(), (lost) => lost.length === 0, { what: "every webhook delivered", ms: 90_000, everyMs: 1000, retryErrors: true }).catch(() => {
       throw new Error(`webhooks lost: ${delivered().slice(0, 10).join(", ")} (${delivered().length} in all)`);
     });
     for (const [k, webhookIds] of byEvent) expect(webhookIds.size, `event ${k} delivered under several webhook-ids`).toBe(1);

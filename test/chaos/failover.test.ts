@@ -22,6 +22,7 @@ import { isDatabaseUnavailable, openDatabase } from "../../services/shared/db/da
 import { runMigrations } from "../../services/shared/db/migrate.js";
 import { type AgentdProcess, type Clients, clientsFor, spawnAgentd, spawnAgentdCommand, transportFor } from "../support/agentd.js";
 import { value } from "../support/json.js";
+import { until } from "../support/until.js";
 import { NOTIFIER_TEST_ENV, type Receiver, startReceiver } from "../webhooks/support.js";
 import { clusterUnavailableReason, type PostgresCluster, startCluster, startStandby } from "./cluster.js";
 
@@ -64,21 +65,6 @@ afterAll(async () => {
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const TERMINAL = new Set([TaskState.SUCCEEDED, TaskState.FAILED, TaskState.CANCELED]);
 const codeOf = (error: unknown) => ConnectError.from(error).code;
-
-async function until<T>(what: string, fn: () => Promise<T>, ok: (v: T) => boolean, ms: number, everyMs = 250): Promise<T> {
-  const deadline = Date.now() + ms;
-  let last: unknown;
-  for (;;) {
-    const v = await fn().catch((error: unknown) => {
-      last = error;
-      return undefined;
-    });
-    if (v !== undefined && ok(v)) return v;
-    if (v !== undefined) last = v;
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms; last: ${String(last instanceof Error ? last.message : last).slice(0, 300)}`);
-    await sleep(everyMs);
-  }
-}
 
 /** Follows a task with WatchTask, resuming after the last sequence seen, until it ends. */
 async function watchToEnd(client: Clients, taskId: string, errors: Code[], deadline: number): Promise<number[]> {
@@ -192,10 +178,10 @@ describe.skipIf(skipReason !== undefined)("primary failover to a synchronous sta
     // No primary now: health says so, and a write answers UNAVAILABLE promptly.
     const health = replicas.map((r) => createClient(Health, transportFor(r.url, "connect")));
     for (const h of health) {
-      await until("health NOT_SERVING without a primary", () => h.check({ service: "" }, { timeoutMs: 5000 }), (r) => r.status === Serving.NOT_SERVING, 15_000, 100);
+      await until(() => h.check({ service: "" }, { timeoutMs: 5000 }), (r) => r.status === Serving.NOT_SERVING, { what: "health NOT_SERVING without a primary", ms: 15_000, everyMs: 100, retryErrors: true });
     }
     for (const r of replicas) {
-      await until("/readyz 503 without a primary", () => fetch(`${r.url}/readyz`).then((res) => res.status), (status) => status === 503, 15_000, 100);
+      await until(() => fetch(`${r.url}/readyz`).then((res) => res.status), (status) => status === 503, { what: "/readyz 503 without a primary", ms: 15_000, everyMs: 100, retryErrors: true });
     }
     const probeStart = Date.now();
     const probe = await clients[0]!.tasks.createTask({ agent: "simulate", input: value({ steps: 1 }) }, { timeoutMs: 20_000 }).catch((e: unknown) => ConnectError.from(e));
@@ -207,21 +193,21 @@ describe.skipIf(skipReason !== undefined)("primary failover to a synchronous sta
     const promotedAt = Date.now();
     const recoveryMs = await Promise.all(
       clients.map(async (client) => {
-        await until("first write OK after promotion", () => client.tasks.createTask({ agent: "simulate", input: value({ steps: 1 }) }, { timeoutMs: 5000 }), () => true, 30_000, 50);
+        await until(() => client.tasks.createTask({ agent: "simulate", input: value({ steps: 1 }) }, { timeoutMs: 5000 }), () => true, { what: "first write OK after promotion", ms: 30_000, everyMs: 50, retryErrors: true });
         return Date.now() - promotedAt;
       }),
     );
     const healthMs = await Promise.all(
       health.map(async (h) => {
-        await until("health SERVING after promotion", () => h.check({ service: "" }, { timeoutMs: 5000 }), (r) => r.status === Serving.SERVING, 30_000, 50);
+        await until(() => h.check({ service: "" }, { timeoutMs: 5000 }), (r) => r.status === Serving.SERVING, { what: "health SERVING after promotion", ms: 30_000, everyMs: 50, retryErrors: true });
         return Date.now() - promotedAt;
       }),
     );
     for (const r of replicas) {
-      await until("/readyz 200 after promotion", () => fetch(`${r.url}/readyz`).then((res) => res.status), (status) => status === 200, 30_000, 50);
+      await until(() => fetch(`${r.url}/readyz`).then((res) => res.status), (status) => status === 200, { what: "/readyz 200 after promotion", ms: 30_000, everyMs: 50, retryErrors: true });
     }
     // The standby-only client recovers by itself: its server is the primary now.
-    await until("the standby-only client writes after promotion", () => standbyOnly.ping().then(() => true), () => true, 15_000, 100);
+    await until(() => standbyOnly.ping().then(() => true), () => true, { what: "the standby-only client writes after promotion", ms: 15_000, everyMs: 100, retryErrors: true });
     await standbyOnly.close();
 
     await sleep(2000);
@@ -229,11 +215,9 @@ describe.skipIf(skipReason !== undefined)("primary failover to a synchronous sta
     await Promise.all(loops);
 
     const finals = await until(
-      "every acknowledged task ended",
       () => Promise.all(acked.map((taskId) => clients[0]!.tasks.getTask({ taskId }, { timeoutMs: 10_000 }))),
       (all) => all.every((r) => r.task && TERMINAL.has(r.task.state)),
-      120_000,
-      500,
+      { what: "every acknowledged task ended", ms: 120_000, everyMs: 500, retryErrors: true },
     );
     for (const r of finals) noteResult(r.task);
     const unavailableMs = failures.filter((f) => f.code === Code.Unavailable).map((f) => f.ms);

@@ -1,12 +1,12 @@
 // The agentd command as a user runs it: dev on a fresh folder, keys, migrate, bad settings.
-import { execFile, spawn } from "node:child_process";
+import { execFile } from "node:child_process";
 import { mkdtemp, readFile, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { Code } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { clientsFor, repoRoot, spawnAgentd } from "../support/agentd.js";
+import { clientsFor, repoRoot, spawnAgentd, spawnAgentdDev } from "../support/agentd.js";
 import { startSharedTestDatabase } from "../support/database.js";
 import { expectCode } from "../support/expect.js";
 
@@ -88,42 +88,23 @@ describe("configuration", () => {
 describe("agentd dev", () => {
   it("on first start creates tenant dev and a key saved with mode 0600, and keeps data across restarts", async () => {
     const data = await mkdtemp(join(tmpdir(), "agentd-dev-"));
-    const start = () => {
-      const child = spawn(process.execPath, [`${repoRoot}bin/agentd.js`, "dev", "--port", "0", "--data", data], {
-        cwd: repoRoot,
-        env: { ...process.env, DATABASE_URL: "" },
-        stdio: ["ignore", "pipe", "pipe"],
-      });
-      let out = "";
-      const url = new Promise<string>((resolve, reject) => {
-        child.stdout.on("data", (d: Buffer) => {
-          out += d.toString();
-          const m = /agentd dev is running on (\S+)/.exec(out);
-          if (m && out.includes("\nTry it:")) resolve(m[1]!);
-        });
-        child.once("exit", (code) => reject(new Error(`dev exited ${code}: ${out}`)));
-      });
-      return { child, url, output: () => out };
-    };
     try {
-      const first = start();
-      const url = await first.url;
+      const first = await spawnAgentdDev(data);
+      const url = first.url;
       const keyFile = join(data, "dev-api-key");
       const key = (await readFile(keyFile, "utf8")).trim();
       expect((await stat(keyFile)).mode & 0o777).toBe(0o600);
       expect(first.output()).toContain(key);
       expect(first.output()).toContain("buf curl");
       const { task } = await clientsFor(url, key).tasks.createTask({ agent: "simulate" });
-      first.child.kill("SIGTERM");
-      await new Promise((r) => first.child.once("exit", r));
+      await first.kill("SIGTERM");
 
-      const second = start();
-      const url2 = await second.url;
+      const second = await spawnAgentdDev(data);
+      const url2 = second.url;
       expect((await readFile(keyFile, "utf8")).trim()).toBe(key);
       const { task: again } = await clientsFor(url2, key).tasks.getTask({ taskId: task!.id });
       expect(again?.id).toBe(task!.id);
-      second.child.kill("SIGTERM");
-      await new Promise((r) => second.child.once("exit", r));
+      await second.kill("SIGTERM");
     } finally {
       await rm(data, { recursive: true, force: true });
     }

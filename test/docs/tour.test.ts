@@ -7,7 +7,7 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { repoRoot } from "../support/agentd.js";
+import { type AgentdProcess, repoRoot, spawnAgentdDev } from "../support/agentd.js";
 
 interface Block {
   name: string;
@@ -38,25 +38,6 @@ function freePort(): Promise<number> {
       server.close(() => resolve(port));
     });
   });
-}
-
-function startDev(data: string) {
-  const child = spawn(process.execPath, [`${repoRoot}bin/agentd.js`, "dev", "--port", "0", "--data", data], {
-    cwd: repoRoot,
-    env: { ...process.env, DATABASE_URL: "" },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let out = "";
-  const url = new Promise<string>((resolve, reject) => {
-    child.stdout.on("data", (d: Buffer) => {
-      out += d.toString();
-      const m = /agentd dev is running on (\S+)/.exec(out);
-      if (m && out.includes("\nTry it:")) resolve(m[1]!);
-    });
-    child.stderr.resume();
-    child.once("exit", (code) => reject(new Error(`agentd dev exited ${code}: ${out}`)));
-  });
-  return { child, url };
 }
 
 /** Runs a script in its own process group (so streams and receivers it leaves are ended too). */
@@ -105,20 +86,17 @@ const EXPECT: Record<string, (string | RegExp)[]> = {
 
 describe("README tour", () => {
   let data = "";
-  let dev: ReturnType<typeof startDev> | undefined;
+  let dev: AgentdProcess | undefined;
   let url = "";
 
   beforeAll(async () => {
     data = await mkdtemp(join(tmpdir(), "agentd-tour-"));
-    dev = startDev(data);
-    url = await dev.url;
+    dev = await spawnAgentdDev(data);
+    url = dev.url;
   });
 
   afterAll(async () => {
-    if (dev && dev.child.exitCode === null) {
-      dev.child.kill("SIGTERM");
-      await new Promise((r) => dev!.child.once("exit", r));
-    }
+    await dev?.kill("SIGTERM");
     await rm(data, { recursive: true, force: true });
   });
 

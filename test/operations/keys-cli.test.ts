@@ -1,7 +1,6 @@
 // `agentd keys …` while a server runs: through its KeyService (--url/--key), and
 // on the data folder of a running embedded `agentd dev` (through that process).
-import { execFile, spawn } from "node:child_process";
-import { createInterface } from "node:readline";
+import { execFile } from "node:child_process";
 import { mkdtemp, readFile, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -12,7 +11,7 @@ import { createApiKey } from "../../services/shared/auth/api-keys.js";
 import { SCOPES } from "../../services/shared/auth/scopes.js";
 import { type Database, openDatabase } from "../../services/shared/db/database.js";
 import { runMigrations } from "../../services/shared/db/migrate.js";
-import { type AgentdProcess, clientsFor, repoRoot, spawnAgentd } from "../support/agentd.js";
+import { type AgentdProcess, clientsFor, repoRoot, spawnAgentd, spawnAgentdDev } from "../support/agentd.js";
 import { startSharedTestDatabase } from "../support/database.js";
 import { expectCode } from "../support/expect.js";
 
@@ -36,37 +35,6 @@ afterAll(async () => {
   await shared?.close();
   await Promise.all(folders.map((f) => rm(f, { recursive: true, force: true })));
 });
-
-/** `agentd dev` on a fresh folder (initialising PGlite can take a while on a busy machine). */
-async function startDev(data: string): Promise<AgentdProcess> {
-  const child = spawn(process.execPath, [`${repoRoot}bin/agentd.js`, "dev", "--data", data, "--port", "0"], {
-    cwd: repoRoot,
-    env: { ...process.env, DATABASE_URL: "" },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  const exited = new Promise<number | NodeJS.Signals | null>((resolve) => child.once("exit", (code, signal) => resolve(signal ?? code)));
-  const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error("agentd dev did not start within 180 s")), 180_000);
-    createInterface({ input: child.stdout! }).on("line", (line) => {
-      const m = /"url":"([^"]+)".*"msg":"agentd is serving"/.exec(line);
-      if (m) {
-        clearTimeout(timer);
-        resolve(m[1]!);
-      }
-    });
-    void exited.then((how) => reject(new Error(`agentd dev exited (${how})`)));
-  });
-  return {
-    url,
-    child,
-    logs: [],
-    exited,
-    async kill(signal: NodeJS.Signals = "SIGKILL") {
-      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
-      return exited;
-    },
-  };
-}
 
 describe("agentd keys --url --key", () => {
   it("creates, lists and revokes keys of the calling key's tenant through a running server", { timeout: 180_000 }, async () => {
@@ -101,7 +69,7 @@ describe("agentd keys on the data folder of a running agentd dev", () => {
   it("goes through the running process instead of refusing", { timeout: 240_000 }, async () => {
     const data = await mkdtemp(join(tmpdir(), "agentd-keys-"));
     folders.push(data);
-    const dev = await startDev(data);
+    const dev = await spawnAgentdDev(data);
     processes.push(dev);
     expect((await stat(join(data, "server.json"))).mode & 0o777).toBe(0o600);
     const created = await agentd(["keys", "create", "--data", data, "--tenant", "acme", "--scopes", "tasks:read"], { DATABASE_URL: "" });

@@ -9,7 +9,8 @@ import type { AgentDefinition } from "../../services/agent/agents/agent.js";
 import { startTracing, type Tracing } from "../../services/shared/tracing.js";
 import { clientsFor, startAgentd, type TestAgentd } from "../support/agentd.js";
 import { value } from "../support/json.js";
-import { type Receiver, startReceiver, startWebhookHarness, until, type WebhookHarness } from "../webhooks/support.js";
+import { type Receiver, startReceiver, startWebhookHarness, type WebhookHarness } from "../webhooks/support.js";
+import { until } from "../support/until.js";
 
 const exporter = new InMemorySpanExporter();
 let tracing: Tracing;

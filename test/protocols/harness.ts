@@ -17,6 +17,7 @@ import { file_grpc_health_v1_health } from "../../gen/grpc/health/v1/health_pb.j
 import { createHealthService, type HealthService } from "../../services/agent/server/health.js";
 import { listenOnePort, type OnePortServer } from "../../services/agent/server/one-port.js";
 import { createReflectionRoutes } from "../../services/agent/server/reflection.js";
+import { closeFailingOnLeaks } from "../support/leak-check.js";
 
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 
@@ -39,6 +40,8 @@ export interface TestServer {
   health: HealthService;
   /** Every request the handler received: proves which HTTP version and protocol a client used. */
   seen: SeenRequest[];
+  /** Teardown: closes the server, failing if a test left a connection open (see test/support/leak-check.ts). */
+  close(): Promise<void>;
 }
 
 export async function startTestServer(opts: { maxRequestBytes?: number } = {}): Promise<TestServer> {
@@ -59,7 +62,7 @@ export async function startTestServer(opts: { maxRequestBytes?: number } = {}): 
     port: 0,
     maxRequestBytes: opts.maxRequestBytes,
   });
-  return { server, health, seen };
+  return { server, health, seen, close: () => closeFailingOnLeaks(server) };
 }
 
 // ---- grpc-js, loading the .proto at run time as grpc-js users do
@@ -158,13 +161,4 @@ export async function slowProxy(targetPort: number, slowBytes = 24, delayMs = 5)
         proxy.close(() => resolve());
       }),
   };
-}
-
-/** Resolves when `predicate` holds, polling; rejects after `timeoutMs`. */
-export async function eventually(predicate: () => boolean, timeoutMs = 5_000, what = "condition"): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!predicate()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
 }

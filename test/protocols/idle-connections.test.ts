@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Health } from "../../gen/grpc/health/v1/health_pb.js";
 import { createHealthService } from "../../services/agent/server/health.js";
 import { listenOnePort, type OnePortServer } from "../../services/agent/server/one-port.js";
-import { eventually } from "./harness.js";
+import { until } from "../support/until.js";
 
 const IDLE_MS = 400;
 const HEADERS_MS = 400;
@@ -131,6 +131,6 @@ describe("idle connections are reaped", () => {
     expect(outcome).toBe("open");
     abort.abort();
     await ended;
-    await eventually(() => server.openConnections() <= 1, WITHIN_MS, "the stream's connection to end or go idle");
+    await until(() => server.openConnections(), (n) => n <= 1, { ms: WITHIN_MS, what: "the stream's connection to end or go idle" });
   });
 });

@@ -15,6 +15,7 @@ import { type Database, openDatabase } from "../../services/shared/db/database.j
 import { silentLogger } from "../../services/shared/log.js";
 import { createLocalWakeupBus } from "../../services/shared/wakeup/bus.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
+import { until } from "../support/until.js";
 
 let testDb: TestDatabase;
 let db: Database;
@@ -46,16 +47,6 @@ function flakyWriter(writer: TaskWriter, down: { now: boolean; failed: number })
     return fn(...args);
   };
   return { ...writer, changeHeld: guard(writer.changeHeld), change: guard(writer.change), extendLeases: guard(writer.extendLeases) };
-}
-
-async function until<T>(fn: () => Promise<T>, ok: (v: T) => boolean, ms = 20_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (ok(v)) return v;
-    if (Date.now() > deadline) throw new Error(`condition not met within ${ms} ms`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }
 
 describe("a store outage inside an attempt", () => {
@@ -103,7 +94,7 @@ describe("a store outage inside an attempt", () => {
     runner.start();
 
     // The first attempt met the outage; while it lasts, the task stays RUNNING (never FAILED).
-    await until(async () => down.failed, (n) => n >= 3);
+    await until(async () => down.failed, (n) => n >= 3, 20_000);
     const during = await findTask(db.sql, key);
     expect(during?.state).toBe("RUNNING");
 
@@ -111,6 +102,7 @@ describe("a store outage inside an attempt", () => {
     const done = (await until(
       () => findTask(db.sql, key),
       (t) => t !== undefined && ["SUCCEEDED", "FAILED", "CANCELED"].includes(t.state),
+      20_000,
     )) as TaskRow;
     expect(done.state).toBe("SUCCEEDED");
     expect(done.error).toBeNull();

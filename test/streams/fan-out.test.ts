@@ -6,7 +6,8 @@ import { TaskState } from "../../gen/agentd/v1/task_pb.js";
 import { startAgentd, type TestAgentd } from "../support/agentd.js";
 import { value } from "../support/json.js";
 import { grpcTaskClient, grpcWatch } from "./grpc-client.js";
-import { asJson, drain, listAllEvents, metric, until, waitForState } from "./support.js";
+import { asJson, drain, listAllEvents, metric, waitForState } from "./support.js";
+import { until } from "../support/until.js";
 
 const CONNECTIONS = 4;
 let agentd: TestAgentd;

@@ -2,6 +2,7 @@
 import { toJson } from "@bufbuild/protobuf";
 import { type TaskEvent, TaskEventSchema, TaskState } from "../../gen/agentd/v1/task_pb.js";
 import type { Clients } from "../support/agentd.js";
+import { until } from "../support/until.js";
 
 /** Every event of a task's log, through ListTaskEvents (all pages). */
 export async function listAllEvents(client: Clients, taskId: string): Promise<TaskEvent[]> {
@@ -40,17 +41,6 @@ export async function drain(
     } else if (res.keepAlive) keepAlives++;
   }
   return { events, keepAlives };
-}
-
-/** Polls until `ok`, or fails after `ms`. */
-export async function until<T>(fn: () => Promise<T>, ok: (v: T) => boolean, ms = 10_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (ok(v)) return v;
-    if (Date.now() > deadline) throw new Error(`condition not met within ${ms} ms`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
 }
 
 export async function waitForState(client: Clients, taskId: string, state: TaskState, ms = 10_000) {

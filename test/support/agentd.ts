@@ -22,6 +22,7 @@ import { silentLogger } from "../../services/shared/log.js";
 import type { WakeupBus } from "../../services/shared/wakeup/bus.js";
 import { createWakeupBus } from "../../services/shared/wakeup/postgres-bus.js";
 import { createTestDatabase, type TestDatabase } from "./database.js";
+import { closeFailingOnLeaks } from "./leak-check.js";
 
 export const repoRoot = new URL("../..", import.meta.url).pathname;
 
@@ -85,7 +86,7 @@ export interface TestAgentd {
   client: Clients;
   createKey(tenantId: string, scopes?: Scope[]): Promise<string>;
   clients(key?: string, protocol?: Protocol): Clients;
-  /** Stops the server and the database; drops the test database. */
+  /** Stops the server and the database; drops the test database. Fails if the test left a connection open. */
   close(): Promise<void>;
 }
 
@@ -120,11 +121,15 @@ export async function startAgentd(
     client: clientsFor(baseUrl, key),
     createKey,
     clients: (k = key, protocol: Protocol = "connect") => clientsFor(baseUrl, k, protocol),
+    /** Fails (after the rest is closed) if the test left a call, stream or busy connection open: see leak-check.ts. */
     async close() {
-      await service.close();
-      await bus.close();
-      await db.close();
-      await testDb?.drop();
+      try {
+        await closeFailingOnLeaks(service.server, () => service.close());
+      } finally {
+        await bus.close();
+        await db.close();
+        await testDb?.drop();
+      }
     },
   };
 }
@@ -136,6 +141,8 @@ export interface AgentdProcess {
   child: ChildProcess;
   /** Structured log lines the process wrote so far. */
   logs: Record<string, unknown>[];
+  /** Everything it wrote to stdout so far. */
+  output(): string;
   /** Resolves with the exit code or signal. */
   exited: Promise<number | NodeJS.Signals | null>;
   kill(signal?: NodeJS.Signals): Promise<number | NodeJS.Signals | null>;
@@ -150,18 +157,63 @@ export const CHILD_TEST_ENV: Record<string, string> = {
   AGENTD_LOG_LEVEL: "info",
 };
 
-/** Runs `bin/agentd.js <command>` and resolves once it logs `ready`. */
-export async function spawnAgentdCommand(
+/** Runs `bin/agentd.js <command>` on a shared database and resolves once it logs `ready`. */
+export function spawnAgentdCommand(
   command: string,
   opts: { databaseUrl: string; ready: string; env?: Record<string, string>; args?: string[]; readyTimeoutMs?: number },
 ): Promise<AgentdProcess> {
-  const child = spawn(process.execPath, [`${repoRoot}bin/agentd.js`, command, ...(opts.args ?? [])], {
+  return spawnBin([command, ...(opts.args ?? [])], {
+    what: `agentd ${command}`,
+    env: { DATABASE_URL: opts.databaseUrl, ...CHILD_TEST_ENV, ...opts.env },
+    readyTimeoutMs: opts.readyTimeoutMs ?? 30_000,
+    ready: (line) => {
+      const entry = logEntry(line);
+      return entry?.msg === opts.ready ? (typeof entry.url === "string" ? entry.url : "") : undefined;
+    },
+  });
+}
+
+/** `agentd dev --port 0 --data <folder>` (embedded database, no DATABASE_URL); resolves once it
+ * printed its whole welcome (URL, key, "Try it:"). Initialising PGlite can take a while on a busy machine. */
+export function spawnAgentdDev(data: string, opts: { readyTimeoutMs?: number } = {}): Promise<AgentdProcess> {
+  let url: string | undefined;
+  return spawnBin(["dev", "--port", "0", "--data", data], {
+    what: "agentd dev",
+    env: { DATABASE_URL: "" },
+    readyTimeoutMs: opts.readyTimeoutMs ?? 180_000,
+    ready: (line) => {
+      url ??= /agentd dev is running on (\S+)/.exec(line)?.[1];
+      return line === "Try it:" ? url : undefined;
+    },
+  });
+}
+
+function logEntry(line: string): Record<string, unknown> | undefined {
+  try {
+    const entry: unknown = JSON.parse(line);
+    return entry && typeof entry === "object" ? (entry as Record<string, unknown>) : undefined;
+  } catch {
+    return undefined; // not a log line
+  }
+}
+
+/** The one way tests start `bin/agentd.js`: resolves with the URL `ready` finds in a line of stdout. */
+async function spawnBin(
+  args: string[],
+  opts: { what: string; env: Record<string, string>; readyTimeoutMs: number; ready: (line: string) => string | undefined },
+): Promise<AgentdProcess> {
+  const child = spawn(process.execPath, [`${repoRoot}bin/agentd.js`, ...args], {
     cwd: repoRoot,
-    env: { ...process.env, DATABASE_URL: opts.databaseUrl, ...CHILD_TEST_ENV, ...opts.env },
+    env: { ...process.env, ...opts.env },
     stdio: ["ignore", "pipe", "pipe"],
   });
   const logs: Record<string, unknown>[] = [];
+  let stdout = "";
   let stderr = "";
+  // Registered before readline's own listener, so a line handler sees the whole chunk in `stdout`.
+  child.stdout!.on("data", (d: Buffer) => {
+    stdout += d.toString();
+  });
   child.stderr!.on("data", (d: Buffer) => {
     stderr += d.toString();
   });
@@ -169,32 +221,28 @@ export async function spawnAgentdCommand(
     child.once("exit", (code, signal) => resolve(signal ?? code));
   });
   const url = await new Promise<string>((resolve, reject) => {
-    const readyMs = opts.readyTimeoutMs ?? 30_000;
     const timer = setTimeout(() => {
       child.kill("SIGKILL"); // nobody else holds it: it would outlive the test
-      reject(new Error(`agentd ${command} did not start within ${readyMs} ms:\n${stderr}`));
-    }, readyMs);
+      reject(new Error(`${opts.what} did not start within ${opts.readyTimeoutMs} ms:\n${stdout}\n${stderr}`));
+    }, opts.readyTimeoutMs);
     createInterface({ input: child.stdout! }).on("line", (line) => {
-      try {
-        const entry = JSON.parse(line) as Record<string, unknown>;
-        logs.push(entry);
-        if (entry.msg === opts.ready) {
-          clearTimeout(timer);
-          resolve(typeof entry.url === "string" ? entry.url : "");
-        }
-      } catch {
-        // not a log line
-      }
+      const entry = logEntry(line);
+      if (entry) logs.push(entry);
+      const found = opts.ready(line);
+      if (found === undefined) return;
+      clearTimeout(timer);
+      resolve(found);
     });
     void exited.then((how) => {
       clearTimeout(timer);
-      reject(new Error(`agentd ${command} exited (${how}) before it was ready:\n${stderr}`));
+      reject(new Error(`${opts.what} exited (${how}) before it was ready:\n${stdout}\n${stderr}`));
     });
   });
   return {
     url,
     child,
     logs,
+    output: () => stdout,
     exited,
     async kill(signal: NodeJS.Signals = "SIGKILL") {
       if (child.exitCode === null && child.signalCode === null) child.kill(signal);

@@ -7,9 +7,9 @@ import { randomBytes } from "node:crypto";
 import { copyFile, mkdir, mkdtemp, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import postgres from "postgres";
 import { inject } from "vitest";
 import { startEmbeddedPostgres } from "../../services/shared/db/embedded.js";
+import { createPostgresDatabase, databaseUrl, dropPostgresDatabase } from "./postgres-admin.js";
 
 export type TestDatabaseTemplate =
   | { mode: "postgres"; adminUrl: string; template: string }
@@ -64,42 +64,7 @@ export async function startSharedTestDatabase(): Promise<{ mode: "postgres" | "e
   };
 }
 
-// ---- helpers, also used by global setup ----
-
-export function databaseUrl(adminUrl: string, name: string): string {
-  const url = new URL(adminUrl);
-  url.pathname = `/${name}`;
-  return url.toString();
-}
-
-async function withAdmin<T>(adminUrl: string, fn: (sql: postgres.Sql) => Promise<T>): Promise<T> {
-  const sql = postgres(adminUrl, { max: 1, onnotice: () => {}, connect_timeout: 10 });
-  try {
-    return await fn(sql);
-  } finally {
-    await sql.end({ timeout: 5 });
-  }
-}
-
-export async function createPostgresDatabase(adminUrl: string, name: string, template: string): Promise<void> {
-  await withAdmin(adminUrl, async (sql) => {
-    // Copying a template fails while anyone is connected to it (55006); that
-    // can only be another CREATE DATABASE from it, so wait and retry.
-    for (let attempt = 1; ; attempt++) {
-      try {
-        await sql`CREATE DATABASE ${sql(name)} TEMPLATE ${sql(template)}`;
-        return;
-      } catch (error) {
-        if ((error as { code?: string }).code !== "55006" || attempt >= 20) throw error;
-        await new Promise((resolve) => setTimeout(resolve, 50 * attempt));
-      }
-    }
-  });
-}
-
-export async function dropPostgresDatabase(adminUrl: string, name: string): Promise<void> {
-  await withAdmin(adminUrl, (sql) => sql`DROP DATABASE IF EXISTS ${sql(name)} WITH (FORCE)`);
-}
+// ---- also used by global setup ----
 
 /** Copies a closed PGlite folder into a new temp folder. Many small files:
  * parallel copyFile takes ~0.2 s where fs.cp takes ~1 s. */

@@ -7,7 +7,8 @@ import { join } from "node:path";
 import type { TestProject } from "vitest/node";
 import { openDatabase } from "../../services/shared/db/database.js";
 import { runMigrations } from "../../services/shared/db/migrate.js";
-import { copyFolder, createPostgresDatabase, databaseUrl, dropPostgresDatabase } from "./database.js";
+import { copyFolder } from "./database.js";
+import { createPostgresDatabase, databaseUrl, dropPostgresDatabase } from "./postgres-admin.js";
 
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
   const adminUrl = process.env.DATABASE_URL;

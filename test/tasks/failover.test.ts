@@ -9,6 +9,7 @@ import { runMigrations } from "../../services/shared/db/migrate.js";
 import { type AgentdProcess, clientsFor, spawnAgentd } from "../support/agentd.js";
 import { startSharedTestDatabase } from "../support/database.js";
 import { plain, value } from "../support/json.js";
+import { until } from "../support/until.js";
 
 let shared: Awaited<ReturnType<typeof startSharedTestDatabase>>;
 let db: Database;
@@ -34,16 +35,6 @@ async function spawn(env: Record<string, string> = {}) {
   return p;
 }
 
-async function until<T>(fn: () => Promise<T>, ok: (v: T) => boolean, ms = 20_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (ok(v)) return v;
-    if (Date.now() > deadline) throw new Error(`condition not met within ${ms} ms: ${JSON.stringify(v, (_k, x) => (typeof x === "bigint" ? String(x) : x))}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
 describe("a runner killed mid-task", () => {
   it("loses no task: after its lease expires the task completes on another runner, as attempt 2", async () => {
     const a = await spawn();
@@ -52,6 +43,7 @@ describe("a runner killed mid-task", () => {
     await until(
       () => client.tasks.getTask({ taskId: task!.id }),
       (r) => r.task?.state === TaskState.RUNNING && (r.task.progress?.step ?? 0) >= 1,
+      20_000,
     );
     await a.kill("SIGKILL");
 
@@ -60,6 +52,7 @@ describe("a runner killed mid-task", () => {
     const { task: done } = await until(
       () => clientB.tasks.getTask({ taskId: task!.id }),
       (r) => r.task?.state === TaskState.SUCCEEDED,
+      20_000,
     );
     expect(done?.attempt).toBe(2);
     // The retried attempt resumed from its checkpoint rather than starting over.
@@ -80,7 +73,7 @@ describe("two service processes on one database", () => {
       ids.push(task!.id);
     }
     for (const id of ids) {
-      await until(() => client.tasks.getTask({ taskId: id }), (r) => r.task?.state === TaskState.SUCCEEDED);
+      await until(() => client.tasks.getTask({ taskId: id }), (r) => r.task?.state === TaskState.SUCCEEDED, 20_000);
     }
     for (const id of ids) {
       const { events } = await client.tasks.listTaskEvents({ taskId: id, pageSize: 1000 });
@@ -100,14 +93,14 @@ describe("graceful shutdown", () => {
     const a = await spawn({ AGENTD_SHUTDOWN_GRACE_MS: "200" });
     const client = clientsFor(a.url, key);
     const { task } = await client.tasks.createTask({ agent: "simulate", input: value({ steps: 3, step_delay_ms: 500 }) });
-    await until(() => client.tasks.getTask({ taskId: task!.id }), (r) => r.task?.state === TaskState.RUNNING);
+    await until(() => client.tasks.getTask({ taskId: task!.id }), (r) => r.task?.state === TaskState.RUNNING, 20_000);
     expect(await a.kill("SIGTERM")).toBe(0);
     const [row] = await db.sql<{ state: string; lease_owner: string | null }[]>`SELECT state, lease_owner FROM tasks WHERE task_id = ${task!.id}`;
     expect(row).toEqual({ state: "QUEUED", lease_owner: null });
 
     const b = await spawn();
     const clientB = clientsFor(b.url, key);
-    const { task: done } = await until(() => clientB.tasks.getTask({ taskId: task!.id }), (r) => r.task?.state === TaskState.SUCCEEDED);
+    const { task: done } = await until(() => clientB.tasks.getTask({ taskId: task!.id }), (r) => r.task?.state === TaskState.SUCCEEDED, 20_000);
     expect(done?.attempt).toBe(1);
     await b.kill("SIGTERM");
   });
@@ -119,7 +112,7 @@ describe("cancelling a task that runs in another process", () => {
     const onA = clientsFor(a.url, key);
     const onB = clientsFor(b.url, key);
     const { task } = await onA.tasks.createTask({ agent: "simulate", input: value({ steps: 1, step_delay_ms: 60_000 }) });
-    await until(() => onB.tasks.getTask({ taskId: task!.id }), (r) => r.task?.state === TaskState.RUNNING);
+    await until(() => onB.tasks.getTask({ taskId: task!.id }), (r) => r.task?.state === TaskState.RUNNING, 20_000);
     const cancelledAt = Date.now();
     const { task: canceled } = await onB.tasks.cancelTask({ taskId: task!.id });
     expect(canceled?.state).toBe(TaskState.CANCELED);

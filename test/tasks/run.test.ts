@@ -5,6 +5,7 @@ import { TaskState } from "../../gen/agentd/v1/task_pb.js";
 import { startAgentd, type TestAgentd } from "../support/agentd.js";
 import { errorInfo, expectCode } from "../support/expect.js";
 import { plain, value } from "../support/json.js";
+import { until } from "../support/until.js";
 
 let agentd: TestAgentd;
 beforeAll(async () => {
@@ -14,15 +15,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await agentd?.close();
 });
-
-async function eventually<T>(fn: () => Promise<T>, ok: (v: T) => boolean, ms = 5000): Promise<T> {
-  const until = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (ok(v) || Date.now() > until) return v;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 describe("Run", () => {
   it("runs the agent in the receiving replica and returns the finished task, recorded with its events", async () => {
@@ -56,13 +48,13 @@ describe("Run", () => {
       { agent: "simulate", input: value({ steps: 1, step_delay_ms: 30_000 }), labels: { case: "caller-cancel" } },
       { signal: abort.signal },
     );
-    const running = await eventually(
+    const running = await until(
       () => agentd.client.tasks.listTasks({ labels: { case: "caller-cancel" } }),
       (r) => r.tasks[0]?.state === TaskState.RUNNING,
     );
     abort.abort();
     await expectCode(call, Code.Canceled);
-    const after = await eventually(
+    const after = await until(
       () => agentd.client.tasks.getTask({ taskId: running.tasks[0]!.id }),
       (r) => r.task?.state === TaskState.CANCELED,
     );
@@ -77,7 +69,7 @@ describe("Run", () => {
       ),
       Code.DeadlineExceeded,
     );
-    const after = await eventually(
+    const after = await until(
       () => agentd.client.tasks.listTasks({ labels: { case: "deadline" } }),
       (r) => r.tasks[0]?.state === TaskState.CANCELED,
     );

@@ -10,10 +10,11 @@ import type { AgentDefinition } from "../../services/agent/agents/agent.js";
 import { startAgentd, type TestAgentd } from "../support/agentd.js";
 import { plain, value } from "../support/json.js";
 import { listAllEvents } from "../streams/support.js";
-import { type Receiver, startReceiver, until, WEBHOOK_TEST_CONFIG } from "../webhooks/support.js";
+import { type Receiver, startReceiver, WEBHOOK_TEST_CONFIG } from "../webhooks/support.js";
 import { createNotifier, type Notifier } from "../../services/notifier/notifier.js";
 import { loadConfig } from "../../services/shared/config.js";
 import { silentLogger } from "../../services/shared/log.js";
+import { until } from "../support/until.js";
 
 const MAX_PAYLOAD = 16 * 1024;
 

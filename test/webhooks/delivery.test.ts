@@ -8,7 +8,8 @@ import { TaskSchema, TaskState } from "../../gen/agentd/v1/task_pb.js";
 import { DeliveryState } from "../../gen/agentd/v1/webhook_service_pb.js";
 import { expectCode, errorInfo } from "../support/expect.js";
 import { value } from "../support/json.js";
-import { type Receiver, startReceiver, startWebhookHarness, until, type WebhookHarness } from "./support.js";
+import { type Receiver, startReceiver, startWebhookHarness, type WebhookHarness } from "./support.js";
+import { until } from "../support/until.js";
 
 let h: WebhookHarness;
 let receiver: Receiver;

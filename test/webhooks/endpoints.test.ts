@@ -7,7 +7,8 @@ import { DeliveryState } from "../../gen/agentd/v1/webhook_service_pb.js";
 import type { Clients } from "../support/agentd.js";
 import { badRequest, errorInfo, expectCode } from "../support/expect.js";
 import { value } from "../support/json.js";
-import { type Receiver, startReceiver, startWebhookHarness, until, type WebhookHarness } from "./support.js";
+import { type Receiver, startReceiver, startWebhookHarness, type WebhookHarness } from "./support.js";
+import { until } from "../support/until.js";
 
 let h: WebhookHarness;
 let receiver: Receiver;

@@ -5,7 +5,8 @@ import { DeliveryState } from "../../gen/agentd/v1/webhook_service_pb.js";
 import { startAgentd, type TestAgentd } from "../support/agentd.js";
 import { startSharedTestDatabase } from "../support/database.js";
 import { value } from "../support/json.js";
-import { type NotifierProcess, type Received, type Receiver, type Reply, spawnNotifier, startReceiver, until, WEBHOOK_TEST_CONFIG } from "./support.js";
+import { type NotifierProcess, type Received, type Receiver, type Reply, spawnNotifier, startReceiver, WEBHOOK_TEST_CONFIG } from "./support.js";
+import { until } from "../support/until.js";
 
 let shared: Awaited<ReturnType<typeof startSharedTestDatabase>>;
 let agentd: TestAgentd;
@@ -68,8 +69,7 @@ describe("a notifier killed with SIGKILL mid-delivery", () => {
     const deliveries = await until(
       () => allDeliveries(tasks),
       (d) => d.length === 10 && d.every((x) => x.state === DeliveryState.SUCCEEDED),
-      90_000, // generous: a loaded machine starts the second notifier slowly
-      200,
+      { ms: 90_000, everyMs: 200 }, // generous: a loaded machine starts the second notifier slowly
     );
     const ids = new Set(deliveries.map((d) => d.id));
     const receivedIds = new Set(r.received.map((x) => String(x.headers["webhook-id"])));
@@ -103,8 +103,7 @@ describe("two notifier processes", () => {
     const deliveries = await until(
       () => allDeliveries(tasks),
       (d) => d.length === 120 && d.every((x) => x.state === DeliveryState.SUCCEEDED),
-      30_000,
-      300,
+      { ms: 30_000, everyMs: 300 },
     );
     expect(spans.size).toBe(120);
     for (const [id, list] of spans) {

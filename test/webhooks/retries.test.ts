@@ -10,7 +10,8 @@ import type { Config } from "../../services/shared/config.js";
 import type { Clients } from "../support/agentd.js";
 import { errorInfo, expectCode } from "../support/expect.js";
 import { value } from "../support/json.js";
-import { type Receiver, type Reply, startReceiver, startWebhookHarness, until, type WebhookHarness } from "./support.js";
+import { type Receiver, type Reply, startReceiver, startWebhookHarness, type WebhookHarness } from "./support.js";
+import { until } from "../support/until.js";
 
 let h: WebhookHarness;
 let notifier: Notifier | undefined;

@@ -3,7 +3,8 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DeliveryState } from "../../gen/agentd/v1/webhook_service_pb.js";
 import { value } from "../support/json.js";
-import { type Receiver, startReceiver, startWebhookHarness, until, type WebhookHarness } from "./support.js";
+import { type Receiver, startReceiver, startWebhookHarness, type WebhookHarness } from "./support.js";
+import { until } from "../support/until.js";
 
 let h: WebhookHarness;
 let receiver: Receiver;

@@ -9,7 +9,8 @@ import { createAddressGuard, forbiddenReason } from "../../services/shared/webho
 import { checkDestination } from "../../services/shared/webhooks/url-policy.js";
 import { badRequest, errorInfo, expectCode } from "../support/expect.js";
 import { value } from "../support/json.js";
-import { type Receiver, startReceiver, startWebhookHarness, until, type WebhookHarness } from "./support.js";
+import { type Receiver, startReceiver, startWebhookHarness, type WebhookHarness } from "./support.js";
+import { until } from "../support/until.js";
 
 /** One address of every forbidden kind, with what the guard calls it. */
 const FORBIDDEN: [string, RegExp][] = [

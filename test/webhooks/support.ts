@@ -138,19 +138,6 @@ export async function startWebhookHarness(
   };
 }
 
-/** Polls `fn` until `ok` holds. */
-export async function until<T>(fn: () => Promise<T>, ok: (v: T) => boolean, ms = 10_000, everyMs = 50): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (ok(v)) return v;
-    if (Date.now() > deadline) {
-      throw new Error(`condition not met within ${ms} ms: ${JSON.stringify(v, (_k, x) => (typeof x === "bigint" ? String(x) : x))}`);
-    }
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
-}
-
 /** A notifier child process (`agentd notifier`) on a shared database. */
 export type NotifierProcess = AgentdProcess;
 

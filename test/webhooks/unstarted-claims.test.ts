@@ -6,7 +6,8 @@ import { DeliveryState } from "../../gen/agentd/v1/webhook_service_pb.js";
 import { startAgentd, type TestAgentd } from "../support/agentd.js";
 import { startSharedTestDatabase } from "../support/database.js";
 import { value } from "../support/json.js";
-import { type NotifierProcess, type Receiver, spawnNotifier, startReceiver, until, WEBHOOK_TEST_CONFIG } from "./support.js";
+import { type NotifierProcess, type Receiver, spawnNotifier, startReceiver, WEBHOOK_TEST_CONFIG } from "./support.js";
+import { until } from "../support/until.js";
 
 let shared: Awaited<ReturnType<typeof startSharedTestDatabase>>;
 let agentd: TestAgentd;
@@ -86,8 +87,7 @@ describe("a notifier killed right after claiming", () => {
     const deliveries = await until(
       async () => (await Promise.all(tasks.map((taskId) => agentd.client.webhooks.listWebhookDeliveries({ taskId })))).flatMap((r) => r.deliveries),
       (d) => d.length === 3 && d.every((x) => x.state === DeliveryState.SUCCEEDED),
-      30_000,
-      200,
+      { ms: 30_000, everyMs: 200 },
     );
     const byId = new Map(deliveries.map((d) => [d.id, d]));
     // The one in flight when the notifier died: a lost attempt, then a successful one.

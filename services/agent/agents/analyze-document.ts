@@ -25,7 +25,7 @@ export interface AnalyzeInput {
   pace_ms?: number;
 }
 
-export interface SectionAnalysis {
+interface SectionAnalysis {
   index: number;
   heading: string;
   level: number;

@@ -33,7 +33,7 @@ interface Entry {
 }
 
 /** Splits `name@version` (no `@`: the version is undefined). */
-export function parseAgentRef(ref: string): { name: string; version: string | undefined } {
+function parseAgentRef(ref: string): { name: string; version: string | undefined } {
   const at = ref.indexOf("@");
   return at < 0 ? { name: ref, version: undefined } : { name: ref.slice(0, at), version: ref.slice(at + 1) };
 }
@@ -41,7 +41,7 @@ export function parseAgentRef(ref: string): { name: string; version: string | un
 const SEMVER = /^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-([0-9A-Za-z.-]+))?(?:\+[0-9A-Za-z.-]+)?$/;
 
 /** Orders semantic versions (build metadata ignored; a pre-release sorts before its release). */
-export function compareVersions(a: string, b: string): number {
+function compareVersions(a: string, b: string): number {
   const pa = SEMVER.exec(a);
   const pb = SEMVER.exec(b);
   if (!pa || !pb) return a < b ? -1 : a > b ? 1 : 0;
@@ -125,7 +125,7 @@ const NAME = /^[a-z][a-z0-9._-]{0,63}$/;
  * Throws unless `value` has the shape of an {@link AgentDefinition}. `where` starts the message
  * (e.g. `agent module /abs/path.ts: default export[1]`).
  */
-export function assertAgentDefinition(value: unknown, where: string): asserts value is AgentDefinition {
+function assertAgentDefinition(value: unknown, where: string): asserts value is AgentDefinition {
   const fail = (problem: string): never => {
     throw new Error(`${where}: ${problem}`);
   };

@@ -2,7 +2,7 @@
 //
 //   import { defineAgent, AgentFailure } from "agentd-server";
 //
-// Built to dist/sdk.js + dist/sdk.d.ts (tsconfig.sdk.json, run by `prepare`), so an installed
+// Built to dist/services/agent/agents/sdk.js + .d.ts (tsconfig.sdk.json, run by `prepare`), so an installed
 // package needs no TypeScript loader for it. It depends on nothing but agent.ts.
 export {
   AGENT_CAPABILITIES,

@@ -15,7 +15,7 @@
 import { sleep, yieldToEventLoop } from "./abortable.js";
 import { type AgentContext, type AgentDefinition, AgentFailure, type Json } from "./agent.js";
 
-export interface SimulateAsk {
+interface SimulateAsk {
   prompt: string;
   schema: Json;
   expires_in_ms?: number;

@@ -22,7 +22,7 @@ import { parseAfterSequence, parseIdField, parseInputAnswer, parseNewTask, parse
 import { converseResponse, watchResponse } from "./stream-responses.js";
 import type { HandlerLimits } from "./task-service.js";
 
-export function agentCard(agent: AgentDefinition) {
+function agentCard(agent: AgentDefinition) {
   return {
     name: agent.name,
     version: agent.version,

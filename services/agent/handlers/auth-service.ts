@@ -11,8 +11,8 @@ import { isId } from "../../shared/ids.js";
 import { principalOf } from "./interceptors.js";
 import { durationMs, Violations } from "./request-fields.js";
 
-export const DEFAULT_TOKEN_TTL_MS = 15 * 60_000;
-export const MAX_TOKEN_TTL_MS = 24 * 3_600_000;
+const DEFAULT_TOKEN_TTL_MS = 15 * 60_000;
+const MAX_TOKEN_TTL_MS = 24 * 3_600_000;
 const MAX_LIMIT_ITEMS = 100;
 
 function widening(what: string): never {

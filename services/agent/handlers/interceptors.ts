@@ -35,7 +35,7 @@ const REQUIRED_SCOPES: Record<string, readonly Scope[]> = {
   "agentd.v1.AuthService/CreateAccessToken": SCOPES,
 };
 
-export function requiredScopes(service: string, method: string): readonly Scope[] | undefined {
+function requiredScopes(service: string, method: string): readonly Scope[] | undefined {
   if (service.startsWith("agentd.v1.WebhookService")) return ["webhooks:manage"];
   if (service === "agentd.v1.KeyService") return ["keys:manage"];
   return REQUIRED_SCOPES[`${service}/${method}`];
@@ -107,7 +107,7 @@ export function inputInterceptor(limits: RequestCheckLimits): Interceptor {
 /** A client's x-request-id is echoed and logged: only short ids of safe characters are kept. */
 const REQUEST_ID = /^[A-Za-z0-9._:/+=-]{1,128}$/;
 
-export function requestIdOf(header: string | null): string {
+function requestIdOf(header: string | null): string {
   return header && REQUEST_ID.test(header) ? header : randomUUID();
 }
 

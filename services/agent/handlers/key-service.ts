@@ -14,7 +14,7 @@ import { Violations } from "./request-fields.js";
 
 const MAX_NAME = 200;
 
-export function toApiKey(info: ApiKeyInfo): ApiKey {
+function toApiKey(info: ApiKeyInfo): ApiKey {
   return create(ApiKeySchema, {
     id: info.keyId,
     prefix: info.keyPrefix,

@@ -28,7 +28,7 @@ const MAX_KEY_IN_PATH = 40;
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 
 /** Why `text` cannot be stored, or undefined when it can. */
-export function stringProblem(text: string): string | undefined {
+function stringProblem(text: string): string | undefined {
   if (text.includes("\u0000")) return "must not contain U+0000 (NUL)";
   if (LONE_SURROGATE.test(text)) return "must not contain a lone UTF-16 surrogate";
   return undefined;

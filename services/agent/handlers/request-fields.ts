@@ -10,10 +10,10 @@ import { WEBHOOK_EVENT_TYPES } from "../outbox/event-types.js";
 import { TASK_STATES, type TaskStateName } from "../model/task.js";
 import type { NewTask } from "../tasks/new-task.js";
 
-export const DEFAULT_TIMEOUT_MS = 10 * 60_000;
-export const MAX_TIMEOUT_MS = 24 * 3600_000;
-export const DEFAULT_MAX_ATTEMPTS = 3;
-export const MAX_ATTEMPTS = 10;
+const DEFAULT_TIMEOUT_MS = 10 * 60_000;
+const MAX_TIMEOUT_MS = 24 * 3600_000;
+const DEFAULT_MAX_ATTEMPTS = 3;
+const MAX_ATTEMPTS = 10;
 
 export class Violations {
   readonly list: FieldViolation[] = [];
@@ -26,7 +26,7 @@ export class Violations {
 }
 
 /** Nesting depth of a JSON value, stopping early once past `limit`. */
-export function jsonDepth(value: JsonValue, limit: number): number {
+function jsonDepth(value: JsonValue, limit: number): number {
   let deepest = 0;
   const stack: [JsonValue, number][] = [[value, 1]];
   while (stack.length > 0) {
@@ -43,7 +43,7 @@ export function durationMs(d: Duration): number {
   return Number(d.seconds) * 1000 + Math.floor(d.nanos / 1e6);
 }
 
-export function parseJsonInput(v: Violations, field: string, value: Value | undefined, maxDepth: number): JsonValue {
+function parseJsonInput(v: Violations, field: string, value: Value | undefined, maxDepth: number): JsonValue {
   if (!value) return {};
   let json: JsonValue;
   try {

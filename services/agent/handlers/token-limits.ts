@@ -19,7 +19,7 @@ const CREATE_RPCS = new Set(["agentd.v1.AgentService/Run", "agentd.v1.AgentServi
 type Limits = NonNullable<Principal["token"]>;
 
 /** Throws when a token with `limits` may not make this request. */
-export function checkTokenLimits(limits: Limits, rpc: string, message: Record<string, unknown>): void {
+function checkTokenLimits(limits: Limits, rpc: string, message: Record<string, unknown>): void {
   if (TASK_ID_RPCS.has(rpc)) checkTask(limits, String(message.taskId ?? ""));
   else if (CREATE_RPCS.has(rpc)) checkCreate(limits, String(message.agent ?? ""));
   else if (rpc === "agentd.v1.AgentService/Converse") {

@@ -11,7 +11,7 @@ import { withActor } from "../model/actor.js";
 import type { ServiceMetrics } from "./service-metrics.js";
 
 /** "InvalidArgument" → "invalid_argument", as gRPC status names are written in Prometheus and logs. */
-export function codeName(code: Code | undefined): string {
+function codeName(code: Code | undefined): string {
   if (code === undefined) return "ok";
   return (Code[code] ?? "unknown").replace(/[A-Z]/g, (c, i: number) => (i > 0 ? "_" : "") + c.toLowerCase());
 }

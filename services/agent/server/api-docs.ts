@@ -79,7 +79,7 @@ export function createApiDocs(): ApiDocs {
   return {
     handleHttp(req, res) {
       if (req.method !== "GET" && req.method !== "HEAD") return false;
-      const path = (req.url ?? "").split("?", 1)[0];
+      const path = (req.url ?? "").split("?", 1)[0] ?? "";
       if (path === "/openapi.json") {
         send(res, "application/json", load(path, () => readFile(OPENAPI_FILE)), { "access-control-allow-origin": "*" });
         return true;

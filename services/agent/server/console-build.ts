@@ -19,7 +19,7 @@ function newest(dir: string): number {
 }
 
 /** True when dist/console is missing or older than web/console, client/ or gen/. */
-export function consoleBuildIsStale(): boolean {
+function consoleBuildIsStale(): boolean {
   const index = join(CONSOLE_DIST, "index.html");
   if (!existsSync(SOURCES)) return false;
   if (!existsSync(index)) return true;

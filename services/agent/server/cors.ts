@@ -16,9 +16,9 @@ const AGENTD_RESPONSE_HEADERS = ["x-request-id", "retry-after", "connect-content
 /** Seconds a browser may cache a preflight answer (Chromium caps it at 7200). */
 const MAX_AGE_SECONDS = 7200;
 
-export const ALLOWED_METHODS = [...new Set([...connectCors.allowedMethods, "OPTIONS"])].join(", ");
-export const ALLOWED_HEADERS = [...new Set([...connectCors.allowedHeaders, ...AGENTD_REQUEST_HEADERS].map((h) => h.toLowerCase()))].join(", ");
-export const EXPOSED_HEADERS = [...new Set([...connectCors.exposedHeaders, ...AGENTD_RESPONSE_HEADERS].map((h) => h.toLowerCase()))].join(", ");
+const ALLOWED_METHODS = [...new Set([...connectCors.allowedMethods, "OPTIONS"])].join(", ");
+const ALLOWED_HEADERS = [...new Set([...connectCors.allowedHeaders, ...AGENTD_REQUEST_HEADERS].map((h) => h.toLowerCase()))].join(", ");
+const EXPOSED_HEADERS = [...new Set([...connectCors.exposedHeaders, ...AGENTD_RESPONSE_HEADERS].map((h) => h.toLowerCase()))].join(", ");
 
 /** The origins `agentd dev` allows: any port on loopback, over plain http. */
 export const DEV_CORS_ORIGINS = ["http://localhost:*", "http://127.0.0.1:*"];

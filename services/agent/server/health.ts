@@ -11,7 +11,7 @@ import {
 import { notFound } from "../../shared/errors.js";
 import type { Logger } from "../../shared/log.js";
 
-export type HealthStatus = "SERVING" | "NOT_SERVING";
+type HealthStatus = "SERVING" | "NOT_SERVING";
 
 export interface HealthService {
   routes: (router: ConnectRouter) => void;

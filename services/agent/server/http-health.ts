@@ -11,7 +11,7 @@ import type { NodeHandlerFn } from "./one-port.js";
 type Request = Parameters<NodeHandlerFn>[0];
 type Response = Parameters<NodeHandlerFn>[1];
 
-export type NotReadyReason = "shutting_down" | "database_unreachable" | "migrations_pending";
+type NotReadyReason = "shutting_down" | "database_unreachable" | "migrations_pending";
 
 export interface HttpProbes {
   /** Serves /healthz and /readyz; false for any other path. */

@@ -36,7 +36,7 @@ export interface OnePortOptions {
 }
 
 /** Connections that hold resources without doing work are closed after these times (ms). */
-export interface ConnectionTimeouts {
+interface ConnectionTimeouts {
   /**
    * A connection with no request or stream open: an HTTP/2 session (from its start or its last
    * stream's end) and an HTTP/1.1 keep-alive connection. Open streams (WatchTask, SSE, Converse)
@@ -49,7 +49,7 @@ export interface ConnectionTimeouts {
   requestMs: number;
 }
 
-export const DEFAULT_TIMEOUTS: ConnectionTimeouts = {
+const DEFAULT_TIMEOUTS: ConnectionTimeouts = {
   // Longer than the usual 60 s load-balancer idle timeout, so the balancer closes first.
   idleMs: 65_000,
   headersMs: 30_000,

@@ -127,7 +127,7 @@ function placeholderBody(req: UniversalServerRequest): UniversalServerRequest {
 }
 
 /** Rewrites INTERNAL "parse binary: …" errors to INVALID_ARGUMENT, per protocol. */
-export function reclassifyDecodeErrors(res: UniversalServerResponse): UniversalServerResponse {
+function reclassifyDecodeErrors(res: UniversalServerResponse): UniversalServerResponse {
   const contentType = res.header?.get("content-type") ?? "";
   const body = res.body;
   if (!body || body instanceof Uint8Array) return res;
@@ -169,7 +169,7 @@ function safeDecode(text: string): string {
 }
 
 /** The gRPC spec's percent-encoding of grpc-message: only "%" and bytes outside 0x20–0x7E. */
-export function grpcPercentEncode(message: string): string {
+function grpcPercentEncode(message: string): string {
   let out = "";
   for (const byte of Buffer.from(message, "utf8")) {
     out += byte >= 0x20 && byte <= 0x7e && byte !== 0x25 ? String.fromCharCode(byte) : `%${byte.toString(16).toUpperCase().padStart(2, "0")}`;

@@ -18,7 +18,7 @@ export interface TlsFiles {
   keyFile: string;
 }
 
-export type AlpnProtocol = "h2" | "http1";
+type AlpnProtocol = "h2" | "http1";
 
 export interface TlsTerminator {
   /**

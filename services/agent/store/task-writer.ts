@@ -1,6 +1,6 @@
 // The one writer of task state (DESIGN.md rule 1). Every change to a task —
 // creation, claim, progress, completion, cancellation, requeue — goes through
-// `applyChange`, which in one transaction appends the change's events to
+// one of the writer's operations below, each of which in one transaction appends the change's events to
 // `task_events` (gapless per-task sequences), updates the `tasks` projection and
 // hands the events to the outbox sink (webhooks). After commit it publishes a
 // wake-up hint. Nothing else writes `tasks`, except lease bookkeeping

@@ -3,10 +3,9 @@
 // NDJSON off a terminal or with --json. Exit codes: 0 succeeded, 1 failed or
 // cancelled, 2 usage, 3 RPC error (code and reason on stderr), 4 not ended yet
 // (`tasks wait`), 130 detached with Ctrl-C.
-import type { DescMessage, MessageShape } from "@bufbuild/protobuf";
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
-import { type Command, Option } from "commander";
-import { AgentdError, jsonValue } from "../../../client/index.js";
+import type { Command } from "commander";
+import { jsonValue } from "../../../client/index.js";
 import { GetAgentResponseSchema, ListAgentsResponseSchema } from "../../../gen/agentd/v1/agent_service_pb.js";
 import { TaskState } from "../../../gen/agentd/v1/task_pb.js";
 import {
@@ -17,66 +16,14 @@ import {
   ProvideInputResponseSchema,
   WaitTaskResponseSchema,
 } from "../../../gen/agentd/v1/task_service_pb.js";
-import {
-  CreateWebhookEndpointResponseSchema,
-  DeliveryState,
-  ListWebhookDeliveriesResponseSchema,
-  ListWebhookEndpointsResponseSchema,
-  RetryWebhookDeliveryResponseSchema,
-} from "../../../gen/agentd/v1/webhook_service_pb.js";
 import { createSchemaCompiler } from "../../agent/agents/json-schema.js";
 import { ConfigError } from "../../shared/config.js";
-import { type Connection, type ConnectionFlags, connect } from "./connection.js";
+import { type Connection, connect } from "./connection.js";
 import { EXIT, exitCodeFor, followTask } from "./follow.js";
 import { type InputFlags, readInput } from "./input.js";
-import { createNdjsonRenderer, createTerminalRenderer, eventLine, type Out, printMessage } from "./render.js";
-
-type Flags = ConnectionFlags & { json?: boolean };
-
-const out: Out = { stdout: process.stdout, stderr: process.stderr };
-
-function withConnectionOptions(command: Command): Command {
-  return command
-    .option("--url <url>", "Server URL. Env: AGENTD_URL (default: \"http://127.0.0.1:8080\")")
-    .option("--key <key>", "API key. Env: AGENTD_API_KEY (default: <data>/dev-api-key when it exists)")
-    .option("--data <dir>", "Data folder holding dev-api-key. Env: AGENTD_DATA_DIR (default: \"./.agentd\")")
-    .addOption(new Option("--transport <transport>", "Protocol to the server.").choices(["grpc", "connect"]).default("grpc"))
-    .option("--json", "Print JSON only (task events as NDJSON), as when stdout is not a terminal.");
-}
-
-const pretty = (flags: Flags) => Boolean(process.stdout.isTTY) && !flags.json;
-
-/** Runs a command body; turns failures into the documented exit codes. */
-function action<A extends unknown[]>(body: (...args: A) => Promise<number | undefined>): (...args: A) => Promise<void> {
-  return async (...args: A) => {
-    let code: number;
-    try {
-      code = (await body(...args)) ?? 0;
-    } catch (err) {
-      code = report(err);
-    }
-    // Open HTTP/2 sessions would keep the process alive.
-    process.exit(code);
-  };
-}
-
-function report(err: unknown): number {
-  if (err instanceof ConfigError) {
-    process.stderr.write(`agentd: ${err.message}\n`);
-    return EXIT.usage;
-  }
-  if (err instanceof AgentdError) {
-    process.stderr.write(`agentd: ${err.codeName}${err.reason ? ` ${err.reason}` : ""}: ${err.rawMessage}\n`);
-    for (const v of err.fieldViolations) process.stderr.write(`  ${v.field}: ${v.description}\n`);
-    return EXIT.rpc;
-  }
-  process.stderr.write(`agentd: ${err instanceof Error ? err.message : String(err)}\n`);
-  return EXIT.failed;
-}
-
-function print<D extends DescMessage>(flags: Flags, schema: D, message: MessageShape<D>): void {
-  printMessage(out, schema, message, pretty(flags));
-}
+import { action, collect, type Flags, out, pretty, print, withConnectionOptions } from "./command-kit.js";
+import { createNdjsonRenderer, createTerminalRenderer, eventLine } from "./render.js";
+import { registerWebhookCommands } from "./webhook-commands.js";
 
 function parseSequence(text: string | undefined, name: string): bigint {
   if (text === undefined) return 0n;
@@ -112,8 +59,6 @@ function parseStates(states: string[] = []): TaskState[] {
     return state;
   });
 }
-
-const collect = (value: string, previous: string[] = []) => [...previous, value];
 
 type TaskCreateFlags = Flags & InputFlags & { requestId?: string; label?: string[]; timeout?: string; maxAttempts?: string };
 
@@ -318,64 +263,5 @@ export function registerClientCommands(program: Command): void {
         return 0;
       }),
     );
-
-  // ---- webhooks ----
-  const webhooks = program.command("webhooks").description("Webhook endpoints and deliveries on a running server (client).");
-  const endpoints = webhooks.command("endpoints").description("Webhook endpoints of your tenant.");
-  withConnectionOptions(endpoints.command("list", { isDefault: true }).description("List the endpoints.")).action(
-    action(async (flags: Flags) => {
-      print(flags, ListWebhookEndpointsResponseSchema, await (await connect(flags)).client.webhooks.listWebhookEndpoints({ pageSize: 100 }));
-      return 0;
-    }),
-  );
-  withConnectionOptions(endpoints.command("create").description("Create an endpoint; prints its signing secret once.").argument("<url>"))
-    .option("--event-types <types>", "Comma-separated: task.running, task.input_required, task.succeeded, task.failed, task.canceled, task.progress.")
-    .option("--description <text>", "A note.")
-    .action(
-      action(async (url: string, flags: Flags & { eventTypes?: string; description?: string }) => {
-        const res = await (await connect(flags)).client.webhooks.createWebhookEndpoint({
-          url,
-          eventTypes: (flags.eventTypes ?? "").split(",").map((t) => t.trim()).filter(Boolean),
-          description: flags.description ?? "",
-        });
-        print(flags, CreateWebhookEndpointResponseSchema, res);
-        return 0;
-      }),
-    );
-  withConnectionOptions(endpoints.command("delete").description("Delete an endpoint.").argument("<endpoint-id>")).action(
-    action(async (endpointId: string, flags: Flags) => {
-      await (await connect(flags)).client.webhooks.deleteWebhookEndpoint({ endpointId });
-      return 0;
-    }),
-  );
-  const DELIVERY_STATES = ["pending", "sending", "succeeded", "failed"];
-  withConnectionOptions(webhooks.command("deliveries").description("The delivery log, newest first."))
-    .option("--endpoint <id>", "Only this endpoint's deliveries.")
-    .option("--task <id>", "Only this task's deliveries.")
-    .option("--state <state>", `Only deliveries in this state (repeatable): ${DELIVERY_STATES.join(", ")}.`, collect)
-    .action(
-      action(async (flags: Flags & { endpoint?: string; task?: string; state?: string[] }) => {
-        const states = (flags.state ?? []).map((s) => {
-          const state = DeliveryState[s.toUpperCase() as keyof typeof DeliveryState];
-          if (state === undefined || !DELIVERY_STATES.includes(s.toLowerCase())) {
-            throw new ConfigError(`invalid --state ${JSON.stringify(s)}: one of ${DELIVERY_STATES.join(", ")}`);
-          }
-          return state;
-        });
-        const res = await (await connect(flags)).client.webhooks.listWebhookDeliveries({
-          endpointId: flags.endpoint ?? "",
-          taskId: flags.task ?? "",
-          states,
-          pageSize: 100,
-        });
-        print(flags, ListWebhookDeliveriesResponseSchema, res);
-        return 0;
-      }),
-    );
-  withConnectionOptions(webhooks.command("retry").description("Send a delivery again (a dead letter, or one waiting to retry).").argument("<delivery-id>")).action(
-    action(async (deliveryId: string, flags: Flags) => {
-      print(flags, RetryWebhookDeliveryResponseSchema, await (await connect(flags)).client.webhooks.retryWebhookDelivery({ deliveryId }));
-      return 0;
-    }),
-  );
+  registerWebhookCommands(program);
 }

@@ -116,7 +116,7 @@ async function answerIfPending(
 }
 
 /** JSON when it parses, the text itself otherwise (so a plain word answers a string question). */
-export function parseAnswer(text: string): JsonValue {
+function parseAnswer(text: string): JsonValue {
   try {
     return JSON.parse(text) as JsonValue;
   } catch {

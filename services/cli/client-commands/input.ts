@@ -18,7 +18,7 @@ function parseJson(text: string, where: string): JsonValue {
 }
 
 /** key=value pairs as one object; `a.b=1` nests. */
-export function pairsToObject(pairs: string[]): Record<string, JsonValue> {
+function pairsToObject(pairs: string[]): Record<string, JsonValue> {
   const out: Record<string, JsonValue> = {};
   for (const pair of pairs) {
     const eq = pair.indexOf("=");

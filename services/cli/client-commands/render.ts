@@ -26,7 +26,7 @@ export function printMessage<D extends DescMessage>(out: Out, schema: D, message
   out.stdout.write(`${JSON.stringify(json, null, pretty ? 2 : undefined)}\n`);
 }
 
-export function stateName(state: TaskState): string {
+function stateName(state: TaskState): string {
   return TaskState[state] ?? String(state);
 }
 

@@ -13,7 +13,7 @@ import { errors as joseErrors, jwtVerify, SignJWT } from "jose";
 import type { Sql } from "../db/database.js";
 import { isScope, type Scope } from "./scopes.js";
 
-export interface AccessTokenClaims {
+interface AccessTokenClaims {
   tenantId: string;
   /** The API key it derives from: revoking that key ends the token. */
   keyId: string;

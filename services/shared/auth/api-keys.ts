@@ -18,11 +18,11 @@ export interface ApiKeyInfo {
   expireTime: Date | null;
 }
 
-export function hashApiKey(key: string): string {
+function hashApiKey(key: string): string {
   return createHash("sha256").update(key).digest("hex");
 }
 
-export async function ensureTenant(sql: Sql, tenantId: string): Promise<void> {
+async function ensureTenant(sql: Sql, tenantId: string): Promise<void> {
   await sql`INSERT INTO tenants (tenant_id) VALUES (${tenantId}) ON CONFLICT DO NOTHING`;
 }
 

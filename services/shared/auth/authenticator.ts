@@ -41,14 +41,14 @@ export interface Authenticator {
 }
 
 /** What a stream ends with when its key is revoked while it is open. */
-export const REVOKED: AuthFailure = {
+const REVOKED: AuthFailure = {
   ok: false,
   reason: "INVALID_API_KEY",
   message: "the API key was revoked while the stream was open",
 };
 
 /** What a stream opened with an access token ends with when the token expires. */
-export const EXPIRED: AuthFailure = {
+const EXPIRED: AuthFailure = {
   ok: false,
   reason: "INVALID_ACCESS_TOKEN",
   message: "the access token expired while the stream was open",

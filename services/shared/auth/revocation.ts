@@ -7,7 +7,7 @@ import { Code, type ConnectError } from "@connectrpc/connect";
 import { rpcError } from "../errors.js";
 import type { AuthFailure, Authenticator } from "./authenticator.js";
 
-export function revokedError(failure: AuthFailure): ConnectError {
+function revokedError(failure: AuthFailure): ConnectError {
   return rpcError(Code.Unauthenticated, failure.reason, failure.message);
 }
 

@@ -45,7 +45,7 @@ const ignoreNotice = () => {};
  * so a call during an outage answers UNAVAILABLE promptly instead of at the
  * client's deadline, and the first call after the database returns succeeds.
  */
-export const RECONNECT_OPTIONS = {
+const RECONNECT_OPTIONS = {
   /** Seconds a connection attempt (TCP, TLS and startup) may take. */
   connect_timeout: 2,
   /** Seconds before the next attempt after a failed connection: 50 ms doubling, capped at 0.5 s, jittered. */
@@ -263,7 +263,7 @@ export function createPrimaryClient(
 }
 
 /** Rejects unless the server answers and takes writes: health reports NOT_SERVING on a standby too. */
-export async function checkWritable(sql: Queryable): Promise<void> {
+async function checkWritable(sql: Queryable): Promise<void> {
   const [row] = await sql<{ standby: boolean; ro: string }[]>`
     SELECT pg_is_in_recovery() AS standby, current_setting('transaction_read_only') AS ro
   `;

@@ -8,7 +8,7 @@ import { fileURLToPath } from "node:url";
 import { type Logger, silentLogger } from "../log.js";
 import type { Sql } from "./database.js";
 
-export const MIGRATIONS_DIR = fileURLToPath(new URL("./migrations/", import.meta.url));
+const MIGRATIONS_DIR = fileURLToPath(new URL("./migrations/", import.meta.url));
 
 // Any fixed number works as long as nothing else uses it: "agentd" in ASCII.
 const LOCK_KEY = "107096711263332";

@@ -87,7 +87,7 @@ const V6 = compile(IPV6_RANGES);
 const GLOBAL_UNICAST_V6 = blockListOf([parseCidr("2000::/3")!]);
 
 /** The 16 bytes of an IPv6 address (dotted IPv4 tail allowed), or null. */
-export function ipv6Bytes(address: string): Uint8Array | null {
+function ipv6Bytes(address: string): Uint8Array | null {
   const text = address.replace(/%.*$/, "");
   if (isIP(text) !== 6) return null;
   const bytes = new Uint8Array(16);
@@ -119,7 +119,7 @@ const zero = (b: Uint8Array, from: number, to: number) => b.subarray(from, to).e
 /** The IPv4 address inside an IPv6 form that carries one, if any: IPv4-mapped
  * (::ffff:a.b.c.d), IPv4-translated (::ffff:0:a.b.c.d), IPv4-compatible
  * (::a.b.c.d), NAT64 well-known prefix (64:ff9b::a.b.c.d) and 6to4 (2002:AABB:CCDD::). */
-export function embeddedIpv4(bytes: Uint8Array): string | null {
+function embeddedIpv4(bytes: Uint8Array): string | null {
   if (zero(bytes, 0, 10) && bytes[10] === 0xff && bytes[11] === 0xff) return v4(bytes, 12);
   if (zero(bytes, 0, 8) && bytes[8] === 0xff && bytes[9] === 0xff && zero(bytes, 10, 12)) return v4(bytes, 12);
   if (zero(bytes, 0, 12) && !zero(bytes, 12, 15)) return v4(bytes, 12);
@@ -128,7 +128,7 @@ export function embeddedIpv4(bytes: Uint8Array): string | null {
   return null;
 }
 
-export type AddressVerdict = { allowed: true } | { allowed: false; why: string };
+type AddressVerdict = { allowed: true } | { allowed: false; why: string };
 
 /** Why an address is not publicly routable, or null when it is. Pure; ignores any allowlist. */
 export function forbiddenReason(address: string): string | null {

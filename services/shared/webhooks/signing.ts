@@ -5,7 +5,7 @@
 import { randomBytes } from "node:crypto";
 import { Webhook } from "standardwebhooks";
 
-export const SECRET_PREFIX = "whsec_";
+const SECRET_PREFIX = "whsec_";
 
 export function newSigningSecret(): string {
   return `${SECRET_PREFIX}${randomBytes(32).toString("base64")}`;

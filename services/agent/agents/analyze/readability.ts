@@ -3,7 +3,7 @@
 
 const WORD = /[A-Za-z]+(?:'[A-Za-z]+)?/g;
 
-export function syllables(word: string): number {
+function syllables(word: string): number {
   const w = word.toLowerCase().replace(/'.*$/, "");
   if (w.length <= 3) return 1;
   const trimmed = w.replace(/(?:[^laeiouy]es|[^laeiouy]ed|[^laeiouy]e)$/, "").replace(/^y/, "");

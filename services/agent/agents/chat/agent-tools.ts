@@ -20,7 +20,7 @@ export interface Tool {
   run(args: Json, ctx: AgentContext): Promise<Json>;
 }
 
-export const CALCULATOR: Tool = {
+const CALCULATOR: Tool = {
   name: "calculator",
   spec: {
     type: "function",

@@ -8,7 +8,7 @@
 //   power   = primary ("^" unary)?
 //   primary = number | name | name "(" expr ("," expr)* ")" | "(" expr ")"
 
-export class CalculatorError extends Error {
+class CalculatorError extends Error {
   override name = "CalculatorError";
 }
 

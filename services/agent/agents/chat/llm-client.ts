@@ -35,14 +35,14 @@ export interface ToolSpec {
   function: { name: string; description: string; parameters: Record<string, unknown> };
 }
 
-export interface CompletionRequest {
+interface CompletionRequest {
   messages: ChatMessage[];
   tools?: ToolSpec[];
   temperature?: number;
   maxTokens?: number;
 }
 
-export interface Completion {
+interface Completion {
   content: string;
   toolCalls: ToolCallRequest[];
   finishReason: string;
@@ -73,7 +73,7 @@ class Upstream extends OpenAI {
 }
 
 /** Milliseconds the server asked us to wait (`retry-after-ms`, `retry-after` seconds or date). */
-export function retryAfterMs(headers: Headers | undefined, now = Date.now()): number | undefined {
+function retryAfterMs(headers: Headers | undefined, now = Date.now()): number | undefined {
   const ms = Number(headers?.get("retry-after-ms") ?? Number.NaN);
   if (Number.isFinite(ms) && ms >= 0) return ms;
   const raw = headers?.get("retry-after");

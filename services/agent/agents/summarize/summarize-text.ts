@@ -7,7 +7,7 @@ import { countWords } from "./tokens.js";
 
 export const DEFAULT_MAX_WORDS = 100;
 
-export type SummarySentence = {
+type SummarySentence = {
   /** Index of the sentence among the text's sentences, from 0. */
   index: number;
   text: string;

@@ -13,7 +13,7 @@ import addFormatsModule from "ajv-formats";
 // ajv-formats is CommonJS with `exports.default` (see json-schema.ts).
 const addFormats = addFormatsModule.default;
 
-export type Dialect = "draft-07" | "2019-09" | "2020-12";
+type Dialect = "draft-07" | "2019-09" | "2020-12";
 
 /** A schema that cannot be compiled; `message` is the compiler's explanation. */
 export class InvalidSchema extends Error {
@@ -30,7 +30,7 @@ export interface Violation {
   schema_path: string;
 }
 
-export interface CompiledSchema {
+interface CompiledSchema {
   dialect: Dialect;
   /** Every violation (`allErrors`), at most `maxErrors`; `[]` when `data` is valid. */
   validate(data: unknown): Violation[];
@@ -53,7 +53,7 @@ function canonical(value: unknown): string {
   return JSON.stringify(value) ?? "null";
 }
 
-export function dialectOf(schema: unknown): Dialect {
+function dialectOf(schema: unknown): Dialect {
   if (schema === null || typeof schema !== "object" || Array.isArray(schema)) return "draft-07";
   const declared = (schema as Record<string, unknown>)["$schema"];
   if (declared === undefined) return "draft-07";
