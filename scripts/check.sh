@@ -41,5 +41,8 @@ echo "== tsc"
 tsc -p tsconfig.json
 tsc -p web/console/tsconfig.json
 
+echo "== layers (docs/architecture.md)"
+tsx scripts/check-layers.ts
+
 echo "== biome lint"
 biome lint --error-on-warnings .
