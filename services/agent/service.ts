@@ -1,5 +1,7 @@
 // The agent service assembled: Connect routes for every service on one port,
 // and the task runner. Built unstarted, so tests and the CLI share one path.
+// Assembly steps, in order: the shared parts, the task side (writer, runner, TaskDeps),
+// the RPC handler options (interceptors, HTTP fallback, routes), then start and close.
 import { hostname } from "node:os";
 import { file_agentd_v1_agent_service } from "../../gen/agentd/v1/agent_service_pb.js";
 import { file_agentd_v1_auth_service } from "../../gen/agentd/v1/auth_service_pb.js";
@@ -40,7 +42,7 @@ import { withCors } from "./server/cors.js";
 import { createRpcHandler, type RpcHandlerOptions } from "./server/rpc-handler.js";
 import { createTlsTerminator } from "./server/tls.js";
 import { findTask } from "./store/find-task.js";
-import { createTaskWriter } from "./store/task-writer.js";
+import { createTaskWriter, type TaskWriter } from "./store/task-writer.js";
 import { connectionContext } from "./streams/stream-limits.js";
 import { createStreaming } from "./streams/streaming.js";
 import type { TaskDeps } from "./tasks/deps.js";
@@ -71,7 +73,7 @@ export interface RunningAgentService {
 const DELTA_WINDOW_MS = 30;
 
 export function createAgentService(deps: AgentServiceDeps) {
-  const { db, bus, registry, config, logger } = deps;
+  const { db, bus, config, logger } = deps;
   // Access tokens for browsers (AuthService): HS256 under a deployment secret (migration 0007).
   const tokens = createAccessTokens(databaseAccessTokenKey(db.sql));
   const auth = createAuthenticator(db.sql, { tokens });
@@ -81,6 +83,39 @@ export function createAgentService(deps: AgentServiceDeps) {
   // The webhook outbox is written in the same transaction as task events; the notifier delivers.
   // Built here, not passed in, so that no entry point can run without it and silently lose webhooks.
   const outbox = createWebhookOutbox({ bus, sql: db.sql, maxPayloadBytes: config.webhookMaxPayloadBytes });
+  const { writer, runner, taskDeps, urlPolicy } = buildTaskSide(deps, metrics, outbox);
+  const health = createHealthService();
+  // GET /healthz and /readyz for HTTP load balancers, beside grpc.health.v1.
+  const probes = createHttpProbes({ sql: db.sql, logger });
+  const gate = createDatabaseGate();
+  const rpc = rpcOptions(deps, { auth, tokens, streaming, metrics, outbox, taskDeps, urlPolicy, health, probes, gate });
+  const handler = createRpcHandler(rpc);
+  const parts: Assembly = { streaming, writer, runner, health, probes, gate, handler };
+
+  return {
+    /** Every RPC of the service, unstarted: the in-memory test tier serves them with createRouterTransport. */
+    routes: rpc.routes,
+    /** Listens and starts the runner; with `databaseReady` pending, listens only (UNAVAILABLE, NOT_SERVING) and starts the rest once it resolves. */
+    async start(opts: { databaseReady?: Promise<void> } = {}): Promise<RunningAgentService> {
+      return startService(deps, parts, opts);
+    },
+  };
+}
+
+/** What start() and close() work with, built by createAgentService. */
+interface Assembly {
+  streaming: ReturnType<typeof createStreaming>;
+  writer: TaskWriter;
+  runner: TaskRunner;
+  health: ReturnType<typeof createHealthService>;
+  probes: ReturnType<typeof createHttpProbes>;
+  gate: ReturnType<typeof createDatabaseGate>;
+  handler: ReturnType<typeof createRpcHandler>;
+}
+
+/** The task side: the observed writer over the outbox, the runner, and what the task handlers share. */
+function buildTaskSide(deps: AgentServiceDeps, metrics: ReturnType<typeof createServiceMetrics>, outbox: ReturnType<typeof createWebhookOutbox>) {
+  const { db, bus, registry, config, logger } = deps;
   const writer = observeTaskWriter(createTaskWriter({ sql: db.sql, bus, sink: outbox }), metrics);
   const runner = createTaskRunner({
     writer,
@@ -112,15 +147,32 @@ export function createAgentService(deps: AgentServiceDeps) {
     runs: new RunSlots(config.maxConcurrentRuns),
     checkWebhook: createTaskWebhookCheck({ sql: db.sql, policy: urlPolicy }),
   };
-  const health = createHealthService();
-  // GET /healthz and /readyz for HTTP load balancers, beside grpc.health.v1.
-  const probes = createHttpProbes({ sql: db.sql, logger });
+  return { writer, runner, taskDeps, urlPolicy };
+}
+
+/** The RPC handler's options: interceptors, the plain-HTTP fallback, and every service's routes. */
+function rpcOptions(
+  deps: AgentServiceDeps,
+  parts: {
+    auth: ReturnType<typeof createAuthenticator>;
+    tokens: ReturnType<typeof createAccessTokens>;
+    streaming: ReturnType<typeof createStreaming>;
+    metrics: ReturnType<typeof createServiceMetrics>;
+    outbox: ReturnType<typeof createWebhookOutbox>;
+    taskDeps: TaskDeps;
+    urlPolicy: ReturnType<typeof buildTaskSide>["urlPolicy"];
+    health: ReturnType<typeof createHealthService>;
+    probes: ReturnType<typeof createHttpProbes>;
+    gate: ReturnType<typeof createDatabaseGate>;
+  },
+): RpcHandlerOptions {
+  const { db, bus, config, logger } = deps;
+  const { auth, tokens, streaming, metrics, outbox, taskDeps, urlPolicy, health, probes, gate } = parts;
   const limits = { maxInputDepth: config.maxInputDepth };
-  const gate = createDatabaseGate();
   const apiDocs = createApiDocs(); // GET /openapi.json and /docs
   // The web console at GET / (web/console, built into dist/console).
   const consoleSite = createConsoleSite();
-  const rpc: RpcHandlerOptions = {
+  return {
     readMaxBytes: config.maxRequestBytes,
     onHandlerError: (err, rpc) => logger.debug({ err, rpc }, "response could not be written (client gone)"),
     // A binary Value nests 2 messages per JSON level: input up to twice the depth limit gets the
@@ -169,78 +221,75 @@ export function createAgentService(deps: AgentServiceDeps) {
       ])(router);
     },
   };
-  const handler = createRpcHandler(rpc);
+}
 
+/** Listens (TLS, the metrics port, the one port), starts the work now or once the database is ready, and returns the running service. */
+async function startService(deps: AgentServiceDeps, parts: Assembly, opts: { databaseReady?: Promise<void> }): Promise<RunningAgentService> {
+  const { db, config, logger } = deps;
+  const { streaming, writer, runner, health, probes, gate, handler } = parts;
+  for (const service of ["agentd.v1.AgentService", "agentd.v1.TaskService", "agentd.v1.WebhookService", "agentd.v1.KeyService", "agentd.v1.AuthService"]) {
+    health.setStatus(service, "SERVING");
+  }
+  // Certificate problems stop start-up here, before anything listens.
+  const tls = config.tlsCert && config.tlsKey
+    ? await createTlsTerminator({ certFile: config.tlsCert, keyFile: config.tlsKey }, { logger })
+    : undefined;
+  const metrics = config.metricsPort > 0
+    ? await listenMetrics({ host: config.host, port: config.metricsPort, serve: (req, res) => streaming.handleHttp(req, res) })
+    : undefined;
+  const server = await listenOnePort({
+    ...(tls ? { tls } : {}),
+    // Browsers on the allowed origins (AGENTD_CORS_ORIGINS): preflights and CORS headers.
+    handler: withCors(handler, config.corsOrigins),
+    host: config.host,
+    port: config.port,
+    maxRequestBytes: config.maxRequestBytes,
+    timeouts: { idleMs: config.idleTimeoutMs, headersMs: config.headersTimeoutMs, requestMs: config.requestTimeoutMs },
+    logger,
+  }).catch(async (error: unknown) => {
+    await metrics?.close();
+    throw error;
+  });
+  let databaseHealth: ReturnType<typeof monitorDatabase> | undefined;
+  let inputExpiry: ReturnType<typeof startInputExpirySweep> | undefined;
+  let closing: Promise<void> | undefined;
+  const startWork = () => {
+    if (closing) return;
+    gate.open();
+    health.setDependencyDown(false);
+    runner.start();
+    streaming.start();
+    // Embedded PGlite lives in this process: it cannot be down on its own.
+    databaseHealth = db.embedded ? undefined : monitorDatabase({ health, ping: () => db.ping(), logger: logger.child({ component: "health" }) });
+    inputExpiry = startInputExpirySweep({ writer, logger }, config.pollMs);
+  };
+  if (opts.databaseReady) {
+    gate.hold();
+    health.setDependencyDown(true);
+    void opts.databaseReady.then(startWork).catch((err: unknown) => logger.error({ err }, "could not start the runner once the database was ready"));
+  } else startWork();
   return {
-    /** Every RPC of the service, unstarted: the in-memory test tier serves them with createRouterTransport. */
-    routes: rpc.routes,
-    /** Listens and starts the runner; with `databaseReady` pending, listens only (UNAVAILABLE, NOT_SERVING) and starts the rest once it resolves. */
-    async start(opts: { databaseReady?: Promise<void> } = {}): Promise<RunningAgentService> {
-      for (const service of ["agentd.v1.AgentService", "agentd.v1.TaskService", "agentd.v1.WebhookService", "agentd.v1.KeyService", "agentd.v1.AuthService"]) {
-        health.setStatus(service, "SERVING");
-      }
-      // Certificate problems stop start-up here, before anything listens.
-      const tls = config.tlsCert && config.tlsKey
-        ? await createTlsTerminator({ certFile: config.tlsCert, keyFile: config.tlsKey }, { logger })
-        : undefined;
-      const metrics = config.metricsPort > 0
-        ? await listenMetrics({ host: config.host, port: config.metricsPort, serve: (req, res) => streaming.handleHttp(req, res) })
-        : undefined;
-      const server = await listenOnePort({
-        ...(tls ? { tls } : {}),
-        // Browsers on the allowed origins (AGENTD_CORS_ORIGINS): preflights and CORS headers.
-        handler: withCors(handler, config.corsOrigins),
-        host: config.host,
-        port: config.port,
-        maxRequestBytes: config.maxRequestBytes,
-        timeouts: { idleMs: config.idleTimeoutMs, headersMs: config.headersTimeoutMs, requestMs: config.requestTimeoutMs },
-        logger,
-      }).catch(async (error: unknown) => {
+    server,
+    runner,
+    ...(metrics ? { metrics } : {}),
+    reloadTls: async () => tls?.reload(),
+    close() {
+      closing ??= (async () => {
+        // Not ready first (/readyz 503, grpc health NOT_SERVING), while the port still serves,
+        // so that load balancers stop sending new calls before the listener closes.
+        probes.shutdown();
+        databaseHealth?.stop();
+        health.shutdown();
+        if (config.shutdownDelayMs > 0) await new Promise((resolve) => setTimeout(resolve, config.shutdownDelayMs));
+        // Open streams end first (UNAVAILABLE: reconnect elsewhere), so they do not hold the grace period.
+        await Promise.all([streaming.close(), inputExpiry?.stop()]);
+        await Promise.all([
+          server.close({ graceMs: config.shutdownGraceMs }),
+          runner.stop(config.shutdownGraceMs),
+        ]);
         await metrics?.close();
-        throw error;
-      });
-      let databaseHealth: ReturnType<typeof monitorDatabase> | undefined;
-      let inputExpiry: ReturnType<typeof startInputExpirySweep> | undefined;
-      let closing: Promise<void> | undefined;
-      const startWork = () => {
-        if (closing) return;
-        gate.open();
-        health.setDependencyDown(false);
-        runner.start();
-        streaming.start();
-        // Embedded PGlite lives in this process: it cannot be down on its own.
-        databaseHealth = db.embedded ? undefined : monitorDatabase({ health, ping: () => db.ping(), logger: logger.child({ component: "health" }) });
-        inputExpiry = startInputExpirySweep({ writer, logger }, config.pollMs);
-      };
-      if (opts.databaseReady) {
-        gate.hold();
-        health.setDependencyDown(true);
-        void opts.databaseReady.then(startWork).catch((err: unknown) => logger.error({ err }, "could not start the runner once the database was ready"));
-      } else startWork();
-      return {
-        server,
-        runner,
-        ...(metrics ? { metrics } : {}),
-        reloadTls: async () => tls?.reload(),
-        close() {
-          closing ??= (async () => {
-            // Not ready first (/readyz 503, grpc health NOT_SERVING), while the port still serves,
-            // so that load balancers stop sending new calls before the listener closes.
-            probes.shutdown();
-            databaseHealth?.stop();
-            health.shutdown();
-            if (config.shutdownDelayMs > 0) await new Promise((resolve) => setTimeout(resolve, config.shutdownDelayMs));
-            // Open streams end first (UNAVAILABLE: reconnect elsewhere), so they do not hold the grace period.
-            await Promise.all([streaming.close(), inputExpiry?.stop()]);
-            await Promise.all([
-              server.close({ graceMs: config.shutdownGraceMs }),
-              runner.stop(config.shutdownGraceMs),
-            ]);
-            await metrics?.close();
-          })();
-          return closing;
-        },
-      };
+      })();
+      return closing;
     },
   };
 }

@@ -59,7 +59,7 @@ export function createTaskRunner(deps: {
   const byTask = new Map<string, Attempt>();
   let started = false;
   const stopped = new AbortController();
-  let wakeClaimer: (() => void) | undefined;
+  const claimer: Claimer = { wake: undefined };
   let heartbeatSoon: NodeJS.Timeout | undefined;
   const loops: Promise<void>[] = [];
   const unsubscribe: (() => void)[] = [];
@@ -94,40 +94,11 @@ export function createTaskRunner(deps: {
       .finally(() => {
         byLease.delete(task.lease_id!);
         if (byTask.get(task.task_id) === attempt) byTask.delete(task.task_id);
-        wakeClaimer?.();
+        claimer.wake?.();
       });
     byLease.set(task.lease_id!, attempt);
     byTask.set(task.task_id, attempt);
     return attempt.done;
-  }
-
-  async function claimLoop() {
-    const terms = { owner: options.owner, leaseMs: options.leaseMs };
-    while (!stopped.signal.aborted) {
-      const free = options.concurrency - byLease.size;
-      let claimed = 0;
-      if (free > 0) {
-        try {
-          const tasks = await writer.claim(Math.min(free, 32), terms);
-          claimed = tasks.length;
-          for (const task of tasks) void execute(task);
-        } catch (error) {
-          logger.warn({ err: error }, "claiming tasks failed; will retry");
-        }
-      }
-      if (stopped.signal.aborted) break;
-      if (claimed > 0 && claimed === Math.min(free, 32)) continue;
-      // Wait for a hint (new task, a slot freed) or the poll interval.
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(done, options.pollMs * (0.8 + 0.2 * Math.random())); // jittered: replicas spread out
-        function done() {
-          clearTimeout(timer);
-          wakeClaimer = undefined;
-          resolve();
-        }
-        wakeClaimer = done;
-      });
-    }
   }
 
   return {
@@ -147,8 +118,8 @@ export function createTaskRunner(deps: {
         }),
       );
       if (options.concurrency > 0) {
-        unsubscribe.push(bus.subscribe("queue", () => wakeClaimer?.()));
-        loops.push(claimLoop());
+        unsubscribe.push(bus.subscribe("queue", () => claimer.wake?.()));
+        loops.push(claimLoop({ ...deps, stopped: stopped.signal, running: () => byLease.size, execute, claimer }));
       }
       loops.push(...heartbeatAndSweep({ ...deps, heartbeat, journal, stopped: stopped.signal, unsubscribe }));
     },
@@ -159,7 +130,7 @@ export function createTaskRunner(deps: {
     active: () => byLease.size,
     async stop(graceMs) {
       stopped.abort();
-      wakeClaimer?.();
+      claimer.wake?.();
       clearTimeout(heartbeatSoon);
       for (const off of unsubscribe.splice(0)) off();
       await drain(() => [...byLease.values()], graceMs, writer, logger);
@@ -182,6 +153,51 @@ function logEnd(logger: Logger, task: TaskRow, row: TaskRow, signal: AbortSignal
     },
     "attempt ended",
   );
+}
+
+/** Where the claim loop, while it waits, leaves the call that wakes it early. */
+interface Claimer {
+  wake: (() => void) | undefined;
+}
+
+/** Claims queued tasks into free slots and runs each through `execute`, until `stopped` fires. */
+async function claimLoop(deps: {
+  writer: TaskWriter;
+  logger: Logger;
+  options: RunnerOptions;
+  stopped: AbortSignal;
+  /** Attempts running now (the used slots). */
+  running: () => number;
+  execute: (task: TaskRow) => Promise<TaskRow>;
+  claimer: Claimer;
+}): Promise<void> {
+  const { writer, logger, options, stopped, execute, claimer } = deps;
+  const terms = { owner: options.owner, leaseMs: options.leaseMs };
+  while (!stopped.aborted) {
+    const free = options.concurrency - deps.running();
+    let claimed = 0;
+    if (free > 0) {
+      try {
+        const tasks = await writer.claim(Math.min(free, 32), terms);
+        claimed = tasks.length;
+        for (const task of tasks) void execute(task);
+      } catch (error) {
+        logger.warn({ err: error }, "claiming tasks failed; will retry");
+      }
+    }
+    if (stopped.aborted) break;
+    if (claimed > 0 && claimed === Math.min(free, 32)) continue;
+    // Wait for a hint (new task, a slot freed) or the poll interval.
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(done, options.pollMs * (0.8 + 0.2 * Math.random())); // jittered: replicas spread out
+      function done() {
+        clearTimeout(timer);
+        claimer.wake = undefined;
+        resolve();
+      }
+      claimer.wake = done;
+    });
+  }
 }
 
 /** Lets the attempts running finish within `graceMs`, then stops the rest and hands their tasks back to the queue. */

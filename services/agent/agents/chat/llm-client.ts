@@ -110,126 +110,18 @@ export function createLlmClient(settings: LlmSettings, retry: Partial<RetryPolic
     logLevel: "off",
   });
 
-  /** Maps what the SDK threw to a TaskError; RetryableUpstream when another try may succeed. */
-  function classify(err: unknown, signal: AbortSignal): Error {
-    if (signal.aborted) return signal.reason instanceof Error ? signal.reason : new Error(String(signal.reason));
-    if (err instanceof AgentFailure) return err;
-    if (err instanceof OpenAI.APIConnectionError) {
-      return new RetryableUpstream(
-        new AgentFailure("UPSTREAM_ERROR", "could not reach the LLM server (connection failed or was cut)", { retryable: true }),
-        undefined,
-      );
-    }
-    if (err instanceof OpenAI.APIError && err.status !== undefined) {
-      const status = err.status;
-      const details = { status };
-      if (status === 401 || status === 403) {
-        return new AgentFailure("UPSTREAM_UNAUTHORIZED", `the LLM server refused the credentials (HTTP ${status}); check AGENTD_LLM_API_KEY`, {
-          retryable: false,
-          details,
-        });
-      }
-      const wait = retryAfterMs(err.headers);
-      if (status === 429) {
-        const failure = new AgentFailure("UPSTREAM_RATE_LIMITED", "the LLM server is rate limiting requests (HTTP 429)", {
-          retryable: true,
-          details: wait === undefined ? details : { ...details, retry_after_ms: wait },
-        });
-        return new RetryableUpstream(failure, wait);
-      }
-      const said = scrub(err.message, settings.apiKey);
-      if (status >= 500 || status === 408) {
-        return new RetryableUpstream(
-          new AgentFailure("UPSTREAM_ERROR", `the LLM server failed (HTTP ${status}): ${said}`, { retryable: true, details }),
-          wait,
-        );
-      }
-      return new AgentFailure("UPSTREAM_ERROR", `the LLM server rejected the request (HTTP ${status}): ${said}`, {
-        retryable: false,
-        details,
-      });
-    }
-    if (err instanceof OpenAI.APIError) {
-      // An error object inside the stream (status undefined).
-      return new AgentFailure("UPSTREAM_ERROR", `the LLM server reported an error mid-stream: ${scrub(err.message, settings.apiKey)}`, {
-        retryable: true,
-      });
-    }
-    if (err instanceof SyntaxError) {
-      return new AgentFailure("UPSTREAM_BAD_RESPONSE", "the LLM server sent a stream chunk that is not JSON", { retryable: false });
-    }
-    // undici reports a connection cut mid-body as TypeError("terminated").
-    return new AgentFailure("UPSTREAM_BAD_RESPONSE", "the LLM server's stream broke off before the answer was complete", {
-      retryable: true,
-    });
-  }
-
-  async function once(request: CompletionRequest, signal: AbortSignal, onText: (text: string) => void): Promise<Completion> {
-    const body: ChatCompletionCreateParamsStreaming = {
-      model: settings.model,
-      messages: request.messages as ChatCompletionCreateParamsStreaming["messages"],
-      stream: true,
-      stream_options: { include_usage: true },
-      ...(request.tools && request.tools.length > 0 ? { tools: request.tools } : {}),
-      ...(request.temperature !== undefined ? { temperature: request.temperature } : {}),
-      ...(request.maxTokens !== undefined ? { max_tokens: request.maxTokens } : {}),
-    };
-    const stream = await client.chat.completions.create(body, { signal });
-    let content = "";
-    let finishReason: string | undefined;
-    let usage: Completion["usage"];
-    // Tool calls arrive in pieces: the first delta of a call has its index, id and name, later
-    // ones append to its arguments. Assemble by index.
-    const calls = new Map<number, ToolCallRequest>();
-    let sawChunk = false;
-    for await (const chunk of stream as AsyncIterable<ChatCompletionChunk>) {
-      sawChunk = true;
-      if (chunk.usage) usage = { prompt_tokens: chunk.usage.prompt_tokens ?? 0, completion_tokens: chunk.usage.completion_tokens ?? 0 };
-      const choice = chunk.choices?.[0];
-      if (!choice) continue;
-      const delta = choice.delta ?? {};
-      if (typeof delta.content === "string" && delta.content !== "") {
-        content += delta.content;
-        onText(delta.content);
-      }
-      for (const part of delta.tool_calls ?? []) {
-        const index = part.index ?? 0;
-        let call = calls.get(index);
-        if (!call) {
-          call = { id: part.id ?? "", type: "function", function: { name: "", arguments: "" } };
-          calls.set(index, call);
-        }
-        if (part.id) call.id = part.id;
-        if (part.function?.name) call.function.name += part.function.name;
-        if (part.function?.arguments) call.function.arguments += part.function.arguments;
-      }
-      if (choice.finish_reason) finishReason = choice.finish_reason;
-    }
-    // The SDK ends quietly when aborted, and when the body ends without `[DONE]`.
-    signal.throwIfAborted();
-    if (!sawChunk || finishReason === undefined) {
-      throw new AgentFailure("UPSTREAM_BAD_RESPONSE", "the LLM server's stream ended before the answer was complete", {
-        retryable: true,
-      });
-    }
-    const toolCalls = [...calls.entries()].sort(([a], [b]) => a - b).map(([i, c]) => ({ ...c, id: c.id || `call_${i}` }));
-    if (toolCalls.some((c) => c.function.name === "")) {
-      throw new AgentFailure("UPSTREAM_BAD_RESPONSE", "the LLM server sent a tool call without a function name", { retryable: false });
-    }
-    return { content, toolCalls, finishReason, usage };
-  }
-
   return {
     async complete(request, { signal, onText }) {
       for (let attempt = 0; ; attempt++) {
         let streamed = false;
         try {
-          return await once(request, signal, (text) => {
+          const stream = await client.chat.completions.create(requestBody(settings.model, request), { signal });
+          return await readStream(stream as AsyncIterable<ChatCompletionChunk>, signal, (text) => {
             streamed = true;
             onText(text);
           });
         } catch (err) {
-          const outcome = classify(err, signal);
+          const outcome = classify(err, signal, settings.apiKey);
           // Text already streamed to watchers cannot be taken back: a retry would repeat it.
           if (!(outcome instanceof RetryableUpstream)) throw outcome;
           if (streamed || attempt >= policy.maxRetries) throw outcome.failure;
@@ -241,4 +133,117 @@ export function createLlmClient(settings: LlmSettings, retry: Partial<RetryPolic
       }
     },
   };
+}
+
+/** The streamed Chat Completions body for one request; optional fields only when set. */
+function requestBody(model: string, request: CompletionRequest): ChatCompletionCreateParamsStreaming {
+  return {
+    model,
+    messages: request.messages as ChatCompletionCreateParamsStreaming["messages"],
+    stream: true,
+    stream_options: { include_usage: true },
+    ...(request.tools && request.tools.length > 0 ? { tools: request.tools } : {}),
+    ...(request.temperature !== undefined ? { temperature: request.temperature } : {}),
+    ...(request.maxTokens !== undefined ? { max_tokens: request.maxTokens } : {}),
+  };
+}
+
+/** Reads one stream to its end: content deltas go to `onText` as they arrive, tool-call deltas are assembled. */
+async function readStream(stream: AsyncIterable<ChatCompletionChunk>, signal: AbortSignal, onText: (text: string) => void): Promise<Completion> {
+  let content = "";
+  let finishReason: string | undefined;
+  let usage: Completion["usage"];
+  // Tool calls arrive in pieces: the first delta of a call has its index, id and name, later
+  // ones append to its arguments. Assemble by index.
+  const calls = new Map<number, ToolCallRequest>();
+  let sawChunk = false;
+  for await (const chunk of stream) {
+    sawChunk = true;
+    if (chunk.usage) usage = { prompt_tokens: chunk.usage.prompt_tokens ?? 0, completion_tokens: chunk.usage.completion_tokens ?? 0 };
+    const choice = chunk.choices?.[0];
+    if (!choice) continue;
+    const delta = choice.delta ?? {};
+    if (typeof delta.content === "string" && delta.content !== "") {
+      content += delta.content;
+      onText(delta.content);
+    }
+    for (const part of delta.tool_calls ?? []) {
+      const index = part.index ?? 0;
+      let call = calls.get(index);
+      if (!call) {
+        call = { id: part.id ?? "", type: "function", function: { name: "", arguments: "" } };
+        calls.set(index, call);
+      }
+      if (part.id) call.id = part.id;
+      if (part.function?.name) call.function.name += part.function.name;
+      if (part.function?.arguments) call.function.arguments += part.function.arguments;
+    }
+    if (choice.finish_reason) finishReason = choice.finish_reason;
+  }
+  // The SDK ends quietly when aborted, and when the body ends without `[DONE]`.
+  signal.throwIfAborted();
+  if (!sawChunk || finishReason === undefined) {
+    throw new AgentFailure("UPSTREAM_BAD_RESPONSE", "the LLM server's stream ended before the answer was complete", {
+      retryable: true,
+    });
+  }
+  const toolCalls = [...calls.entries()].sort(([a], [b]) => a - b).map(([i, c]) => ({ ...c, id: c.id || `call_${i}` }));
+  if (toolCalls.some((c) => c.function.name === "")) {
+    throw new AgentFailure("UPSTREAM_BAD_RESPONSE", "the LLM server sent a tool call without a function name", { retryable: false });
+  }
+  return { content, toolCalls, finishReason, usage };
+}
+
+/** Maps what the SDK threw to a TaskError; RetryableUpstream when another try may succeed. */
+function classify(err: unknown, signal: AbortSignal, apiKey: string | undefined): Error {
+  if (signal.aborted) return signal.reason instanceof Error ? signal.reason : new Error(String(signal.reason));
+  if (err instanceof AgentFailure) return err;
+  if (err instanceof OpenAI.APIConnectionError) {
+    return new RetryableUpstream(
+      new AgentFailure("UPSTREAM_ERROR", "could not reach the LLM server (connection failed or was cut)", { retryable: true }),
+      undefined,
+    );
+  }
+  if (err instanceof OpenAI.APIError && err.status !== undefined) {
+    const status = err.status;
+    const details = { status };
+    if (status === 401 || status === 403) {
+      return new AgentFailure("UPSTREAM_UNAUTHORIZED", `the LLM server refused the credentials (HTTP ${status}); check AGENTD_LLM_API_KEY`, {
+        retryable: false,
+        details,
+      });
+    }
+    const wait = retryAfterMs(err.headers);
+    if (status === 429) {
+      const failure = new AgentFailure("UPSTREAM_RATE_LIMITED", "the LLM server is rate limiting requests (HTTP 429)", {
+        retryable: true,
+        details: wait === undefined ? details : { ...details, retry_after_ms: wait },
+      });
+      return new RetryableUpstream(failure, wait);
+    }
+    const said = scrub(err.message, apiKey);
+    if (status >= 500 || status === 408) {
+      return new RetryableUpstream(
+        new AgentFailure("UPSTREAM_ERROR", `the LLM server failed (HTTP ${status}): ${said}`, { retryable: true, details }),
+        wait,
+      );
+    }
+    return new AgentFailure("UPSTREAM_ERROR", `the LLM server rejected the request (HTTP ${status}): ${said}`, {
+      retryable: false,
+      details,
+    });
+  }
+  if (err instanceof OpenAI.APIError) {
+    // An error object inside the stream (status undefined).
+    return new AgentFailure("UPSTREAM_ERROR", `the LLM server reported an error mid-stream: ${scrub(err.message, apiKey)}`, {
+      retryable: true,
+    });
+  }
+  if (err instanceof SyntaxError) {
+    return new AgentFailure("UPSTREAM_BAD_RESPONSE", "the LLM server sent a stream chunk that is not JSON", { retryable: false });
+  }
+  // undici reports a connection cut mid-body as TypeError("terminated").
+  return new AgentFailure("UPSTREAM_BAD_RESPONSE", "the LLM server's stream broke off before the answer was complete", {
+    retryable: true,
+  });
 }
