@@ -13,6 +13,8 @@ export interface WriterDeps {
   sql: Sql;
   bus: WakeupBus;
   sink?: TaskEventSink;
+  /** Told when a write sets a lease's or an input request's expiry (the sweeps' cached peek is then stale). */
+  expiryWritten?: () => void;
 }
 
 /** Deadlocks and serialization failures are safe to retry: decisions are pure and re-run on the fresh row. */
@@ -92,6 +94,7 @@ export async function write(w: WriterDeps, tx: Tx, current: TaskRow, change: Tas
     FROM jsonb_to_recordset(${eventRows(w.sql, events)}::jsonb) AS e(sequence bigint, time timestamptz, kind text, data jsonb, actor text)
   `;
   if (w.sink && events.length > 0 && w.sink.wants(next, events)) await w.sink.append(tx, next, events);
+  if ("lease_expires_at" in change.patch || "input_expires_at" in change.patch) w.expiryWritten?.();
   return { task: next, events };
 }
 

@@ -108,23 +108,28 @@ export function selectExpiredInputs(q: Queryable, limit: number): Promise<TaskRo
   `;
 }
 
-/** What there is to do, in one cheap statement: lets an idle process poll with one statement, not a transaction per queue. */
+/**
+ * What there is to do, in one cheap statement: lets an idle process poll with one statement, not a
+ * transaction per queue. The sweeps' answers are "in how many ms the next lease / input request
+ * expires" (null: none held), measured by the database's clock, so a cached peek stays exact.
+ */
 export interface PendingWork {
   claimable: boolean;
-  expiredLeases: boolean;
-  expiredInputs: boolean;
+  leaseExpiresInMs: number | null;
+  inputExpiresInMs: number | null;
 }
 
 export async function peekWork(q: Queryable): Promise<PendingWork> {
-  const [row] = await q<{ claimable: boolean; expired_leases: boolean; expired_inputs: boolean }[]>`
+  const [row] = await q<{ claimable: boolean; lease_ms: number | null; input_ms: number | null }[]>`
     SELECT
       EXISTS (SELECT 1 FROM tasks WHERE state = 'QUEUED' AND run_after <= now()) AS claimable,
-      EXISTS (SELECT 1 FROM tasks WHERE lease_owner IS NOT NULL AND lease_expires_at < now()) AS expired_leases,
-      EXISTS (
-        SELECT 1 FROM tasks WHERE state = 'INPUT_REQUIRED' AND input_expires_at IS NOT NULL AND input_expires_at < now()
-      ) AS expired_inputs
+      EXTRACT(EPOCH FROM (SELECT min(lease_expires_at) FROM tasks WHERE lease_owner IS NOT NULL) - now()) * 1000 AS lease_ms,
+      EXTRACT(EPOCH FROM (
+        SELECT min(input_expires_at) FROM tasks WHERE state = 'INPUT_REQUIRED' AND input_expires_at IS NOT NULL
+      ) - now()) * 1000 AS input_ms
   `;
-  return { claimable: Boolean(row?.claimable), expiredLeases: Boolean(row?.expired_leases), expiredInputs: Boolean(row?.expired_inputs) };
+  const ms = (v: unknown) => (v === null || v === undefined ? null : Number(v));
+  return { claimable: Boolean(row?.claimable), leaseExpiresInMs: ms(row?.lease_ms), inputExpiresInMs: ms(row?.input_ms) };
 }
 
 /**
@@ -137,18 +142,30 @@ export function createWorkPeek(q: Queryable, freshMs: number) {
   let idle = true;
   let last: { at: number; work: PendingWork } | undefined;
   async function peek(): Promise<PendingWork> {
+    const at = Date.now();
     const work = await peekWork(q);
-    last = { at: Date.now(), work };
+    last = { at, work };
     return work;
   }
+  /** Whether something of this kind has expired by now, by a peek's answer taken at `at`. */
+  const due = (at: number, expiresInMs: number | null) => expiresInMs !== null && at + expiresInMs <= Date.now();
+  const inMsOf = (work: PendingWork, kind: "expiredLeases" | "expiredInputs") =>
+    kind === "expiredLeases" ? work.leaseExpiresInMs : work.inputExpiresInMs;
   return {
     mayClaim: async (): Promise<boolean> => !idle || (await peek()).claimable,
     claimed(count: number): void {
       idle = count === 0;
     },
+    /** This process just wrote a lease or an input request's expiry: the cached answer may be stale. */
+    forget(): void {
+      last = undefined;
+    },
     async maySweep(kind: "expiredLeases" | "expiredInputs"): Promise<boolean> {
-      if (last && Date.now() - last.at < freshMs && !last.work[kind]) return false;
-      return (await peek())[kind];
+      // A fresh peek answers unless what it saw has expired since; a lease or request created
+      // after it is seen by the next peek, at most `freshMs` later.
+      if (last && Date.now() - last.at < freshMs && !due(last.at, inMsOf(last.work, kind))) return false;
+      const at = Date.now();
+      return due(at, inMsOf(await peek(), kind));
     },
   };
 }

@@ -38,9 +38,9 @@ export interface TaskWriter {
 }
 
 export function createTaskWriter(deps: { sql: Sql; bus: WakeupBus; sink?: TaskEventSink }): TaskWriter {
-  const w: WriterDeps = deps;
   // Idle polls and sweeps cost one statement (a peek), not a transaction each; 2.5 s: a poll interval and some.
-  const peek = createWorkPeek(w.sql, 2500);
+  const peek = createWorkPeek(deps.sql, 2500);
+  const w: WriterDeps = { ...deps, expiryWritten: () => peek.forget() };
   return {
     insert: (row, then) => insertTask(w, row, then),
     change: (key, decide, fence) => changeTask(w, key, decide, fence),
