@@ -3,26 +3,17 @@
 // - Publishes are collected for a few ms and sent as one pg_notify round trip,
 //   on a connection of its own, after the caller's commit and outside any
 //   transaction (NOTIFY takes a cluster-wide lock at commit).
-// - One dedicated LISTEN connection per bus. postgres.js re-issues LISTEN by
-//   itself when that connection drops, with backoff (sql.listen re-listens from
-//   the listener client's onclose; checked in postgres 3.4.9 src/index.js and
-//   by test). Hints lost meanwhile only delay: every waiter also polls.
-// - Both connections go to the writable primary of a multi-host URL (the
-//   database layer's primary locator), so after a failover LISTEN is issued
-//   again on the promoted server.
-// - The listener verifies itself: a canary NOTIFY on its own channel every
-//   `canaryMs`, which it must receive; when one sent is not back within
-//   `canaryTimeoutMs` (a LISTEN connection stuck on a dead or demoted server),
-//   the bus reopens both connections.
+// - The connections, the LISTEN side and its canary (which reopens both when
+//   the listener goes deaf) are in postgres-listener.ts.
 import { randomBytes } from "node:crypto";
-import { createPrimaryClient, type Database, type Sql } from "../db/database.js";
+import type { Database } from "../db/database.js";
 import { toError } from "../errors.js";
 import { type Logger, silentLogger } from "../log.js";
 import { createLocalWakeupBus, LocalListeners, type WakeupBus, type WakeupTopic } from "./bus.js";
+import { openWakeupListener } from "./postgres-listener.js";
 
 export const DEFAULT_WAKEUP_CHANNEL = "agentd_wakeup";
 
-const TOPICS: readonly WakeupTopic[] = ["task", "queue", "delivery"];
 /** Postgres refuses payloads of 8000 bytes or more; stay well below. */
 const MAX_PAYLOAD_BYTES = 4000;
 /** Ids waiting to be sent; past this (database down for long) they are dropped: hints only. */
@@ -56,114 +47,24 @@ export async function createPostgresWakeupBus(opts: {
   const sender = randomBytes(6).toString("hex");
   const listeners = new LocalListeners();
 
-  const canaryMs = opts.canaryMs ?? 4000;
-  const canaryTimeoutMs = opts.canaryTimeoutMs ?? 3500;
-  let canarySeq = 0;
-  /** Canaries sent and not yet received: sequence → when sent. */
-  const canariesOut = new Map<number, number>();
-
-  let listens = 0;
-  async function open(): Promise<{ sql: Sql; end(): Promise<void> }> {
-    // max 1: the publisher's connection. sql.listen opens one more, its own.
-    const client = createPrimaryClient(
-      opts.url,
-      { max: 1, idle_timeout: 0, onnotice: () => {}, connection: { application_name: "agentd-wakeup" } },
-      logger,
-      // The LISTEN connection was on the old primary; postgres.js tries to listen again only once.
-      { onPrimaryMoved: () => queueMicrotask(() => void reopen().catch(() => {})) },
-    );
-    try {
-      await client.sql.listen(channel, onNotification, () => {
-        if (listens++ > 0) logger.info({ channel }, "wake-up listener (re)connected");
-      });
-    } catch (error) {
-      await client.end().catch(() => {});
-      throw new Error(`cannot LISTEN on ${channel}`, { cause: error });
-    }
-    return client;
-  }
-  let client = await open();
-  let sql = client.sql;
-  let reopening = false;
-
-  async function reopen(): Promise<void> {
-    if (reopening || closed) return;
-    reopening = true;
-    canariesOut.clear();
-    try {
-      const fresh = await open();
-      const old = client;
-      client = fresh;
-      sql = fresh.sql;
-      if (closed) await fresh.end().catch(() => {});
-      await old.end().catch(() => {});
-      logger.info({ channel }, "wake-up listener reopened");
-    } catch (error) {
-      warn("could not reopen the wake-up listener; waiters fall back to polling", { err: toError(error), channel });
-    } finally {
-      reopening = false;
-    }
-  }
-
-  async function sendCanary(): Promise<void> {
+  let lastWarn = 0;
+  function warn(message: string, fields: Record<string, unknown>): void {
     const now = Date.now();
-    for (const sentAt of canariesOut.values()) {
-      if (now - sentAt > canaryTimeoutMs) {
-        warn("the wake-up listener missed its canary; reopening it", { channel });
-        await reopen();
-        return;
-      }
-    }
-    const seq = ++canarySeq;
-    let timer: NodeJS.Timeout | undefined;
-    const stuck = new Promise<"stuck">((resolve) => (timer = setTimeout(() => resolve("stuck"), canaryTimeoutMs)));
-    const sent = sql`SELECT pg_notify(${channel}, ${JSON.stringify({ s: sender, canary: seq })})`.then(
-      () => "sent" as const,
-      // Refused: the database is away (postgres.js reconnects); nothing to verify until it is back.
-      () => "refused" as const,
-    );
-    const outcome = await Promise.race([sent, stuck]);
-    clearTimeout(timer);
-    // Only a canary the server took can be missed.
-    if (outcome === "sent" && seq > lastCanaryReceived) canariesOut.set(seq, Date.now());
-    if (outcome === "stuck") {
-      // No answer at all (a server gone without a reset): fresh connections.
-      warn("the wake-up publisher's connection does not answer; reopening it", { channel });
-      await reopen();
-    }
+    if (now - lastWarn < WARN_EVERY_MS) return;
+    lastWarn = now;
+    logger.warn(fields, message);
   }
-  let lastCanaryReceived = 0;
-  let canaryTimer: NodeJS.Timeout | undefined;
-  const canaryLoop = () => {
-    canaryTimer = setTimeout(() => {
-      sendCanary().finally(() => {
-        if (!closed) canaryLoop();
-      });
-    }, canaryMs);
-    canaryTimer.unref?.();
-  };
 
-  function onNotification(payload: string): void {
-    let message: Record<string, unknown>;
-    try {
-      message = JSON.parse(payload) as Record<string, unknown>;
-    } catch {
-      logger.debug({ payload }, "ignoring a wake-up payload that is not JSON");
-      return;
-    }
-    if (message.s === sender) {
-      if (typeof message.canary === "number") {
-        lastCanaryReceived = Math.max(lastCanaryReceived, message.canary);
-        for (const seq of canariesOut.keys()) if (seq <= message.canary) canariesOut.delete(seq);
-      }
-      return;
-    }
-    for (const topic of TOPICS) {
-      const ids = message[topic];
-      if (!Array.isArray(ids)) continue;
-      for (const id of ids) if (typeof id === "string") listeners.emit(topic, id, "remote");
-    }
-  }
+  const listener = await openWakeupListener({
+    url: opts.url,
+    logger,
+    channel,
+    sender,
+    listeners,
+    canaryMs: opts.canaryMs ?? 4000,
+    canaryTimeoutMs: opts.canaryTimeoutMs ?? 3500,
+    warn,
+  });
 
   const pending = new Map<WakeupTopic, Set<string>>();
   let pendingCount = 0;
@@ -171,15 +72,6 @@ export async function createPostgresWakeupBus(opts: {
   let sending: Promise<void> | undefined;
   let closed = false;
   let failing = false;
-  let lastWarn = 0;
-  canaryLoop();
-
-  function warn(message: string, fields: Record<string, unknown>): void {
-    const now = Date.now();
-    if (now - lastWarn < WARN_EVERY_MS) return;
-    lastWarn = now;
-    logger.warn(fields, message);
-  }
 
   function schedule(): void {
     if (closed || timer || sending || pendingCount === 0) return;
@@ -199,6 +91,7 @@ export async function createPostgresWakeupBus(opts: {
     pendingCount = 0;
     try {
       const payloads = encodePayloads(sender, batch, MAX_PAYLOAD_BYTES);
+      const sql = listener.sql();
       // One statement, one commit, however many payloads.
       await sql`SELECT pg_notify(${channel}, p) FROM jsonb_array_elements_text(${sql.json(payloads)}) AS p`;
       if (failing) logger.info({ channel }, "wake-up notifications are being sent again");
@@ -233,7 +126,7 @@ export async function createPostgresWakeupBus(opts: {
       if (closed) return;
       closed = true;
       clearTimeout(timer);
-      clearTimeout(canaryTimer);
+      listener.stop();
       timer = undefined;
       // The last batch goes out before the connection ends, unless the
       // database is not answering: then it is dropped after a second.
@@ -244,7 +137,7 @@ export async function createPostgresWakeupBus(opts: {
       let giveUp: NodeJS.Timeout | undefined;
       await Promise.race([last, new Promise((resolve) => (giveUp = setTimeout(resolve, 1000)))]);
       clearTimeout(giveUp);
-      await client.end();
+      await listener.end();
     },
   };
 }
