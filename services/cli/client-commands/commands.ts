@@ -98,7 +98,13 @@ async function follow(conn: Connection, taskId: string, flags: Flags & { cancelO
 }
 
 export function registerClientCommands(program: Command): void {
-  // ---- agents ----
+  registerAgentCommands(program);
+  registerRunCommand(program);
+  registerTaskCommands(program);
+  registerWebhookCommands(program);
+}
+
+function registerAgentCommands(program: Command): void {
   const agents = program.command("agents").description("Agents on a running server (client).");
   withConnectionOptions(agents.command("list").description("List the agents.")).action(
     action(async (flags: Flags) => {
@@ -116,8 +122,9 @@ export function registerClientCommands(program: Command): void {
       return 0;
     }),
   );
+}
 
-  // ---- run ----
+function registerRunCommand(program: Command): void {
   taskOptions(
     program
       .command("run")
@@ -131,9 +138,17 @@ export function registerClientCommands(program: Command): void {
         return follow(conn, task.id, flags);
       }),
     );
+}
 
-  // ---- tasks ----
+/** `tasks`: create, get, list, wait; watch, events; cancel, delete, input (registration order is help order). */
+function registerTaskCommands(program: Command): void {
   const tasks = program.command("tasks").description("Tasks on a running server (client).");
+  registerTaskQueryCommands(tasks);
+  registerTaskFollowCommands(tasks);
+  registerTaskWriteCommands(tasks);
+}
+
+function registerTaskQueryCommands(tasks: Command): void {
   taskOptions(tasks.command("create").description("Create a task and print it at once (it runs in the background).")).action(
     action(async (agent: string, pairs: string[], flags: TaskCreateFlags) => {
       const conn = await connect(flags);
@@ -191,6 +206,9 @@ export function registerClientCommands(program: Command): void {
         }
       }),
     );
+}
+
+function registerTaskFollowCommands(tasks: Command): void {
   withConnectionOptions(
     tasks
       .command("watch")
@@ -223,6 +241,9 @@ export function registerClientCommands(program: Command): void {
         return 0;
       }),
     );
+}
+
+function registerTaskWriteCommands(tasks: Command): void {
   withConnectionOptions(tasks.command("cancel").description("Cancel a task.").argument("<task-id>")).action(
     action(async (taskId: string, flags: Flags) => {
       print(flags, CancelTaskResponseSchema, await (await connect(flags)).client.tasks.cancelTask({ taskId }));
@@ -263,5 +284,4 @@ export function registerClientCommands(program: Command): void {
         return 0;
       }),
     );
-  registerWebhookCommands(program);
 }
