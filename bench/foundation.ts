@@ -20,7 +20,13 @@ type Unary = (req: object, md: grpc.Metadata, cb: (err: grpc.ServiceError | null
 function clients(port: number) {
   const definition = protoLoader.loadSync(
     ["agentd/v1/agent_service.proto", "agentd/v1/task_service.proto", "grpc/health/v1/health.proto"],
-    { includeDirs: [join(import.meta.dirname, "../proto")], longs: String, enums: String, defaults: false, oneofs: true },
+    {
+      includeDirs: [join(import.meta.dirname, "../proto")],
+      longs: String,
+      enums: String,
+      defaults: false,
+      oneofs: true,
+    },
   );
   const pkg = grpc.loadPackageDefinition(definition) as unknown as {
     agentd: { v1: { AgentService: grpc.ServiceClientConstructor; TaskService: grpc.ServiceClientConstructor } };
@@ -47,12 +53,22 @@ async function main() {
   md.set("authorization", `Bearer ${bench.key}`);
   const results: LoadResult[] = [];
   try {
-    results.push(await load("raw unary (Health.Check)", () => call(c.health.Check!, c.health, {}, new grpc.Metadata()), { inFlight: IN_FLIGHT, seconds }));
+    results.push(
+      await load("raw unary (Health.Check)", () => call(c.health.Check!, c.health, {}, new grpc.Metadata()), {
+        inFlight: IN_FLIGHT,
+        seconds,
+      }),
+    );
     results.push(
       await load(
         "Run (simulate, no work)",
         async () => {
-          const res = (await call(c.agents.Run!, c.agents, { agent: "simulate", input: { structValue: { fields: { steps: { numberValue: 0 } } } } }, md)) as {
+          const res = (await call(
+            c.agents.Run!,
+            c.agents,
+            { agent: "simulate", input: { structValue: { fields: { steps: { numberValue: 0 } } } } },
+            md,
+          )) as {
             task: { state: string };
           };
           if (res.task.state !== "TASK_STATE_SUCCEEDED") throw new Error(`task ended ${res.task.state}`);
@@ -60,17 +76,30 @@ async function main() {
         { inFlight: IN_FLIGHT, seconds },
       ),
     );
-    await bench.db.sql`CREATE TABLE bench_inserts (tenant_id text, id uuid, payload jsonb, created timestamptz DEFAULT now(), PRIMARY KEY (tenant_id, id))`;
+    await bench.db
+      .sql`CREATE TABLE bench_inserts (tenant_id text, id uuid, payload jsonb, created timestamptz DEFAULT now(), PRIMARY KEY (tenant_id, id))`;
     results.push(
-      await load("INSERT one row (driver limit)", () => bench.db.sql`INSERT INTO bench_inserts (tenant_id, id, payload) VALUES ('bench', ${newId()}, ${bench.db.sql.json({ steps: 0 })})`, {
-        inFlight: IN_FLIGHT,
-        seconds,
-      }),
+      await load(
+        "INSERT one row (driver limit)",
+        () =>
+          bench.db
+            .sql`INSERT INTO bench_inserts (tenant_id, id, payload) VALUES ('bench', ${newId()}, ${bench.db.sql.json({ steps: 0 })})`,
+        {
+          inFlight: IN_FLIGHT,
+          seconds,
+        },
+      ),
     );
     results.push(
       await load(
         "CreateTask (accepted, durable)",
-        () => call(c.tasks.CreateTask!, c.tasks, { agent: "simulate", input: { structValue: { fields: { steps: { numberValue: 0 } } } } }, md),
+        () =>
+          call(
+            c.tasks.CreateTask!,
+            c.tasks,
+            { agent: "simulate", input: { structValue: { fields: { steps: { numberValue: 0 } } } } },
+            md,
+          ),
         { inFlight: IN_FLIGHT, seconds },
       ),
     );

@@ -15,7 +15,9 @@ const root = new URL("..", import.meta.url).pathname;
 
 async function main() {
   if (!adminUrl) {
-    console.log("### Idle statements\n\nSkipped: needs DATABASE_URL (an idle embedded process loads no other server).\n");
+    console.log(
+      "### Idle statements\n\nSkipped: needs DATABASE_URL (an idle embedded process loads no other server).\n",
+    );
     return;
   }
   const name = `agentd_idle_${Date.now().toString(36)}`;
@@ -42,7 +44,13 @@ async function main() {
   });
   await new Promise((r) => setTimeout(r, 5000)); // start-up work done
   const xacts = async () =>
-    Number((await admin<{ n: number }[]>`SELECT xact_commit + xact_rollback AS n FROM pg_stat_database WHERE datname = ${name}`)[0]!.n);
+    Number(
+      (
+        await admin<
+          { n: number }[]
+        >`SELECT xact_commit + xact_rollback AS n FROM pg_stat_database WHERE datname = ${name}`
+      )[0]!.n,
+    );
   await admin`SELECT pg_stat_clear_snapshot()`;
   const before = counter.count();
   const beforeTexts = counter.texts();
@@ -64,10 +72,15 @@ async function main() {
   await admin.end();
 
   console.log(`### Idle statements — \`agentd serve\`, default settings, Postgres\n`);
-  console.log(`${new Date().toISOString().slice(0, 10)}, one process, no tasks, no streams, no clients; ${elapsed.toFixed(0)} s after a 5 s settle.\n`);
-  console.log(`**${(statements / elapsed).toFixed(2)} statements/s** (${statements} statements; the database counted ${xAfter - xBefore} transactions, its statistics lag up to 0.5 s).\n`);
+  console.log(
+    `${new Date().toISOString().slice(0, 10)}, one process, no tasks, no streams, no clients; ${elapsed.toFixed(0)} s after a 5 s settle.\n`,
+  );
+  console.log(
+    `**${(statements / elapsed).toFixed(2)} statements/s** (${statements} statements; the database counted ${xAfter - xBefore} transactions, its statistics lag up to 0.5 s).\n`,
+  );
   console.log("| statement | count | per second |\n| --- | ---: | ---: |");
-  for (const [text, n] of byText) console.log(`| \`${text.replace(/\|/g, "\\|")}\` | ${n} | ${(n / elapsed).toFixed(2)} |`);
+  for (const [text, n] of byText)
+    console.log(`| \`${text.replace(/\|/g, "\\|")}\` | ${n} | ${(n / elapsed).toFixed(2)} |`);
   console.log("");
 }
 

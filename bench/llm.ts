@@ -9,16 +9,18 @@
 //
 // Server, fake LLM and clients share one process (one clock); with DATABASE_URL the server
 // uses a fresh Postgres database, else embedded PGlite.
-import { createClient } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
+
 import { fromJson, type JsonValue } from "@bufbuild/protobuf";
 import { ValueSchema } from "@bufbuild/protobuf/wkt";
+import { createClient } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
 import { AgentService } from "../gen/agentd/v1/agent_service_pb.js";
 import { TaskService } from "../gen/agentd/v1/task_service_pb.js";
 import { startFakeLlm } from "../test/agents/fake-llm.js";
 import { percentile, startBenchService } from "./support.js";
 
-const arg = (name: string, fallback: number) => Number(process.argv.find((_, i, all) => all[i - 1] === `--${name}`) ?? fallback);
+const arg = (name: string, fallback: number) =>
+  Number(process.argv.find((_, i, all) => all[i - 1] === `--${name}`) ?? fallback);
 const TOKENS = arg("tokens", 40);
 const GAP = arg("gap", 20);
 
@@ -78,14 +80,19 @@ async function grpcChat(id: string): Promise<number[]> {
 async function sseChat(id: string): Promise<number[]> {
   const r = receiver();
   const { task } = await tasks.createTask({ agent: "chat", input: input(id) });
-  const res = await fetch(`${bench.url}/v1/tasks/${task!.id}/events`, { headers: { authorization: `Bearer ${bench.key}` } });
+  const res = await fetch(`${bench.url}/v1/tasks/${task!.id}/events`, {
+    headers: { authorization: `Bearer ${bench.key}` },
+  });
   const decoder = new TextDecoder();
   let buffer = "";
   for await (const chunk of res.body as AsyncIterable<Uint8Array>) {
     buffer += decoder.decode(chunk, { stream: true });
     let done = false;
     for (let at = buffer.indexOf("\n\n"); at >= 0; at = buffer.indexOf("\n\n")) {
-      const data = buffer.slice(0, at).split("\n").find((l) => l.startsWith("data:"));
+      const data = buffer
+        .slice(0, at)
+        .split("\n")
+        .find((l) => l.startsWith("data:"));
       buffer = buffer.slice(at + 2);
       if (!data) continue;
       const event = JSON.parse(data.slice(5)) as { delta?: { text: string }; stateChange?: { state: string } };
@@ -99,7 +106,10 @@ async function sseChat(id: string): Promise<number[]> {
 
 const rows: string[] = [];
 let n = 0;
-for (const [protocol, chat] of [["gRPC", grpcChat], ["SSE", sseChat]] as const) {
+for (const [protocol, chat] of [
+  ["gRPC", grpcChat],
+  ["SSE", sseChat],
+] as const) {
   for (const concurrency of [1, 20]) {
     const first: number[] = [];
     const later: number[] = [];

@@ -9,7 +9,7 @@
 // CPU per operation is the serving process's (agentd serve, the graphile-worker
 // process) or, for addJob and INSERT, this process's (they run in the caller), from
 // /proc; Postgres' own CPU is not counted. Postgres only: `npm run bench -- peers [--quick]`.
-import { spawn, type ChildProcess } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { cpus, loadavg } from "node:os";
 import { createInterface } from "node:readline";
@@ -17,7 +17,7 @@ import { fromJson } from "@bufbuild/protobuf";
 import { ValueSchema } from "@bufbuild/protobuf/wkt";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
-import { Logger, makeWorkerUtils, run, runMigrations as graphileMigrate } from "graphile-worker";
+import { runMigrations as graphileMigrate, Logger, makeWorkerUtils, run } from "graphile-worker";
 import postgres from "postgres";
 import { TaskService } from "../gen/agentd/v1/task_service_pb.js";
 import { createApiKey } from "../services/shared/auth/api-keys.js";
@@ -57,8 +57,16 @@ const cpuSeconds = (pid: number | "self") => {
   return (Number(fields[11]) + Number(fields[12])) / TICK; // utime, stime
 };
 
-function spawnReady(args: string[], env: Record<string, string>, ready: (line: string) => boolean): Promise<ChildProcess> {
-  const child = spawn(process.execPath, args, { cwd: root, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "inherit"] });
+function spawnReady(
+  args: string[],
+  env: Record<string, string>,
+  ready: (line: string) => boolean,
+): Promise<ChildProcess> {
+  const child = spawn(process.execPath, args, {
+    cwd: root,
+    env: { ...process.env, ...env },
+    stdio: ["ignore", "pipe", "inherit"],
+  });
   return new Promise((resolve, reject) => {
     createInterface({ input: child.stdout! }).on("line", (line) => ready(line) && resolve(child));
     child.once("exit", (code) => reject(new Error(`${args.join(" ")} exited (${code})`)));
@@ -125,11 +133,15 @@ async function main() {
   const serving = (line: string) => line.includes('"agentd is serving"');
   const urlOf = async (concurrency: number) => {
     let serverUrl = "";
-    const child = await spawnReady([`${root}bin/agentd.js`, "serve", "--port", "0"], { ...agentdEnv(concurrency), AGENTD_LOG_LEVEL: "info" }, (line) => {
-      if (!serving(line)) return false;
-      serverUrl = (JSON.parse(line) as { url: string }).url;
-      return true;
-    });
+    const child = await spawnReady(
+      [`${root}bin/agentd.js`, "serve", "--port", "0"],
+      { ...agentdEnv(concurrency), AGENTD_LOG_LEVEL: "info" },
+      (line) => {
+        if (!serving(line)) return false;
+        serverUrl = (JSON.parse(line) as { url: string }).url;
+        return true;
+      },
+    );
     return { child, serverUrl };
   };
   const noop = fromJson(ValueSchema, { steps: 0 });
@@ -152,22 +164,36 @@ async function main() {
       await until(async () => (await sql`SELECT count(*)::int AS n FROM tasks WHERE state <> 'SUCCEEDED'`)[0]!.n === 0);
       note(
         "e2e agentd",
-        await measure(N, () => cpuSeconds(child.pid!), async () => {
-          await closedLoop(N, () => client.createTask({ agent: "simulate", input: noop }, { headers }));
-          await until(async () => (await sql`SELECT count(*)::int AS n FROM tasks WHERE state <> 'SUCCEEDED'`)[0]!.n === 0);
-        }),
+        await measure(
+          N,
+          () => cpuSeconds(child.pid!),
+          async () => {
+            await closedLoop(N, () => client.createTask({ agent: "simulate", input: noop }, { headers }));
+            await until(
+              async () => (await sql`SELECT count(*)::int AS n FROM tasks WHERE state <> 'SUCCEEDED'`)[0]!.n === 0,
+            );
+          },
+        ),
       );
       await stop(child);
     }
     {
-      const child = await spawnReady([`--import`, "tsx", `${root}bench/peers.ts`, "--graphile-worker", url], {}, (l) => l === "ready");
+      const child = await spawnReady(
+        [`--import`, "tsx", `${root}bench/peers.ts`, "--graphile-worker", url],
+        {},
+        (l) => l === "ready",
+      );
       const remaining = async () => (await sql`SELECT count(*)::int AS n FROM graphile_worker._private_jobs`)[0]!.n;
       note(
         "e2e graphile-worker",
-        await measure(N, () => cpuSeconds(child.pid!), async () => {
-          await closedLoop(N, (i) => utils.addJob("noop", { i }));
-          await until(async () => (await remaining()) === 0);
-        }),
+        await measure(
+          N,
+          () => cpuSeconds(child.pid!),
+          async () => {
+            await closedLoop(N, (i) => utils.addJob("noop", { i }));
+            await until(async () => (await remaining()) === 0);
+          },
+        ),
       );
       await stop(child);
     }
@@ -178,17 +204,32 @@ async function main() {
       await client.createTask({ agent: "simulate", input: noop }, { headers });
       note(
         "accept CreateTask",
-        await measure(N, () => cpuSeconds(child.pid!), () => closedLoop(N, () => client.createTask({ agent: "simulate", input: noop }, { headers }))),
+        await measure(
+          N,
+          () => cpuSeconds(child.pid!),
+          () => closedLoop(N, () => client.createTask({ agent: "simulate", input: noop }, { headers })),
+        ),
       );
       await stop(child);
       await sql`DELETE FROM task_events`;
       await sql`DELETE FROM tasks`;
     }
-    note("accept addJob", await measure(N, () => cpuSeconds("self"), () => closedLoop(N, (i) => utils.addJob("noop", { i }))));
+    note(
+      "accept addJob",
+      await measure(
+        N,
+        () => cpuSeconds("self"),
+        () => closedLoop(N, (i) => utils.addJob("noop", { i })),
+      ),
+    );
     await sql`DELETE FROM graphile_worker._private_jobs`;
     note(
       "accept INSERT (postgres.js)",
-      await measure(N, () => cpuSeconds("self"), () => closedLoop(N, (i) => sql`INSERT INTO bench_rows (payload) VALUES (${sql.json({ i })})`)),
+      await measure(
+        N,
+        () => cpuSeconds("self"),
+        () => closedLoop(N, (i) => sql`INSERT INTO bench_rows (payload) VALUES (${sql.json({ i })})`),
+      ),
     );
   }
   await utils.release();
@@ -203,7 +244,9 @@ async function main() {
     `${new Date().toISOString().slice(0, 10)}, ${cpus().length} × ${cpus()[0]?.model}, Node ${process.version}; ${ROUNDS} interleaved rounds, ` +
       `${N} operations per row, ${IN_FLIGHT} in flight, runner/worker concurrency ${CONCURRENCY}.\n`,
   );
-  console.log("| load | per second (median) | range | CPU ms per op (median) | load average |\n| --- | ---: | ---: | ---: | ---: |");
+  console.log(
+    "| load | per second (median) | range | CPU ms per op (median) | load average |\n| --- | ---: | ---: | ---: | ---: |",
+  );
   for (const [label, samples] of Object.entries(results)) {
     const rates = samples.map((s) => s.perSecond);
     console.log(
@@ -218,7 +261,9 @@ async function main() {
   console.log("");
   console.log(`- End to end, agentd / graphile-worker: ${ratios("e2e agentd", "e2e graphile-worker")} (aim ≥ 1.5×).`);
   console.log(`- Accept, CreateTask / addJob: ${ratios("accept CreateTask", "accept addJob")} (aim ≥ 2×).`);
-  console.log(`- Accept, CreateTask / INSERT: ${ratios("accept CreateTask", "accept INSERT (postgres.js)")} (aim ≥ 0.3×); medians ${m("accept CreateTask").toFixed(0)} vs ${m("accept INSERT (postgres.js)").toFixed(0)}/s.`);
+  console.log(
+    `- Accept, CreateTask / INSERT: ${ratios("accept CreateTask", "accept INSERT (postgres.js)")} (aim ≥ 0.3×); medians ${m("accept CreateTask").toFixed(0)} vs ${m("accept INSERT (postgres.js)").toFixed(0)}/s.`,
+  );
   console.log("");
 }
 

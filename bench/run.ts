@@ -13,6 +13,8 @@ const names = args.filter((a) => !a.startsWith("--") && all.includes(a));
 const passThrough = args.filter((a) => !names.includes(a));
 for (const name of names.length > 0 ? names : all) {
   console.error(`\n== bench ${name}`);
-  const r = spawnSync(process.execPath, ["--import", "tsx", join(dir, `${name}.ts`), ...passThrough], { stdio: "inherit" });
+  const r = spawnSync(process.execPath, ["--import", "tsx", join(dir, `${name}.ts`), ...passThrough], {
+    stdio: "inherit",
+  });
   if (r.status !== 0) process.exit(r.status ?? 1);
 }

@@ -39,7 +39,8 @@ import { percentile } from "./support.js";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 const wallNow = () => performance.timeOrigin + performance.now();
-const arg = (name: string, fallback: number) => Number(process.argv.find((_, i, all) => all[i - 1] === `--${name}`) ?? fallback);
+const arg = (name: string, fallback: number) =>
+  Number(process.argv.find((_, i, all) => all[i - 1] === `--${name}`) ?? fallback);
 const IDLE = arg("idle", 10_000);
 const WATCHERS = arg("watchers", 1000);
 const SECONDS = arg("seconds", 5);
@@ -176,8 +177,13 @@ function grpcAgents(server: Server) {
     defaults: false,
     oneofs: true,
   });
-  const pkg = grpc.loadPackageDefinition(definition) as unknown as { agentd: { v1: { AgentService: grpc.ServiceClientConstructor } } };
-  return new pkg.agentd.v1.AgentService(new URL(server.url).host, grpc.credentials.createInsecure()) as unknown as grpc.Client & {
+  const pkg = grpc.loadPackageDefinition(definition) as unknown as {
+    agentd: { v1: { AgentService: grpc.ServiceClientConstructor } };
+  };
+  return new pkg.agentd.v1.AgentService(
+    new URL(server.url).host,
+    grpc.credentials.createInsecure(),
+  ) as unknown as grpc.Client & {
     RunStream(req: object, md: grpc.Metadata): StreamCall;
   };
 }
@@ -217,7 +223,9 @@ async function latencyGrpc(server: Server, streams: number): Promise<number[]> {
 
 function toGrpcValue(json: unknown): object {
   if (typeof json === "number") return { numberValue: json };
-  return { structValue: { fields: Object.fromEntries(Object.entries(json as object).map(([k, v]) => [k, toGrpcValue(v)])) } };
+  return {
+    structValue: { fields: Object.fromEntries(Object.entries(json as object).map(([k, v]) => [k, toGrpcValue(v)])) },
+  };
 }
 
 async function latencySse(server: Server, streams: number): Promise<number[]> {
@@ -227,23 +235,27 @@ async function latencySse(server: Server, streams: number): Promise<number[]> {
     Array.from({ length: streams }, async () => {
       const { task } = await tasks!.createTask({ agent: "bench-clock", input: value(clockInput(RATE * SECONDS)) });
       await new Promise<void>((resolve, reject) => {
-        const req = http.get(`${server.url}/v1/tasks/${task!.id}/events`, { headers: { authorization: `Bearer ${server.key}` }, agent: false }, (res) => {
-          res.setEncoding("utf8");
-          let buffer = "";
-          res.on("data", (chunk: string) => {
-            const received = wallNow();
-            buffer += chunk;
-            for (let at = buffer.indexOf("\n\n"); at >= 0; at = buffer.indexOf("\n\n")) {
-              const block = buffer.slice(0, at);
-              buffer = buffer.slice(at + 2);
-              if (!block.includes("event: delta")) continue;
-              const data = JSON.parse(block.slice(block.indexOf("data: ") + 6)) as { delta: { text: string } };
-              tokenLatencies(data.delta.text, received, latencies);
-            }
-          });
-          res.on("end", resolve);
-          res.on("error", reject);
-        });
+        const req = http.get(
+          `${server.url}/v1/tasks/${task!.id}/events`,
+          { headers: { authorization: `Bearer ${server.key}` }, agent: false },
+          (res) => {
+            res.setEncoding("utf8");
+            let buffer = "";
+            res.on("data", (chunk: string) => {
+              const received = wallNow();
+              buffer += chunk;
+              for (let at = buffer.indexOf("\n\n"); at >= 0; at = buffer.indexOf("\n\n")) {
+                const block = buffer.slice(0, at);
+                buffer = buffer.slice(at + 2);
+                if (!block.includes("event: delta")) continue;
+                const data = JSON.parse(block.slice(block.indexOf("data: ") + 6)) as { delta: { text: string } };
+                tokenLatencies(data.delta.text, received, latencies);
+              }
+            });
+            res.on("end", resolve);
+            res.on("error", reject);
+          },
+        );
         req.on("error", reject);
       });
     }),
@@ -257,7 +269,8 @@ const askInput = (extra: object = {}) => value({ ask: [{ prompt: "go?", schema: 
 
 async function pausedTasks(tasks: Client<typeof TaskService>, count: number, extra: object = {}): Promise<string[]> {
   const ids: string[] = [];
-  for (let i = 0; i < count; i++) ids.push((await tasks.createTask({ agent: "simulate", input: askInput(extra) })).task!.id);
+  for (let i = 0; i < count; i++)
+    ids.push((await tasks.createTask({ agent: "simulate", input: askInput(extra) })).task!.id);
   for (const id of ids) {
     while ((await tasks.getTask({ taskId: id })).task?.state !== 3) await sleep(20);
   }
@@ -274,7 +287,10 @@ async function idleStreams(server: Server) {
   const started = performance.now();
   const streams = Array.from({ length: IDLE }, async (_, i) => {
     try {
-      for await (const _res of connections[i % connections.length]!.watchTask({ taskId: ids[i % ids.length]! }, { signal: controller.signal })) {
+      for await (const _res of connections[i % connections.length]!.watchTask(
+        { taskId: ids[i % ids.length]! },
+        { signal: controller.signal },
+      )) {
         // idle: keep-alives only
       }
     } catch {
@@ -363,11 +379,19 @@ async function fanOut(server: Server) {
   await tasks!.provideInput({ taskId: id!, value: value(true) });
   await Promise.all(streams);
   for (const session of sessions) session.close();
-  if (statuses.some((st) => st !== "0")) throw new Error(`a watch ended with grpc-status ${statuses.find((st) => st !== "0")}`);
+  if (statuses.some((st) => st !== "0"))
+    throw new Error(`a watch ended with grpc-status ${statuses.find((st) => st !== "0")}`);
   const seconds = (lastAt - started) / 1000;
   const live = delivered - deliveredBefore;
   const reads = (await metric(server.url, "agentd_stream_log_reads_total")) - readsBefore;
-  return { watchers: WATCHERS, events: Math.round(delivered / WATCHERS), delivered: live, seconds, perSecond: live / seconds, reads };
+  return {
+    watchers: WATCHERS,
+    events: Math.round(delivered / WATCHERS),
+    delivered: live,
+    seconds,
+    perSecond: live / seconds,
+    reads,
+  };
 }
 
 // ------------------------------------------------------------ memory floor --
@@ -380,7 +404,10 @@ async function fanOut(server: Server) {
  */
 async function memoryFloor(streams: number): Promise<{ raw: number; connect: number }> {
   const measure = async (mode: "raw" | "connect") => {
-    const child = fork(fileURLToPath(import.meta.url), ["--floor-child", mode], { execArgv: ["--import", "tsx"], stdio: "inherit" });
+    const child = fork(fileURLToPath(import.meta.url), ["--floor-child", mode], {
+      execArgv: ["--import", "tsx"],
+      stdio: "inherit",
+    });
     const port = await new Promise<number>((r) => child.once("message", (m: { port: number }) => r(m.port)));
     const base = `http://127.0.0.1:${port}`;
     await sleep(1000);
@@ -389,7 +416,12 @@ async function memoryFloor(streams: number): Promise<{ raw: number; connect: num
     const sessions: http2.ClientHttp2Session[] = [];
     for (let i = 0; i < streams; i++) {
       if (i % 1000 === 0) sessions.push(http2.connect(base));
-      const stream = sessions.at(-1)!.request({ ":method": "POST", ":path": "/grpc.health.v1.Health/Watch", "content-type": "application/grpc", te: "trailers" });
+      const stream = sessions.at(-1)!.request({
+        ":method": "POST",
+        ":path": "/grpc.health.v1.Health/Watch",
+        "content-type": "application/grpc",
+        te: "trailers",
+      });
       stream.on("response", () => open++);
       stream.on("error", () => {});
       stream.end(Buffer.from([0, 0, 0, 0, 0])); // one empty HealthCheckRequest
@@ -453,8 +485,14 @@ async function main() {
         latency.push({ transport, streams, ...stats(l) });
       }
     }
-    const idle = !only || only === "idle" ? await idleStreams(server) : { streams: 0, before: 0, after: 0, perStream: 0, openSeconds: 0 };
-    const fan = !only || only === "fanout" ? await fanOut(server) : { watchers: 0, events: 0, delivered: 0, seconds: 0, perSecond: 0, reads: 0 };
+    const idle =
+      !only || only === "idle"
+        ? await idleStreams(server)
+        : { streams: 0, before: 0, after: 0, perStream: 0, openSeconds: 0 };
+    const fan =
+      !only || only === "fanout"
+        ? await fanOut(server)
+        : { watchers: 0, events: 0, delivered: 0, seconds: 0, perSecond: 0, reads: 0 };
     const floor = !only || only === "idle" ? await memoryFloor(Math.min(IDLE, 5000)) : { raw: 0, connect: 0 };
     const section = report(server, { latency, idle, fan, floor });
     process.stdout.write(`${section}\n`);
@@ -535,7 +573,10 @@ async function writeSection(subsection: string, mode: Server["mode"]): Promise<v
   const start = text.indexOf(`\n${heading}`);
   const end = start < 0 ? -1 : text.indexOf("\n## ", start + 1);
   const old = start < 0 ? "" : text.slice(start + 1, end < 0 ? undefined : end + 1);
-  const subsections = old.split("\n### ").slice(1).map((x) => `### ${x.trim()}`);
+  const subsections = old
+    .split("\n### ")
+    .slice(1)
+    .map((x) => `### ${x.trim()}`);
   const mine = (x: string) => x.includes(mode === "postgres" ? "— Postgres" : "— embedded");
   const kept = subsections.filter((x) => !mine(x));
   const ordered = mode === "postgres" ? [subsection.trim(), ...kept] : [...kept, subsection.trim()];

@@ -40,7 +40,10 @@ export async function startBenchService(overrides: Partial<Config> = {}): Promis
     dataDir = await mkdtemp(join(tmpdir(), "agentd-bench-"));
   }
   const config = loadConfig({}, {}, { host: "127.0.0.1", port: 0, ...overrides });
-  const db = await openDatabase({ ...(url ? { url } : { dataDir: dataDir! }), maxConnections: config.dbMaxConnections });
+  const db = await openDatabase({
+    ...(url ? { url } : { dataDir: dataDir! }),
+    maxConnections: config.dbMaxConnections,
+  });
   await runMigrations(db.sql);
   const bus = await createWakeupBus(db, silentLogger());
   let registry: ReturnType<typeof createAgentRegistry> | undefined;

@@ -17,23 +17,23 @@
 // (performance.timeOrigin + now()), comparable across processes on one host.
 import { type ChildProcess, fork, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
+import { openSync } from "node:fs";
+import { readFile, writeFile } from "node:fs/promises";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { cpus, loadavg } from "node:os";
-import { openSync } from "node:fs";
-import { readFile, writeFile } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
 import postgres from "postgres";
 import type { TaskRow } from "../services/agent/model/task.js";
-import { taskJson } from "../services/agent/wire/task-json.js";
+import { targetOf, webhookPayload } from "../services/agent/outbox/event-types.js";
+import { createWebhookOutbox } from "../services/agent/outbox/outbox.js";
 import { createTaskWriter } from "../services/agent/store/task-writer.js";
 import { newTaskRow, requestFingerprint } from "../services/agent/tasks/new-task.js";
 import { rotateSecret } from "../services/agent/webhooks/rotate-secret.js";
+import { taskJson } from "../services/agent/wire/task-json.js";
 import { openDatabase } from "../services/shared/db/database.js";
 import { runMigrations } from "../services/shared/db/migrate.js";
 import { createPostgresWakeupBus } from "../services/shared/wakeup/postgres-bus.js";
-import { targetOf, webhookPayload } from "../services/agent/outbox/event-types.js";
-import { createWebhookOutbox } from "../services/agent/outbox/outbox.js";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 const wallNow = () => performance.timeOrigin + performance.now();
@@ -71,7 +71,10 @@ interface ReceiverHandle {
 }
 
 async function startReceiverProcess(): Promise<ReceiverHandle> {
-  const child = fork(fileURLToPath(import.meta.url), ["--receiver"], { execArgv: ["--import", "tsx"], stdio: "inherit" });
+  const child = fork(fileURLToPath(import.meta.url), ["--receiver"], {
+    execArgv: ["--import", "tsx"],
+    stdio: "inherit",
+  });
   const port = await new Promise<number>((resolve) => child.once("message", (m: { port: number }) => resolve(m.port)));
   const ask = <T>(cmd: string) =>
     new Promise<T>((resolve) => {
@@ -116,7 +119,10 @@ async function spawnNotifier(databaseUrl: string, env: Record<string, string>): 
   const deadline = Date.now() + 30_000;
   for (;;) {
     if (exited) throw new Error("notifier exited before it was ready");
-    const ok = await fetch(`http://127.0.0.1:${metricsPort}/metrics`).then((r) => r.ok, () => false);
+    const ok = await fetch(`http://127.0.0.1:${metricsPort}/metrics`).then(
+      (r) => r.ok,
+      () => false,
+    );
     if (ok) return child;
     if (Date.now() > deadline) throw new Error("notifier not ready within 30 s");
     await new Promise((r) => setTimeout(r, 100));
@@ -215,7 +221,15 @@ async function main(): Promise<void> {
 
     /** A task through the real writer: inserted QUEUED, then SUCCEEDED (the outbox write). Resolves at commit. */
     async function finishOne(): Promise<{ taskId: string; committedAt: number }> {
-      const request = { agent: "bench", input: { text: "x".repeat(200) }, requestId: null, labels: {}, timeoutMs: 60_000, maxAttempts: 1, webhook };
+      const request = {
+        agent: "bench",
+        input: { text: "x".repeat(200) },
+        requestId: null,
+        labels: {},
+        timeoutMs: 60_000,
+        maxAttempts: 1,
+        webhook,
+      };
       const row = newTaskRow("bench", "1.0.0", request, requestFingerprint("task", request), new Date());
       await writer.insert(row);
       await writer.change({ tenantId: "bench", taskId: row.task_id }, () => ({
@@ -235,7 +249,10 @@ async function main(): Promise<void> {
     /** Once every outcome is written, removes the deliveries so the next run starts from an empty, vacuumed table. */
     async function clearDeliveries(): Promise<void> {
       const deadline = Date.now() + 60_000;
-      while ((await db.sql`SELECT 1 FROM webhook_deliveries WHERE tenant_id = 'bench' AND state <> 'SUCCEEDED' LIMIT 1`).length > 0) {
+      while (
+        (await db.sql`SELECT 1 FROM webhook_deliveries WHERE tenant_id = 'bench' AND state <> 'SUCCEEDED' LIMIT 1`)
+          .length > 0
+      ) {
         if (Date.now() > deadline) throw new Error("deliveries still not recorded as SUCCEEDED after 60 s");
         await new Promise((r) => setTimeout(r, 50));
       }
@@ -246,8 +263,27 @@ async function main(): Promise<void> {
 
     /** Releases `backlog` due deliveries at once and times their arrival; CPU and commits per delivery meanwhile. */
     async function measureThroughput(backlog: number, notifiers: number): Promise<ThroughputResult> {
-      const sample = newTaskRow("bench", "1.0.0", { agent: "bench", input: { text: "x".repeat(200) }, requestId: null, labels: {}, timeoutMs: 60_000, maxAttempts: 1, webhook }, "", new Date());
-      const payload = webhookPayload("task.succeeded", new Date(), taskJson({ ...sample, state: "SUCCEEDED", output: { summary: "y".repeat(200) } } as TaskRow), 3);
+      const sample = newTaskRow(
+        "bench",
+        "1.0.0",
+        {
+          agent: "bench",
+          input: { text: "x".repeat(200) },
+          requestId: null,
+          labels: {},
+          timeoutMs: 60_000,
+          maxAttempts: 1,
+          webhook,
+        },
+        "",
+        new Date(),
+      );
+      const payload = webhookPayload(
+        "task.succeeded",
+        new Date(),
+        taskJson({ ...sample, state: "SUCCEEDED", output: { summary: "y".repeat(200) } } as TaskRow),
+        3,
+      );
       await db.sql`
         INSERT INTO webhook_deliveries (tenant_id, delivery_id, task_id, sequence, event_type, url, target, payload, next_attempt_at)
         SELECT 'bench', agentd_uuid_v7(), gen_random_uuid(), 3, 'task.succeeded', ${receiver.url}, ${targetOf(receiver.url)},
@@ -257,11 +293,17 @@ async function main(): Promise<void> {
       await receiver.take();
       const groups = async () => ({
         notifier: children.map((c) => c.pid!),
-        postgres: (await db.sql<{ pid: number }[]>`SELECT pid FROM pg_stat_activity WHERE datname = current_database()`).map((r) => r.pid),
+        postgres: (
+          await db.sql<{ pid: number }[]>`SELECT pid FROM pg_stat_activity WHERE datname = current_database()`
+        ).map((r) => r.pid),
         receiver: [receiver.pid],
       });
       const commits = async () =>
-        (await db.sql<{ n: number }[]>`SELECT xact_commit::int AS n FROM pg_stat_database WHERE datname = current_database()`)[0]!.n;
+        (
+          await db.sql<
+            { n: number }[]
+          >`SELECT xact_commit::int AS n FROM pg_stat_database WHERE datname = current_database()`
+        )[0]!.n;
       const commitsBefore = await commits();
       const before = await cpuSnapshot(await groups());
       const started = wallNow();
@@ -312,12 +354,21 @@ async function main(): Promise<void> {
         await waitForReceipts(made, 120_000);
         const { ids, times } = await receiver.take();
         const taskOf = new Map(
-          (await db.sql<{ delivery_id: string; task_id: string }[]>`
+          (
+            await db.sql<{ delivery_id: string; task_id: string }[]>`
             SELECT delivery_id, task_id FROM webhook_deliveries WHERE tenant_id = 'bench' AND delivery_id = ANY(${ids}::uuid[])
-          `).map((r) => [r.delivery_id, r.task_id]),
+          `
+          ).map((r) => [r.delivery_id, r.task_id]),
         );
         const latencies = ids.map((id, i) => times[i]! - committed.get(taskOf.get(id)!)!).sort((a, b) => a - b);
-        const result = { rate, achievedRate, count: latencies.length, p50: percentile(latencies, 50), p99: percentile(latencies, 99), max: latencies.at(-1)! };
+        const result = {
+          rate,
+          achievedRate,
+          count: latencies.length,
+          p50: percentile(latencies, 50),
+          p99: percentile(latencies, 99),
+          max: latencies.at(-1)!,
+        };
         run.latency.push(result);
         process.stderr.write(
           `  ${rate}/s asked, ${achievedRate.toFixed(0)}/s made: p50 ${result.p50.toFixed(1)} ms, p99 ${result.p99.toFixed(1)} ms, max ${result.max.toFixed(1)} ms\n`,
@@ -373,7 +424,10 @@ function report(results: RunResult[], opts: { seconds: number; loadAtStart: numb
     "| notifier processes | events/s | p50 | p99 | max |",
     "| --- | --- | --- | --- | --- |",
     ...results.flatMap((r) =>
-      r.latency.map((l) => `| ${r.notifiers} | ${Math.round(l.achievedRate)} | ${round(l.p50)} ms | ${round(l.p99)} ms | ${round(l.max)} ms |`),
+      r.latency.map(
+        (l) =>
+          `| ${r.notifiers} | ${Math.round(l.achievedRate)} | ${round(l.p50)} ms | ${round(l.p99)} ms | ${round(l.max)} ms |`,
+      ),
     ),
     "",
     `What limits it: CPU. A delivery costs ${round(low, 2)}–${round(high, 2)} ms of CPU in all (notifier, Postgres backends, ` +

@@ -3,10 +3,10 @@
 import type { Interceptor, Transport } from "@connectrpc/connect";
 import { type AgentdClient, authInterceptor, createClientWithTransport } from "./core.js";
 
+export type { Task, TaskEvent } from "../gen/agentd/v1/task_pb.js";
+export { TaskState } from "../gen/agentd/v1/task_pb.js";
 export * from "./core.js";
 export * from "./errors.js";
-export { TaskState } from "../gen/agentd/v1/task_pb.js";
-export type { Task, TaskEvent } from "../gen/agentd/v1/task_pb.js";
 
 /** `makeTransport` receives the interceptors that add the token and decode errors; pass them on. */
 export function createBrowserClient(opts: {

@@ -50,7 +50,12 @@ export interface WatchOptions {
   /** Reconnects in a row without receiving anything before giving up. Default: unlimited. */
   maxRetries?: number;
   /** Called before each reconnect (for a "reconnecting…" line). */
-  onReconnect?: (info: { attempt: number; afterSequence: bigint; delayMs: number; error: AgentdError | undefined }) => void;
+  onReconnect?: (info: {
+    attempt: number;
+    afterSequence: bigint;
+    delayMs: number;
+    error: AgentdError | undefined;
+  }) => void;
 }
 
 export type Until = "terminal" | "input_required" | "running" | ((task: Task) => boolean);
@@ -166,7 +171,8 @@ export function createClientWithTransport(transport: Transport): AgentdClient {
     if (done(task)) return task;
     // The log's state changes carry the task as it was; watching from now sees every later one.
     for await (const event of watch(taskId, { afterSequence: task.lastSequence, signal: opts.signal })) {
-      if (event.event.case === "stateChange" && event.event.value.task && done(event.event.value.task)) return event.event.value.task;
+      if (event.event.case === "stateChange" && event.event.value.task && done(event.event.value.task))
+        return event.event.value.task;
     }
     opts.signal?.throwIfAborted();
     const { task: last } = await tasks.getTask({ taskId });

@@ -56,7 +56,13 @@ export function toAgentdError(value: unknown): AgentdError {
 
 /** Codes after which a stream can be resumed from its cursor. */
 export function isTransient(err: AgentdError): boolean {
-  return [Code.Unavailable, Code.Unknown, Code.Internal, Code.DeadlineExceeded, Code.ResourceExhausted, Code.Aborted, Code.Canceled].includes(
-    err.code,
-  );
+  return [
+    Code.Unavailable,
+    Code.Unknown,
+    Code.Internal,
+    Code.DeadlineExceeded,
+    Code.ResourceExhausted,
+    Code.Aborted,
+    Code.Canceled,
+  ].includes(err.code);
 }

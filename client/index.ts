@@ -4,12 +4,12 @@ import type { Interceptor } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import { type AgentdClient, authInterceptor, type Credentials, createClientWithTransport } from "./core.js";
 
-export * from "./core.js";
-export * from "./errors.js";
+export type { Task, TaskEvent } from "../gen/agentd/v1/task_pb.js";
+export { TaskState } from "../gen/agentd/v1/task_pb.js";
 // Also here because TypeScript resolves the package's types to this entry, browser bundles included.
 export { createBrowserClient } from "./browser.js";
-export { TaskState } from "../gen/agentd/v1/task_pb.js";
-export type { Task, TaskEvent } from "../gen/agentd/v1/task_pb.js";
+export * from "./core.js";
+export * from "./errors.js";
 
 export interface ClientOptions {
   /** e.g. http://127.0.0.1:8080 */

@@ -31,7 +31,8 @@ const problems: string[] = [];
 
 for (const file of sourceFiles(join(root, "services/shared"))) {
   for (const target of importsOf(file)) {
-    if (target.startsWith("services/") && !target.startsWith("services/shared/")) problems.push(`${relative(root, file)} imports ${target}: services/shared/ must not import a service`);
+    if (target.startsWith("services/") && !target.startsWith("services/shared/"))
+      problems.push(`${relative(root, file)} imports ${target}: services/shared/ must not import a service`);
   }
 }
 
@@ -71,7 +72,9 @@ function walk(path: string[]) {
       const id = [...cycle.slice(0, -1)].sort().join(",");
       if (reported.has(id)) continue;
       reported.add(id);
-      const steps = cycle.slice(0, -1).map((f, i) => `${f} -> ${cycle[i + 1]} (${[...(edges.get(`${f} -> ${cycle[i + 1]}`) ?? [])].join(", ")})`);
+      const steps = cycle
+        .slice(0, -1)
+        .map((f, i) => `${f} -> ${cycle[i + 1]} (${[...(edges.get(`${f} -> ${cycle[i + 1]}`) ?? [])].join(", ")})`);
       problems.push(`services/agent/ folders import in a cycle: ${steps.join("; ")}`);
     } else if (path.length < 12) walk([...path, to]);
   }

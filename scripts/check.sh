@@ -44,5 +44,5 @@ tsc -p web/console/tsconfig.json
 echo "== layers (docs/architecture.md)"
 tsx scripts/check-layers.ts
 
-echo "== biome lint"
-biome lint --error-on-warnings .
+echo "== biome (lint, format, import order)"
+biome check --error-on-warnings .

@@ -1,7 +1,15 @@
 // Builds the OpenAPI 3.1 document of the Connect JSON form of every unary RPC
 // (POST /<package>.<Service>/<Method>, proto3 JSON bodies) plus the SSE route.
 // Pure: descriptors in, a JSON object out; plugin.ts wraps it as a protoc plugin.
-import { type DescEnum, type DescField, type DescFile, type DescMessage, type DescMethod, type DescService, ScalarType } from "@bufbuild/protobuf";
+import {
+  type DescEnum,
+  type DescField,
+  type DescFile,
+  type DescMessage,
+  type DescMethod,
+  type DescService,
+  ScalarType,
+} from "@bufbuild/protobuf";
 import { getComments } from "@bufbuild/protoplugin";
 
 type Schema = Record<string, unknown>;
@@ -41,11 +49,28 @@ const WELL_KNOWN: Record<string, Schema> = {
   "google.protobuf.Value": { description: "Any JSON value." },
   "google.protobuf.Struct": { type: "object", additionalProperties: true, description: "A JSON object." },
   "google.protobuf.ListValue": { type: "array", items: {}, description: "A JSON array." },
-  "google.protobuf.Timestamp": { type: "string", format: "date-time", description: "RFC 3339, e.g. 2026-01-02T15:04:05.123Z." },
-  "google.protobuf.Duration": { type: "string", pattern: "^-?[0-9]+(\\.[0-9]{1,9})?s$", description: 'Seconds with an `s` suffix, e.g. "30s" or "1.5s".', examples: ["30s"] },
-  "google.protobuf.FieldMask": { type: "string", description: "Comma-separated field paths in lowerCamelCase, e.g. \"url,enabled\"." },
+  "google.protobuf.Timestamp": {
+    type: "string",
+    format: "date-time",
+    description: "RFC 3339, e.g. 2026-01-02T15:04:05.123Z.",
+  },
+  "google.protobuf.Duration": {
+    type: "string",
+    pattern: "^-?[0-9]+(\\.[0-9]{1,9})?s$",
+    description: 'Seconds with an `s` suffix, e.g. "30s" or "1.5s".',
+    examples: ["30s"],
+  },
+  "google.protobuf.FieldMask": {
+    type: "string",
+    description: 'Comma-separated field paths in lowerCamelCase, e.g. "url,enabled".',
+  },
   "google.protobuf.Empty": { type: "object", additionalProperties: false },
-  "google.protobuf.Any": { type: "object", properties: { "@type": { type: "string" } }, required: ["@type"], additionalProperties: true },
+  "google.protobuf.Any": {
+    type: "object",
+    properties: { "@type": { type: "string" } },
+    required: ["@type"],
+    additionalProperties: true,
+  },
   "google.protobuf.StringValue": { type: ["string", "null"] },
   "google.protobuf.BoolValue": { type: ["boolean", "null"] },
   "google.protobuf.Int32Value": { type: ["integer", "null"], format: "int32" },
@@ -85,10 +110,17 @@ function scalarSchema(type: ScalarType): Schema {
 }
 
 function enumSchema(desc: DescEnum): Schema {
-  return { type: "string", enum: desc.values.map((v) => v.name), ...(describe(desc) ? { description: describe(desc) } : {}) };
+  return {
+    type: "string",
+    enum: desc.values.map((v) => v.name),
+    ...(describe(desc) ? { description: describe(desc) } : {}),
+  };
 }
 
-export function buildOpenApi(files: readonly DescFile[], opts: { title: string; version: string; packages: string[] }): Schema {
+export function buildOpenApi(
+  files: readonly DescFile[],
+  opts: { title: string; version: string; packages: string[] },
+): Schema {
   const schemas: Record<string, Schema> = {};
   const seen = new Set<string>();
 
@@ -118,12 +150,22 @@ export function buildOpenApi(files: readonly DescFile[], opts: { title: string; 
       case "list":
         return {
           type: "array",
-          items: field.listKind === "scalar" ? scalarSchema(field.scalar) : field.listKind === "enum" ? typeRef(field.enum) : typeRef(field.message),
+          items:
+            field.listKind === "scalar"
+              ? scalarSchema(field.scalar)
+              : field.listKind === "enum"
+                ? typeRef(field.enum)
+                : typeRef(field.message),
         };
       case "map":
         return {
           type: "object",
-          additionalProperties: field.mapKind === "scalar" ? scalarSchema(field.scalar) : field.mapKind === "enum" ? typeRef(field.enum) : typeRef(field.message),
+          additionalProperties:
+            field.mapKind === "scalar"
+              ? scalarSchema(field.scalar)
+              : field.mapKind === "enum"
+                ? typeRef(field.enum)
+                : typeRef(field.message),
         };
       default:
         return single();
@@ -134,19 +176,35 @@ export function buildOpenApi(files: readonly DescFile[], opts: { title: string; 
     const properties: Record<string, Schema> = {};
     for (const field of desc.fields) {
       const schema = fieldSchema(field);
-      const notes = [describe(field), field.oneof ? `At most one of ${field.oneof.fields.map((f) => `\`${f.jsonName}\``).join(", ")}.` : undefined]
+      const notes = [
+        describe(field),
+        field.oneof ? `At most one of ${field.oneof.fields.map((f) => `\`${f.jsonName}\``).join(", ")}.` : undefined,
+      ]
         .filter(Boolean)
         .join("\n\n");
-      properties[field.jsonName] = notes ? (schema.$ref ? { allOf: [schema], description: notes } : { ...schema, description: notes }) : schema;
+      properties[field.jsonName] = notes
+        ? schema.$ref
+          ? { allOf: [schema], description: notes }
+          : { ...schema, description: notes }
+        : schema;
     }
-    return { type: "object", properties, additionalProperties: false, ...(describe(desc) ? { description: describe(desc) } : {}) };
+    return {
+      type: "object",
+      properties,
+      additionalProperties: false,
+      ...(describe(desc) ? { description: describe(desc) } : {}),
+    };
   }
 
   const connectError = {
     type: "object",
-    description: "A Connect error. `details` carry google.rpc messages: ErrorInfo (the stable `reason`), BadRequest (field violations), RetryInfo.",
+    description:
+      "A Connect error. `details` carry google.rpc messages: ErrorInfo (the stable `reason`), BadRequest (field violations), RetryInfo.",
     properties: {
-      code: { type: "string", enum: Object.keys(CONNECT_HTTP_STATUS).map((c) => (c === "CANCELLED" ? "canceled" : c.toLowerCase())) },
+      code: {
+        type: "string",
+        enum: Object.keys(CONNECT_HTTP_STATUS).map((c) => (c === "CANCELLED" ? "canceled" : c.toLowerCase())),
+      },
       message: { type: "string" },
       details: {
         type: "array",
@@ -154,7 +212,11 @@ export function buildOpenApi(files: readonly DescFile[], opts: { title: string; 
           type: "object",
           properties: {
             type: { type: "string", description: "Fully-qualified message name, e.g. google.rpc.ErrorInfo." },
-            value: { type: "string", contentEncoding: "base64", description: "The message in protobuf binary, base64 (unpadded)." },
+            value: {
+              type: "string",
+              contentEncoding: "base64",
+              description: "The message in protobuf binary, base64 (unpadded).",
+            },
             debug: { description: "The message as proto3 JSON, when the server adds it." },
           },
           required: ["type", "value"],
@@ -171,9 +233,13 @@ export function buildOpenApi(files: readonly DescFile[], opts: { title: string; 
       if (method.methodKind !== "unary") continue;
       const doc = describe(method) ?? "";
       const errorsText = doc.slice(doc.search(/Errors?:/) >= 0 ? doc.search(/Errors?:/) : doc.length);
-      const codes = new Set([...COMMON_CODES, ...[...errorsText.matchAll(/`([A-Z_]+)`/g)].map((m) => m[1]!).filter((c) => c in CONNECT_HTTP_STATUS)]);
+      const codes = new Set([
+        ...COMMON_CODES,
+        ...[...errorsText.matchAll(/`([A-Z_]+)`/g)].map((m) => m[1]!).filter((c) => c in CONNECT_HTTP_STATUS),
+      ]);
       const byStatus = new Map<number, string[]>();
-      for (const code of codes) byStatus.set(CONNECT_HTTP_STATUS[code]!, [...(byStatus.get(CONNECT_HTTP_STATUS[code]!) ?? []), code]);
+      for (const code of codes)
+        byStatus.set(CONNECT_HTTP_STATUS[code]!, [...(byStatus.get(CONNECT_HTTP_STATUS[code]!) ?? []), code]);
       const responses: Record<string, Schema> = {
         "200": { description: "Success.", content: { "application/json": { schema: typeRef(method.output) } } },
       };
@@ -190,8 +256,19 @@ export function buildOpenApi(files: readonly DescFile[], opts: { title: string; 
           summary: doc.split(/(?<=\.)\s/)[0],
           description: doc,
           parameters: [
-            { name: "Connect-Protocol-Version", in: "header", required: false, schema: { type: "string", const: "1" }, description: "Optional for unary JSON calls." },
-            { name: "Connect-Timeout-Ms", in: "header", required: false, schema: { type: "string", pattern: "^[0-9]{1,10}$" } },
+            {
+              name: "Connect-Protocol-Version",
+              in: "header",
+              required: false,
+              schema: { type: "string", const: "1" },
+              description: "Optional for unary JSON calls.",
+            },
+            {
+              name: "Connect-Timeout-Ms",
+              in: "header",
+              required: false,
+              schema: { type: "string", pattern: "^[0-9]{1,10}$" },
+            },
           ],
           requestBody: { required: true, content: { "application/json": { schema: typeRef(method.input) } } },
           responses,
@@ -200,12 +277,19 @@ export function buildOpenApi(files: readonly DescFile[], opts: { title: string; 
     }
   }
 
-  const taskEvent = services.flatMap((s) => s.methods).find((m) => m.name === "WatchTask")?.output.fields.find((f) => f.name === "event");
+  const taskEvent = services
+    .flatMap((s) => s.methods)
+    .find((m) => m.name === "WatchTask")
+    ?.output.fields.find((f) => f.name === "event");
   const sseError = {
     description: "",
     content: {
       "application/json": {
-        schema: { type: "object", properties: { code: { type: "string" }, message: { type: "string" }, reason: { type: "string" } }, required: ["code", "message"] },
+        schema: {
+          type: "object",
+          properties: { code: { type: "string" }, message: { type: "string" }, reason: { type: "string" } },
+          required: ["code", "message"],
+        },
       },
     },
   };
@@ -226,7 +310,12 @@ export function buildOpenApi(files: readonly DescFile[], opts: { title: string; 
       responses: {
         "200": {
           description: "An event stream (text/event-stream); each `data:` line is a TaskEvent (`x-data-schema`).",
-          content: { "text/event-stream": { schema: { type: "string" }, ...(taskEvent?.message ? { "x-data-schema": typeRef(taskEvent.message) } : {}) } },
+          content: {
+            "text/event-stream": {
+              schema: { type: "string" },
+              ...(taskEvent?.message ? { "x-data-schema": typeRef(taskEvent.message) } : {}),
+            },
+          },
         },
         "204": { description: "The task has ended and nothing follows the cursor (EventSource stops reconnecting)." },
         "400": { ...sseError, description: "bad cursor" },
@@ -253,7 +342,13 @@ export function buildOpenApi(files: readonly DescFile[], opts: { title: string; 
     tags: services.map((s) => ({ name: s.name, description: describe(s) ?? "" })),
     paths,
     components: {
-      securitySchemes: { bearerAuth: { type: "http", scheme: "bearer", description: "An agentd API key: `authorization: Bearer agentd_…`." } },
+      securitySchemes: {
+        bearerAuth: {
+          type: "http",
+          scheme: "bearer",
+          description: "An agentd API key: `authorization: Bearer agentd_…`.",
+        },
+      },
       schemas: Object.fromEntries(Object.entries(schemas).sort(([a], [b]) => a.localeCompare(b))),
     },
   };

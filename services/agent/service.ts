@@ -15,30 +15,30 @@ import type { Config } from "../shared/config.js";
 import type { Database } from "../shared/db/database.js";
 import { newId } from "../shared/ids.js";
 import type { Logger } from "../shared/log.js";
-import { createAddressGuard } from "../shared/webhooks/address-guard.js";
 import type { WakeupBus } from "../shared/wakeup/bus.js";
+import { createAddressGuard } from "../shared/webhooks/address-guard.js";
 import type { AgentRegistry } from "./agents/registry.js";
 import { agentServiceRoutes } from "./handlers/agent-service.js";
 import { authServiceRoutes } from "./handlers/auth-service.js";
-import { authenticateBeforeBody, authInterceptor, edgeInterceptor, inputInterceptor } from "./handlers/interceptors.js";
 import { createDatabaseGate } from "./handlers/database-gate.js";
+import { authenticateBeforeBody, authInterceptor, edgeInterceptor, inputInterceptor } from "./handlers/interceptors.js";
 import { keyServiceRoutes } from "./handlers/key-service.js";
-import { rpcObserver } from "./observe/rpc-observer.js";
-import { createWebhookOutbox } from "./outbox/outbox.js";
-import { createServiceMetrics } from "./observe/service-metrics.js";
-import { observeTaskWriter } from "./observe/task-observer.js";
 import { taskServiceRoutes } from "./handlers/task-service.js";
 import { tokenLimitsInterceptor } from "./handlers/token-limits.js";
 import { webhookServiceRoutes } from "./handlers/webhook-service.js";
+import { rpcObserver } from "./observe/rpc-observer.js";
+import { createServiceMetrics } from "./observe/service-metrics.js";
+import { observeTaskWriter } from "./observe/task-observer.js";
+import { createWebhookOutbox } from "./outbox/outbox.js";
 import { createTaskRunner, type TaskRunner } from "./runner/task-runner.js";
+import { createApiDocs } from "./server/api-docs.js";
 import { createConsoleSite } from "./server/console.js";
+import { withCors } from "./server/cors.js";
 import { createHealthService, monitorDatabase } from "./server/health.js";
 import { createHttpProbes } from "./server/http-health.js";
 import { isMetricsRequest, listenMetrics, type MetricsListener } from "./server/metrics-listener.js";
 import { listenOnePort, type OnePortServer } from "./server/one-port.js";
 import { createReflectionRoutes } from "./server/reflection.js";
-import { createApiDocs } from "./server/api-docs.js";
-import { withCors } from "./server/cors.js";
 import { createRpcHandler, type RpcHandlerOptions } from "./server/rpc-handler.js";
 import { createTlsTerminator } from "./server/tls.js";
 import { findTask } from "./store/find-task.js";
@@ -46,8 +46,8 @@ import { createTaskWriter, type TaskWriter } from "./store/task-writer.js";
 import { connectionContext } from "./streams/stream-limits.js";
 import { createStreaming } from "./streams/streaming.js";
 import type { TaskDeps } from "./tasks/deps.js";
-import { RunSlots } from "./tasks/run-slots.js";
 import { startInputExpirySweep } from "./tasks/expire-inputs.js";
+import { RunSlots } from "./tasks/run-slots.js";
 import { createTaskWebhookCheck } from "./webhooks/check-task-webhook.js";
 
 export interface AgentServiceDeps {
@@ -79,7 +79,11 @@ export function createAgentService(deps: AgentServiceDeps) {
   const auth = createAuthenticator(db.sql, { tokens });
   // Event hub, stream caps, SSE and /metrics (services/agent/streams); the service's own metrics share its registry.
   const streaming = createStreaming({ sql: db.sql, bus, auth, logger, config });
-  const metrics = createServiceMetrics({ registry: streaming.metrics.registry, sql: db.sql, poolMax: db.embedded ? 1 : config.dbMaxConnections });
+  const metrics = createServiceMetrics({
+    registry: streaming.metrics.registry,
+    sql: db.sql,
+    poolMax: db.embedded ? 1 : config.dbMaxConnections,
+  });
   // The webhook outbox is written in the same transaction as task events; the notifier delivers.
   // Built here, not passed in, so that no entry point can run without it and silently lose webhooks.
   const outbox = createWebhookOutbox({ bus, sql: db.sql, maxPayloadBytes: config.webhookMaxPayloadBytes });
@@ -114,7 +118,11 @@ interface Assembly {
 }
 
 /** The task side: the observed writer over the outbox, the runner, and what the task handlers share. */
-function buildTaskSide(deps: AgentServiceDeps, metrics: ReturnType<typeof createServiceMetrics>, outbox: ReturnType<typeof createWebhookOutbox>) {
+function buildTaskSide(
+  deps: AgentServiceDeps,
+  metrics: ReturnType<typeof createServiceMetrics>,
+  outbox: ReturnType<typeof createWebhookOutbox>,
+) {
   const { db, bus, registry, config, logger } = deps;
   const writer = observeTaskWriter(createTaskWriter({ sql: db.sql, bus, sink: outbox }), metrics);
   const runner = createTaskRunner({
@@ -135,7 +143,10 @@ function buildTaskSide(deps: AgentServiceDeps, metrics: ReturnType<typeof create
     },
   });
   // Webhook URLs are checked at registration with the same SSRF guard the notifier applies at send.
-  const urlPolicy = { allowHttp: config.webhookAllowHttp, guard: createAddressGuard({ allowCidrs: config.webhookAllowCidrs }) };
+  const urlPolicy = {
+    allowHttp: config.webhookAllowHttp,
+    guard: createAddressGuard({ allowCidrs: config.webhookAllowCidrs }),
+  };
   const taskDeps: TaskDeps = {
     sql: db.sql,
     writer,
@@ -224,19 +235,35 @@ function rpcOptions(
 }
 
 /** Listens (TLS, the metrics port, the one port), starts the work now or once the database is ready, and returns the running service. */
-async function startService(deps: AgentServiceDeps, parts: Assembly, opts: { databaseReady?: Promise<void> }): Promise<RunningAgentService> {
+async function startService(
+  deps: AgentServiceDeps,
+  parts: Assembly,
+  opts: { databaseReady?: Promise<void> },
+): Promise<RunningAgentService> {
   const { db, config, logger } = deps;
   const { streaming, writer, runner, health, probes, gate, handler } = parts;
-  for (const service of ["agentd.v1.AgentService", "agentd.v1.TaskService", "agentd.v1.WebhookService", "agentd.v1.KeyService", "agentd.v1.AuthService"]) {
+  for (const service of [
+    "agentd.v1.AgentService",
+    "agentd.v1.TaskService",
+    "agentd.v1.WebhookService",
+    "agentd.v1.KeyService",
+    "agentd.v1.AuthService",
+  ]) {
     health.setStatus(service, "SERVING");
   }
   // Certificate problems stop start-up here, before anything listens.
-  const tls = config.tlsCert && config.tlsKey
-    ? await createTlsTerminator({ certFile: config.tlsCert, keyFile: config.tlsKey }, { logger })
-    : undefined;
-  const metrics = config.metricsPort > 0
-    ? await listenMetrics({ host: config.host, port: config.metricsPort, serve: (req, res) => streaming.handleHttp(req, res) })
-    : undefined;
+  const tls =
+    config.tlsCert && config.tlsKey
+      ? await createTlsTerminator({ certFile: config.tlsCert, keyFile: config.tlsKey }, { logger })
+      : undefined;
+  const metrics =
+    config.metricsPort > 0
+      ? await listenMetrics({
+          host: config.host,
+          port: config.metricsPort,
+          serve: (req, res) => streaming.handleHttp(req, res),
+        })
+      : undefined;
   const server = await listenOnePort({
     ...(tls ? { tls } : {}),
     // Browsers on the allowed origins (AGENTD_CORS_ORIGINS): preflights and CORS headers.
@@ -260,13 +287,17 @@ async function startService(deps: AgentServiceDeps, parts: Assembly, opts: { dat
     runner.start();
     streaming.start();
     // Embedded PGlite lives in this process: it cannot be down on its own.
-    databaseHealth = db.embedded ? undefined : monitorDatabase({ health, ping: () => db.ping(), logger: logger.child({ component: "health" }) });
+    databaseHealth = db.embedded
+      ? undefined
+      : monitorDatabase({ health, ping: () => db.ping(), logger: logger.child({ component: "health" }) });
     inputExpiry = startInputExpirySweep({ writer, logger }, config.pollMs);
   };
   if (opts.databaseReady) {
     gate.hold();
     health.setDependencyDown(true);
-    void opts.databaseReady.then(startWork).catch((err: unknown) => logger.error({ err }, "could not start the runner once the database was ready"));
+    void opts.databaseReady
+      .then(startWork)
+      .catch((err: unknown) => logger.error({ err }, "could not start the runner once the database was ready"));
   } else startWork();
   return {
     server,
@@ -283,10 +314,7 @@ async function startService(deps: AgentServiceDeps, parts: Assembly, opts: { dat
         if (config.shutdownDelayMs > 0) await new Promise((resolve) => setTimeout(resolve, config.shutdownDelayMs));
         // Open streams end first (UNAVAILABLE: reconnect elsewhere), so they do not hold the grace period.
         await Promise.all([streaming.close(), inputExpiry?.stop()]);
-        await Promise.all([
-          server.close({ graceMs: config.shutdownGraceMs }),
-          runner.stop(config.shutdownGraceMs),
-        ]);
+        await Promise.all([server.close({ graceMs: config.shutdownGraceMs }), runner.stop(config.shutdownGraceMs)]);
         await metrics?.close();
       })();
       return closing;

@@ -1,8 +1,9 @@
 // `agentd keys … --url URL --key KEY`: the same commands through a running
 // server's KeyService (scope keys:manage), for the calling key's tenant.
+
+import { Agent } from "node:http";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { type Client, ConnectError, createClient } from "@connectrpc/connect";
-import { Agent } from "node:http";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { type ApiKey, KeyService } from "../../gen/agentd/v1/key_service_pb.js";
 import { ConfigError } from "../shared/config.js";
@@ -54,7 +55,9 @@ export function parseExpiry(text: string, now = Date.now()): Date {
   }
   const date = new Date(text);
   if (Number.isNaN(date.getTime()) || !/^\d{4}-\d{2}-\d{2}/.test(text)) {
-    throw new ConfigError(`invalid --expires ${JSON.stringify(text)}: use a duration (90d, 12h, 30m) or a time (2027-01-31T00:00:00Z)`);
+    throw new ConfigError(
+      `invalid --expires ${JSON.stringify(text)}: use a duration (90d, 12h, 30m) or a time (2027-01-31T00:00:00Z)`,
+    );
   }
   if (date.getTime() <= now) throw new ConfigError(`invalid --expires ${JSON.stringify(text)}: must be in the future`);
   return date;

@@ -3,10 +3,10 @@ import { readFileSync } from "node:fs";
 import { chmod, mkdir, readFile, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { Command } from "commander";
-import { installLastResortGuard } from "../agent/server/request-failures.js";
-import { createAgentService } from "../agent/service.js";
 import { buildConsoleIfStale } from "../agent/server/console-build.js";
 import { DEV_CORS_ORIGINS } from "../agent/server/cors.js";
+import { installLastResortGuard } from "../agent/server/request-failures.js";
+import { createAgentService } from "../agent/service.js";
 import { startNotifierService } from "../notifier/main.js";
 import { createApiKey, findActiveApiKey } from "../shared/auth/api-keys.js";
 import { SCOPES } from "../shared/auth/scopes.js";
@@ -51,7 +51,10 @@ async function serve(config: Config, opts: { dev: boolean }): Promise<void> {
   // dev: the web console at / is rebuilt when its sources changed since the last build.
   if (opts.dev) {
     await buildConsoleIfStale().catch((err: unknown) =>
-      logger.warn({ err: err instanceof Error ? err.message : String(err) }, "web console not built; run npm run build:console"),
+      logger.warn(
+        { err: err instanceof Error ? err.message : String(err) },
+        "web console not built; run npm run build:console",
+      ),
     );
   }
   // Without a writable primary (a standby, a failover) the replica listens and answers UNAVAILABLE until there is one.
@@ -59,14 +62,28 @@ async function serve(config: Config, opts: { dev: boolean }): Promise<void> {
   const service = createAgentService({ db: runtime.db, bus: runtime.bus, registry, config, logger });
   const running = await service.start(runtime.waiting() ? { databaseReady: runtime.ready } : {});
   // The embedded database belongs to this process alone, so its notifier must run here too.
-  const notifier = opts.dev || runtime.db.embedded
-    ? await startNotifierService({ db: runtime.db, bus: runtime.bus, config, logger: logger.child({ component: "notifier" }) })
-    : undefined;
+  const notifier =
+    opts.dev || runtime.db.embedded
+      ? await startNotifierService({
+          db: runtime.db,
+          bus: runtime.bus,
+          config,
+          logger: logger.child({ component: "notifier" }),
+        })
+      : undefined;
   if (runtime.waiting()) logger.info({ url: running.server.url }, "agentd is waiting for a database primary");
-  void runtime.ready.then(() => logger.info(
-    { url: running.server.url, ...(running.metrics ? { metrics: running.metrics.url } : {}), embedded: runtime.db.embedded, agents: registry.list().map((a) => a.name), notifier: Boolean(notifier) },
-    "agentd is serving",
-  ));
+  void runtime.ready.then(() =>
+    logger.info(
+      {
+        url: running.server.url,
+        ...(running.metrics ? { metrics: running.metrics.url } : {}),
+        embedded: runtime.db.embedded,
+        agents: registry.list().map((a) => a.name),
+        notifier: Boolean(notifier),
+      },
+      "agentd is serving",
+    ),
+  );
   // `agentd keys …` on this data folder goes through this process while it runs.
   const forgetServer = runtime.db.embedded
     ? await writeServerFile(config.dataDir, { url: running.server.url, databaseUrl: runtime.db.url })
@@ -75,9 +92,14 @@ async function serve(config: Config, opts: { dev: boolean }): Promise<void> {
   if (config.tlsCert) {
     // SIGHUP: new certificate for new connections, open ones untouched; a bad file keeps the old one.
     process.on("SIGHUP", () => {
-      running.reloadTls().catch((err: unknown) =>
-        logger.error({ err: err instanceof Error ? err.message : String(err) }, "TLS reload failed, still using the previous certificate"),
-      );
+      running
+        .reloadTls()
+        .catch((err: unknown) =>
+          logger.error(
+            { err: err instanceof Error ? err.message : String(err) },
+            "TLS reload failed, still using the previous certificate",
+          ),
+        );
     });
   }
   untilSignal(logger, async () => {
@@ -94,7 +116,10 @@ async function notify(config: Config): Promise<void> {
   const tracing = startTracingFromEnv("agentd-notifier");
   const runtime = await openRuntime(config, logger, { whileNoPrimary: "wait" });
   const running = await startNotifierService({ db: runtime.db, bus: runtime.bus, config, logger });
-  logger.info({ owner: running.notifier.owner, embedded: runtime.db.embedded, metrics: running.metricsUrl }, "agentd notifier is running");
+  logger.info(
+    { owner: running.notifier.owner, embedded: runtime.db.embedded, metrics: running.metricsUrl },
+    "agentd notifier is running",
+  );
   untilSignal(logger, async () => {
     await running.close();
     await runtime.close();
@@ -105,7 +130,10 @@ async function notify(config: Config): Promise<void> {
 /** `agentd dev`: a key with every scope for tenant `dev`, kept in the data folder (mode 0600). */
 async function printDevWelcome(config: Config, sql: Parameters<typeof findActiveApiKey>[0], url: string) {
   const keyFile = join(resolve(config.dataDir), "dev-api-key");
-  let key = await readFile(keyFile, "utf8").then((k) => k.trim(), () => "");
+  let key = await readFile(keyFile, "utf8").then(
+    (k) => k.trim(),
+    () => "",
+  );
   const current = key ? await findActiveApiKey(sql, key) : undefined;
   // A key from before a scope existed (e.g. keys:manage) is replaced by one with every scope.
   if (!current || !SCOPES.every((s) => current.scopes.includes(s))) {
@@ -135,14 +163,18 @@ async function printDevWelcome(config: Config, sql: Parameters<typeof findActive
 /** Every setting with its environment variable, for `agentd --help`. */
 function environmentHelp(): string {
   const lines = (SETTINGS as readonly Setting[]).map((s) => {
-    const fallback = s.default === undefined ? "" : ` [default: ${Array.isArray(s.default) ? s.default.join(",") || "none" : String(s.default)}]`;
+    const fallback =
+      s.default === undefined
+        ? ""
+        : ` [default: ${Array.isArray(s.default) ? s.default.join(",") || "none" : String(s.default)}]`;
     return `  ${s.env.padEnd(34)} ${s.help}${fallback}`;
   });
   return `\nEnvironment variables (a command's flag, where it has one, wins):\n${lines.join("\n")}\n`;
 }
 
 function packageVersion(): string {
-  return (JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string }).version;
+  return (JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string })
+    .version;
 }
 
 export function buildCli(): Command {
@@ -157,9 +189,21 @@ export function buildCli(): Command {
     .addHelpText("after", environmentHelp());
 
   const serverKeys: (keyof Config)[] = [
-    "host", "port", "dataDir", "databaseUrl", "runnerConcurrency", "agentModules", "logLevel",
-    "tlsCert", "tlsKey", "idleTimeoutMs", "headersTimeoutMs", "requestTimeoutMs",
-    "llmBaseUrl", "llmModel", "llmMaxToolRounds",
+    "host",
+    "port",
+    "dataDir",
+    "databaseUrl",
+    "runnerConcurrency",
+    "agentModules",
+    "logLevel",
+    "tlsCert",
+    "tlsKey",
+    "idleTimeoutMs",
+    "headersTimeoutMs",
+    "requestTimeoutMs",
+    "llmBaseUrl",
+    "llmModel",
+    "llmMaxToolRounds",
   ];
 
   addSettingOptions(
@@ -188,8 +232,10 @@ export function buildCli(): Command {
   addSettingOptions(
     program
       .command("serve")
-      .description("Run the agent service (RPC handlers and a task runner). Run as many replicas as you like on one Postgres, and `agentd notifier` beside them. " +
-          "On the embedded database (no DATABASE_URL) the notifier runs in this process."),
+      .description(
+        "Run the agent service (RPC handlers and a task runner). Run as many replicas as you like on one Postgres, and `agentd notifier` beside them. " +
+          "On the embedded database (no DATABASE_URL) the notifier runs in this process.",
+      ),
     serverKeys,
   ).action(async (flags: Flags) => {
     await serve(configFrom(flags), { dev: false });
@@ -208,7 +254,9 @@ export function buildCli(): Command {
   });
 
   addSettingOptions(
-    program.command("migrate").description("Apply pending database migrations and exit (servers also apply them at start)."),
+    program
+      .command("migrate")
+      .description("Apply pending database migrations and exit (servers also apply them at start)."),
     ["dataDir", "databaseUrl", "logLevel"],
   ).action(async (flags: Flags) => {
     const config = configFrom(flags);

@@ -1,17 +1,17 @@
 // What every long-running command opens first: the database (migrated), the
 // wake-up bus and the agents. Closed in reverse order.
 import { join } from "node:path";
+import { builtinAgents } from "../agent/agents/builtin.js";
+import { type AgentRegistry, createAgentRegistry, loadAgentModules } from "../agent/agents/registry.js";
 import type { Config } from "../shared/config.js";
 import { type Database, openDatabase } from "../shared/db/database.js";
 import { redactDatabaseUrl } from "../shared/db/database-url.js";
 import { runMigrations } from "../shared/db/migrate.js";
 import { untilPrimary } from "../shared/db/wait-for-primary.js";
 import { createLogger, type Logger } from "../shared/log.js";
+import type { WakeupBus } from "../shared/wakeup/bus.js";
 import { createDeferredWakeupBus } from "../shared/wakeup/deferred-bus.js";
 import { createWakeupBus } from "../shared/wakeup/postgres-bus.js";
-import type { WakeupBus } from "../shared/wakeup/bus.js";
-import { builtinAgents } from "../agent/agents/builtin.js";
-import { createAgentRegistry, loadAgentModules, type AgentRegistry } from "../agent/agents/registry.js";
 import { findRunningServer } from "./server-file.js";
 
 export interface Runtime {
@@ -34,7 +34,11 @@ export interface Runtime {
  */
 export type WhileNoPrimary = "fail" | "wait" | "serve";
 
-export async function openRuntime(config: Config, logger: Logger, opts: { whileNoPrimary?: WhileNoPrimary } = {}): Promise<Runtime> {
+export async function openRuntime(
+  config: Config,
+  logger: Logger,
+  opts: { whileNoPrimary?: WhileNoPrimary } = {},
+): Promise<Runtime> {
   const db = await openDatabase({
     ...(config.databaseUrl ? { url: config.databaseUrl } : {}),
     // The database gets its own subfolder; the data folder also holds dev-api-key.
@@ -54,7 +58,12 @@ export async function openRuntime(config: Config, logger: Logger, opts: { whileN
     const stop = new AbortController();
     let startedWaiting!: () => void;
     const waits = new Promise<undefined>((resolve) => (startedWaiting = () => resolve(undefined)));
-    const prepared = untilPrimary(prepare, { logger, database: redactDatabaseUrl(db.url), waiting: startedWaiting, signal: stop.signal });
+    const prepared = untilPrimary(prepare, {
+      logger,
+      database: redactDatabaseUrl(db.url),
+      waiting: startedWaiting,
+      signal: stop.signal,
+    });
     // The first attempt decides: a primary (go on), a refusal (throw), or none yet (wait).
     const first = await Promise.race([prepared, waits]);
     if (first) return runtimeOf(db, first);

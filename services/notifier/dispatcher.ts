@@ -118,7 +118,10 @@ export class Dispatcher {
     const handBack = [...waiting.map((h) => h.claim), ...inFlight];
     if (handBack.length > 0) {
       await releaseDeliveries(sql, handBack).catch((error: unknown) => {
-        log.warn({ err: toError(error), count: handBack.length }, "could not hand back webhook deliveries; their leases will expire");
+        log.warn(
+          { err: toError(error), count: handBack.length },
+          "could not hand back webhook deliveries; their leases will expire",
+        );
       });
       log.info({ count: handBack.length }, "handed back webhook deliveries not yet sent or still in flight");
     }
@@ -182,7 +185,12 @@ export class Dispatcher {
       void releaseDeliveries(
         this.deps.sql,
         stale.map((h) => h.claim),
-      ).catch((error: unknown) => this.deps.log.warn({ err: toError(error), count: stale.length }, "could not hand back stale webhook claims; their leases will expire"));
+      ).catch((error: unknown) =>
+        this.deps.log.warn(
+          { err: toError(error), count: stale.length },
+          "could not hand back stale webhook claims; their leases will expire",
+        ),
+      );
     }
   }
 
@@ -195,7 +203,10 @@ export class Dispatcher {
       sql,
       list.map((h) => h.claim),
     ).catch((error: unknown) => {
-      log.warn({ err: toError(error), count: list.length }, "could not start webhook attempts; their leases will expire");
+      log.warn(
+        { err: toError(error), count: list.length },
+        "could not start webhook attempts; their leases will expire",
+      );
       return new Map<string, string>();
     });
     for (const h of list) {
@@ -210,7 +221,9 @@ export class Dispatcher {
           h.claim.row_id = rowId;
           return this.deps.attempt(h.claim);
         })
-        .catch((error: unknown) => log.error({ err: toError(error), deliveryId: h.claim.delivery_id }, "webhook attempt crashed"))
+        .catch((error: unknown) =>
+          log.error({ err: toError(error), deliveryId: h.claim.delivery_id }, "webhook attempt crashed"),
+        )
         .finally(() => this.release(h));
     }
   }

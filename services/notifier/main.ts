@@ -16,10 +16,18 @@ export interface RunningNotifier {
   close(): Promise<void>;
 }
 
-export async function startNotifierService(deps: { db: Database; bus: WakeupBus; config: Config; logger: Logger }): Promise<RunningNotifier> {
+export async function startNotifierService(deps: {
+  db: Database;
+  bus: WakeupBus;
+  config: Config;
+  logger: Logger;
+}): Promise<RunningNotifier> {
   const { config } = deps;
   const metrics = createNotifierMetrics();
-  const server = config.notifierMetricsPort > 0 ? await serveMetrics(metrics.registry, { host: config.host, port: config.notifierMetricsPort }) : undefined;
+  const server =
+    config.notifierMetricsPort > 0
+      ? await serveMetrics(metrics.registry, { host: config.host, port: config.notifierMetricsPort })
+      : undefined;
   const notifier = createNotifier({ ...deps, metrics });
   notifier.start();
   let closing: Promise<void> | undefined;

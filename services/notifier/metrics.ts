@@ -57,12 +57,19 @@ export function createNotifierMetrics(registry = new Registry()): NotifierMetric
       labelNames: ["reason"],
       registers,
     }),
-    inFlight: new Gauge({ name: "agentd_webhook_in_flight", help: "Delivery attempts in flight in this process.", registers }),
+    inFlight: new Gauge({
+      name: "agentd_webhook_in_flight",
+      help: "Delivery attempts in flight in this process.",
+      registers,
+    }),
   };
 }
 
 /** GET /metrics on host:port. Resolves once listening. */
-export async function serveMetrics(registry: Registry, opts: { host: string; port: number }): Promise<{ url: string; close(): Promise<void> }> {
+export async function serveMetrics(
+  registry: Registry,
+  opts: { host: string; port: number },
+): Promise<{ url: string; close(): Promise<void> }> {
   const server: Server = createServer((req, res) => {
     if (req.method !== "GET" || req.url?.split("?")[0] !== "/metrics") {
       res.writeHead(404).end();

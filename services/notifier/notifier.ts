@@ -13,9 +13,9 @@ import type { Database } from "../shared/db/database.js";
 import { toError } from "../shared/errors.js";
 import { newId } from "../shared/ids.js";
 import type { Logger } from "../shared/log.js";
+import type { WakeupBus } from "../shared/wakeup/bus.js";
 import { type AddressGuard, createAddressGuard } from "../shared/webhooks/address-guard.js";
 import { signedHeaders } from "../shared/webhooks/signing.js";
-import type { WakeupBus } from "../shared/wakeup/bus.js";
 import type { ClaimedDelivery } from "./claim-deliveries.js";
 import { type Completion, type CompletionResult, completeDelivery } from "./complete-delivery.js";
 import { Dispatcher } from "./dispatcher.js";
@@ -84,17 +84,28 @@ export function createNotifier(deps: NotifierDeps): Notifier {
     const next = nextAfterAttempt(result, claim.attempts, policy, { retries: claim.retries, random: random() });
     const completion: Completion = {
       delivery: claim,
-      attempt: { attempt: claim.attempts, time, status: result.status, latencyMs: result.latencyMs, error: result.error, responseBody: result.responseBody },
+      attempt: {
+        attempt: claim.attempts,
+        time,
+        status: result.status,
+        latencyMs: result.latencyMs,
+        error: result.error,
+        responseBody: result.responseBody,
+      },
       next,
       endpointFault: true,
       disableAfterMs: config.webhookDisableAfterMs,
     };
     let outcome: CompletionResult;
     try {
-      outcome = next.state === "SUCCEEDED" ? await successes.record(completion) : await completeDelivery(sql, completion);
+      outcome =
+        next.state === "SUCCEEDED" ? await successes.record(completion) : await completeDelivery(sql, completion);
     } catch (error) {
       // The lease runs out and the sweep records the attempt as lost; the delivery is retried.
-      log.error({ err: toError(error), deliveryId: claim.delivery_id, tenantId: claim.tenant_id }, "could not record a webhook attempt");
+      log.error(
+        { err: toError(error), deliveryId: claim.delivery_id, tenantId: claim.tenant_id },
+        "could not record a webhook attempt",
+      );
       return;
     }
     const delayMs = next.state === "PENDING" ? next.delayMs : undefined;
@@ -115,12 +126,18 @@ export function createNotifier(deps: NotifierDeps): Notifier {
       const swept = await sweepExpiredLeases(sql, policy, { limit: SWEEP_BATCH, random });
       for (const s of swept) {
         if (!s.started) {
-          log.info({ deliveryId: s.delivery_id, tenantId: s.tenant_id }, "webhook claim handed back unsent: its notifier's lease expired before the attempt started");
+          log.info(
+            { deliveryId: s.delivery_id, tenantId: s.tenant_id },
+            "webhook claim handed back unsent: its notifier's lease expired before the attempt started",
+          );
           continue;
         }
         metrics.attempts.inc({ outcome: "lost" });
         if (s.next.state === "FAILED") metrics.deliveries.inc({ outcome: "failed" });
-        log.warn({ deliveryId: s.delivery_id, tenantId: s.tenant_id, next: s.next.state }, "webhook attempt lost: its notifier's lease expired");
+        log.warn(
+          { deliveryId: s.delivery_id, tenantId: s.tenant_id, next: s.next.state },
+          "webhook attempt lost: its notifier's lease expired",
+        );
       }
     } catch (error) {
       log.warn({ err: toError(error) }, "sweeping expired webhook leases failed");
@@ -147,7 +164,11 @@ export function createNotifier(deps: NotifierDeps): Notifier {
       void tick();
       schedulePoll();
       log.info(
-        { concurrency: config.webhookConcurrency, endpointConcurrency: config.webhookEndpointConcurrency, pollMs: config.pollMs },
+        {
+          concurrency: config.webhookConcurrency,
+          endpointConcurrency: config.webhookEndpointConcurrency,
+          pollMs: config.pollMs,
+        },
         "notifier started",
       );
     },
@@ -167,9 +188,13 @@ export function createNotifier(deps: NotifierDeps): Notifier {
 }
 
 /** Signs and sends one delivery. */
-async function send(claim: ClaimedDelivery, via: { config: Config; guard: AddressGuard; agents: ReturnType<typeof createAgents> }): Promise<SendResult> {
+async function send(
+  claim: ClaimedDelivery,
+  via: { config: Config; guard: AddressGuard; agents: ReturnType<typeof createAgents> },
+): Promise<SendResult> {
   const { config } = via;
-  if (claim.secrets.length === 0) return { kind: "refused", status: 0, latencyMs: 0, error: NO_SECRET, responseBody: "" };
+  if (claim.secrets.length === 0)
+    return { kind: "refused", status: 0, latencyMs: 0, error: NO_SECRET, responseBody: "" };
   const body = JSON.stringify(claim.payload);
   // One CLIENT span per attempt in the task's trace; the receiver gets its traceparent.
   return webhookAttemptSpan(claim, (traceHeaders) =>
@@ -216,7 +241,10 @@ function report(
   metrics.attempts.inc({ outcome: result.kind });
   metrics.attemptSeconds.observe({ outcome: result.kind }, result.latencyMs / 1000);
   if (outcome.status === "fenced") {
-    log.warn(fields, "webhook attempt finished after its lease was lost; outcome recorded, state left to the new claimant");
+    log.warn(
+      fields,
+      "webhook attempt finished after its lease was lost; outcome recorded, state left to the new claimant",
+    );
     return;
   }
   if (outcome.state === "SUCCEEDED") {

@@ -30,10 +30,7 @@ export interface RetryPolicy {
   retryAfterMaxMs: number;
 }
 
-export type Next =
-  | { state: "SUCCEEDED" }
-  | { state: "PENDING"; delayMs: number }
-  | { state: "FAILED"; gone: boolean };
+export type Next = { state: "SUCCEEDED" } | { state: "PENDING"; delayMs: number } | { state: "FAILED"; gone: boolean };
 
 const THROTTLE_STATUSES: ReadonlySet<number> = new Set([429, 502, 503, 504]);
 const JITTER = 0.2;
@@ -59,8 +56,10 @@ export function nextAfterAttempt(
   const base = policy.scheduleMs[attempt - 1];
   if (!opts.retries || base === undefined) return { state: "FAILED", gone: false };
   let delayMs = jitter(base, opts.random);
-  if (result.kind === "timeout" || THROTTLE_STATUSES.has(result.status)) delayMs = Math.max(delayMs, policy.throttleMinMs);
-  if (result.retryAfterMs !== undefined) delayMs = Math.max(delayMs, Math.min(result.retryAfterMs, policy.retryAfterMaxMs));
+  if (result.kind === "timeout" || THROTTLE_STATUSES.has(result.status))
+    delayMs = Math.max(delayMs, policy.throttleMinMs);
+  if (result.retryAfterMs !== undefined)
+    delayMs = Math.max(delayMs, Math.min(result.retryAfterMs, policy.retryAfterMaxMs));
   return { state: "PENDING", delayMs };
 }
 

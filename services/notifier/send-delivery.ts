@@ -67,7 +67,12 @@ function guardedLookup(guard: AddressGuard): LookupFunction {
 
 /** Keep-alive agents for a notifier: sockets are reused per destination. */
 export function createAgents(maxSocketsPerHost: number) {
-  const options = { keepAlive: true, maxSockets: maxSocketsPerHost, maxFreeSockets: maxSocketsPerHost, scheduling: "lifo" as const };
+  const options = {
+    keepAlive: true,
+    maxSockets: maxSocketsPerHost,
+    maxFreeSockets: maxSocketsPerHost,
+    scheduling: "lifo" as const,
+  };
   return { http: new http.Agent(options), https: new https.Agent(options) };
 }
 
@@ -88,8 +93,10 @@ export function sendDelivery(opts: SendOptions): Promise<SendResult> {
   } catch {
     return refused("invalid URL");
   }
-  if (url.protocol === "http:" && !opts.allowHttp) return refused("destination refused: plain http is not allowed (AGENTD_WEBHOOK_ALLOW_HTTP)");
-  if (url.protocol !== "http:" && url.protocol !== "https:") return refused(`destination refused: scheme ${url.protocol}`);
+  if (url.protocol === "http:" && !opts.allowHttp)
+    return refused("destination refused: plain http is not allowed (AGENTD_WEBHOOK_ALLOW_HTTP)");
+  if (url.protocol !== "http:" && url.protocol !== "https:")
+    return refused(`destination refused: scheme ${url.protocol}`);
   const host = hostOf(url);
   if (isIP(host) !== 0) {
     const verdict = opts.guard.check(host);
@@ -114,7 +121,10 @@ export function sendDelivery(opts: SendOptions): Promise<SendResult> {
     });
     let status = 0;
     let answer: Omit<SendResult, "latencyMs"> | undefined;
-    const timer = setTimeout(() => req.destroy(new TimeoutError(`no complete answer within ${opts.timeoutMs} ms`)), opts.timeoutMs);
+    const timer = setTimeout(
+      () => req.destroy(new TimeoutError(`no complete answer within ${opts.timeoutMs} ms`)),
+      opts.timeoutMs,
+    );
 
     req.on("response", (res) => {
       status = res.statusCode ?? 0;
@@ -159,10 +169,17 @@ export function sendDelivery(opts: SendOptions): Promise<SendResult> {
     req.on("error", (err) => {
       // The status line decides: a 2xx whose body is cut short by the deadline still succeeded.
       if (answer) return finish(answer);
-      if (err instanceof TimeoutError) return finish({ kind: "timeout", status: 0, error: `timeout: ${err.message}`, responseBody: "" });
-      if (err instanceof RefusedError) return finish({ kind: "refused", status: 0, error: err.message, responseBody: "" });
+      if (err instanceof TimeoutError)
+        return finish({ kind: "timeout", status: 0, error: `timeout: ${err.message}`, responseBody: "" });
+      if (err instanceof RefusedError)
+        return finish({ kind: "refused", status: 0, error: err.message, responseBody: "" });
       const code = (err as NodeJS.ErrnoException).code;
-      finish({ kind: "network", status: 0, error: code && !err.message.includes(code) ? `${code}: ${err.message}` : err.message, responseBody: "" });
+      finish({
+        kind: "network",
+        status: 0,
+        error: code && !err.message.includes(code) ? `${code}: ${err.message}` : err.message,
+        responseBody: "",
+      });
     });
     req.end(opts.body);
   });

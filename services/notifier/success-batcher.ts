@@ -28,7 +28,11 @@ export function createSuccessBatcher(sql: Sql): { record(c: Completion): Promise
           batch.map((w) => w.completion),
         );
         for (const w of batch) {
-          w.resolve(fenced.has(w.completion.delivery.delivery_id) ? { status: "fenced" } : { status: "recorded", state: "SUCCEEDED" });
+          w.resolve(
+            fenced.has(w.completion.delivery.delivery_id)
+              ? { status: "fenced" }
+              : { status: "recorded", state: "SUCCEEDED" },
+          );
         }
       } catch (error) {
         for (const w of batch) w.reject(error);

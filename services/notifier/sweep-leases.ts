@@ -5,9 +5,10 @@
 // claimed, never started: nothing was sent, so it is handed back as it was, due
 // at once, with no attempt charged.
 import type { Sql } from "../shared/db/database.js";
-import { nextAfterAttempt, type Next, type RetryPolicy } from "./retry-schedule.js";
+import { type Next, nextAfterAttempt, type RetryPolicy } from "./retry-schedule.js";
 
-const LOST_ATTEMPT_ERROR = "the notifier sending this attempt stopped before it finished (lease expired); outcome unknown";
+const LOST_ATTEMPT_ERROR =
+  "the notifier sending this attempt stopped before it finished (lease expired); outcome unknown";
 
 interface Expired {
   tenant_id: string;
@@ -72,6 +73,11 @@ export async function sweepExpiredLeases(
       SELECT c.tenant_id, c.delivery_id, c.attempt, c.time, ${LOST_ATTEMPT_ERROR} FROM c WHERE c.started
       ON CONFLICT (tenant_id, delivery_id, attempt) DO NOTHING
     `;
-    return decided.map((r) => ({ tenant_id: r.tenant_id, delivery_id: r.delivery_id, started: r.started, next: r.next }));
+    return decided.map((r) => ({
+      tenant_id: r.tenant_id,
+      delivery_id: r.delivery_id,
+      started: r.started,
+      next: r.next,
+    }));
   });
 }

@@ -30,7 +30,8 @@ export async function webhookAttemptSpan(
   const traceparent = traceparentOf(trace.setSpan(parent, span));
   const result = await context.with(trace.setSpan(parent, span), () => send(traceparent ? { traceparent } : {}));
   if (result.status) span.setAttribute("http.response.status_code", result.status);
-  if (result.kind !== "success") span.setStatus({ code: SpanStatusCode.ERROR, message: result.error || `HTTP ${result.status}` });
+  if (result.kind !== "success")
+    span.setStatus({ code: SpanStatusCode.ERROR, message: result.error || `HTTP ${result.status}` });
   span.end();
   return result;
 }

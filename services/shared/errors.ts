@@ -96,8 +96,14 @@ export function resourceExhausted(reason: string, message: string, retryAfterMs:
 }
 
 export function unavailable(message: string, cause?: unknown): ConnectError {
-  return new ConnectError(message, Code.Unavailable, undefined, [
-    errorInfo("DATABASE_UNAVAILABLE"),
-    { desc: RetryInfoSchema, value: create(RetryInfoSchema, { retryDelay: durationFromMs(1000) }) },
-  ], cause);
+  return new ConnectError(
+    message,
+    Code.Unavailable,
+    undefined,
+    [
+      errorInfo("DATABASE_UNAVAILABLE"),
+      { desc: RetryInfoSchema, value: create(RetryInfoSchema, { retryDelay: durationFromMs(1000) }) },
+    ],
+    cause,
+  );
 }

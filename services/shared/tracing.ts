@@ -4,8 +4,8 @@
 // turns it off too). The exporter reads the rest (headers, timeout) itself.
 // While off, the @opentelemetry/api calls below are no-ops that cost nothing.
 import {
-  context,
   type Context,
+  context,
   propagation,
   ROOT_CONTEXT,
   type Span,
@@ -68,7 +68,11 @@ export async function inSpan<T>(
   opts: { parent?: Context; kind?: SpanKind; attributes?: Record<string, string | number | boolean> },
   fn: (span: Span) => Promise<T>,
 ): Promise<T> {
-  const span = tracer().startSpan(name, { kind: opts.kind ?? SpanKind.INTERNAL, ...(opts.attributes ? { attributes: opts.attributes } : {}) }, opts.parent ?? context.active());
+  const span = tracer().startSpan(
+    name,
+    { kind: opts.kind ?? SpanKind.INTERNAL, ...(opts.attributes ? { attributes: opts.attributes } : {}) },
+    opts.parent ?? context.active(),
+  );
   try {
     return await context.with(trace.setSpan(opts.parent ?? context.active(), span), () => fn(span));
   } catch (error) {

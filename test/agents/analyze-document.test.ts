@@ -4,8 +4,8 @@
 import { readFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { TaskState } from "../../gen/agentd/v1/task_pb.js";
-import { type AnalyzeOutput, analyzeDocumentAgent } from "../../services/agent/agents/analyze-document.js";
 import { splitSections } from "../../services/agent/agents/analyze/sections.js";
+import { type AnalyzeOutput, analyzeDocumentAgent } from "../../services/agent/agents/analyze-document.js";
 import { createApiKey } from "../../services/shared/auth/api-keys.js";
 import { SCOPES } from "../../services/shared/auth/scopes.js";
 import { type Database, openDatabase } from "../../services/shared/db/database.js";
@@ -100,7 +100,10 @@ describe("analyze-document across a killed runner", () => {
     const a = await spawnAgentd({ databaseUrl: shared.url });
     processes.push(a);
     const clientA = clientsFor(a.url, key);
-    const { task } = await clientA.tasks.createTask({ agent: "analyze-document", input: value({ text: GETTYSBURG, pace_ms: 2000 }) });
+    const { task } = await clientA.tasks.createTask({
+      agent: "analyze-document",
+      input: value({ text: GETTYSBURG, pace_ms: 2000 }),
+    });
     const abort = new AbortController();
     try {
       for await (const res of clientA.tasks.watchTask({ taskId: task!.id }, { signal: abort.signal })) {
@@ -120,7 +123,12 @@ describe("analyze-document across a killed runner", () => {
       done = (await clientB.tasks.getTask({ taskId: task!.id })).task!;
     }
     const { events } = await clientB.tasks.listTaskEvents({ taskId: task!.id, pageSize: 1000 });
-    const trace = JSON.stringify(events.map((e) => [e.event.case, (e.event.value as { step?: number; message?: string }).step ?? (e.event.value as { message?: string }).message]));
+    const trace = JSON.stringify(
+      events.map((e) => [
+        e.event.case,
+        (e.event.value as { step?: number; message?: string }).step ?? (e.event.value as { message?: string }).message,
+      ]),
+    );
     expect(done.state).toBe(TaskState.SUCCEEDED);
     // At least one more attempt after the kill (a loaded machine may lose a lease more often).
     expect(done.attempt).toBeGreaterThanOrEqual(2);
@@ -128,18 +136,28 @@ describe("analyze-document across a killed runner", () => {
     // Every section reported exactly once, in order, across the attempts; then the report step.
     expect(steps, trace).toEqual([1, 2, 3, 4, 5]);
     // The attempt that ran after the kill (the last RUNNING) started at section 3.
-    const lastRunning = events.findLastIndex((e) => e.event.case === "stateChange" && e.event.value.state === TaskState.RUNNING);
-    const resumed = events.findIndex((e) => e.event.case === "log" && e.event.value.message === "resuming at section 3 of 4");
+    const lastRunning = events.findLastIndex(
+      (e) => e.event.case === "stateChange" && e.event.value.state === TaskState.RUNNING,
+    );
+    const resumed = events.findIndex(
+      (e) => e.event.case === "log" && e.event.value.message === "resuming at section 3 of 4",
+    );
     const progress3 = events.findIndex((e) => e.event.case === "progress" && e.event.value.step === 3);
     expect(resumed, trace).toBe(lastRunning + 1);
     expect(progress3, trace).toBeGreaterThan(resumed);
 
     const output = plain<AnalyzeOutput>(done.output);
-    expect(output.sections.map((s) => s.heading)).toEqual(["The Gettysburg Address", "The founding", "The war", "The dedication"]);
+    expect(output.sections.map((s) => s.heading)).toEqual([
+      "The Gettysburg Address",
+      "The founding",
+      "The war",
+      "The dedication",
+    ]);
     const report = done.artifacts.find((x) => x.name === "report.md");
     expect(done.artifacts.filter((x) => x.name === "report.md")).toHaveLength(1);
     const text = report?.content.case === "text" ? report.content.value : "";
-    for (const heading of ["1. The Gettysburg Address", "2. The founding", "3. The war", "4. The dedication"]) expect(text).toContain(heading);
+    for (const heading of ["1. The Gettysburg Address", "2. The founding", "3. The war", "4. The dedication"])
+      expect(text).toContain(heading);
     await b.kill("SIGTERM");
   }, 180_000);
 });

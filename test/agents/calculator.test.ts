@@ -34,9 +34,14 @@ describe("calculator", () => {
 
   it("agrees with JavaScript on sums and products of integers", () => {
     fc.assert(
-      fc.property(fc.integer({ min: -1000, max: 1000 }), fc.integer({ min: -1000, max: 1000 }), fc.integer({ min: 1, max: 50 }), (a, b, c) => {
-        expect(evaluate(`${a} + ${b} * ${c} - (${a} - ${c})`)).toBe(a + b * c - (a - c));
-      }),
+      fc.property(
+        fc.integer({ min: -1000, max: 1000 }),
+        fc.integer({ min: -1000, max: 1000 }),
+        fc.integer({ min: 1, max: 50 }),
+        (a, b, c) => {
+          expect(evaluate(`${a} + ${b} * ${c} - (${a} - ${c})`)).toBe(a + b * c - (a - c));
+        },
+      ),
     );
   });
 });

@@ -10,18 +10,23 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type ConverseRequest, ConverseRequestSchema } from "../../gen/agentd/v1/agent_service_pb.js";
 import { type TaskEvent, TaskState } from "../../gen/agentd/v1/task_pb.js";
 import type { Config } from "../../services/shared/config.js";
+import { asJson, drain, listAllEvents, waitForState } from "../streams/support.js";
 import { startAgentd, type TestAgentd } from "../support/agentd.js";
 import { createTestDatabase } from "../support/database.js";
 import { errorInfo, expectCode } from "../support/expect.js";
 import { plain, value } from "../support/json.js";
-import { asJson, drain, listAllEvents, waitForState } from "../streams/support.js";
 import { type FakeLlm, startFakeLlm, tokensOf } from "./fake-llm.js";
 
 const API_KEY = "sk-test-Secret0123456789abcdef";
 
 let llm: FakeLlm;
 let agentd: TestAgentd;
-const llmConfig = (): Partial<Config> => ({ llmBaseUrl: llm.baseUrl, llmModel: "fake-model", llmApiKey: API_KEY, llmMaxToolRounds: 3 });
+const llmConfig = (): Partial<Config> => ({
+  llmBaseUrl: llm.baseUrl,
+  llmModel: "fake-model",
+  llmApiKey: API_KEY,
+  llmMaxToolRounds: 3,
+});
 
 beforeAll(async () => {
   llm = await startFakeLlm();
@@ -32,14 +37,17 @@ afterAll(async () => {
   await llm?.close();
 });
 
-const deltasOf = (events: TaskEvent[]) => events.filter((e) => e.event.case === "delta").map((e) => (e.event.value as { text: string }).text);
+const deltasOf = (events: TaskEvent[]) =>
+  events.filter((e) => e.event.case === "delta").map((e) => (e.event.value as { text: string }).text);
 const ANSWER = "The capital of France is Paris, a city on the Seine.";
 
 describe("chat: streaming", () => {
   it("streams the reply as deltas over gRPC (RunStream) and returns the documented output", async () => {
     llm.respond = () => ({ kind: "stream", tokens: tokensOf(ANSWER), gapMs: 40 });
     const client = agentd.clients(agentd.key, "grpc");
-    const { events } = await drain(client.agents.runStream({ agent: "chat", input: value({ prompt: "Capital of France?", system: "Be brief." }) }));
+    const { events } = await drain(
+      client.agents.runStream({ agent: "chat", input: value({ prompt: "Capital of France?", system: "Be brief." }) }),
+    );
     const deltas = deltasOf(events);
     expect(deltas.join("")).toBe(ANSWER);
     // 40 ms between tokens against a 30 ms coalescing window: the reply arrives in pieces.
@@ -65,8 +73,13 @@ describe("chat: streaming", () => {
 
   it("streams the reply over SSE", async () => {
     llm.respond = () => ({ kind: "stream", tokens: tokensOf(ANSWER), gapMs: 40 });
-    const { task } = await agentd.client.tasks.createTask({ agent: "chat", input: value({ prompt: "Capital of France?" }) });
-    const res = await fetch(`${agentd.url}/v1/tasks/${task!.id}/events`, { headers: { authorization: `Bearer ${agentd.key}` } });
+    const { task } = await agentd.client.tasks.createTask({
+      agent: "chat",
+      input: value({ prompt: "Capital of France?" }),
+    });
+    const res = await fetch(`${agentd.url}/v1/tasks/${task!.id}/events`, {
+      headers: { authorization: `Bearer ${agentd.key}` },
+    });
     expect(res.headers.get("content-type")).toContain("text/event-stream");
     const decoder = new TextDecoder();
     let buffer = "";
@@ -125,9 +138,14 @@ describe("chat: tools", () => {
     expect(JSON.parse(toolResults[0]!.content!)).toEqual({ result: 0.7 });
     expect(JSON.parse(toolResults[1]!.content!).summary).toContain("bridge");
     const events = await listAllEvents(agentd.client, task!.id);
-    const calls = asJson(events.filter((e) => e.event.case === "toolCall")) as { toolCall: { name: string; arguments: unknown; result?: unknown } }[];
+    const calls = asJson(events.filter((e) => e.event.case === "toolCall")) as {
+      toolCall: { name: string; arguments: unknown; result?: unknown };
+    }[];
     expect(calls.map((c) => c.toolCall.name)).toEqual(["calculator", "summarize"]);
-    expect(calls[0]!.toolCall).toMatchObject({ arguments: { expression: "(17.5 * 4) / 100" }, result: { result: 0.7 } });
+    expect(calls[0]!.toolCall).toMatchObject({
+      arguments: { expression: "(17.5 * 4) / 100" },
+      result: { result: 0.7 },
+    });
     expect(plain<{ reply: string }>(task!.output).reply).toBe("It is 0.7, and the bridge is closed.");
   });
 
@@ -142,7 +160,10 @@ describe("chat: tools", () => {
   });
 
   it("fails with TOOL_ROUNDS_EXCEEDED when the model keeps calling tools", async () => {
-    llm.respond = (_, i) => ({ kind: "stream", toolCalls: [{ id: `c${i}`, name: "calculator", arguments: '{"expression":"1+1"}' }] });
+    llm.respond = (_, i) => ({
+      kind: "stream",
+      toolCalls: [{ id: `c${i}`, name: "calculator", arguments: '{"expression":"1+1"}' }],
+    });
     const { task } = await agentd.client.agents.run({ agent: "chat", input: value({ prompt: "loop" }) });
     expect(task?.state).toBe(TaskState.FAILED);
     expect(task?.error).toMatchObject({ code: "TOOL_ROUNDS_EXCEEDED", retryable: false });
@@ -218,7 +239,10 @@ describe("chat: conversations", () => {
     let first: TestAgentd | undefined = await startAgentd({ database, config: llmConfig() });
     let second: TestAgentd | undefined;
     try {
-      const { task } = await first.client.tasks.createTask({ agent: "chat", input: value({ prompt: "Hi", conversation: true }) });
+      const { task } = await first.client.tasks.createTask({
+        agent: "chat",
+        input: value({ prompt: "Hi", conversation: true }),
+      });
       const paused = await waitForState(first.client, task!.id, TaskState.INPUT_REQUIRED);
       expect(paused.inputRequest?.prompt).toBe("Reply number 1.");
       // Nothing runs while the human thinks: stop the service entirely (the database stays).
@@ -239,9 +263,15 @@ describe("chat: conversations", () => {
       const deltas = deltasOf(await listAllEvents(second.client, task!.id));
       expect(deltas.join("")).toBe("Reply number 1.Reply number 2.");
       // A wrong answer is refused by the schema of the question.
-      const paused2 = await second.client.tasks.createTask({ agent: "chat", input: value({ prompt: "x", conversation: true }) });
+      const paused2 = await second.client.tasks.createTask({
+        agent: "chat",
+        input: value({ prompt: "x", conversation: true }),
+      });
       await waitForState(second.client, paused2.task!.id, TaskState.INPUT_REQUIRED);
-      await expectCode(second.client.tasks.provideInput({ taskId: paused2.task!.id, value: value({ msg: "typo" }) }), Code.InvalidArgument);
+      await expectCode(
+        second.client.tasks.provideInput({ taskId: paused2.task!.id, value: value({ msg: "typo" }) }),
+        Code.InvalidArgument,
+      );
     } finally {
       if (first) await first.close();
       await second?.close();
@@ -258,7 +288,10 @@ describe("chat: cancellation and upstream failures", () => {
     while (llm.requests.length === before && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     const upstream = llm.requests.at(-1)!;
     await agentd.client.tasks.cancelTask({ taskId: task!.id });
-    const closedInTime = await Promise.race([upstream.closed.then(() => true), new Promise((r) => setTimeout(() => r(false), 5000))]);
+    const closedInTime = await Promise.race([
+      upstream.closed.then(() => true),
+      new Promise((r) => setTimeout(() => r(false), 5000)),
+    ]);
     expect(closedInTime).toBe(true);
     expect(upstream.finished).toBe(false);
     expect((await agentd.client.tasks.getTask({ taskId: task!.id })).task?.state).toBe(TaskState.CANCELED);
@@ -311,7 +344,11 @@ describe("chat: cancellation and upstream failures", () => {
 
   it("a server that never answers ends in the task's TIMEOUT and the connection is closed", async () => {
     llm.respond = () => ({ kind: "hang" });
-    const { task } = await agentd.client.agents.run({ agent: "chat", input: value({ prompt: "hi" }), timeout: { seconds: 1n } });
+    const { task } = await agentd.client.agents.run({
+      agent: "chat",
+      input: value({ prompt: "hi" }),
+      timeout: { seconds: 1n },
+    });
     expect(task?.state).toBe(TaskState.FAILED);
     expect(task?.error?.code).toBe("TIMEOUT");
     await llm.requests.at(-1)!.closed;

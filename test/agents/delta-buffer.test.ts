@@ -7,7 +7,12 @@ describe("delta buffer", () => {
   it("makes the first delta due at once, coalesces the following ones within the window", async () => {
     let clock = 1000;
     const writes: string[] = [];
-    const buffer = createDeltaBuffer({ windowMs: 30, maxChars: 8192, now: () => clock, onDue: () => writes.push(buffer.take()) });
+    const buffer = createDeltaBuffer({
+      windowMs: 30,
+      maxChars: 8192,
+      now: () => clock,
+      onDue: () => writes.push(buffer.take()),
+    });
     buffer.add("Hello");
     expect(writes).toEqual(["Hello"]);
     clock += 5;

@@ -114,7 +114,9 @@ export async function startFakeLlm(): Promise<FakeLlm> {
     // Tool calls: the first piece of each carries index, id, type and name; the arguments
     // follow in three pieces, in separate chunks, as real servers send them.
     (reply.toolCalls ?? []).forEach((call, index) => {
-      res.write(chunk({ tool_calls: [{ index, id: call.id, type: "function", function: { name: call.name, arguments: "" } }] }));
+      res.write(
+        chunk({ tool_calls: [{ index, id: call.id, type: "function", function: { name: call.name, arguments: "" } }] }),
+      );
       const a = call.arguments;
       const cuts = [0, Math.floor(a.length / 3), Math.floor((2 * a.length) / 3), a.length];
       for (let p = 0; p < 3; p++) {
@@ -123,7 +125,9 @@ export async function startFakeLlm(): Promise<FakeLlm> {
     });
     const finish = reply.finishReason ?? (reply.toolCalls?.length ? "tool_calls" : "stop");
     res.write(chunk({}, finish));
-    res.write(chunk({}, null, { prompt_tokens: 10, completion_tokens: tokens.length, total_tokens: 10 + tokens.length }));
+    res.write(
+      chunk({}, null, { prompt_tokens: 10, completion_tokens: tokens.length, total_tokens: 10 + tokens.length }),
+    );
     res.write("data: [DONE]\n\n");
     res.end();
     seen.finished = true;
@@ -135,7 +139,9 @@ export async function startFakeLlm(): Promise<FakeLlm> {
     req.on("data", (c: string) => (raw += c));
     req.on("end", () => {
       if (req.method !== "POST" || req.url !== "/v1/chat/completions") {
-        res.writeHead(404, { "content-type": "application/json" }).end(JSON.stringify({ error: { message: "not found" } }));
+        res
+          .writeHead(404, { "content-type": "application/json" })
+          .end(JSON.stringify({ error: { message: "not found" } }));
         return;
       }
       const seen: SeenRequest = {

@@ -47,7 +47,15 @@ describe("createAgentRegistry", () => {
   const registry = createAgentRegistry([agent("orders", orderSchema), ...builtinAgents(), agent("alpha", true)]);
 
   it("lists agents sorted by name and finds them by name", () => {
-    expect(registry.list().map((a) => a.name)).toEqual(["alpha", "analyze-document", "chat", "orders", "simulate", "summarize", "validate"]);
+    expect(registry.list().map((a) => a.name)).toEqual([
+      "alpha",
+      "analyze-document",
+      "chat",
+      "orders",
+      "simulate",
+      "summarize",
+      "validate",
+    ]);
     expect(registry.get("summarize")?.version).toBe("1.0.0");
     expect(registry.get("nope")).toBeUndefined();
     expect(() => registry.validateInput("nope", {})).toThrow('unknown agent "nope"');
@@ -144,9 +152,17 @@ describe("createAgentRegistry", () => {
   });
 
   it.each([
-    ["an unknown keyword", { type: "object", properties: { a: { type: "string" } }, requird: ["a"] }, /unknown keyword: "requird"/],
+    [
+      "an unknown keyword",
+      { type: "object", properties: { a: { type: "string" } }, requird: ["a"] },
+      /unknown keyword: "requird"/,
+    ],
     ["properties without a type", { properties: { a: { type: "string" } } }, /strict mode/],
-    ["a required property that is not defined", { type: "object", required: ["a"] }, /required property "a" is not defined/],
+    [
+      "a required property that is not defined",
+      { type: "object", required: ["a"] },
+      /required property "a" is not defined/,
+    ],
     ["an unknown format", { type: "string", format: "postcode" }, /unknown format "postcode"/],
     ["a wrong keyword value", { type: "strung" }, /schema is invalid/],
     ["an unsupported dialect", { $schema: "http://json-schema.org/draft-04/schema#" }, /unsupported \$schema/],
@@ -230,7 +246,16 @@ describe("loadAgentModules", () => {
     expect(await defs[0]!.run({ a: 1 }, fake.ctx)).toEqual({ echoed: { a: 1 } });
     expect(fake.deltas).toEqual(["echo"]);
     const registry = createAgentRegistry([...builtinAgents(), ...defs]);
-    expect(registry.list().map((d) => d.name)).toEqual(["analyze-document", "chat", "echo", "first", "second", "simulate", "summarize", "validate"]);
+    expect(registry.list().map((d) => d.name)).toEqual([
+      "analyze-document",
+      "chat",
+      "echo",
+      "first",
+      "second",
+      "simulate",
+      "summarize",
+      "validate",
+    ]);
   });
 
   it("loads TypeScript modules", async () => {
@@ -266,11 +291,18 @@ describe("resolveAgentPaths", () => {
     const dir = await mkdtemp(join(tmpdir(), "agentd-paths-"));
     try {
       await mkdir(join(dir, "plain"));
-      for (const f of ["b.ts", "a.mjs", "a.test.ts", "types.d.ts", "notes.md"]) await writeFile(join(dir, "plain", f), "");
+      for (const f of ["b.ts", "a.mjs", "a.test.ts", "types.d.ts", "notes.md"])
+        await writeFile(join(dir, "plain", f), "");
       await mkdir(join(dir, "pkg"));
-      await writeFile(join(dir, "pkg/package.json"), JSON.stringify({ exports: { ".": { import: "./dist/index.js" } } }));
+      await writeFile(
+        join(dir, "pkg/package.json"),
+        JSON.stringify({ exports: { ".": { import: "./dist/index.js" } } }),
+      );
       await mkdir(join(dir, "node_modules/@me/agents"), { recursive: true });
-      await writeFile(join(dir, "node_modules/@me/agents/package.json"), JSON.stringify({ name: "@me/agents", main: "main.js" }));
+      await writeFile(
+        join(dir, "node_modules/@me/agents/package.json"),
+        JSON.stringify({ name: "@me/agents", main: "main.js" }),
+      );
       await writeFile(join(dir, "node_modules/@me/agents/main.js"), "");
       expect(await resolveAgentPaths(["plain", "./pkg", "@me/agents", "./one.ts"], dir)).toEqual([
         join(dir, "plain/a.mjs"),
@@ -279,7 +311,9 @@ describe("resolveAgentPaths", () => {
         join(dir, "node_modules/@me/agents/main.js"),
         join(dir, "one.ts"),
       ]);
-      await expect(resolveAgentPaths(["no-such-agents-package"], dir)).rejects.toThrow('agent package "no-such-agents-package": not found');
+      await expect(resolveAgentPaths(["no-such-agents-package"], dir)).rejects.toThrow(
+        'agent package "no-such-agents-package": not found',
+      );
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

@@ -48,15 +48,21 @@ const children: ReturnType<typeof spawn>[] = [];
 
 /** `agentd serve` from the installed package, in the project folder. */
 function serve(args: string[]): Promise<{ url: string; exit: Promise<{ code: number | null; stderr: string }> }> {
-  const child = spawn(process.execPath, [join(project, "node_modules/agentd-server/bin/agentd.js"), "serve", "--port", "0", ...args], {
-    cwd: project,
-    env: { ...process.env, ...CHILD_TEST_ENV, DATABASE_URL: shared.url },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
+  const child = spawn(
+    process.execPath,
+    [join(project, "node_modules/agentd-server/bin/agentd.js"), "serve", "--port", "0", ...args],
+    {
+      cwd: project,
+      env: { ...process.env, ...CHILD_TEST_ENV, DATABASE_URL: shared.url },
+      stdio: ["ignore", "pipe", "pipe"],
+    },
+  );
   children.push(child);
   let stderr = "";
   child.stderr!.on("data", (d: Buffer) => (stderr += d.toString()));
-  const exit = new Promise<{ code: number | null; stderr: string }>((resolve) => child.once("exit", (code) => resolve({ code, stderr })));
+  const exit = new Promise<{ code: number | null; stderr: string }>((resolve) =>
+    child.once("exit", (code) => resolve({ code, stderr })),
+  );
   return new Promise((resolve, reject) => {
     createInterface({ input: child.stdout! }).on("line", (line) => {
       try {
@@ -78,9 +84,17 @@ beforeAll(async () => {
   const [tarball] = (await readdir(packDir)).filter((f) => f.endsWith(".tgz"));
   await writeFile(
     join(project, "package.json"),
-    JSON.stringify({ name: "my-agents", private: true, type: "module", dependencies: { "agentd-server": `file:pack/${tarball}` } }),
+    JSON.stringify({
+      name: "my-agents",
+      private: true,
+      type: "module",
+      dependencies: { "agentd-server": `file:pack/${tarball}` },
+    }),
   );
-  await run("npm", ["install", "--no-audit", "--no-fund", "--prefer-offline", "--ignore-scripts"], { cwd: project, maxBuffer: 16 * 1024 * 1024 });
+  await run("npm", ["install", "--no-audit", "--no-fund", "--prefer-offline", "--ignore-scripts"], {
+    cwd: project,
+    maxBuffer: 16 * 1024 * 1024,
+  });
   await mkdir(join(project, "agents"));
   await writeFile(join(project, "agents/greet-v1.ts"), greet("1.0.0", "Hello"));
   await writeFile(join(project, "agents/greet-v2.ts"), greet("2.0.0", "Good day"));
@@ -92,7 +106,15 @@ beforeAll(async () => {
   await writeFile(
     join(project, "tsconfig.json"),
     JSON.stringify({
-      compilerOptions: { target: "ES2022", module: "NodeNext", moduleResolution: "NodeNext", strict: true, noEmit: true, lib: ["ES2023", "DOM"], types: [] },
+      compilerOptions: {
+        target: "ES2022",
+        module: "NodeNext",
+        moduleResolution: "NodeNext",
+        strict: true,
+        noEmit: true,
+        lib: ["ES2023", "DOM"],
+        types: [],
+      },
       include: ["agents"],
     }),
   );
@@ -113,8 +135,13 @@ describe("an agent project using the packed package", () => {
   it("type-checks against the package's declarations", async () => {
     const tsc = join(repoRoot, "node_modules/typescript/bin/tsc");
     await expect(run(process.execPath, [tsc, "-p", project])).resolves.toBeDefined();
-    await writeFile(join(project, "agents/wrong.ts"), `import { defineAgent } from "agentd-server";\nexport default defineAgent<{ a: string }, { b: number }>({ name: "w", version: "1.0.0", description: "d", inputSchema: {}, outputSchema: {}, async run(input) { return { b: input.a }; } });\n`);
-    await expect(run(process.execPath, [tsc, "-p", project])).rejects.toMatchObject({ stdout: expect.stringContaining("wrong.ts") });
+    await writeFile(
+      join(project, "agents/wrong.ts"),
+      `import { defineAgent } from "agentd-server";\nexport default defineAgent<{ a: string }, { b: number }>({ name: "w", version: "1.0.0", description: "d", inputSchema: {}, outputSchema: {}, async run(input) { return { b: input.a }; } });\n`,
+    );
+    await expect(run(process.execPath, [tsc, "-p", project])).rejects.toMatchObject({
+      stdout: expect.stringContaining("wrong.ts"),
+    });
     await rm(join(project, "agents/wrong.ts"));
   });
 
@@ -139,7 +166,9 @@ describe("an agent project using the packed package", () => {
 
     const failed = (await client.agents.run({ agent: "greet", input: value({ name: "nobody" }) })).task!;
     expect(failed.error).toMatchObject({ code: "NO_ONE_TO_GREET", message: "there is nobody to greet" });
-    await expect(client.agents.run({ agent: "greet@3.0.0", input: value({ name: "x" }) })).rejects.toMatchObject({ code: 5 });
+    await expect(client.agents.run({ agent: "greet@3.0.0", input: value({ name: "x" }) })).rejects.toMatchObject({
+      code: 5,
+    });
   });
 
   it("refuses to start with a module whose schema is bad, naming the file", async () => {

@@ -150,7 +150,10 @@ describe("simulate agent", () => {
   it("hangs forever without hang_ms", async () => {
     const { fake, result } = run({ steps: 0, hang: true });
     fake.controller.abort(new Error("cancelled"));
-    const winner = await Promise.race([result.then(() => "agent"), new Promise((r) => setTimeout(() => r("timer"), 100))]);
+    const winner = await Promise.race([
+      result.then(() => "agent"),
+      new Promise((r) => setTimeout(() => r("timer"), 100)),
+    ]);
     expect(winner).toBe("timer");
   });
 

@@ -1,12 +1,12 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { createAgentRegistry } from "../../services/agent/agents/registry.js";
-import { summarizeAgent } from "../../services/agent/agents/summarize.js";
 import { rankSentences } from "../../services/agent/agents/summarize/rank.js";
 import { trimToWords } from "../../services/agent/agents/summarize/select.js";
 import { splitSentences } from "../../services/agent/agents/summarize/sentences.js";
 import { summarizeText } from "../../services/agent/agents/summarize/summarize-text.js";
 import { contentTerms, countWords, stem } from "../../services/agent/agents/summarize/tokens.js";
+import { summarizeAgent } from "../../services/agent/agents/summarize.js";
 import { createFakeContext } from "./fake-context.js";
 import { HEAT_ISLAND_ARTICLE, TWELVE_WORD_SENTENCES } from "./fixtures.js";
 
@@ -14,10 +14,9 @@ const texts = (text: string) => splitSentences(text).map((s) => s.text);
 
 describe("splitSentences", () => {
   it("does not cut after titles, Latin abbreviations, initials or month names", () => {
-    expect(texts("Mr. Smith met Dr. Jones on Jan. 5 in St. Louis. They spoke about trade, e.g. tariffs and quotas.")).toEqual([
-      "Mr. Smith met Dr. Jones on Jan. 5 in St. Louis.",
-      "They spoke about trade, e.g. tariffs and quotas.",
-    ]);
+    expect(
+      texts("Mr. Smith met Dr. Jones on Jan. 5 in St. Louis. They spoke about trade, e.g. tariffs and quotas."),
+    ).toEqual(["Mr. Smith met Dr. Jones on Jan. 5 in St. Louis.", "They spoke about trade, e.g. tariffs and quotas."]);
     expect(texts("J. R. R. Tolkien wrote it. See p. 12 and No. 5 for more.")).toEqual([
       "J. R. R. Tolkien wrote it.",
       "See p. 12 and No. 5 for more.",
@@ -44,7 +43,9 @@ describe("splitSentences", () => {
   });
 
   it("handles quotations, question marks and ellipses", () => {
-    expect(texts('"Is it done?" she asked. "Yes." He left the room... and never came back. Why? Nobody knows!')).toEqual([
+    expect(
+      texts('"Is it done?" she asked. "Yes." He left the room... and never came back. Why? Nobody knows!'),
+    ).toEqual([
       '"Is it done?" she asked.',
       '"Yes."',
       "He left the room... and never came back.",
@@ -208,7 +209,8 @@ describe("summarizeText", () => {
   it("summarizes 200,000 characters promptly", () => {
     const paragraphs = HEAT_ISLAND_ARTICLE.split("\n\n");
     let text = "";
-    for (let i = 0; text.length < 199_000; i++) text += `${paragraphs[i % paragraphs.length]!.replace(/\.(\s|$)/g, ` ${i}.$1`)}\n\n`;
+    for (let i = 0; text.length < 199_000; i++)
+      text += `${paragraphs[i % paragraphs.length]!.replace(/\.(\s|$)/g, ` ${i}.$1`)}\n\n`;
     text = text.slice(0, 200_000);
     const started = performance.now();
     const result = summarizeText(text, 2000);
@@ -236,7 +238,11 @@ describe("summarizeText", () => {
       expect(result.source_sentences).toBe(source.length);
       const indices = result.sentences.map((s) => s.index);
       expect(indices).toEqual([...new Set(indices)].sort((a, b) => a - b));
-      if (result.sentences.length === 1 && result.sentences[0]!.text.endsWith("…") && source[indices[0]!] !== result.sentences[0]!.text) {
+      if (
+        result.sentences.length === 1 &&
+        result.sentences[0]!.text.endsWith("…") &&
+        source[indices[0]!] !== result.sentences[0]!.text
+      ) {
         // The one allowed cut: a sentence longer than the whole budget.
         const original = source[indices[0]!]!;
         expect(countWords(original)).toBeGreaterThan(maxWords);

@@ -4,8 +4,8 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { TaskState } from "../../gen/agentd/v1/task_pb.js";
 import type { Json } from "../../services/agent/agents/agent.js";
-import { createValidateAgent } from "../../services/agent/agents/validate.js";
 import { createSchemaCache } from "../../services/agent/agents/validate/schema-cache.js";
+import { createValidateAgent } from "../../services/agent/agents/validate.js";
 import { startAgentd, type TestAgentd } from "../support/agentd.js";
 import { plain, value } from "../support/json.js";
 import { createFakeContext } from "./fake-context.js";
@@ -26,7 +26,11 @@ const ORDER_SCHEMA: Json = {
     email: { type: "string", format: "email" },
     placed: { type: "string", format: "date-time" },
     shipping: { $ref: "#/definitions/address" },
-    items: { type: "array", minItems: 1, items: { type: "object", properties: { qty: { type: "integer", minimum: 1 } }, required: ["qty"] } },
+    items: {
+      type: "array",
+      minItems: 1,
+      items: { type: "object", properties: { qty: { type: "integer", minimum: 1 } }, required: ["qty"] },
+    },
   },
   required: ["id", "email", "items"],
   additionalProperties: false,
@@ -91,7 +95,11 @@ describe("validate (known answers)", () => {
   });
 
   it("understands 2020-12 keywords: prefixItems, items: false, unevaluatedProperties, $defs", async () => {
-    expect(await validate(POINT_SCHEMA, { at: [1, 2], label: "home" })).toEqual({ valid: true, dialect: "2020-12", errors: [] });
+    expect(await validate(POINT_SCHEMA, { at: [1, 2], label: "home" })).toEqual({
+      valid: true,
+      dialect: "2020-12",
+      errors: [],
+    });
     const out = await validate(POINT_SCHEMA, { at: [1, "two", 3], colour: "red" });
     expect(out.dialect).toBe("2020-12");
     const found = out.errors.map((e) => `${e.path} ${e.keyword}`).sort();
@@ -115,11 +123,15 @@ describe("validate (known answers)", () => {
       code: "INVALID_SCHEMA",
       message: expect.stringContaining("can't resolve reference #/definitions/missing"),
     });
-    await expect(agent.run({ schema: { type: "string", format: "no-such-format" }, data: "x" }, ctx)).rejects.toMatchObject({
+    await expect(
+      agent.run({ schema: { type: "string", format: "no-such-format" }, data: "x" }, ctx),
+    ).rejects.toMatchObject({
       code: "INVALID_SCHEMA",
       message: expect.stringContaining("unknown format"),
     });
-    await expect(agent.run({ schema: { $schema: "http://json-schema.org/draft-04/schema#" }, data: 1 }, ctx)).rejects.toMatchObject({
+    await expect(
+      agent.run({ schema: { $schema: "http://json-schema.org/draft-04/schema#" }, data: 1 }, ctx),
+    ).rejects.toMatchObject({
       code: "INVALID_SCHEMA",
     });
   });
@@ -136,7 +148,9 @@ describe("schema cache", () => {
     // The oldest was evicted: compiling it again gives a new (still correct) validator.
     const b = cache.compile({ type: "object", properties: { x: { type: "string" } } });
     expect(b).not.toBe(a);
-    expect(b.validate({ x: 1 })).toEqual([{ path: "/x", keyword: "type", message: "must be string", schema_path: "#/properties/x/type" }]);
+    expect(b.validate({ x: 1 })).toEqual([
+      { path: "/x", keyword: "type", message: "must be string", schema_path: "#/properties/x/type" },
+    ]);
   });
 });
 
@@ -163,7 +177,10 @@ describe("validate over Run", () => {
   });
 
   it("returns a task FAILED with INVALID_SCHEMA for a schema that does not compile", async () => {
-    const { task } = await agentd.client.agents.run({ agent: "validate", input: value({ schema: { minimum: "ten" }, data: 1 }) });
+    const { task } = await agentd.client.agents.run({
+      agent: "validate",
+      input: value({ schema: { minimum: "ten" }, data: 1 }),
+    });
     expect(task?.state).toBe(TaskState.FAILED);
     expect(task?.error?.code).toBe("INVALID_SCHEMA");
     expect(task?.error?.retryable).toBe(false);

@@ -21,16 +21,30 @@ afterAll(async () => {
   await agentd?.close();
 });
 
-const auth = (credential: string, protocol: Protocol = "connect") => createClient(AuthService, transportFor(agentd.url, protocol, credential));
+const auth = (credential: string, protocol: Protocol = "connect") =>
+  createClient(AuthService, transportFor(agentd.url, protocol, credential));
 
-const codeOf = (p: Promise<unknown>) => p.then(() => Code.Unknown as Code | "ok", (e) => (e instanceof ConnectError ? e.code : Code.Unknown)).then((c) => c);
-const okOr = (p: Promise<unknown>) => p.then(() => "ok" as const, (e: unknown) => (e instanceof ConnectError ? e.code : Code.Unknown));
+const codeOf = (p: Promise<unknown>) =>
+  p
+    .then(
+      () => Code.Unknown as Code | "ok",
+      (e) => (e instanceof ConnectError ? e.code : Code.Unknown),
+    )
+    .then((c) => c);
+const okOr = (p: Promise<unknown>) =>
+  p.then(
+    () => "ok" as const,
+    (e: unknown) => (e instanceof ConnectError ? e.code : Code.Unknown),
+  );
 
 describe("access tokens", () => {
   it("a task-limited token reads its task in every protocol and SSE; other tasks are NOT_FOUND; ListTasks lists only it", async () => {
     const mine = (await agentd.client.tasks.createTask({ agent: "simulate", input: value({ steps: 1 }) })).task!;
     const other = (await agentd.client.tasks.createTask({ agent: "simulate", input: value({ steps: 1 }) })).task!;
-    const minted = await auth(agentd.key).createAccessToken({ scopes: ["tasks:read", "tasks:write"], taskIds: [mine.id] });
+    const minted = await auth(agentd.key).createAccessToken({
+      scopes: ["tasks:read", "tasks:write"],
+      taskIds: [mine.id],
+    });
     expect(minted.accessToken).not.toContain(agentd.key);
     expect(minted.scopes.sort()).toEqual(["tasks:read", "tasks:write"]);
     expect(minted.taskIds).toEqual([mine.id]);
@@ -52,11 +66,15 @@ describe("access tokens", () => {
       const events = [];
       for await (const r of c.tasks.watchTask({ taskId: mine.id })) if (r.event) events.push(r.event);
       expect(events.length).toBeGreaterThan(1);
-      await expectCode((async () => {
-        for await (const _ of c.tasks.watchTask({ taskId: other.id }));
-      })(), Code.NotFound);
+      await expectCode(
+        (async () => {
+          for await (const _ of c.tasks.watchTask({ taskId: other.id }));
+        })(),
+        Code.NotFound,
+      );
     }
-    const sse = (id: string) => fetch(`${agentd.url}/v1/tasks/${id}/events`, { headers: { authorization: `Bearer ${minted.accessToken}` } });
+    const sse = (id: string) =>
+      fetch(`${agentd.url}/v1/tasks/${id}/events`, { headers: { authorization: `Bearer ${minted.accessToken}` } });
     const ok = await sse(mine.id);
     expect([200, 204]).toContain(ok.status);
     await ok.body?.cancel();
@@ -70,7 +88,11 @@ describe("access tokens", () => {
 
     const task = (await agentd.client.tasks.createTask({ agent: "simulate" })).task!;
     const other = (await agentd.client.tasks.createTask({ agent: "simulate" })).task!;
-    const narrow = await auth(agentd.key).createAccessToken({ scopes: ["tasks:read"], taskIds: [task.id], ttl: durationFromMs(60_000) });
+    const narrow = await auth(agentd.key).createAccessToken({
+      scopes: ["tasks:read"],
+      taskIds: [task.id],
+      ttl: durationFromMs(60_000),
+    });
     const viaToken = auth(narrow.accessToken, "grpc");
     await expectCode(viaToken.createAccessToken({ scopes: ["tasks:write"] }), Code.PermissionDenied);
     await expectCode(viaToken.createAccessToken({ taskIds: [other.id] }), Code.PermissionDenied);
@@ -84,10 +106,22 @@ describe("access tokens", () => {
 
     const agentsOnly = await auth(agentd.key).createAccessToken({ agents: ["summarize"] });
     await expectCode(auth(agentsOnly.accessToken).createAccessToken({ agents: ["simulate"] }), Code.PermissionDenied);
-    const run = await expectCode(agentd.clients(agentsOnly.accessToken).agents.run({ agent: "simulate" }), Code.PermissionDenied);
+    const run = await expectCode(
+      agentd.clients(agentsOnly.accessToken).agents.run({ agent: "simulate" }),
+      Code.PermissionDenied,
+    );
     expect(errorInfo(run)?.reason).toBe("TOKEN_LIMITED_TO_AGENTS");
-    await expectCode(agentd.clients(agentsOnly.accessToken).tasks.createTask({ agent: "simulate" }), Code.PermissionDenied);
-    expect((await agentd.clients(agentsOnly.accessToken).tasks.createTask({ agent: "summarize", input: value({ text: "a b c" }) })).task?.agent).toBe("summarize");
+    await expectCode(
+      agentd.clients(agentsOnly.accessToken).tasks.createTask({ agent: "simulate" }),
+      Code.PermissionDenied,
+    );
+    expect(
+      (
+        await agentd
+          .clients(agentsOnly.accessToken)
+          .tasks.createTask({ agent: "summarize", input: value({ text: "a b c" }) })
+      ).task?.agent,
+    ).toBe("summarize");
   });
 
   it("refuses bad requests with INVALID_ARGUMENT and bad tokens with UNAUTHENTICATED", async () => {
@@ -104,12 +138,17 @@ describe("access tokens", () => {
 
   it("stops working at expiry; a stream opened with it ends", async () => {
     const task = (await agentd.client.tasks.createTask({ agent: "simulate", input: value(LONG) })).task!;
-    const { accessToken } = await auth(agentd.key).createAccessToken({ scopes: ["tasks:read"], ttl: durationFromMs(3000) });
+    const { accessToken } = await auth(agentd.key).createAccessToken({
+      scopes: ["tasks:read"],
+      ttl: durationFromMs(3000),
+    });
     const c = agentd.clients(accessToken, "grpc");
     expect((await c.tasks.getTask({ taskId: task.id })).task?.id).toBe(task.id);
-    const stream = okOr((async () => {
-      for await (const _ of c.tasks.watchTask({ taskId: task.id }));
-    })());
+    const stream = okOr(
+      (async () => {
+        for await (const _ of c.tasks.watchTask({ taskId: task.id }));
+      })(),
+    );
     expect(await stream).toBe(Code.Unauthenticated);
     expect(await okOr(c.tasks.getTask({ taskId: task.id }))).toBe(Code.Unauthenticated);
     await agentd.client.tasks.cancelTask({ taskId: task.id });
@@ -125,11 +164,15 @@ describe("access tokens", () => {
     const open = new Promise<void>((r) => {
       opened = r;
     });
-    const stream = okOr((async () => {
-      for await (const _ of c.tasks.watchTask({ taskId: task.id })) opened();
-    })());
+    const stream = okOr(
+      (async () => {
+        for await (const _ of c.tasks.watchTask({ taskId: task.id })) opened();
+      })(),
+    );
     const sse = (async () => {
-      const res = await fetch(`${agentd.url}/v1/tasks/${task.id}/events`, { headers: { authorization: `Bearer ${accessToken}` } });
+      const res = await fetch(`${agentd.url}/v1/tasks/${task.id}/events`, {
+        headers: { authorization: `Bearer ${accessToken}` },
+      });
       expect(res.status).toBe(200);
       return await res.text();
     })();
@@ -137,7 +180,11 @@ describe("access tokens", () => {
     await revokeApiKey(agentd.db.sql, parent.info.keyId);
     expect(await stream).toBe(Code.Unauthenticated);
     expect(await sse).toMatch(/event: error/);
-    await until(() => codeOf(c.tasks.getTask({ taskId: task.id })), (code) => code === Code.Unauthenticated, 20_000);
+    await until(
+      () => codeOf(c.tasks.getTask({ taskId: task.id })),
+      (code) => code === Code.Unauthenticated,
+      20_000,
+    );
     await agentd.client.tasks.cancelTask({ taskId: task.id });
   }, 40_000);
 });

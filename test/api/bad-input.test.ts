@@ -86,7 +86,14 @@ describe("requests that break the rules", () => {
     );
     const fields = badRequest(err)?.fieldViolations.map((v) => v.field) ?? [];
     expect(fields).toEqual(
-      expect.arrayContaining(["max_attempts", "timeout", "labels[bad key!]", "request_id", "webhook.url", "webhook.event_types[0]"]),
+      expect.arrayContaining([
+        "max_attempts",
+        "timeout",
+        "labels[bad key!]",
+        "request_id",
+        "webhook.url",
+        "webhook.event_types[0]",
+      ]),
     );
   });
 
@@ -166,19 +173,23 @@ describe("malformed binary in every protocol", () => {
     expect(code).toBe(grpc.status.INVALID_ARGUMENT);
   });
 
-  it.each(["application/grpc-web+proto", "application/proto"])("%s over HTTP/1.1: INVALID_ARGUMENT", async (contentType) => {
-    const framed = contentType === "application/proto" ? garbage : new Uint8Array([0, 0, 0, 0, garbage.length, ...garbage]);
-    const res = await fetch(`${agentd.url}/agentd.v1.TaskService/GetTask`, {
-      method: "POST",
-      headers: { "content-type": contentType, authorization: `Bearer ${agentd.key}` },
-      body: framed,
-    });
-    const text = Buffer.from(await res.arrayBuffer()).toString("latin1");
-    if (contentType === "application/proto") {
-      expect(res.status).toBe(400);
-      expect(JSON.parse(text).code).toBe("invalid_argument");
-    } else {
-      expect(res.headers.get("grpc-status") ?? /grpc-status: ?(\d+)/.exec(text)?.[1]).toBe("3");
-    }
-  });
+  it.each(["application/grpc-web+proto", "application/proto"])(
+    "%s over HTTP/1.1: INVALID_ARGUMENT",
+    async (contentType) => {
+      const framed =
+        contentType === "application/proto" ? garbage : new Uint8Array([0, 0, 0, 0, garbage.length, ...garbage]);
+      const res = await fetch(`${agentd.url}/agentd.v1.TaskService/GetTask`, {
+        method: "POST",
+        headers: { "content-type": contentType, authorization: `Bearer ${agentd.key}` },
+        body: framed,
+      });
+      const text = Buffer.from(await res.arrayBuffer()).toString("latin1");
+      if (contentType === "application/proto") {
+        expect(res.status).toBe(400);
+        expect(JSON.parse(text).code).toBe("invalid_argument");
+      } else {
+        expect(res.headers.get("grpc-status") ?? /grpc-status: ?(\d+)/.exec(text)?.[1]).toBe("3");
+      }
+    },
+  );
 });

@@ -29,7 +29,17 @@ describe("CORS", () => {
       expect(res.headers.get("access-control-allow-methods")).toMatch(/POST/);
       expect(res.headers.get("access-control-allow-methods")).toMatch(/GET/);
       const allowed = res.headers.get("access-control-allow-headers")!.split(/,\s*/);
-      for (const h of ["authorization", "content-type", "connect-protocol-version", "x-grpc-web", "x-user-agent", "last-event-id", "x-request-id", "grpc-timeout", "connect-timeout-ms"]) {
+      for (const h of [
+        "authorization",
+        "content-type",
+        "connect-protocol-version",
+        "x-grpc-web",
+        "x-user-agent",
+        "last-event-id",
+        "x-request-id",
+        "grpc-timeout",
+        "connect-timeout-ms",
+      ]) {
         expect(allowed).toContain(h);
       }
       expect(Number(res.headers.get("access-control-max-age"))).toBeGreaterThan(0);
@@ -53,11 +63,17 @@ describe("CORS", () => {
     expect(connect.status).toBe(200);
     expect(connect.headers.get("access-control-allow-origin")).toBe(PAGE);
     const exposed = connect.headers.get("access-control-expose-headers")!.split(/,\s*/);
-    for (const h of ["grpc-status", "grpc-message", "grpc-status-details-bin", "x-request-id"]) expect(exposed).toContain(h);
+    for (const h of ["grpc-status", "grpc-message", "grpc-status-details-bin", "x-request-id"])
+      expect(exposed).toContain(h);
 
     const grpcWeb = await fetch(`${agentd.url}/agentd.v1.AgentService/ListAgents`, {
       method: "POST",
-      headers: { origin: PAGE, "content-type": "application/grpc-web+proto", "x-grpc-web": "1", authorization: `Bearer ${agentd.key}` },
+      headers: {
+        origin: PAGE,
+        "content-type": "application/grpc-web+proto",
+        "x-grpc-web": "1",
+        authorization: `Bearer ${agentd.key}`,
+      },
       body: new Uint8Array([0, 0, 0, 0, 0]),
     });
     expect(grpcWeb.status).toBe(200);
@@ -86,7 +102,11 @@ describe("CORS", () => {
   it("an unlisted origin's actual request gets no CORS headers; a request without Origin is unchanged", async () => {
     const evil = await fetch(`${agentd.url}/agentd.v1.AgentService/ListAgents`, {
       method: "POST",
-      headers: { origin: "http://127.0.0.1:9999", "content-type": "application/json", authorization: `Bearer ${agentd.key}` },
+      headers: {
+        origin: "http://127.0.0.1:9999",
+        "content-type": "application/json",
+        authorization: `Bearer ${agentd.key}`,
+      },
       body: "{}",
     });
     expect(evil.headers.get("access-control-allow-origin")).toBeNull();

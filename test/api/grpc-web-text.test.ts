@@ -31,7 +31,12 @@ function frame(flags: number, data: Uint8Array): Buffer {
 
 /** A response's frames: every padded base64 group decoded on its own, then split into frames. */
 function parseFrames(text: string): { messages: Uint8Array[]; trailer: Record<string, string> } {
-  const bytes = Buffer.concat(text.match(/[^=]*=*/g)!.filter(Boolean).map((s) => Buffer.from(s, "base64")));
+  const bytes = Buffer.concat(
+    text
+      .match(/[^=]*=*/g)!
+      .filter(Boolean)
+      .map((s) => Buffer.from(s, "base64")),
+  );
   const messages: Uint8Array[] = [];
   const trailer: Record<string, string> = {};
   for (let at = 0; at + 5 <= bytes.byteLength; ) {
@@ -85,7 +90,9 @@ describe("gRPC-Web text", () => {
 
   it("errors come back as a base64 trailer: unknown agent NOT_FOUND, bad base64 INVALID_ARGUMENT, no key UNAUTHENTICATED", async () => {
     const missing = frame(0, toBinary(GetAgentRequestSchema, create(GetAgentRequestSchema, { name: "nope" })));
-    expect(parseFrames(await (await call("GetAgent", missing.toString("base64"))).text()).trailer["grpc-status"]).toBe("5");
+    expect(parseFrames(await (await call("GetAgent", missing.toString("base64"))).text()).trailer["grpc-status"]).toBe(
+      "5",
+    );
     expect(parseFrames(await (await call("GetAgent", "!!!not base64!!")).text()).trailer["grpc-status"]).toBe("3");
     const noKey = await call("GetAgent", missing.toString("base64"), "agentd_wrong");
     const status = noKey.headers.get("grpc-status") ?? parseFrames(await noKey.text()).trailer["grpc-status"];
@@ -95,7 +102,10 @@ describe("gRPC-Web text", () => {
   it("server streaming: RunStream's events arrive as base64 frames, ending with the terminal state and OK", async () => {
     const request = frame(
       0,
-      toBinary(RunStreamRequestSchema, create(RunStreamRequestSchema, { agent: "simulate", input: value({ steps: 3, step_delay_ms: 20 }) })),
+      toBinary(
+        RunStreamRequestSchema,
+        create(RunStreamRequestSchema, { agent: "simulate", input: value({ steps: 3, step_delay_ms: 20 }) }),
+      ),
     );
     const res = await call("RunStream", request.toString("base64"));
     expect(res.status).toBe(200);
@@ -112,9 +122,12 @@ describe("base64 stream decoding", () => {
   it("decodes any chunking and padded segments; refuses bad or truncated text", async () => {
     const collect = async (parts: string[]) => {
       const out: Uint8Array[] = [];
-      for await (const c of decodeBase64Stream((async function* () {
-        for (const p of parts) yield new TextEncoder().encode(p);
-      })())) out.push(c);
+      for await (const c of decodeBase64Stream(
+        (async function* () {
+          for (const p of parts) yield new TextEncoder().encode(p);
+        })(),
+      ))
+        out.push(c);
       return Buffer.concat(out).toString();
     };
     expect(await collect(["aGVs", "bG8="])).toBe("hello");

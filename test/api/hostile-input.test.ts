@@ -6,7 +6,13 @@ import { DurationSchema, type Value, ValueSchema } from "@bufbuild/protobuf/wkt"
 import { Code } from "@connectrpc/connect";
 import * as grpc from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ConverseRequestSchema, type ConverseRequest, RunRequestSchema, RunStreamRequestSchema } from "../../gen/agentd/v1/agent_service_pb.js";
+import {
+  type ConverseRequest,
+  ConverseRequestSchema,
+  RunRequestSchema,
+  RunStreamRequestSchema,
+} from "../../gen/agentd/v1/agent_service_pb.js";
+import { TaskState } from "../../gen/agentd/v1/task_pb.js";
 import {
   CreateTaskRequestSchema,
   ListTaskEventsRequestSchema,
@@ -14,7 +20,6 @@ import {
   WaitTaskRequestSchema,
   WatchTaskRequestSchema,
 } from "../../gen/agentd/v1/task_service_pb.js";
-import { TaskState } from "../../gen/agentd/v1/task_pb.js";
 import { RotateWebhookSecretRequestSchema } from "../../gen/agentd/v1/webhook_service_pb.js";
 import { startAgentd, type TestAgentd } from "../support/agentd.js";
 import { badRequest, errorInfo, expectCode } from "../support/expect.js";
@@ -59,7 +64,12 @@ function* envelopes(body: Buffer): Generator<{ flags: number; data: Buffer }> {
 }
 
 /** One call with a raw request body, in one of the protocols; `stream` for server-streaming RPCs. */
-async function rawCall(wire: Wire, path: string, body: Uint8Array | string, opts: { stream?: boolean; key?: string | null } = {}): Promise<Outcome> {
+async function rawCall(
+  wire: Wire,
+  path: string,
+  body: Uint8Array | string,
+  opts: { stream?: boolean; key?: string | null } = {},
+): Promise<Outcome> {
   const key = opts.key === undefined ? agentd.key : opts.key;
   const auth: Record<string, string> = key ? { authorization: `Bearer ${key}` } : {};
   const bytes = typeof body === "string" ? Buffer.from(body) : Buffer.from(body);
@@ -74,8 +84,11 @@ async function rawCall(wire: Wire, path: string, body: Uint8Array | string, opts
     let trailer = "";
     for (const e of envelopes(out)) if (e.flags & 0x80) trailer = e.data.toString("latin1");
     const status = res.headers.get("grpc-status") ?? /grpc-status: ?(\d+)/i.exec(trailer)?.[1] ?? "";
-    const message = decodeURIComponent(res.headers.get("grpc-message") ?? /grpc-message: ?([^\r\n]*)/i.exec(trailer)?.[1] ?? "");
-    const details = res.headers.get("grpc-status-details-bin") ?? /grpc-status-details-bin: ?([^\r\n]*)/i.exec(trailer)?.[1] ?? "";
+    const message = decodeURIComponent(
+      res.headers.get("grpc-message") ?? /grpc-message: ?([^\r\n]*)/i.exec(trailer)?.[1] ?? "",
+    );
+    const details =
+      res.headers.get("grpc-status-details-bin") ?? /grpc-status-details-bin: ?([^\r\n]*)/i.exec(trailer)?.[1] ?? "";
     return { code: GRPC_CODES[status] ?? `status ${status}`, message, errorBytes: message.length + details.length };
   }
   const json = wire === "connect-json";
@@ -127,10 +140,23 @@ function grpcCall(path: string, body: Buffer, stream: boolean, key: string | nul
   };
   return new Promise((resolve) => {
     if (!stream) {
-      client.makeUnaryRequest(path, (b: Buffer) => b, (b: Buffer) => b, body, metadata, (err) => resolve(outcome(err)));
+      client.makeUnaryRequest(
+        path,
+        (b: Buffer) => b,
+        (b: Buffer) => b,
+        body,
+        metadata,
+        (err) => resolve(outcome(err)),
+      );
       return;
     }
-    const call = client.makeServerStreamRequest(path, (b: Buffer) => b, (b: Buffer) => b, body, metadata);
+    const call = client.makeServerStreamRequest(
+      path,
+      (b: Buffer) => b,
+      (b: Buffer) => b,
+      body,
+      metadata,
+    );
     call.on("data", () => {});
     call.on("error", (err: grpc.ServiceError) => resolve(outcome(err)));
     call.on("end", () => resolve(outcome(null)));
@@ -143,7 +169,10 @@ const ALL_WIRES: Wire[] = [...WIRES, "connect-json"];
 /** A Value tree: { a: { b: [1, <leaf>] } }. */
 function nested(leaf: Value): Value {
   const list = create(ValueSchema, {
-    kind: { case: "listValue", value: { values: [create(ValueSchema, { kind: { case: "numberValue", value: 1 } }), leaf] } },
+    kind: {
+      case: "listValue",
+      value: { values: [create(ValueSchema, { kind: { case: "numberValue", value: 1 } }), leaf] },
+    },
   });
   const inner = create(ValueSchema, { kind: { case: "structValue", value: { fields: { b: list } } } });
   return create(ValueSchema, { kind: { case: "structValue", value: { fields: { a: inner } } } });
@@ -160,12 +189,23 @@ const TASK_ID = "0190f9a5-0000-7000-8000-000000000000";
 
 /** The RPCs that take a Value, and where it goes; each returns [path, stream, bytes, field path]. */
 function valueCarriers(v: Value): [string, boolean, Uint8Array, string][] {
-  const bin = <D extends DescMessage>(schema: D, init: Partial<MessageShape<D>>) => toBinary(schema, create(schema, init as never));
+  const bin = <D extends DescMessage>(schema: D, init: Partial<MessageShape<D>>) =>
+    toBinary(schema, create(schema, init as never));
   return [
-    ["/agentd.v1.TaskService/CreateTask", false, bin(CreateTaskRequestSchema, { agent: "simulate", input: v }), "input"],
+    [
+      "/agentd.v1.TaskService/CreateTask",
+      false,
+      bin(CreateTaskRequestSchema, { agent: "simulate", input: v }),
+      "input",
+    ],
     ["/agentd.v1.AgentService/Run", false, bin(RunRequestSchema, { agent: "simulate", input: v }), "input"],
     ["/agentd.v1.AgentService/RunStream", true, bin(RunStreamRequestSchema, { agent: "simulate", input: v }), "input"],
-    ["/agentd.v1.TaskService/ProvideInput", false, bin(ProvideInputRequestSchema, { taskId: TASK_ID, value: v }), "value"],
+    [
+      "/agentd.v1.TaskService/ProvideInput",
+      false,
+      bin(ProvideInputRequestSchema, { taskId: TASK_ID, value: v }),
+      "value",
+    ],
   ];
 }
 
@@ -177,7 +217,11 @@ function expectInvalid(out: Outcome, mentions?: string): void {
 
 describe("google.protobuf.Value that has no JSON form", () => {
   it("the issue's example: CreateTask with input = Value{} (binary) is INVALID_ARGUMENT", async () => {
-    const out = await rawCall("connect-proto", "/agentd.v1.TaskService/CreateTask", Buffer.from("\x0a\x08simulate\x12\x00", "latin1"));
+    const out = await rawCall(
+      "connect-proto",
+      "/agentd.v1.TaskService/CreateTask",
+      Buffer.from("\x0a\x08simulate\x12\x00", "latin1"),
+    );
     expectInvalid(out, "input");
   });
 
@@ -201,7 +245,10 @@ describe("google.protobuf.Value that has no JSON form", () => {
       ["/agentd.v1.AgentService/Run", false],
       ["/agentd.v1.AgentService/RunStream", true],
     ] as const) {
-      expectInvalid(await rawCall("connect-json", path, `{"agent":"simulate","input":${input}}`, { stream }), "input.a.b[1]");
+      expectInvalid(
+        await rawCall("connect-json", path, `{"agent":"simulate","input":${input}}`, { stream }),
+        "input.a.b[1]",
+      );
     }
     expectInvalid(
       await rawCall("connect-json", "/agentd.v1.TaskService/ProvideInput", `{"taskId":"${TASK_ID}","value":${input}}`),
@@ -227,7 +274,11 @@ describe("google.protobuf.Value that has no JSON form", () => {
       }
     }
     const client = agentd.clients(agentd.key, "grpc").agents;
-    send(create(ConverseRequestSchema, { msg: { case: "start", value: { agent: "simulate", input: value({ steps: 1, step_delay_ms: 60_000 }) } } }));
+    send(
+      create(ConverseRequestSchema, {
+        msg: { case: "start", value: { agent: "simulate", input: value({ steps: 1, step_delay_ms: 60_000 }) } },
+      }),
+    );
     const it = client.converse(requests())[Symbol.asyncIterator]();
     const first = await it.next();
     expect(first.value?.event?.sequence).toBe(1n);
@@ -236,7 +287,9 @@ describe("google.protobuf.Value that has no JSON form", () => {
       let r = await it.next();
       while (!r.done && !r.value.rejection) r = await it.next();
       expect(r.value?.rejection).toMatchObject({ code: "INVALID_ARGUMENT" });
-      expect(r.value!.rejection!.fieldViolations.map((v: { field: string }) => v.field)).toEqual(["input.value.a.b[1]"]);
+      expect(r.value!.rejection!.fieldViolations.map((v: { field: string }) => v.field)).toEqual([
+        "input.value.a.b[1]",
+      ]);
     }
     // Still alive: a cancel ends the task, and with it the conversation.
     send(create(ConverseRequestSchema, { msg: { case: "cancel", value: {} } }));
@@ -252,7 +305,9 @@ describe("google.protobuf.Value that has no JSON form", () => {
   it("Converse: a bad Value in the opening start message ends the call with INVALID_ARGUMENT", async () => {
     const client = agentd.clients(agentd.key, "grpc").agents;
     async function* one() {
-      yield create(ConverseRequestSchema, { msg: { case: "start", value: { agent: "simulate", input: nested(BAD_VALUES[1]![1]) } } });
+      yield create(ConverseRequestSchema, {
+        msg: { case: "start", value: { agent: "simulate", input: nested(BAD_VALUES[1]![1]) } },
+      });
     }
     const err = await expectCode(
       (async () => {
@@ -272,11 +327,19 @@ describe("strings Postgres cannot store", () => {
     ["/agentd.v1.TaskService/CreateTask", '{"agent":"simulate","input":{"k":["\\u0000"]}}', "input.k[0]"],
     ["/agentd.v1.TaskService/CreateTask", '{"agent":"simulate","requestId":"r\\u0000"}', "request_id"],
     ["/agentd.v1.AgentService/Run", '{"agent":"simulate","input":{"text":"\\u0000"}}', "input.text"],
-    ["/agentd.v1.TaskService/CreateTask", '{"agent":"simulate","webhook":{"url":"https://example.com/\\u0000"}}', "webhook.url"],
+    [
+      "/agentd.v1.TaskService/CreateTask",
+      '{"agent":"simulate","webhook":{"url":"https://example.com/\\u0000"}}',
+      "webhook.url",
+    ],
     ["/agentd.v1.TaskService/ProvideInput", `{"taskId":"${TASK_ID}","value":"\\u0000"}`, "value"],
     ["/agentd.v1.TaskService/ListTasks", '{"agent":"a\\u0000"}', "agent"],
     ["/agentd.v1.TaskService/ListTasks", '{"labels":{"k":"\\u0000"}}', "labels[k]"],
-    ["/agentd.v1.WebhookService/CreateWebhookEndpoint", '{"url":"https://example.com/\\u0000","eventTypes":["task.succeeded"]}', "url"],
+    [
+      "/agentd.v1.WebhookService/CreateWebhookEndpoint",
+      '{"url":"https://example.com/\\u0000","eventTypes":["task.succeeded"]}',
+      "url",
+    ],
     [
       "/agentd.v1.WebhookService/CreateWebhookEndpoint",
       '{"url":"https://example.com/","eventTypes":["task.succeeded"],"description":"\\u0000"}',
@@ -294,8 +357,12 @@ describe("strings Postgres cannot store", () => {
   });
 
   it("U+0000 sent as binary (gRPC, Connect, gRPC-Web) is INVALID_ARGUMENT", async () => {
-    const body = toBinary(CreateTaskRequestSchema, create(CreateTaskRequestSchema, { agent: "simulate", labels: { team: "a\u0000" } }));
-    for (const wire of WIRES) expectInvalid(await rawCall(wire, "/agentd.v1.TaskService/CreateTask", body), "labels[team]");
+    const body = toBinary(
+      CreateTaskRequestSchema,
+      create(CreateTaskRequestSchema, { agent: "simulate", labels: { team: "a\u0000" } }),
+    );
+    for (const wire of WIRES)
+      expectInvalid(await rawCall(wire, "/agentd.v1.TaskService/CreateTask", body), "labels[team]");
   });
 
   it.each([
@@ -309,12 +376,25 @@ describe("strings Postgres cannot store", () => {
   });
 
   it("a lone surrogate in a JSON map or string field is refused by the decoder: INVALID_ARGUMENT", async () => {
-    expectInvalid(await rawCall("connect-json", "/agentd.v1.TaskService/CreateTask", '{"agent":"simulate","labels":{"k":"x\\ud83d"}}'), "labels");
-    expectInvalid(await rawCall("connect-json", "/agentd.v1.TaskService/CreateTask", '{"agent":"simulate","requestId":"\\udc00"}'));
+    expectInvalid(
+      await rawCall(
+        "connect-json",
+        "/agentd.v1.TaskService/CreateTask",
+        '{"agent":"simulate","labels":{"k":"x\\ud83d"}}',
+      ),
+      "labels",
+    );
+    expectInvalid(
+      await rawCall("connect-json", "/agentd.v1.TaskService/CreateTask", '{"agent":"simulate","requestId":"\\udc00"}'),
+    );
   });
 
   it("a well-formed emoji is stored and comes back unchanged", async () => {
-    const { task } = await agentd.client.tasks.createTask({ agent: "simulate", input: value({ steps: 0, output: "😀" }), labels: { k: "😀" } });
+    const { task } = await agentd.client.tasks.createTask({
+      agent: "simulate",
+      input: value({ steps: 0, output: "😀" }),
+      labels: { k: "😀" },
+    });
     expect(task?.labels.k).toBe("😀");
     expect(task?.input?.kind.value).toBeDefined();
   });
@@ -325,7 +405,8 @@ describe("page tokens", () => {
     const key = await agentd.createKey("pages");
     const c = agentd.clients(key);
     const ids: string[] = [];
-    for (let i = 0; i < 3; i++) ids.push((await c.tasks.createTask({ agent: "simulate", input: value({ steps: 0 }) })).task!.id);
+    for (let i = 0; i < 3; i++)
+      ids.push((await c.tasks.createTask({ agent: "simulate", input: value({ steps: 0 }) })).task!.id);
     const p1 = await c.tasks.listTasks({ pageSize: 2 });
     expect(p1.tasks).toHaveLength(2);
     const p2 = await c.tasks.listTasks({ pageSize: 2, pageToken: p1.nextPageToken });
@@ -373,29 +454,47 @@ describe("page tokens", () => {
 
 describe("int64 cursors out of the database's range", () => {
   const MAX = (1n << 63n) - 1n;
-  it.each([MAX, 1n << 53n, -1n, -(1n << 63n)])("after_sequence %s is INVALID_ARGUMENT in ListTaskEvents, WatchTask and Converse attach", async (after) => {
-    const { task } = await agentd.client.tasks.createTask({ agent: "simulate", input: value({ steps: 0 }) });
-    for (const wire of WIRES) {
-      const list = toBinary(ListTaskEventsRequestSchema, create(ListTaskEventsRequestSchema, { taskId: task!.id, afterSequence: after }));
-      expectInvalid(await rawCall(wire, "/agentd.v1.TaskService/ListTaskEvents", list), "after_sequence");
-      const watch = toBinary(WatchTaskRequestSchema, create(WatchTaskRequestSchema, { taskId: task!.id, afterSequence: after }));
-      expectInvalid(await rawCall(wire, "/agentd.v1.TaskService/WatchTask", watch, { stream: true }), "after_sequence");
-    }
-    expectInvalid(
-      await rawCall("connect-json", "/agentd.v1.TaskService/ListTaskEvents", `{"taskId":"${task!.id}","afterSequence":"${after}"}`),
-      "after_sequence",
-    );
-    async function* attach() {
-      yield create(ConverseRequestSchema, { msg: { case: "attach", value: { taskId: task!.id, afterSequence: after } } });
-    }
-    const err = await expectCode(
-      (async () => {
-        for await (const _ of agentd.clients(agentd.key, "grpc").agents.converse(attach()));
-      })(),
-      Code.InvalidArgument,
-    );
-    expect(err.message).toContain("attach.after_sequence");
-  });
+  it.each([MAX, 1n << 53n, -1n, -(1n << 63n)])(
+    "after_sequence %s is INVALID_ARGUMENT in ListTaskEvents, WatchTask and Converse attach",
+    async (after) => {
+      const { task } = await agentd.client.tasks.createTask({ agent: "simulate", input: value({ steps: 0 }) });
+      for (const wire of WIRES) {
+        const list = toBinary(
+          ListTaskEventsRequestSchema,
+          create(ListTaskEventsRequestSchema, { taskId: task!.id, afterSequence: after }),
+        );
+        expectInvalid(await rawCall(wire, "/agentd.v1.TaskService/ListTaskEvents", list), "after_sequence");
+        const watch = toBinary(
+          WatchTaskRequestSchema,
+          create(WatchTaskRequestSchema, { taskId: task!.id, afterSequence: after }),
+        );
+        expectInvalid(
+          await rawCall(wire, "/agentd.v1.TaskService/WatchTask", watch, { stream: true }),
+          "after_sequence",
+        );
+      }
+      expectInvalid(
+        await rawCall(
+          "connect-json",
+          "/agentd.v1.TaskService/ListTaskEvents",
+          `{"taskId":"${task!.id}","afterSequence":"${after}"}`,
+        ),
+        "after_sequence",
+      );
+      async function* attach() {
+        yield create(ConverseRequestSchema, {
+          msg: { case: "attach", value: { taskId: task!.id, afterSequence: after } },
+        });
+      }
+      const err = await expectCode(
+        (async () => {
+          for await (const _ of agentd.clients(agentd.key, "grpc").agents.converse(attach()));
+        })(),
+        Code.InvalidArgument,
+      );
+      expect(err.message).toContain("attach.after_sequence");
+    },
+  );
 });
 
 describe("Duration out of its range", () => {
@@ -408,38 +507,69 @@ describe("Duration out of its range", () => {
   it.each(bad)("%o is INVALID_ARGUMENT in CreateTask, Run, WaitTask and RotateWebhookSecret", async (d) => {
     const timeout = create(DurationSchema, d);
     const calls: [string, Uint8Array, string][] = [
-      ["/agentd.v1.TaskService/CreateTask", toBinary(CreateTaskRequestSchema, create(CreateTaskRequestSchema, { agent: "simulate", timeout })), "timeout"],
-      ["/agentd.v1.AgentService/Run", toBinary(RunRequestSchema, create(RunRequestSchema, { agent: "simulate", timeout })), "timeout"],
-      ["/agentd.v1.TaskService/WaitTask", toBinary(WaitTaskRequestSchema, create(WaitTaskRequestSchema, { taskId: TASK_ID, timeout })), "timeout"],
+      [
+        "/agentd.v1.TaskService/CreateTask",
+        toBinary(CreateTaskRequestSchema, create(CreateTaskRequestSchema, { agent: "simulate", timeout })),
+        "timeout",
+      ],
+      [
+        "/agentd.v1.AgentService/Run",
+        toBinary(RunRequestSchema, create(RunRequestSchema, { agent: "simulate", timeout })),
+        "timeout",
+      ],
+      [
+        "/agentd.v1.TaskService/WaitTask",
+        toBinary(WaitTaskRequestSchema, create(WaitTaskRequestSchema, { taskId: TASK_ID, timeout })),
+        "timeout",
+      ],
       [
         "/agentd.v1.WebhookService/RotateWebhookSecret",
         toBinary(RotateWebhookSecretRequestSchema, create(RotateWebhookSecretRequestSchema, { gracePeriod: timeout })),
         "grace_period",
       ],
     ];
-    for (const wire of WIRES) for (const [path, body, field] of calls) expectInvalid(await rawCall(wire, path, body), field);
+    for (const wire of WIRES)
+      for (const [path, body, field] of calls) expectInvalid(await rawCall(wire, path, body), field);
   });
 
   it("JSON durations beyond the range are INVALID_ARGUMENT too", async () => {
-    expectInvalid(await rawCall("connect-json", "/agentd.v1.TaskService/CreateTask", '{"agent":"simulate","timeout":"315576000001s"}'));
-    expectInvalid(await rawCall("connect-json", "/agentd.v1.TaskService/WaitTask", `{"taskId":"${TASK_ID}","timeout":"99999999999999s"}`));
+    expectInvalid(
+      await rawCall(
+        "connect-json",
+        "/agentd.v1.TaskService/CreateTask",
+        '{"agent":"simulate","timeout":"315576000001s"}',
+      ),
+    );
+    expectInvalid(
+      await rawCall(
+        "connect-json",
+        "/agentd.v1.TaskService/WaitTask",
+        `{"taskId":"${TASK_ID}","timeout":"99999999999999s"}`,
+      ),
+    );
   });
 });
 
 describe("undecodable binary and deep nesting", () => {
   const garbage = new Uint8Array([0xff, 0xff, 0xff, 0xff, 0x0f]);
-  const streams = ["/agentd.v1.TaskService/WatchTask", "/agentd.v1.AgentService/RunStream", "/grpc.health.v1.Health/Watch"];
+  const streams = [
+    "/agentd.v1.TaskService/WatchTask",
+    "/agentd.v1.AgentService/RunStream",
+    "/grpc.health.v1.Health/Watch",
+  ];
 
   it("garbage on every server-streaming RPC is INVALID_ARGUMENT in every protocol", async () => {
     for (const wire of ALL_WIRES) {
-      for (const path of streams) expectInvalid(await rawCall(wire, path, wire === "connect-json" ? "{nope" : garbage, { stream: true }));
+      for (const path of streams)
+        expectInvalid(await rawCall(wire, path, wire === "connect-json" ? "{nope" : garbage, { stream: true }));
     }
   });
 
   /** Simulate input nested `depth` levels deep: {"steps":0,"output":{"d":{"d":…"leaf"}}}. */
   function deep(depth: number): Value {
     let v = create(ValueSchema, { kind: { case: "stringValue", value: "leaf" } });
-    for (let i = 1; i < depth; i++) v = create(ValueSchema, { kind: { case: "structValue", value: { fields: { d: v } } } });
+    for (let i = 1; i < depth; i++)
+      v = create(ValueSchema, { kind: { case: "structValue", value: { fields: { d: v } } } });
     const steps = create(ValueSchema, { kind: { case: "numberValue", value: 0 } });
     return create(ValueSchema, { kind: { case: "structValue", value: { fields: { steps, output: v } } } });
   }
@@ -498,17 +628,32 @@ describe("bounded errors", () => {
   it("a 1 MB id is a short NOT_FOUND, also over grpc-js", async () => {
     const id = "x".repeat(1024 * 1024);
     for (const wire of ALL_WIRES) {
-      const out = await rawCall(wire, "/agentd.v1.TaskService/GetTask", wire === "connect-json" ? JSON.stringify({ taskId: id }) : Buffer.concat([Buffer.from([0x0a, 0x80, 0x80, 0x40]), Buffer.from(id)]));
+      const out = await rawCall(
+        wire,
+        "/agentd.v1.TaskService/GetTask",
+        wire === "connect-json"
+          ? JSON.stringify({ taskId: id })
+          : Buffer.concat([Buffer.from([0x0a, 0x80, 0x80, 0x40]), Buffer.from(id)]),
+      );
       expect(out.code).toBe("not_found");
       expect(out.errorBytes).toBeLessThan(2048);
     }
-    const health = await rawCall("grpc", "/grpc.health.v1.Health/Check", Buffer.concat([Buffer.from([0x0a, 0x80, 0x80, 0x40]), Buffer.from(id)]), { key: null });
+    const health = await rawCall(
+      "grpc",
+      "/grpc.health.v1.Health/Check",
+      Buffer.concat([Buffer.from([0x0a, 0x80, 0x80, 0x40]), Buffer.from(id)]),
+      { key: null },
+    );
     expect(health.code).toBe("not_found");
     expect(health.errorBytes).toBeLessThan(2048);
   });
 
   it("a huge agent name in the request is echoed clipped", async () => {
-    const out = await rawCall("grpc", "/agentd.v1.AgentService/GetAgent", Buffer.concat([Buffer.from([0x0a, 0x80, 0x80, 0x40]), Buffer.alloc(1024 * 1024, 0x61)]));
+    const out = await rawCall(
+      "grpc",
+      "/agentd.v1.AgentService/GetAgent",
+      Buffer.concat([Buffer.from([0x0a, 0x80, 0x80, 0x40]), Buffer.alloc(1024 * 1024, 0x61)]),
+    );
     expect(out.code).toBe("not_found");
     expect(out.errorBytes).toBeLessThan(2048);
   });
@@ -568,7 +713,10 @@ describe("oversized requests and authentication before the body", () => {
     const big = { agent: "summarize", input: value({ text: "word ".repeat(40_000) }) };
     for (const protocol of ["grpc", "connect", "grpc-web", "connect-http1"] as const) {
       for (const key of ["", "agentd_nokey"]) {
-        await expectCode(small.clients(key, protocol).tasks.createTask(big, { timeoutMs: 10_000 }), Code.Unauthenticated);
+        await expectCode(
+          small.clients(key, protocol).tasks.createTask(big, { timeoutMs: 10_000 }),
+          Code.Unauthenticated,
+        );
       }
     }
     const garbage = Buffer.alloc(256 * 1024, 0xff);

@@ -45,7 +45,9 @@ function checker() {
 
 /** Calls an operation by its operationId, exactly as the document describes it. */
 async function call(operationId: string, body: unknown, key = server.key) {
-  const [path, methods] = Object.entries(doc.paths).find(([, ops]) => Object.values(ops).some((o) => o.operationId === operationId))!;
+  const [path, methods] = Object.entries(doc.paths).find(([, ops]) =>
+    Object.values(ops).some((o) => o.operationId === operationId),
+  )!;
   const [method, operation] = Object.entries(methods).find(([, o]) => o.operationId === operationId)!;
   const scheme = doc.components.securitySchemes.bearerAuth!;
   expect(scheme).toMatchObject({ type: "http", scheme: "bearer" });
@@ -74,8 +76,12 @@ describe("OpenAPI document", () => {
     expect(task.properties.timeout).toMatchObject({ type: "string", pattern: expect.stringContaining("s$") });
     expect(task.properties.lastSequence).toMatchObject({ type: "string", format: "int64" });
     expect(task.properties.input).not.toHaveProperty("type"); // google.protobuf.Value: any JSON
-    expect((doc.components.schemas["agentd.v1.TaskState"] as { enum: string[] }).enum).toContain("TASK_STATE_SUCCEEDED");
-    const artifact = doc.components.schemas["agentd.v1.Artifact"] as { properties: Record<string, Record<string, unknown>> };
+    expect((doc.components.schemas["agentd.v1.TaskState"] as { enum: string[] }).enum).toContain(
+      "TASK_STATE_SUCCEEDED",
+    );
+    const artifact = doc.components.schemas["agentd.v1.Artifact"] as {
+      properties: Record<string, Record<string, unknown>>;
+    };
     expect(artifact.properties.data).toMatchObject({ type: "string", contentEncoding: "base64" });
     expect(doc.paths["/agentd.v1.TaskService/GetTask"]!.post!.responses["404"]).toBeDefined();
     expect(doc.paths["/v1/tasks/{task_id}/events"]!.get).toBeDefined();
@@ -102,7 +108,12 @@ describe("OpenAPI document", () => {
     expect(agents.status).toBe(200);
     expect(check(agents.schema, agents.json)).toEqual([]);
 
-    const created = await call("TaskService_CreateTask", { agent: "simulate", input: { steps: 1 }, labels: { via: "openapi" }, timeout: "30s" });
+    const created = await call("TaskService_CreateTask", {
+      agent: "simulate",
+      input: { steps: 1 },
+      labels: { via: "openapi" },
+      timeout: "30s",
+    });
     expect(created.status).toBe(200);
     expect(check(created.schema, created.json)).toEqual([]);
     const taskId = (created.json as { task: { id: string } }).task.id;

@@ -24,17 +24,32 @@ describe("one server, every protocol", () => {
       enums: String,
       oneofs: true,
     });
-    type Unary = (req: object, md: grpc.Metadata, cb: (err: grpc.ServiceError | null, res: { task: { id: string; state: string } }) => void) => void;
+    type Unary = (
+      req: object,
+      md: grpc.Metadata,
+      cb: (err: grpc.ServiceError | null, res: { task: { id: string; state: string } }) => void,
+    ) => void;
     const pkg = grpc.loadPackageDefinition(definition) as unknown as {
       agentd: { v1: { AgentService: grpc.ServiceClientConstructor; TaskService: grpc.ServiceClientConstructor } };
     };
-    const agents = new pkg.agentd.v1.AgentService(`127.0.0.1:${agentd.port}`, grpc.credentials.createInsecure()) as unknown as Record<string, Unary> & grpc.Client;
-    const tasks = new pkg.agentd.v1.TaskService(`127.0.0.1:${agentd.port}`, grpc.credentials.createInsecure()) as unknown as Record<string, Unary> & grpc.Client;
+    const agents = new pkg.agentd.v1.AgentService(
+      `127.0.0.1:${agentd.port}`,
+      grpc.credentials.createInsecure(),
+    ) as unknown as Record<string, Unary> & grpc.Client;
+    const tasks = new pkg.agentd.v1.TaskService(
+      `127.0.0.1:${agentd.port}`,
+      grpc.credentials.createInsecure(),
+    ) as unknown as Record<string, Unary> & grpc.Client;
     const md = new grpc.Metadata();
     md.set("authorization", `Bearer ${agentd.key}`);
     const call = (c: Record<string, Unary> & grpc.Client, m: string, req: object) =>
-      new Promise<{ task: { id: string; state: string } }>((resolve, reject) => c[m]!.call(c, req, md, (e, r) => (e ? reject(e) : resolve(r))));
-    const ran = await call(agents, "Run", { agent: "simulate", input: { structValue: { fields: { steps: { numberValue: 1 } } } } });
+      new Promise<{ task: { id: string; state: string } }>((resolve, reject) =>
+        c[m]!.call(c, req, md, (e, r) => (e ? reject(e) : resolve(r))),
+      );
+    const ran = await call(agents, "Run", {
+      agent: "simulate",
+      input: { structValue: { fields: { steps: { numberValue: 1 } } } },
+    });
     expect(ran.task.state).toBe("TASK_STATE_SUCCEEDED");
     const got = await call(tasks, "GetTask", { taskId: ran.task.id });
     expect(got.task.id).toBe(ran.task.id);
@@ -63,12 +78,19 @@ describe("one server, every protocol", () => {
     expect(waited.task.output?.steps_completed).toBe(2);
   });
 
-  it.each<Protocol>(["connect", "connect-http1", "grpc", "grpc-web", "grpc-web-http1"])("%s: Run, then ListTasks finds it", async (protocol) => {
-    const client = agentd.clients(agentd.key, protocol);
-    const { task } = await client.agents.run({ agent: "simulate", input: value({ steps: 1, output: { via: protocol } }), labels: { via: protocol } });
-    expect(task?.state).toBe(TaskState.SUCCEEDED);
-    expect(plain<{ output: { via: string } }>(task?.output).output.via).toBe(protocol);
-    const { tasks } = await client.tasks.listTasks({ labels: { via: protocol } });
-    expect(tasks.map((t) => t.id)).toEqual([task!.id]);
-  });
+  it.each<Protocol>(["connect", "connect-http1", "grpc", "grpc-web", "grpc-web-http1"])(
+    "%s: Run, then ListTasks finds it",
+    async (protocol) => {
+      const client = agentd.clients(agentd.key, protocol);
+      const { task } = await client.agents.run({
+        agent: "simulate",
+        input: value({ steps: 1, output: { via: protocol } }),
+        labels: { via: protocol },
+      });
+      expect(task?.state).toBe(TaskState.SUCCEEDED);
+      expect(plain<{ output: { via: string } }>(task?.output).output.via).toBe(protocol);
+      const { tasks } = await client.tasks.listTasks({ labels: { via: protocol } });
+      expect(tasks.map((t) => t.id)).toEqual([task!.id]);
+    },
+  );
 });

@@ -33,7 +33,8 @@ async function servePage(): Promise<Server> {
     logLevel: "silent",
   });
   const js = bundle.outputFiles[0]!.contents;
-  const html = '<!doctype html><meta charset="utf-8"><title>loading</title><script type="module" src="/page.js"></script>';
+  const html =
+    '<!doctype html><meta charset="utf-8"><title>loading</title><script type="module" src="/page.js"></script>';
   const server = createServer((req, res) => {
     if (req.url === "/page.js") res.writeHead(200, { "content-type": "text/javascript" }).end(js);
     else res.writeHead(200, { "content-type": "text/html" }).end(html);
@@ -52,7 +53,10 @@ async function openPage(origin: string): Promise<Page> {
 type Call<K extends keyof Checks> = Parameters<Checks[K]>;
 function inPage<K extends keyof Checks>(p: Page, name: K, ...args: Call<K>): Promise<Awaited<ReturnType<Checks[K]>>> {
   return p.evaluate(
-    ([n, a]) => (globalThis as unknown as { agentd: Record<string, (...x: unknown[]) => unknown> }).agentd[n as string]!(...(a as unknown[])),
+    ([n, a]) =>
+      (globalThis as unknown as { agentd: Record<string, (...x: unknown[]) => unknown> }).agentd[n as string]!(
+        ...(a as unknown[]),
+      ),
     [name, args] as const,
   ) as Promise<Awaited<ReturnType<Checks[K]>>>;
 }
@@ -91,20 +95,28 @@ describe.skipIf(!hasChromium())("agentd in a real browser (Chromium)", () => {
   }
 
   it("SSE through fetch", async () => {
-    const { task } = await agentd.client.tasks.createTask({ agent: "simulate", input: value({ steps: 2, step_delay_ms: 20 }) });
+    const { task } = await agentd.client.tasks.createTask({
+      agent: "simulate",
+      input: value({ steps: 2, step_delay_ms: 20 }),
+    });
     const out = await inPage(page, "sse", agentd.url, agentd.key, task!.id);
     expect(out.status).toBe(200);
     expect(out.names).toContain("state_change");
   });
 
   it("a task-limited access token watches its task and cannot read another", async () => {
-    const mine = (await agentd.client.tasks.createTask({ agent: "simulate", input: value({ steps: 2, step_delay_ms: 20 }) })).task!;
+    const mine = (
+      await agentd.client.tasks.createTask({ agent: "simulate", input: value({ steps: 2, step_delay_ms: 20 }) })
+    ).task!;
     const other = (await agentd.client.tasks.createTask({ agent: "simulate" })).task!;
     // The backend's part: a token for this task only, handed to the page.
     const { createClient } = await import("@connectrpc/connect");
     const { AuthService } = await import("../../gen/agentd/v1/auth_service_pb.js");
     const { transportFor } = await import("../support/agentd.js");
-    const { accessToken } = await createClient(AuthService, transportFor(agentd.url, "connect", agentd.key)).createAccessToken({
+    const { accessToken } = await createClient(
+      AuthService,
+      transportFor(agentd.url, "connect", agentd.key),
+    ).createAccessToken({
       scopes: ["tasks:read"],
       taskIds: [mine.id],
     });
@@ -112,8 +124,14 @@ describe.skipIf(!hasChromium())("agentd in a real browser (Chromium)", () => {
       const watched = await inPage(page, "watch", kind, agentd.url, accessToken, mine.id);
       expect(watched).toMatchObject({ ok: true });
       if (watched.ok) expect(watched.value.states.at(-1)).toBe(TaskState.SUCCEEDED);
-      expect(await inPage(page, "getTask", kind, agentd.url, accessToken, other.id)).toMatchObject({ ok: false, code: "NotFound" });
-      expect(await inPage(page, "watch", kind, agentd.url, accessToken, other.id)).toMatchObject({ ok: false, code: "NotFound" });
+      expect(await inPage(page, "getTask", kind, agentd.url, accessToken, other.id)).toMatchObject({
+        ok: false,
+        code: "NotFound",
+      });
+      expect(await inPage(page, "watch", kind, agentd.url, accessToken, other.id)).toMatchObject({
+        ok: false,
+        code: "NotFound",
+      });
     }
     expect((await inPage(page, "sse", agentd.url, accessToken, mine.id)).status).toBe(200);
     expect((await inPage(page, "sse", agentd.url, accessToken, other.id)).status).toBe(404);
@@ -127,7 +145,9 @@ describe.skipIf(!hasChromium())("agentd in a real browser (Chromium)", () => {
         const out = await inPage(blocked, "unary", kind, agentd.url, agentd.key);
         expect(out.ok).toBe(false);
       }
-      expect((await inPage(blocked, "sse", agentd.url, agentd.key, "00000000-0000-0000-0000-000000000000")).status).toBe(0);
+      expect(
+        (await inPage(blocked, "sse", agentd.url, agentd.key, "00000000-0000-0000-0000-000000000000")).status,
+      ).toBe(0);
     } finally {
       await blocked.close();
     }

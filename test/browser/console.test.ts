@@ -12,8 +12,8 @@ import { DeliveryState } from "../../gen/agentd/v1/webhook_service_pb.js";
 import { buildConsoleIfStale } from "../../services/agent/server/console-build.js";
 import { repoRoot } from "../support/agentd.js";
 import { value } from "../support/json.js";
-import { type Receiver, startReceiver, startWebhookHarness, type WebhookHarness } from "../webhooks/support.js";
 import { until } from "../support/until.js";
+import { type Receiver, startReceiver, startWebhookHarness, type WebhookHarness } from "../webhooks/support.js";
 
 const CHROMIUM = "/usr/bin/chromium";
 const shots = join(repoRoot, "test-results/console");
@@ -30,7 +30,10 @@ describe.skipIf(!existsSync(CHROMIUM) && !process.env.CI)("web console in Chromi
     mkdirSync(shots, { recursive: true });
     await buildConsoleIfStale();
     // The first delivery attempt fails (500), so the console shows more than one attempt.
-    receiver = await startReceiver((r) => ({ status: r.index === 0 ? 500 : 200, body: r.index === 0 ? "try again" : "ok" }));
+    receiver = await startReceiver((r) => ({
+      status: r.index === 0 ? 500 : 200,
+      body: r.index === 0 ? "try again" : "ok",
+    }));
     harness = await startWebhookHarness();
     browser = await chromium.launch({
       executablePath: CHROMIUM,
@@ -39,12 +42,15 @@ describe.skipIf(!existsSync(CHROMIUM) && !process.env.CI)("web console in Chromi
     page = await browser.newPage({ viewport: { width: 1200, height: 900 } });
     page.setDefaultTimeout(15_000);
     page.on("pageerror", (err) => console.error("page error:", err));
-    page.on("console", (m) => { if (m.type() === "error") console.error("page console:", m.text()); });
+    page.on("console", (m) => {
+      if (m.type() === "error") console.error("page console:", m.text());
+    });
   });
 
   // A failing step leaves a picture of the page behind.
   afterEach(async (ctx) => {
-    if (ctx.task.result?.state === "fail") await shot(`failed-${ctx.task.name.slice(0, 40).replace(/\W+/g, "-")}`).catch(() => {});
+    if (ctx.task.result?.state === "fail")
+      await shot(`failed-${ctx.task.name.slice(0, 40).replace(/\W+/g, "-")}`).catch(() => {});
   });
 
   afterAll(async () => {
@@ -74,7 +80,9 @@ describe.skipIf(!existsSync(CHROMIUM) && !process.env.CI)("web console in Chromi
     await page.getByRole("link", { name: "summarize" }).waitFor();
     await shot("02a-agents");
     await page.getByRole("link", { name: "summarize" }).click();
-    await page.getByLabel(/^text/).fill("The console runs agents. It shows tasks live. It answers input requests. It lists webhook deliveries.");
+    await page
+      .getByLabel(/^text/)
+      .fill("The console runs agents. It shows tasks live. It answers input requests. It lists webhook deliveries.");
     await page.getByRole("button", { name: "Run and wait" }).click();
     const result = page.locator(".result");
     await result.getByText("succeeded").waitFor();
@@ -103,7 +111,11 @@ describe.skipIf(!existsSync(CHROMIUM) && !process.env.CI)("web console in Chromi
           prompt: "Approve the plan?",
           schema: {
             type: "object",
-            properties: { approve: { type: "boolean" }, note: { type: "string", maxLength: 100 }, priority: { enum: ["low", "high"] } },
+            properties: {
+              approve: { type: "boolean" },
+              note: { type: "string", maxLength: 100 },
+              priority: { enum: ["low", "high"] },
+            },
             required: ["approve", "priority"],
           },
         },
@@ -137,7 +149,9 @@ describe.skipIf(!existsSync(CHROMIUM) && !process.env.CI)("web console in Chromi
     const { task } = await harness.agentd.client.tasks.getTask({ taskId: id });
     expect(task?.state).toBe(TaskState.SUCCEEDED);
     // Reopened, the task's whole event log is replayed by WatchTask, each event once.
-    await expect.poll(() => page.locator(".event-list li").count(), { timeout: 10_000 }).toBe(Number(task!.lastSequence));
+    await expect
+      .poll(() => page.locator(".event-list li").count(), { timeout: 10_000 })
+      .toBe(Number(task!.lastSequence));
 
     // Narrow screen: still usable (no horizontal scrolling of the page).
     await page.setViewportSize({ width: 375, height: 800 });
@@ -149,7 +163,11 @@ describe.skipIf(!existsSync(CHROMIUM) && !process.env.CI)("web console in Chromi
   it("shows a webhook delivery with every attempt", async () => {
     await receiver.until((r) => r.length >= 2, 20_000);
     await page.getByRole("link", { name: "Webhooks" }).click();
-    const delivery = page.getByTestId("delivery").filter({ has: page.locator(".state.succeeded") }).filter({ hasText: "try again" }).first();
+    const delivery = page
+      .getByTestId("delivery")
+      .filter({ has: page.locator(".state.succeeded") })
+      .filter({ hasText: "try again" })
+      .first();
     await delivery.waitFor({ timeout: 20_000 });
     const rows = delivery.locator("table.attempts tbody tr");
     expect(await rows.count()).toBeGreaterThanOrEqual(2);
@@ -161,9 +179,13 @@ describe.skipIf(!existsSync(CHROMIUM) && !process.env.CI)("web console in Chromi
     const failing = await startReceiver(() => ({ status: 503, body: "down for maintenance" }));
     try {
       const { client } = harness.agentd;
-      const { endpoint } = await client.webhooks.createWebhookEndpoint({ url: failing.url, eventTypes: ["task.succeeded"] });
+      const { endpoint } = await client.webhooks.createWebhookEndpoint({
+        url: failing.url,
+        eventTypes: ["task.succeeded"],
+      });
       await client.agents.run({ agent: "summarize", input: value({ text: "One sentence here. Another one there." }) });
-      const failed = () => client.webhooks.listWebhookDeliveries({ endpointId: endpoint!.id, states: [DeliveryState.FAILED] });
+      const failed = () =>
+        client.webhooks.listWebhookDeliveries({ endpointId: endpoint!.id, states: [DeliveryState.FAILED] });
       await until(failed, (r) => r.deliveries.length === 1, 20_000);
       const attemptsBefore = failing.received.length;
 

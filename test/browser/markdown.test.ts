@@ -4,7 +4,9 @@ import { renderMarkdown } from "../../web/console/src/markdown.js";
 
 describe("console Markdown renderer", () => {
   it("renders headings, emphasis, code, lists and http(s) links", () => {
-    const html = renderMarkdown("# Title\n\nSome **bold** and *em* and `code`.\n\n- one\n- two\n\n[docs](https://example.com/a)");
+    const html = renderMarkdown(
+      "# Title\n\nSome **bold** and *em* and `code`.\n\n- one\n- two\n\n[docs](https://example.com/a)",
+    );
     expect(html).toContain("<h3>Title</h3>");
     expect(html).toContain("<strong>bold</strong>");
     expect(html).toContain("<em>em</em>");
@@ -14,7 +16,9 @@ describe("console Markdown renderer", () => {
   });
 
   it("never lets markup, scripts or other URL schemes through", () => {
-    const html = renderMarkdown('<script>alert(1)</script> <img src=x onerror=alert(1)> [x](javascript:alert(1)) [y](https://a"onmouseover="alert(1))');
+    const html = renderMarkdown(
+      '<script>alert(1)</script> <img src=x onerror=alert(1)> [x](javascript:alert(1)) [y](https://a"onmouseover="alert(1))',
+    );
     expect(html).not.toMatch(/<script|<img|href="javascript/);
     expect(html).toContain("&lt;script&gt;");
     expect(html).not.toMatch(/" onmouseover=|"onmouseover="/);

@@ -40,7 +40,10 @@ const checks = {
       let requestId: string | null = null;
       // Readable only when the server exposes it (Access-Control-Expose-Headers).
       const list = await agents.listAgents({}, { onHeader: (h) => (requestId = h.get("x-request-id")) });
-      const run = await agents.run({ agent: "summarize", input: fromJson(ValueSchema, { text: "Browsers are clients too. They call agentd." }) });
+      const run = await agents.run({
+        agent: "summarize",
+        input: fromJson(ValueSchema, { text: "Browsers are clients too. They call agentd." }),
+      });
       return { agents: list.agents.map((a) => a.name), state: run.task?.state ?? 0, requestId };
     });
   },
@@ -50,7 +53,10 @@ const checks = {
       const agents = createClient(AgentService, transport(kind, baseUrl, credential));
       const states: number[] = [];
       let events = 0;
-      for await (const res of agents.runStream({ agent: "simulate", input: fromJson(ValueSchema, { steps: 3, step_delay_ms: 20 }) })) {
+      for await (const res of agents.runStream({
+        agent: "simulate",
+        input: fromJson(ValueSchema, { steps: 3, step_delay_ms: 20 }),
+      })) {
         if (!res.event) continue;
         events++;
         if (res.event.event.case === "stateChange") states.push(res.event.event.value.state);
@@ -78,7 +84,9 @@ const checks = {
   /** SSE through fetch (EventSource cannot send authorization): the event names to the end. */
   async sse(baseUrl: string, credential: string, taskId: string) {
     try {
-      const res = await fetch(`${baseUrl}/v1/tasks/${taskId}/events`, { headers: { authorization: `Bearer ${credential}`, accept: "text/event-stream" } });
+      const res = await fetch(`${baseUrl}/v1/tasks/${taskId}/events`, {
+        headers: { authorization: `Bearer ${credential}`, accept: "text/event-stream" },
+      });
       const text = await res.text();
       const names = [...text.matchAll(/^event: (.*)$/gm)].map((m) => m[1]);
       return { status: res.status, names };

@@ -54,7 +54,13 @@ afterAll(async () => {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function until<T>(what: string, fn: () => Promise<T>, ok: (v: T) => boolean, ms: number, everyMs = 200): Promise<T> {
+async function until<T>(
+  what: string,
+  fn: () => Promise<T>,
+  ok: (v: T) => boolean,
+  ms: number,
+  everyMs = 200,
+): Promise<T> {
   const deadline = Date.now() + ms;
   let last: unknown;
   for (;;) {
@@ -64,7 +70,10 @@ async function until<T>(what: string, fn: () => Promise<T>, ok: (v: T) => boolea
     });
     if (v !== undefined && ok(v)) return v;
     if (v !== undefined) last = v;
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms; last: ${String(last instanceof Error ? last.message : last).slice(0, 300)}`);
+    if (Date.now() > deadline)
+      throw new Error(
+        `${what}: not within ${ms} ms; last: ${String(last instanceof Error ? last.message : last).slice(0, 300)}`,
+      );
     await sleep(everyMs);
   }
 }
@@ -98,7 +107,9 @@ describe.skipIf(skipReason !== undefined)("failover onto an asynchronous standby
       processes.push(p);
       replicas.push(p);
     }
-    processes.push(await spawnAgentdCommand("notifier", { databaseUrl: multiUrl, ready: "agentd notifier is running", env }));
+    processes.push(
+      await spawnAgentdCommand("notifier", { databaseUrl: multiUrl, ready: "agentd notifier is running", env }),
+    );
     receiver = await startReceiver();
     const clients = replicas.map((r) => clientsFor(r.url, key));
     await clients[0]!.webhooks.rotateWebhookSecret({});
@@ -107,7 +118,12 @@ describe.skipIf(skipReason !== undefined)("failover onto an asynchronous standby
     // Tasks that, once claimed, write nothing until their outcome (no step events to lose besides it).
     const ids: string[] = [];
     for (let i = 0; i < 6; i++) {
-      const input = value({ steps: 0, hang: true, hang_ms: 12_000, output: { n: i, nonce: randomBytes(4).toString("hex") } });
+      const input = value({
+        steps: 0,
+        hang: true,
+        hang_ms: 12_000,
+        output: { n: i, nonce: randomBytes(4).toString("hex") },
+      });
       const { task } = await clients[i % 2]!.tasks.createTask({ agent: "simulate", input, webhook });
       ids.push(task!.id);
     }
@@ -119,10 +135,20 @@ describe.skipIf(skipReason !== undefined)("failover onto an asynchronous standby
     );
     // The standby has the claims; then it stops receiving WAL: what follows exists on the primary only.
     const lsn = await primary.psql("SELECT pg_current_wal_lsn()");
-    await until("the standby replays the claims", () => standby.psql(`SELECT pg_last_wal_replay_lsn() >= '${lsn}'::pg_lsn`), (v) => v === "t", 30_000);
+    await until(
+      "the standby replays the claims",
+      () => standby.psql(`SELECT pg_last_wal_replay_lsn() >= '${lsn}'::pg_lsn`),
+      (v) => v === "t",
+      30_000,
+    );
     await standby.psql("ALTER SYSTEM SET primary_conninfo = ''");
     await standby.psql("SELECT pg_reload_conf()");
-    await until("the standby stops streaming", () => primary.psql("SELECT count(*) FROM pg_stat_replication"), (n) => n === "0", 30_000);
+    await until(
+      "the standby stops streaming",
+      () => primary.psql("SELECT count(*) FROM pg_stat_replication"),
+      (n) => n === "0",
+      30_000,
+    );
     // Cut off before any outcome (a loaded machine may be slow to get here): every outcome is on the primary only.
     const meanwhile = await Promise.all(ids.map((taskId) => clients[0]!.tasks.getTask({ taskId })));
     expect(meanwhile.map((r) => TaskState[r.task!.state])).toEqual(ids.map(() => "RUNNING"));
@@ -135,15 +161,16 @@ describe.skipIf(skipReason !== undefined)("failover onto an asynchronous standby
       seen.set(taskId, resultOf(task));
     }
     const succeededWebhooks = () => receiver!.received.filter((r) => JSON.parse(r.body).type === "task.succeeded");
-    await receiver.until(() => new Set(succeededWebhooks().map((r) => JSON.parse(r.body).data.task.id)).size >= ids.length, 30_000);
+    await receiver.until(
+      () => new Set(succeededWebhooks().map((r) => JSON.parse(r.body).data.task.id)).size >= ids.length,
+      30_000,
+    );
     const sentBefore = succeededWebhooks().length;
 
     // The failover: the primary dies, the standby that never had those outcomes is promoted.
     await primary.stop("immediate");
     await standby.promote();
-    const onPromoted = await standby.psql(
-      `SELECT count(*) FROM pg_database WHERE datname = '${name}'`,
-    );
+    const onPromoted = await standby.psql(`SELECT count(*) FROM pg_database WHERE datname = '${name}'`);
     expect(onPromoted).toBe("1");
 
     // Every result a client saw reads the same again, from both replicas.
@@ -178,6 +205,8 @@ describe.skipIf(skipReason !== undefined)("failover onto an asynchronous standby
     }
     for (const [k, webhookIds] of byEvent) expect(webhookIds.size, `event ${k} under several webhook-ids`).toBe(1);
     expect(byEvent.size).toBe(ids.length);
-    console.info(`async failover: ${reapplied.length} outcomes re-applied; task.succeeded webhooks ${sentBefore} before, ${succeededWebhooks().length} after`);
+    console.info(
+      `async failover: ${reapplied.length} outcomes re-applied; task.succeeded webhooks ${sentBefore} before, ${succeededWebhooks().length} after`,
+    );
   }, 300_000);
 });

@@ -16,7 +16,14 @@ import { createApiKey } from "../../services/shared/auth/api-keys.js";
 import { SCOPES } from "../../services/shared/auth/scopes.js";
 import { openDatabase } from "../../services/shared/db/database.js";
 import { runMigrations } from "../../services/shared/db/migrate.js";
-import { type AgentdProcess, type Clients, clientsFor, spawnAgentd, spawnAgentdCommand, transportFor } from "../support/agentd.js";
+import {
+  type AgentdProcess,
+  type Clients,
+  clientsFor,
+  spawnAgentd,
+  spawnAgentdCommand,
+  transportFor,
+} from "../support/agentd.js";
 import { value } from "../support/json.js";
 import { until } from "../support/until.js";
 import { NOTIFIER_TEST_ENV, type Receiver, startReceiver } from "../webhooks/support.js";
@@ -131,7 +138,11 @@ describe.skipIf(skipReason !== undefined)("Postgres stopped and restarted under 
     // Long tasks that are running when the database goes, each followed by a watcher.
     const long: string[] = [];
     for (let i = 0; i < 4; i++) {
-      const { task } = await clients[i % 2]!.tasks.createTask({ agent: "simulate", input: value({ steps: 40, step_delay_ms: 200 }), webhook });
+      const { task } = await clients[i % 2]!.tasks.createTask({
+        agent: "simulate",
+        input: value({ steps: 40, step_delay_ms: 200 }),
+        webhook,
+      });
       long.push(task!.id);
     }
     const watchErrors: Code[] = [];
@@ -157,7 +168,10 @@ describe.skipIf(skipReason !== undefined)("Postgres stopped and restarted under 
       (async () => {
         while (loading) {
           const res = await call(() =>
-            client.tasks.createTask({ agent: "simulate", input: value({ steps: 3, step_delay_ms: 100 }), webhook }, { timeoutMs: 20_000 }),
+            client.tasks.createTask(
+              { agent: "simulate", input: value({ steps: 3, step_delay_ms: 100 }), webhook },
+              { timeoutMs: 20_000 },
+            ),
           );
           if (res?.task) acked.push(res.task.id);
         }
@@ -177,13 +191,21 @@ describe.skipIf(skipReason !== undefined)("Postgres stopped and restarted under 
     await sleep(1500);
     const health = replicas.map((r) => createClient(Health, transportFor(r.url, "connect")));
     for (const h of health) {
-      await until(() => h.check({ service: "" }, { timeoutMs: 5000 }), (r) => r.status === Serving.NOT_SERVING, { what: "health NOT_SERVING during the outage", ms: 10_000, everyMs: 100, retryErrors: true }).catch((e) => {
-        for (const r of replicas) if (r.child.exitCode !== null) console.warn(`replica ${r.url} exited with ${r.child.exitCode} during the outage`);
+      await until(
+        () => h.check({ service: "" }, { timeoutMs: 5000 }),
+        (r) => r.status === Serving.NOT_SERVING,
+        { what: "health NOT_SERVING during the outage", ms: 10_000, everyMs: 100, retryErrors: true },
+      ).catch((e) => {
+        for (const r of replicas)
+          if (r.child.exitCode !== null)
+            console.warn(`replica ${r.url} exited with ${r.child.exitCode} during the outage`);
         throw e;
       });
     }
     const probeStart = Date.now();
-    const probe = await clients[0]!.tasks.getTask({ taskId: long[0]! }, { timeoutMs: 20_000 }).catch((e: unknown) => ConnectError.from(e));
+    const probe = await clients[0]!.tasks
+      .getTask({ taskId: long[0]! }, { timeoutMs: 20_000 })
+      .catch((e: unknown) => ConnectError.from(e));
     const probeMs = Date.now() - probeStart;
     expect(probe).toBeInstanceOf(ConnectError);
     expect((probe as ConnectError).code).toBe(Code.Unavailable);
@@ -194,12 +216,20 @@ describe.skipIf(skipReason !== undefined)("Postgres stopped and restarted under 
     // Time to the first OK on every replica, from the moment Postgres accepts connections again.
     const recoveryMs = await Promise.all(
       clients.map(async (client) => {
-        await until(() => client.tasks.getTask({ taskId: long[0]! }, { timeoutMs: 5000 }), () => true, { what: "first OK after the outage", ms: 30_000, everyMs: 50, retryErrors: true });
+        await until(
+          () => client.tasks.getTask({ taskId: long[0]! }, { timeoutMs: 5000 }),
+          () => true,
+          { what: "first OK after the outage", ms: 30_000, everyMs: 50, retryErrors: true },
+        );
         return Date.now() - upAt;
       }),
     );
     for (const h of health) {
-      await until(() => h.check({ service: "" }, { timeoutMs: 5000 }), (r) => r.status === Serving.SERVING, { what: "health SERVING after the outage", ms: 30_000, everyMs: 50, retryErrors: true });
+      await until(
+        () => h.check({ service: "" }, { timeoutMs: 5000 }),
+        (r) => r.status === Serving.SERVING,
+        { what: "health SERVING after the outage", ms: 30_000, everyMs: 50, retryErrors: true },
+      );
     }
     await sleep(2000);
     loading = false;
@@ -216,7 +246,9 @@ describe.skipIf(skipReason !== undefined)("Postgres stopped and restarted under 
       `chaos restart: ${acked.length} tasks acknowledged, ${failures.length} calls failed during the outage ` +
         `(slowest UNAVAILABLE ${Math.max(0, ...unavailableMs)} ms, probe ${probeMs} ms), first OK per replica ${recoveryMs.join(", ")} ms after restart`,
     );
-    const failed = finals.filter((r) => r.task!.state !== TaskState.SUCCEEDED).map((r) => ({ id: r.task!.id, error: r.task!.error }));
+    const failed = finals
+      .filter((r) => r.task!.state !== TaskState.SUCCEEDED)
+      .map((r) => ({ id: r.task!.id, error: r.task!.error }));
     expect(failed).toEqual([]);
     // Calls during the outage: UNAVAILABLE, never INTERNAL or a hang to the deadline, and no internals.
     expect(new Set(failures.map((f) => Code[f.code]))).toEqual(new Set(failures.length ? ["Unavailable"] : []));
@@ -234,7 +266,10 @@ describe.skipIf(skipReason !== undefined)("Postgres stopped and restarted under 
     expect(watchErrors.every((c) => c === Code.Unavailable)).toBe(true);
 
     // The notifier went through it too: every task.succeeded arrives.
-    await receiver.until((got) => new Set(got.map((r) => JSON.parse(r.body).data.task.id)).size >= acked.length, 60_000);
+    await receiver.until(
+      (got) => new Set(got.map((r) => JSON.parse(r.body).data.task.id)).size >= acked.length,
+      60_000,
+    );
   }, 240_000);
 });
 
@@ -248,7 +283,10 @@ describe.skipIf(skipReason !== undefined)("runners and notifiers killed with SIG
     const client = clientsFor(front.url, key);
     await client.webhooks.rotateWebhookSecret({});
     // One at a time: several processes compiling at once on a loaded machine can miss their start-up bound.
-    const runners = [await serve(url, { ...env, AGENTD_RUNNER_CONCURRENCY: "8" }), await serve(url, { ...env, AGENTD_RUNNER_CONCURRENCY: "8" })];
+    const runners = [
+      await serve(url, { ...env, AGENTD_RUNNER_CONCURRENCY: "8" }),
+      await serve(url, { ...env, AGENTD_RUNNER_CONCURRENCY: "8" }),
+    ];
     const notifiers = [await notifier(url, env), await notifier(url, env)];
     const receiver = await startReceiver(() => ({ status: 200, delayMs: Math.floor(Math.random() * 20) }));
     receivers.push(receiver);
@@ -285,7 +323,11 @@ describe.skipIf(skipReason !== undefined)("runners and notifiers killed with SIG
       kills++;
       const next = pool === runners ? serve(url, { ...env, AGENTD_RUNNER_CONCURRENCY: "8" }) : notifier(url, env);
       // A replacement too slow to start on a loaded machine costs capacity, not correctness.
-      replacements.push(next.then((p) => pool.push(p)).catch((e: unknown) => console.warn(`a replacement did not start: ${String(e).slice(0, 200)}`)));
+      replacements.push(
+        next
+          .then((p) => pool.push(p))
+          .catch((e: unknown) => console.warn(`a replacement did not start: ${String(e).slice(0, 200)}`)),
+      );
     }
     await creating;
     await Promise.all(replacements);
@@ -303,7 +345,10 @@ describe.skipIf(skipReason !== undefined)("runners and notifiers killed with SIG
     const expected = new Set<string>();
     let retried = 0;
     for (const [taskId, events] of logs) {
-      expectNoGaps(taskId, events.map((e) => Number(e.sequence)));
+      expectNoGaps(
+        taskId,
+        events.map((e) => Number(e.sequence)),
+      );
       // No attempt twice at once: each RUNNING follows a state that is not RUNNING, with a higher attempt.
       let state = TaskState.UNSPECIFIED;
       let attempt = 0;
@@ -312,7 +357,9 @@ describe.skipIf(skipReason !== undefined)("runners and notifiers killed with SIG
         const next = e.event.value;
         if (next.state === TaskState.RUNNING) {
           expect(state, `task ${taskId}: RUNNING twice in a row`).not.toBe(TaskState.RUNNING);
-          expect(next.task!.attempt, `task ${taskId}: attempt ${next.task!.attempt} ran again`).toBeGreaterThan(attempt);
+          expect(next.task!.attempt, `task ${taskId}: attempt ${next.task!.attempt} ran again`).toBeGreaterThan(
+            attempt,
+          );
           if (attempt > 0) retried++;
           attempt = next.task!.attempt;
           expected.add(`${taskId}/${e.sequence}`);
@@ -333,10 +380,17 @@ describe.skipIf(skipReason !== undefined)("runners and notifiers killed with SIG
       }
       return [...expected].filter((k) => !byEvent.has(k));
     };
-    await until(async () => delivered(), (lost) => lost.length === 0, { what: "every webhook delivered", ms: 90_000, everyMs: 1000, retryErrors: true }).catch(() => {
+    await until(
+      async () => delivered(),
+      (lost) => lost.length === 0,
+      { what: "every webhook delivered", ms: 90_000, everyMs: 1000, retryErrors: true },
+    ).catch(() => {
       throw new Error(`webhooks lost: ${delivered().slice(0, 10).join(", ")} (${delivered().length} in all)`);
     });
-    for (const [k, webhookIds] of byEvent) expect(webhookIds.size, `event ${k} delivered under several webhook-ids`).toBe(1);
-    console.info(`chaos kill -9: ${kills} kills, ${ids.length} tasks, ${retried} retried attempts, ${receiver.received.length} webhook requests for ${expected.size} events`);
+    for (const [k, webhookIds] of byEvent)
+      expect(webhookIds.size, `event ${k} delivered under several webhook-ids`).toBe(1);
+    console.info(
+      `chaos kill -9: ${kills} kills, ${ids.length} tasks, ${retried} retried attempts, ${receiver.received.length} webhook requests for ${expected.size} events`,
+    );
   }, 300_000);
 });

@@ -19,7 +19,9 @@ export function findPostgresBinaries(): string | undefined {
   if (process.env.PG_BINDIR) candidates.push(process.env.PG_BINDIR);
   const debian = "/usr/lib/postgresql";
   if (existsSync(debian)) {
-    const versions = readdirSync(debian).filter((v) => /^\d+$/.test(v)).sort((a, b) => Number(b) - Number(a));
+    const versions = readdirSync(debian)
+      .filter((v) => /^\d+$/.test(v))
+      .sort((a, b) => Number(b) - Number(a));
     for (const v of versions) candidates.push(join(debian, v, "bin"));
   }
   candidates.push("/usr/local/bin", "/usr/bin");
@@ -28,7 +30,8 @@ export function findPostgresBinaries(): string | undefined {
 
 /** Why a cluster cannot be made here, or undefined when it can. */
 export function clusterUnavailableReason(): string | undefined {
-  if (!findPostgresBinaries()) return "Postgres server binaries (initdb, pg_ctl) not found; install Debian's postgresql package or set PG_BINDIR";
+  if (!findPostgresBinaries())
+    return "Postgres server binaries (initdb, pg_ctl) not found; install Debian's postgresql package or set PG_BINDIR";
   if (process.getuid?.() === 0 && !existsSync("/usr/sbin/runuser") && !existsSync("/sbin/runuser")) {
     return "running as root without runuser: cannot start Postgres as the postgres user";
   }
@@ -87,16 +90,26 @@ async function makeRoot(): Promise<string> {
 }
 
 /** Creates and starts a cluster (on `port` if given). Throws when `clusterUnavailableReason()` says why it cannot. */
-export async function startCluster(opts: { settings?: Record<string, string>; port?: number } = {}): Promise<PostgresCluster> {
+export async function startCluster(
+  opts: { settings?: Record<string, string>; port?: number } = {},
+): Promise<PostgresCluster> {
   const tool = tools();
   const root = await makeRoot();
   const dataDir = join(root, "data");
-  await tool("initdb", ["-D", dataDir, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync", "--no-instructions"]).catch(
-    async (error) => {
-      await rm(root, { recursive: true, force: true });
-      throw error;
-    },
-  );
+  await tool("initdb", [
+    "-D",
+    dataDir,
+    "-U",
+    "postgres",
+    "--auth=trust",
+    "-E",
+    "UTF8",
+    "--no-sync",
+    "--no-instructions",
+  ]).catch(async (error) => {
+    await rm(root, { recursive: true, force: true });
+    throw error;
+  });
   return launch(tool, root, dataDir, opts.settings, opts.port);
 }
 
@@ -105,16 +118,30 @@ export async function startCluster(opts: { settings?: Record<string, string>; po
  * in its own folder on its own port. `synchronous`: the primary then waits for
  * this standby's flush before acknowledging a commit (synchronous_standby_names = '*').
  */
-export async function startStandby(primary: PostgresCluster, opts: { synchronous?: boolean; settings?: Record<string, string> } = {}): Promise<PostgresCluster> {
+export async function startStandby(
+  primary: PostgresCluster,
+  opts: { synchronous?: boolean; settings?: Record<string, string> } = {},
+): Promise<PostgresCluster> {
   const tool = tools();
   const root = await makeRoot();
   const dataDir = join(root, "data");
-  await tool("pg_basebackup", ["-D", dataDir, "-h", "127.0.0.1", "-p", String(primary.port), "-U", "postgres", "-R", "-X", "stream", "--no-sync"]).catch(
-    async (error) => {
-      await rm(root, { recursive: true, force: true });
-      throw error;
-    },
-  );
+  await tool("pg_basebackup", [
+    "-D",
+    dataDir,
+    "-h",
+    "127.0.0.1",
+    "-p",
+    String(primary.port),
+    "-U",
+    "postgres",
+    "-R",
+    "-X",
+    "stream",
+    "--no-sync",
+  ]).catch(async (error) => {
+    await rm(root, { recursive: true, force: true });
+    throw error;
+  });
   const standby = await launch(tool, root, dataDir, opts.settings);
   if (opts.synchronous) {
     await primary.psql("ALTER SYSTEM SET synchronous_standby_names = '*'");
@@ -172,11 +199,33 @@ async function launch(
       await cluster.start();
     },
     async createDatabase(name) {
-      await tool("psql", ["-h", "127.0.0.1", "-p", String(port), "-U", "postgres", "-d", "postgres", "-qc", `CREATE DATABASE "${name}"`]);
+      await tool("psql", [
+        "-h",
+        "127.0.0.1",
+        "-p",
+        String(port),
+        "-U",
+        "postgres",
+        "-d",
+        "postgres",
+        "-qc",
+        `CREATE DATABASE "${name}"`,
+      ]);
       return `postgres://postgres@127.0.0.1:${port}/${name}`;
     },
     async psql(statement) {
-      const { stdout } = await tool("psql", ["-h", "127.0.0.1", "-p", String(port), "-U", "postgres", "-d", "postgres", "-Atqc", statement]);
+      const { stdout } = await tool("psql", [
+        "-h",
+        "127.0.0.1",
+        "-p",
+        String(port),
+        "-U",
+        "postgres",
+        "-d",
+        "postgres",
+        "-Atqc",
+        statement,
+      ]);
       return stdout.trim();
     },
     async promote() {

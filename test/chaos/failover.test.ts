@@ -20,7 +20,14 @@ import { createApiKey } from "../../services/shared/auth/api-keys.js";
 import { SCOPES } from "../../services/shared/auth/scopes.js";
 import { isDatabaseUnavailable, openDatabase } from "../../services/shared/db/database.js";
 import { runMigrations } from "../../services/shared/db/migrate.js";
-import { type AgentdProcess, type Clients, clientsFor, spawnAgentd, spawnAgentdCommand, transportFor } from "../support/agentd.js";
+import {
+  type AgentdProcess,
+  type Clients,
+  clientsFor,
+  spawnAgentd,
+  spawnAgentdCommand,
+  transportFor,
+} from "../support/agentd.js";
 import { value } from "../support/json.js";
 import { until } from "../support/until.js";
 import { NOTIFIER_TEST_ENV, type Receiver, startReceiver } from "../webhooks/support.js";
@@ -53,7 +60,10 @@ afterAll(async () => {
     const { writeFileSync } = await import("node:fs");
     for (const [i, p] of processes.entries()) {
       const logs = p.logs.map((l) => JSON.stringify(l)).join("\n");
-      writeFileSync(`${process.env.AGENTD_FAILOVER_DEBUG}-${i}.log`, `${p.url} exit ${p.child.exitCode}\n${logs}\n${stderrs.get(p) ?? ""}`);
+      writeFileSync(
+        `${process.env.AGENTD_FAILOVER_DEBUG}-${i}.log`,
+        `${p.url} exit ${p.child.exitCode}\n${logs}\n${stderrs.get(p) ?? ""}`,
+      );
     }
   }
   await Promise.all(processes.map((p) => p.kill("SIGKILL")));
@@ -102,8 +112,13 @@ describe.skipIf(skipReason !== undefined)("primary failover to a synchronous sta
       await db.close();
     }
     // A client of the standby alone: it must refuse to write there, as UNAVAILABLE, and say nothing secret.
-    const standbyOnly = await openDatabase({ url: `postgres://postgres:${password}@127.0.0.1:${standby.port}/${name}`, maxConnections: 2 });
-    const onStandby = await standbyOnly.sql`INSERT INTO schema_migrations (version, name) VALUES (-1, 'probe')`.catch((e: unknown) => e);
+    const standbyOnly = await openDatabase({
+      url: `postgres://postgres:${password}@127.0.0.1:${standby.port}/${name}`,
+      maxConnections: 2,
+    });
+    const onStandby = await standbyOnly.sql`INSERT INTO schema_migrations (version, name) VALUES (-1, 'probe')`.catch(
+      (e: unknown) => e,
+    );
     expect(isDatabaseUnavailable(onStandby), String(onStandby)).toBe(true);
     expect(String((onStandby as Error).message)).not.toContain(password);
     await expect(standbyOnly.ping()).rejects.toBeTruthy();
@@ -116,7 +131,9 @@ describe.skipIf(skipReason !== undefined)("primary failover to a synchronous sta
       p.child.stderr?.on("data", (d: Buffer) => stderrs.set(p, (stderrs.get(p) ?? "") + d.toString()));
       replicas.push(p);
     }
-    processes.push(await spawnAgentdCommand("notifier", { databaseUrl: multiUrl, ready: "agentd notifier is running", env }));
+    processes.push(
+      await spawnAgentdCommand("notifier", { databaseUrl: multiUrl, ready: "agentd notifier is running", env }),
+    );
     const receiver = await startReceiver();
     receivers.push(receiver);
     const clients = replicas.map((r) => clientsFor(r.url, key));
@@ -126,7 +143,11 @@ describe.skipIf(skipReason !== undefined)("primary failover to a synchronous sta
     // Long tasks running across the switch, each followed by a watcher.
     const long: string[] = [];
     for (let i = 0; i < 4; i++) {
-      const { task } = await clients[i % 2]!.tasks.createTask({ agent: "simulate", input: value({ steps: 30, step_delay_ms: 200 }), webhook });
+      const { task } = await clients[i % 2]!.tasks.createTask({
+        agent: "simulate",
+        input: value({ steps: 30, step_delay_ms: 200 }),
+        webhook,
+      });
       long.push(task!.id);
     }
     const watchErrors: Code[] = [];
@@ -160,7 +181,12 @@ describe.skipIf(skipReason !== undefined)("primary failover to a synchronous sta
     const loops = clients.flatMap((client) => [
       (async () => {
         while (loading) {
-          const res = await call(() => client.tasks.createTask({ agent: "simulate", input: value({ steps: 3, step_delay_ms: 100 }), webhook }, { timeoutMs: 20_000 }));
+          const res = await call(() =>
+            client.tasks.createTask(
+              { agent: "simulate", input: value({ steps: 3, step_delay_ms: 100 }), webhook },
+              { timeoutMs: 20_000 },
+            ),
+          );
           if (res?.task) acked.push(res.task.id);
         }
       })(),
@@ -178,13 +204,23 @@ describe.skipIf(skipReason !== undefined)("primary failover to a synchronous sta
     // No primary now: health says so, and a write answers UNAVAILABLE promptly.
     const health = replicas.map((r) => createClient(Health, transportFor(r.url, "connect")));
     for (const h of health) {
-      await until(() => h.check({ service: "" }, { timeoutMs: 5000 }), (r) => r.status === Serving.NOT_SERVING, { what: "health NOT_SERVING without a primary", ms: 15_000, everyMs: 100, retryErrors: true });
+      await until(
+        () => h.check({ service: "" }, { timeoutMs: 5000 }),
+        (r) => r.status === Serving.NOT_SERVING,
+        { what: "health NOT_SERVING without a primary", ms: 15_000, everyMs: 100, retryErrors: true },
+      );
     }
     for (const r of replicas) {
-      await until(() => fetch(`${r.url}/readyz`).then((res) => res.status), (status) => status === 503, { what: "/readyz 503 without a primary", ms: 15_000, everyMs: 100, retryErrors: true });
+      await until(
+        () => fetch(`${r.url}/readyz`).then((res) => res.status),
+        (status) => status === 503,
+        { what: "/readyz 503 without a primary", ms: 15_000, everyMs: 100, retryErrors: true },
+      );
     }
     const probeStart = Date.now();
-    const probe = await clients[0]!.tasks.createTask({ agent: "simulate", input: value({ steps: 1 }) }, { timeoutMs: 20_000 }).catch((e: unknown) => ConnectError.from(e));
+    const probe = await clients[0]!.tasks
+      .createTask({ agent: "simulate", input: value({ steps: 1 }) }, { timeoutMs: 20_000 })
+      .catch((e: unknown) => ConnectError.from(e));
     const probeMs = Date.now() - probeStart;
     expect(probe).toBeInstanceOf(ConnectError);
     expect((probe as ConnectError).code).toBe(Code.Unavailable);
@@ -193,21 +229,37 @@ describe.skipIf(skipReason !== undefined)("primary failover to a synchronous sta
     const promotedAt = Date.now();
     const recoveryMs = await Promise.all(
       clients.map(async (client) => {
-        await until(() => client.tasks.createTask({ agent: "simulate", input: value({ steps: 1 }) }, { timeoutMs: 5000 }), () => true, { what: "first write OK after promotion", ms: 30_000, everyMs: 50, retryErrors: true });
+        await until(
+          () => client.tasks.createTask({ agent: "simulate", input: value({ steps: 1 }) }, { timeoutMs: 5000 }),
+          () => true,
+          { what: "first write OK after promotion", ms: 30_000, everyMs: 50, retryErrors: true },
+        );
         return Date.now() - promotedAt;
       }),
     );
     const healthMs = await Promise.all(
       health.map(async (h) => {
-        await until(() => h.check({ service: "" }, { timeoutMs: 5000 }), (r) => r.status === Serving.SERVING, { what: "health SERVING after promotion", ms: 30_000, everyMs: 50, retryErrors: true });
+        await until(
+          () => h.check({ service: "" }, { timeoutMs: 5000 }),
+          (r) => r.status === Serving.SERVING,
+          { what: "health SERVING after promotion", ms: 30_000, everyMs: 50, retryErrors: true },
+        );
         return Date.now() - promotedAt;
       }),
     );
     for (const r of replicas) {
-      await until(() => fetch(`${r.url}/readyz`).then((res) => res.status), (status) => status === 200, { what: "/readyz 200 after promotion", ms: 30_000, everyMs: 50, retryErrors: true });
+      await until(
+        () => fetch(`${r.url}/readyz`).then((res) => res.status),
+        (status) => status === 200,
+        { what: "/readyz 200 after promotion", ms: 30_000, everyMs: 50, retryErrors: true },
+      );
     }
     // The standby-only client recovers by itself: its server is the primary now.
-    await until(() => standbyOnly.ping().then(() => true), () => true, { what: "the standby-only client writes after promotion", ms: 15_000, everyMs: 100, retryErrors: true });
+    await until(
+      () => standbyOnly.ping().then(() => true),
+      () => true,
+      { what: "the standby-only client writes after promotion", ms: 15_000, everyMs: 100, retryErrors: true },
+    );
     await standbyOnly.close();
 
     await sleep(2000);
@@ -226,7 +278,11 @@ describe.skipIf(skipReason !== undefined)("primary failover to a synchronous sta
         `(slowest ${Math.max(0, ...unavailableMs)} ms, probe ${probeMs} ms); first write OK ${recoveryMs.join(", ")} ms and health SERVING ${healthMs.join(", ")} ms after promotion`,
     );
     // 0 lost (every acknowledged task is found: GetTask would have failed with NOT_FOUND), 0 failed, 0 changed.
-    expect(finals.filter((r) => r.task!.state !== TaskState.SUCCEEDED).map((r) => ({ id: r.task!.id, error: r.task!.error }))).toEqual([]);
+    expect(
+      finals
+        .filter((r) => r.task!.state !== TaskState.SUCCEEDED)
+        .map((r) => ({ id: r.task!.id, error: r.task!.error })),
+    ).toEqual([]);
     expect(changed).toEqual([]);
     // Only UNAVAILABLE while there was no primary; no internals, no password.
     expect(new Set(failures.map((f) => Code[f.code]))).toEqual(new Set(failures.length ? ["Unavailable"] : []));
@@ -249,7 +305,12 @@ describe.skipIf(skipReason !== undefined)("primary failover to a synchronous sta
     expect(watchErrors.every((c) => c === Code.Unavailable)).toBe(true);
 
     // Webhooks: every task.succeeded arrives; an event delivered twice carries the same webhook-id.
-    await receiver.until((got) => new Set(got.map((r) => JSON.parse(r.body).type === "task.succeeded" && JSON.parse(r.body).data.task.id)).size >= acked.length, 60_000);
+    await receiver.until(
+      (got) =>
+        new Set(got.map((r) => JSON.parse(r.body).type === "task.succeeded" && JSON.parse(r.body).data.task.id)).size >=
+        acked.length,
+      60_000,
+    );
     const byEvent = new Map<string, Set<string>>();
     for (const r of receiver.received) {
       const body = JSON.parse(r.body) as { data: { task: { id: string }; sequence: string | number } };

@@ -14,14 +14,21 @@ import { randomBytes } from "node:crypto";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import postgres from "postgres";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ErrorInfoSchema, RetryInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 import { TaskState } from "../../gen/agentd/v1/task_pb.js";
+import { ErrorInfoSchema, RetryInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 import { Health, HealthCheckResponse_ServingStatus as Serving } from "../../gen/grpc/health/v1/health_pb.js";
 import { createApiKey } from "../../services/shared/auth/api-keys.js";
 import { SCOPES } from "../../services/shared/auth/scopes.js";
 import { openDatabase } from "../../services/shared/db/database.js";
 import { runMigrations } from "../../services/shared/db/migrate.js";
-import { type AgentdProcess, CHILD_TEST_ENV, clientsFor, repoRoot, spawnAgentdCommand, transportFor } from "../support/agentd.js";
+import {
+  type AgentdProcess,
+  CHILD_TEST_ENV,
+  clientsFor,
+  repoRoot,
+  spawnAgentdCommand,
+  transportFor,
+} from "../support/agentd.js";
 import { value } from "../support/json.js";
 import { clusterUnavailableReason, freePort, type PostgresCluster, startCluster, startStandby } from "./cluster.js";
 
@@ -55,7 +62,13 @@ afterAll(async () => {
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const WAITING = "agentd is waiting for a database primary";
 
-async function until<T>(what: string, fn: () => Promise<T>, ok: (v: T) => boolean, ms: number, everyMs = 100): Promise<T> {
+async function until<T>(
+  what: string,
+  fn: () => Promise<T>,
+  ok: (v: T) => boolean,
+  ms: number,
+  everyMs = 100,
+): Promise<T> {
   const deadline = Date.now() + ms;
   let last: unknown;
   for (;;) {
@@ -65,13 +78,21 @@ async function until<T>(what: string, fn: () => Promise<T>, ok: (v: T) => boolea
     });
     if (v !== undefined && ok(v)) return v;
     if (v !== undefined) last = v;
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms; last: ${String(last instanceof Error ? last.message : last).slice(0, 300)}`);
+    if (Date.now() > deadline)
+      throw new Error(
+        `${what}: not within ${ms} ms; last: ${String(last instanceof Error ? last.message : last).slice(0, 300)}`,
+      );
     await sleep(everyMs);
   }
 }
 
 async function spawnWaiting(databaseUrl: string): Promise<AgentdProcess> {
-  const p = await spawnAgentdCommand("serve", { databaseUrl, ready: WAITING, args: ["--port", "0"], readyTimeoutMs: 60_000 });
+  const p = await spawnAgentdCommand("serve", {
+    databaseUrl,
+    ready: WAITING,
+    args: ["--port", "0"],
+    readyTimeoutMs: 60_000,
+  });
   processes.push(p);
   return p;
 }
@@ -80,11 +101,17 @@ async function spawnWaiting(databaseUrl: string): Promise<AgentdProcess> {
 async function expectWaiting(p: AgentdProcess, key: string): Promise<void> {
   const error = await clientsFor(p.url, key)
     .tasks.createTask({ agent: "simulate", input: value({ steps: 1 }) }, { timeoutMs: 20_000 })
-    .then(() => undefined, (e: unknown) => ConnectError.from(e));
+    .then(
+      () => undefined,
+      (e: unknown) => ConnectError.from(e),
+    );
   expect(error?.code, String(error)).toBe(Code.Unavailable);
   expect(error!.findDetails(ErrorInfoSchema)[0]?.reason).toBe("DATABASE_UNAVAILABLE");
   expect(error!.findDetails(RetryInfoSchema)).toHaveLength(1);
-  const health = await createClient(Health, transportFor(p.url, "connect")).check({ service: "" }, { timeoutMs: 10_000 });
+  const health = await createClient(Health, transportFor(p.url, "connect")).check(
+    { service: "" },
+    { timeoutMs: 10_000 },
+  );
   expect(health.status).toBe(Serving.NOT_SERVING);
   expect((await fetch(`${p.url}/readyz`)).status).toBe(503);
   expect((await fetch(`${p.url}/healthz`)).status).toBe(200);
@@ -96,7 +123,11 @@ async function expectServes(p: AgentdProcess, key: string, since: number): Promi
   const client = clientsFor(p.url, key);
   const { task } = await until(
     "first CreateTask OK once a primary exists",
-    () => client.tasks.createTask({ agent: "simulate", input: value({ steps: 2, step_delay_ms: 20 }) }, { timeoutMs: 5000 }),
+    () =>
+      client.tasks.createTask(
+        { agent: "simulate", input: value({ steps: 2, step_delay_ms: 20 }) },
+        { timeoutMs: 5000 },
+      ),
     () => true,
     60_000,
     50,
@@ -104,8 +135,18 @@ async function expectServes(p: AgentdProcess, key: string, since: number): Promi
   const firstOkMs = Date.now() - since;
   const done = await client.tasks.waitTask({ taskId: task!.id, timeout: { seconds: 30n } }, { timeoutMs: 40_000 });
   expect(done.task?.state).toBe(TaskState.SUCCEEDED);
-  await until("health SERVING", () => createClient(Health, transportFor(p.url, "connect")).check({ service: "" }, { timeoutMs: 5000 }), (r) => r.status === Serving.SERVING, 30_000);
-  await until("/readyz 200", () => fetch(`${p.url}/readyz`).then((r) => r.status), (s) => s === 200, 30_000);
+  await until(
+    "health SERVING",
+    () => createClient(Health, transportFor(p.url, "connect")).check({ service: "" }, { timeoutMs: 5000 }),
+    (r) => r.status === Serving.SERVING,
+    30_000,
+  );
+  await until(
+    "/readyz 200",
+    () => fetch(`${p.url}/readyz`).then((r) => r.status),
+    (s) => s === 200,
+    30_000,
+  );
   expect(p.child.exitCode).toBeNull();
   expect(p.logs.some((l) => l.msg === "agentd is serving")).toBe(true);
   return firstOkMs;
@@ -131,13 +172,20 @@ async function serveExpectingExit(databaseUrl: string): Promise<{ code: number |
 /** Until the standby has replayed everything the primary has written so far. */
 async function caughtUp(): Promise<void> {
   const lsn = await primary.psql("SELECT pg_current_wal_lsn()");
-  await until("the standby replays the primary's writes", () => standby.psql(`SELECT pg_last_wal_replay_lsn() >= '${lsn}'::pg_lsn`), (v) => v === "t", 30_000);
+  await until(
+    "the standby replays the primary's writes",
+    () => standby.psql(`SELECT pg_last_wal_replay_lsn() >= '${lsn}'::pg_lsn`),
+    (v) => v === "t",
+    30_000,
+  );
 }
 
 describe.skipIf(skipReason !== undefined)("a replica started without a writable primary", () => {
   it("refuses a database that does not exist and a malformed URL at once, without the password", async () => {
     const password = "not-a-real-secret-2718";
-    const unknown = await serveExpectingExit(`postgres://postgres:${password}@127.0.0.1:${primary.port}/no_such_db_${randomBytes(3).toString("hex")}`);
+    const unknown = await serveExpectingExit(
+      `postgres://postgres:${password}@127.0.0.1:${primary.port}/no_such_db_${randomBytes(3).toString("hex")}`,
+    );
     expect(unknown.code, unknown.stderr).toBe(1);
     expect(unknown.stderr).toMatch(/does not exist/);
     expect(unknown.stderr).not.toContain(password);

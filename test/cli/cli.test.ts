@@ -26,7 +26,10 @@ describe("agentd keys", () => {
   it("creates a key that works, lists it without the secret, and revokes it", async () => {
     const env = { DATABASE_URL: shared.url };
     await agentd(["migrate"], env);
-    const created = await agentd(["keys", "create", "--tenant", "acme", "--scopes", "tasks:read,agents:run", "--name", "ci"], env);
+    const created = await agentd(
+      ["keys", "create", "--tenant", "acme", "--scopes", "tasks:read,agents:run", "--name", "ci"],
+      env,
+    );
     const key = created.stdout.trim();
     expect(key).toMatch(/^agentd_/);
     const keyId = /key id ([0-9a-f-]{36})/.exec(created.stderr)?.[1];
@@ -58,7 +61,9 @@ describe("agentd keys", () => {
 
   it("refuses unknown scopes and ids with a clear message", async () => {
     const env = { DATABASE_URL: shared.url };
-    await expect(agentd(["keys", "create", "--tenant", "acme", "--scopes", "tasks:destroy"], env)).rejects.toMatchObject({
+    await expect(
+      agentd(["keys", "create", "--tenant", "acme", "--scopes", "tasks:destroy"], env),
+    ).rejects.toMatchObject({
       stderr: expect.stringContaining("unknown scope tasks:destroy"),
     });
     await expect(agentd(["keys", "revoke", "nope"], env)).rejects.toMatchObject({ code: 2 });

@@ -14,7 +14,11 @@ interface Result {
   stderr: string;
 }
 
-function cli(args: string[], env: Record<string, string> = {}, onSpawn?: (child: ChildProcess) => void): Promise<Result> {
+function cli(
+  args: string[],
+  env: Record<string, string> = {},
+  onSpawn?: (child: ChildProcess) => void,
+): Promise<Result> {
   return new Promise((resolve) => {
     const child = spawn(process.execPath, [`${repoRoot}bin/agentd.js`, ...args], {
       cwd: repoRoot,
@@ -75,7 +79,9 @@ describe("agentd client commands", { timeout: 300_000 }, () => {
     expect((lines(failed.stdout).at(-1)!.stateChange as { state: string }).state).toBe("TASK_STATE_FAILED");
 
     expect((await cli(["run", "simulate", "--input", "{nope"], env)).code).toBe(2);
-    expect((await cli(["tasks", "list", "--state", "done"], env)).stderr).toContain("queued, running, input_required, succeeded, failed, canceled");
+    expect((await cli(["tasks", "list", "--state", "done"], env)).stderr).toContain(
+      "queued, running, input_required, succeeded, failed, canceled",
+    );
 
     const missing = await cli(["run", "no-such-agent"], env);
     expect(missing.code).toBe(3);
@@ -87,7 +93,16 @@ describe("agentd client commands", { timeout: 300_000 }, () => {
   });
 
   it("create, wait for input, answer (checked against the schema first), wait, events, delete", async () => {
-    const created = await cli(["tasks", "create", "simulate", "--input", '{"steps":1,"ask":[{"prompt":"approve?","schema":{"type":"boolean"}}]}'], env);
+    const created = await cli(
+      [
+        "tasks",
+        "create",
+        "simulate",
+        "--input",
+        '{"steps":1,"ask":[{"prompt":"approve?","schema":{"type":"boolean"}}]}',
+      ],
+      env,
+    );
     expect(created.code).toBe(0);
     const id = (lines(created.stdout)[0]!.task as { id: string }).id;
     const waiting = await cli(["tasks", "wait", id, "--timeout", "30s"], env);
@@ -119,7 +134,10 @@ describe("agentd client commands", { timeout: 300_000 }, () => {
   });
 
   it("webhooks: create an endpoint, list it, read the delivery log", async () => {
-    const created = await cli(["webhooks", "endpoints", "create", "http://127.0.0.1:9/hook", "--event-types", "task.succeeded"], env);
+    const created = await cli(
+      ["webhooks", "endpoints", "create", "http://127.0.0.1:9/hook", "--event-types", "task.succeeded"],
+      env,
+    );
     expect(created.code).toBe(0);
     expect(lines(created.stdout)[0]!.signingSecret).toMatch(/^whsec_/);
     const listed = await cli(["webhooks", "endpoints"], env);
@@ -131,9 +149,20 @@ describe("agentd client commands", { timeout: 300_000 }, () => {
   });
 
   it("on a terminal: progress, streamed text, a prompt whose answer is validated, pretty output", async () => {
-    const command = [process.execPath, `${repoRoot}bin/agentd.js`, "run", "simulate", "--input", `'{"steps":2,"step_delay_ms":50,"deltas":3,"ask":[{"prompt":"Ship it?","schema":{"type":"boolean"}}]}'`].join(" ");
+    const command = [
+      process.execPath,
+      `${repoRoot}bin/agentd.js`,
+      "run",
+      "simulate",
+      "--input",
+      `'{"steps":2,"step_delay_ms":50,"deltas":3,"ask":[{"prompt":"Ship it?","schema":{"type":"boolean"}}]}'`,
+    ].join(" ");
     const result = await new Promise<Result>((resolve) => {
-      const child = spawn("script", ["-qec", command, "/dev/null"], { cwd: repoRoot, env: { ...process.env, ...env, TERM: "xterm" }, stdio: ["pipe", "pipe", "pipe"] });
+      const child = spawn("script", ["-qec", command, "/dev/null"], {
+        cwd: repoRoot,
+        env: { ...process.env, ...env, TERM: "xterm" },
+        stdio: ["pipe", "pipe", "pipe"],
+      });
       let stdout = "";
       let answered = false;
       child.stdout.on("data", (d: Buffer) => {
@@ -168,10 +197,17 @@ describe("agentd tasks watch across a server restart", { timeout: 300_000 }, () 
 
   it("resumes by itself: every event once, exit 0", async () => {
     const port = await freePort();
-    const start = () => spawnAgentdCommand("serve", { databaseUrl: shared.url, ready: "agentd is serving", args: ["--port", String(port)] });
+    const start = () =>
+      spawnAgentdCommand("serve", {
+        databaseUrl: shared.url,
+        ready: "agentd is serving",
+        args: ["--port", String(port)],
+      });
     let server = await start();
     try {
-      const key = (await cli(["keys", "create", "--tenant", "cli", "--scopes", "all"], { DATABASE_URL: shared.url })).stdout.trim();
+      const key = (
+        await cli(["keys", "create", "--tenant", "cli", "--scopes", "all"], { DATABASE_URL: shared.url })
+      ).stdout.trim();
       const env = { AGENTD_URL: server.url, AGENTD_API_KEY: key };
       const created = await cli(["tasks", "create", "simulate", "steps=40", "step_delay_ms=500"], env);
       const id = (lines(created.stdout)[0]!.task as { id: string }).id;

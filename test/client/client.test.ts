@@ -29,7 +29,10 @@ describe("typed client", () => {
   for (const transport of ["grpc", "connect", "connect-http1"] as const) {
     it(`runAndWait runs a task to the end over ${transport}`, async () => {
       const client = createClient({ baseUrl: server.url, key: server.key, transport });
-      const task = await client.runAndWait({ agent: "simulate", input: { steps: 3, step_delay_ms: 20, output: { ok: transport } } });
+      const task = await client.runAndWait({
+        agent: "simulate",
+        input: { steps: 3, step_delay_ms: 20, output: { ok: transport } },
+      });
       expect(task.state).toBe(TaskState.SUCCEEDED);
       expect(task.output?.kind).toMatchObject({ case: "structValue" });
       const { agents } = await client.agents.listAgents({});
@@ -86,7 +89,12 @@ describe("watch across a server restart", () => {
 
   it("resumes from the last sequence: every event once, in order, up to the terminal one", async () => {
     const port = await freePort();
-    const start = () => spawnAgentdCommand("serve", { databaseUrl: shared.url, ready: "agentd is serving", args: ["--port", String(port)] });
+    const start = () =>
+      spawnAgentdCommand("serve", {
+        databaseUrl: shared.url,
+        ready: "agentd is serving",
+        args: ["--port", String(port)],
+      });
     let server = await start();
     try {
       const created = await promisify(execFile)(
@@ -102,7 +110,11 @@ describe("watch across a server restart", () => {
       const seen: bigint[] = [];
       let reconnects = 0;
       let restarted: Promise<void> | undefined;
-      for await (const event of client.watch(task!.id, { onReconnect: () => void reconnects++, initialBackoffMs: 100, maxBackoffMs: 1000 })) {
+      for await (const event of client.watch(task!.id, {
+        onReconnect: () => void reconnects++,
+        initialBackoffMs: 100,
+        maxBackoffMs: 1000,
+      })) {
         seen.push(event.sequence);
         if (seen.length === 3 && !restarted) {
           restarted = server.kill("SIGKILL").then(async () => {

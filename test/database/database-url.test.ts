@@ -3,14 +3,16 @@
 import { createServer } from "node:net";
 import { describe, expect, it } from "vitest";
 import { ConfigError, loadConfig } from "../../services/shared/config.js";
-import { parseDatabaseUrl } from "../../services/shared/db/database-url.js";
 import { isDatabaseUnavailable, openDatabase } from "../../services/shared/db/database.js";
+import { parseDatabaseUrl } from "../../services/shared/db/database-url.js";
 
 const SECRET = "s3cr3t-Pa55";
 
 describe("parseDatabaseUrl", () => {
   it("splits a host list and keeps the rest", () => {
-    const url = parseDatabaseUrl(`postgres://app:${SECRET}@db1.example:5433,db2.example,[::1]:6000/agentd?target_session_attrs=primary&sslmode=require`);
+    const url = parseDatabaseUrl(
+      `postgres://app:${SECRET}@db1.example:5433,db2.example,[::1]:6000/agentd?target_session_attrs=primary&sslmode=require`,
+    );
     expect(url.hosts).toEqual([
       { host: "db1.example", port: 5433 },
       { host: "db2.example", port: 5432 },
@@ -31,8 +33,11 @@ describe("parseDatabaseUrl", () => {
   });
 
   it("refuses target_session_attrs that would write to a standby", () => {
-    expect(() => parseDatabaseUrl("postgres://u@h1,h2/db?target_session_attrs=standby")).toThrow(/primary or read-write/);
-    for (const ok of ["any", "read-write", "primary"]) expect(parseDatabaseUrl(`postgres://u@h1,h2/db?target_session_attrs=${ok}`).targetSessionAttrs).toBe(ok);
+    expect(() => parseDatabaseUrl("postgres://u@h1,h2/db?target_session_attrs=standby")).toThrow(
+      /primary or read-write/,
+    );
+    for (const ok of ["any", "read-write", "primary"])
+      expect(parseDatabaseUrl(`postgres://u@h1,h2/db?target_session_attrs=${ok}`).targetSessionAttrs).toBe(ok);
   });
 });
 
@@ -70,7 +75,9 @@ describe("a multi-host client", () => {
         s.close(() => resolve(port));
       });
     });
-    const none = await openDatabase({ url: `postgres://postgres:${SECRET}@127.0.0.1:${closedPort},localhost:${closedPort}/db?target_session_attrs=primary` });
+    const none = await openDatabase({
+      url: `postgres://postgres:${SECRET}@127.0.0.1:${closedPort},localhost:${closedPort}/db?target_session_attrs=primary`,
+    });
     try {
       const started = Date.now();
       const error = await none.sql`SELECT 1`.catch((e: unknown) => e);
@@ -96,17 +103,20 @@ describe("a multi-host client", () => {
     }
   });
 
-  it.skipIf(!process.env.DATABASE_URL)("treats a read-only server as no primary: writes and health checks answer unavailable", async () => {
-    const target = new URL(process.env.DATABASE_URL!);
-    const readOnly = `postgres://${target.username}:${SECRET}@${target.host}${target.pathname}?default_transaction_read_only=on`;
-    const db = await openDatabase({ url: readOnly, maxConnections: 2 });
-    try {
-      const error = await db.sql`CREATE TEMP TABLE x (y int)`.catch((e: unknown) => e);
-      expect(isDatabaseUnavailable(error), String(error)).toBe(true);
-      expect(String((error as Error).message)).not.toContain(SECRET);
-      await expect(db.ping()).rejects.toBeTruthy();
-    } finally {
-      await db.close();
-    }
-  });
+  it.skipIf(!process.env.DATABASE_URL)(
+    "treats a read-only server as no primary: writes and health checks answer unavailable",
+    async () => {
+      const target = new URL(process.env.DATABASE_URL!);
+      const readOnly = `postgres://${target.username}:${SECRET}@${target.host}${target.pathname}?default_transaction_read_only=on`;
+      const db = await openDatabase({ url: readOnly, maxConnections: 2 });
+      try {
+        const error = await db.sql`CREATE TEMP TABLE x (y int)`.catch((e: unknown) => e);
+        expect(isDatabaseUnavailable(error), String(error)).toBe(true);
+        expect(String((error as Error).message)).not.toContain(SECRET);
+        await expect(db.ping()).rejects.toBeTruthy();
+      } finally {
+        await db.close();
+      }
+    },
+  );
 });

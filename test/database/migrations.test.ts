@@ -125,7 +125,10 @@ describe("isDatabaseUnavailable", () => {
     for (const code of ["23505", "40001", "42P01", "57014", "UNDEFINED_VALUE"]) {
       expect(isDatabaseUnavailable(Object.assign(new Error(code), { code }))).toBe(false);
     }
-    const refusedTwice = new AggregateError([Object.assign(new Error("v6"), { code: "ECONNREFUSED" })], "connect failed");
+    const refusedTwice = new AggregateError(
+      [Object.assign(new Error("v6"), { code: "ECONNREFUSED" })],
+      "connect failed",
+    );
     expect(isDatabaseUnavailable(refusedTwice)).toBe(true);
   });
 
@@ -172,7 +175,9 @@ describe.skipIf(mode !== "embedded")("embedded database", () => {
     const test = await fresh();
     const server = await startEmbeddedPostgres({ dataDir: test.dataDir! });
     cleanups.push(() => server.close());
-    const clients = [1, 2, 3, 4].map((max) => postgres(server.url, { max, onnotice: () => {}, prepare: max % 2 === 0 }));
+    const clients = [1, 2, 3, 4].map((max) =>
+      postgres(server.url, { max, onnotice: () => {}, prepare: max % 2 === 0 }),
+    );
     cleanups.push(() => Promise.all(clients.map((c) => c.end())));
 
     await Promise.all(
@@ -185,7 +190,9 @@ describe.skipIf(mode !== "embedded")("embedded database", () => {
             if (i % 3 === 0) {
               await sql.begin(async (tx) => {
                 await tx`INSERT INTO tenants (tenant_id) VALUES (${`t${n}`})`;
-                const [seen] = await tx<{ n: string }[]>`SELECT count(*) AS n FROM tenants WHERE tenant_id = ${`t${n}`}`;
+                const [seen] = await tx<
+                  { n: string }[]
+                >`SELECT count(*) AS n FROM tenants WHERE tenant_id = ${`t${n}`}`;
                 expect(seen?.n).toBe("1");
               });
             }

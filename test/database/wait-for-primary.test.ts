@@ -4,7 +4,11 @@
 import { pino } from "pino";
 import { describe, expect, it } from "vitest";
 import { NO_PRIMARY } from "../../services/shared/db/primary-locator.js";
-import { configurationErrorOf, DatabaseConfigurationError, untilPrimary } from "../../services/shared/db/wait-for-primary.js";
+import {
+  configurationErrorOf,
+  DatabaseConfigurationError,
+  untilPrimary,
+} from "../../services/shared/db/wait-for-primary.js";
 
 function capturingLogger() {
   const lines: string[] = [];
@@ -19,13 +23,18 @@ describe("untilPrimary", () => {
     const { logger, lines } = capturingLogger();
     const result = await untilPrimary(
       async () => {
-        if (++tries < 4) throw Object.assign(new Error("no database host is a writable primary"), { code: tries % 2 ? NO_PRIMARY : "25006" });
+        if (++tries < 4)
+          throw Object.assign(new Error("no database host is a writable primary"), {
+            code: tries % 2 ? NO_PRIMARY : "25006",
+          });
         return "migrated";
       },
       { logger, database: "postgres://u:***@h/db", retryMs: 5, waiting: () => waiting++ },
     );
     expect(result).toBe("migrated");
-    expect(lines.some((l) => l.includes("waiting for a writable database primary") && l.includes("postgres://u:***@h/db"))).toBe(true);
+    expect(
+      lines.some((l) => l.includes("waiting for a writable database primary") && l.includes("postgres://u:***@h/db")),
+    ).toBe(true);
     expect(tries).toBe(4);
     expect(waiting).toBe(1);
   });
@@ -37,7 +46,9 @@ describe("untilPrimary", () => {
       const error = await untilPrimary(
         async () => {
           tries++;
-          throw Object.assign(new Error("no database host is a writable primary", { cause: refusal }), { code: NO_PRIMARY });
+          throw Object.assign(new Error("no database host is a writable primary", { cause: refusal }), {
+            code: NO_PRIMARY,
+          });
         },
         { logger: capturingLogger().logger, database: "postgres://u:***@h/db", retryMs: 5 },
       ).catch((e: unknown) => e);
@@ -51,6 +62,8 @@ describe("untilPrimary", () => {
 
   it("rethrows any other error (a broken migration) instead of waiting", async () => {
     const broken = Object.assign(new Error("syntax error"), { code: "42601" });
-    await expect(untilPrimary(async () => Promise.reject(broken), { logger: capturingLogger().logger, database: "x", retryMs: 5 })).rejects.toBe(broken);
+    await expect(
+      untilPrimary(async () => Promise.reject(broken), { logger: capturingLogger().logger, database: "x", retryMs: 5 }),
+    ).rejects.toBe(broken);
   });
 });

@@ -1,10 +1,15 @@
 // Wake-up hints: in process, and across processes through LISTEN/NOTIFY.
-import { createServer, connect, type Socket } from "node:net";
+import { connect, createServer, type Socket } from "node:net";
 import postgres from "postgres";
 import { afterEach, describe, expect, it } from "vitest";
 import type { Database } from "../../services/shared/db/database.js";
 import { createLocalWakeupBus, type WakeupBus, type WakeupTopic } from "../../services/shared/wakeup/bus.js";
-import { createPostgresWakeupBus, createWakeupBus, DEFAULT_WAKEUP_CHANNEL, encodePayloads } from "../../services/shared/wakeup/postgres-bus.js";
+import {
+  createPostgresWakeupBus,
+  createWakeupBus,
+  DEFAULT_WAKEUP_CHANNEL,
+  encodePayloads,
+} from "../../services/shared/wakeup/postgres-bus.js";
 import { createTestDatabase } from "../support/database.js";
 
 const cleanups: Array<() => Promise<unknown>> = [];

@@ -26,7 +26,10 @@ function tourBlocks(readme: string): Block[] {
 /** Replaces one exact line the tour must contain, so a renamed line fails loudly. */
 function replaceLine(script: string, line: string, by: string): string {
   if (!script.split("\n").includes(line)) throw new Error(`the tour no longer has the line ${line}`);
-  return script.split("\n").map((l) => (l === line ? by : l)).join("\n");
+  return script
+    .split("\n")
+    .map((l) => (l === line ? by : l))
+    .join("\n");
 }
 
 function freePort(): Promise<number> {
@@ -117,7 +120,9 @@ describe("README tour", () => {
     const ended = [...stdout.matchAll(/@@tour-end ([\w-]+)@@/g)].map((m) => m[1]);
     const failed = started.find((name) => !ended.includes(name));
     if (code !== 0 || failed) {
-      throw new Error(`tour block "${failed ?? "?"}" failed (exit ${code}):\n${stdout.slice(-3000)}\n--- stderr:\n${stderr.slice(-3000)}`);
+      throw new Error(
+        `tour block "${failed ?? "?"}" failed (exit ${code}):\n${stdout.slice(-3000)}\n--- stderr:\n${stderr.slice(-3000)}`,
+      );
     }
     for (const block of blocks) {
       const output = stdout.split(`@@tour-start ${block.name}@@`)[1]!.split(`@@tour-end ${block.name}@@`)[0]!;

@@ -46,7 +46,9 @@ describe.skipIf(!hasChromium())("examples/clients/browser (Chromium)", () => {
     await agentd?.close();
   });
 
-  it("the page watches its task to SUCCEEDED with a token that cannot read another task", { timeout: 120_000 }, async () => {
+  it("the page watches its task to SUCCEEDED with a token that cannot read another task", {
+    timeout: 120_000,
+  }, async () => {
     const tab = await browser.newPage();
     await tab.goto(page);
     const text = (id: string) => tab.locator(`#${id}`).textContent({ timeout: 60_000 });

@@ -43,21 +43,34 @@ describe("client examples", { timeout: 180_000 }, () => {
     });
     const out = steps(stdout);
     expect(out.find((s) => s.step === "run")).toMatchObject({ state: "SUCCEEDED" });
-    const watch = out.find((s) => s.step === "watch") as unknown as { sequences: number[]; state: string; prompt: string };
+    const watch = out.find((s) => s.step === "watch") as unknown as {
+      sequences: number[];
+      state: string;
+      prompt: string;
+    };
     expect(watch).toMatchObject({ state: "SUCCEEDED", prompt: "Approve?" });
     expect(watch.sequences).toEqual(watch.sequences.map((_, i) => i + 1));
-    expect(out.find((s) => s.step === "error")).toMatchObject({ code: "invalid_argument", reason: "INPUT_SCHEMA_VIOLATION" });
+    expect(out.find((s) => s.step === "error")).toMatchObject({
+      code: "invalid_argument",
+      reason: "INPUT_SCHEMA_VIOLATION",
+    });
   });
 
   it("python: stubs from proto/, then run, watch with resume, input and error details over gRPC", async (ctx) => {
     const python = await pythonWithGrpc();
     if (!python) {
-      ctx.skip(true, "python3 with grpc is not installed here (apt-get install python3-grpcio python3-grpc-tools); .ci/run installs it");
+      ctx.skip(
+        true,
+        "python3 with grpc is not installed here (apt-get install python3-grpcio python3-grpc-tools); .ci/run installs it",
+      );
       return;
     }
     const stubs = await mkdtemp(join(tmpdir(), "agentd-py-"));
     try {
-      await run("bash", ["examples/clients/python/generate.sh", stubs], { cwd: repoRoot, env: { ...process.env, PYTHON: python } });
+      await run("bash", ["examples/clients/python/generate.sh", stubs], {
+        cwd: repoRoot,
+        env: { ...process.env, PYTHON: python },
+      });
       const { stdout } = await run(python, ["examples/clients/python/client.py"], {
         cwd: repoRoot,
         env: { ...process.env, AGENTD_STUBS: stubs, AGENTD_URL: server.url, AGENTD_API_KEY: server.key },
@@ -65,7 +78,11 @@ describe("client examples", { timeout: 180_000 }, () => {
       const out = steps(stdout);
       expect(out.find((s) => s.step === "run")).toMatchObject({ state: "TASK_STATE_SUCCEEDED" });
       expect(out.find((s) => s.step === "input")).toMatchObject({ prompt: "Approve?", answer: true });
-      const watch = out.find((s) => s.step === "watch") as unknown as { sequences: number[]; state: string; resumed: number };
+      const watch = out.find((s) => s.step === "watch") as unknown as {
+        sequences: number[];
+        state: string;
+        resumed: number;
+      };
       expect(watch).toMatchObject({ state: "TASK_STATE_SUCCEEDED", resumed: 1 });
       expect(watch.sequences).toEqual(watch.sequences.map((_, i) => i + 1));
       const errors = out.filter((s) => s.step === "error");

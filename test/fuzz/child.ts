@@ -27,7 +27,10 @@ export interface ChildAgentd {
 export async function startChildAgentd(env: Record<string, string> = {}): Promise<ChildAgentd> {
   const testDb: TestDatabase = await createTestDatabase();
   // The key is made before the child opens the database (an embedded one admits one process).
-  const db = await openDatabase({ ...(testDb.url ? { url: testDb.url } : { dataDir: testDb.dataDir! }), maxConnections: 1 });
+  const db = await openDatabase({
+    ...(testDb.url ? { url: testDb.url } : { dataDir: testDb.dataDir! }),
+    maxConnections: 1,
+  });
   const { key } = await createApiKey(db.sql, { tenantId: "fuzz", scopes: [...SCOPES] });
   await db.close();
   const child = await spawnAgentd({
@@ -62,7 +65,9 @@ export interface CurlAnswer {
 export async function curl(args: string[]): Promise<CurlAnswer> {
   const marker = "\n@@status=";
   try {
-    const { stdout } = await promisify(execFile)("curl", ["-s", "-m", "10", "-w", `${marker}%{http_code}`, ...args], { maxBuffer: 8 << 20 });
+    const { stdout } = await promisify(execFile)("curl", ["-s", "-m", "10", "-w", `${marker}%{http_code}`, ...args], {
+      maxBuffer: 8 << 20,
+    });
     const at = stdout.lastIndexOf(marker);
     return { status: Number(stdout.slice(at + marker.length)), body: stdout.slice(0, at), exit: 0 };
   } catch (error) {
@@ -75,7 +80,11 @@ export async function curl(args: string[]): Promise<CurlAnswer> {
  * Sends raw bytes on a new TCP connection and collects what comes back until the server
  * closes, `maxBytes` arrive, or `timeoutMs` passes (then the client closes).
  */
-export function rawExchange(port: number, bytes: Uint8Array, opts: { timeoutMs?: number; maxBytes?: number; end?: boolean } = {}): Promise<{ data: Buffer; closedByServer: boolean }> {
+export function rawExchange(
+  port: number,
+  bytes: Uint8Array,
+  opts: { timeoutMs?: number; maxBytes?: number; end?: boolean } = {},
+): Promise<{ data: Buffer; closedByServer: boolean }> {
   const maxBytes = opts.maxBytes ?? 1 << 20;
   return new Promise((resolve) => {
     const chunks: Buffer[] = [];

@@ -18,7 +18,18 @@ import { CreateTaskRequestSchema } from "../../gen/agentd/v1/task_service_pb.js"
 import { startAgentd, type TestAgentd } from "../support/agentd.js";
 import { healthOk, rawExchange, statusOf } from "./child.js";
 import { headerArb, methodArb, pathArb, payloadArb, protocolArb, rpcArb } from "./inputs.js";
-import { createWire, FUZZ_RUNS, FUZZ_TIMEOUT_MS, MAX_ANSWER_BYTES, PROTOCOLS, problemWith, type Rpc, RPCS, sendH2, type WireProtocol } from "./wire.js";
+import {
+  createWire,
+  FUZZ_RUNS,
+  FUZZ_TIMEOUT_MS,
+  MAX_ANSWER_BYTES,
+  PROTOCOLS,
+  problemWith,
+  RPCS,
+  type Rpc,
+  sendH2,
+  type WireProtocol,
+} from "./wire.js";
 
 let agentd: TestAgentd;
 let wire: ReturnType<typeof createWire>;
@@ -34,7 +45,8 @@ afterAll(async () => {
 });
 
 const keyArb = fc.constantFrom<"valid" | "none" | "garbage">("valid", "valid", "none", "garbage");
-const keyFor = (which: "valid" | "none" | "garbage") => (which === "valid" ? agentd.key : which === "garbage" ? "agentd_not-a-real-key" : undefined);
+const keyFor = (which: "valid" | "none" | "garbage") =>
+  which === "valid" ? agentd.key : which === "garbage" ? "agentd_not-a-real-key" : undefined;
 
 async function expectHealthy() {
   expect(await healthOk(agentd.url)).toBe(true);
@@ -56,10 +68,17 @@ describe("every RPC in every protocol", () => {
     await expectHealthy();
   });
 
-  it("answers arbitrary and adversarial messages without INTERNAL, UNKNOWN or 5xx, bounded in size", { timeout: FUZZ_TIMEOUT_MS }, async () => {
-    const caseArb = fc
-      .tuple(rpcArb, protocolArb)
-      .chain(([rpc, protocol]) => fc.record({ rpc: fc.constant(rpc), protocol: fc.constant(protocol), payload: payloadArb(rpc, protocol), key: keyArb }));
+  it("answers arbitrary and adversarial messages without INTERNAL, UNKNOWN or 5xx, bounded in size", {
+    timeout: FUZZ_TIMEOUT_MS,
+  }, async () => {
+    const caseArb = fc.tuple(rpcArb, protocolArb).chain(([rpc, protocol]) =>
+      fc.record({
+        rpc: fc.constant(rpc),
+        protocol: fc.constant(protocol),
+        payload: payloadArb(rpc, protocol),
+        key: keyArb,
+      }),
+    );
     await fc.assert(
       fc.asyncProperty(caseArb, async ({ rpc, protocol, payload, key }) => {
         const answer = await wire.send(protocol, rpc, protocolBody(protocol, rpc, payload.bytes), { key: keyFor(key) });
@@ -71,13 +90,24 @@ describe("every RPC in every protocol", () => {
     await expectHealthy();
   });
 
-  it("answers hostile headers (encodings, timeouts, content types) without INTERNAL, UNKNOWN or 5xx", { timeout: FUZZ_TIMEOUT_MS }, async () => {
+  it("answers hostile headers (encodings, timeouts, content types) without INTERNAL, UNKNOWN or 5xx", {
+    timeout: FUZZ_TIMEOUT_MS,
+  }, async () => {
     await fc.assert(
-      fc.asyncProperty(rpcArb, protocolArb, headerArb, fc.uint8Array({ maxLength: 64 }), async (rpc, protocol, headers, bytes) => {
-        const answer = await wire.send(protocol, rpc, protocolBody(protocol, rpc, bytes), { key: agentd.key, headers });
-        const problem = problemWith(answer, rpc, protocol);
-        if (problem) throw new Error(`${protocol} ${rpc.path} headers ${JSON.stringify(headers)}: ${problem}`);
-      }),
+      fc.asyncProperty(
+        rpcArb,
+        protocolArb,
+        headerArb,
+        fc.uint8Array({ maxLength: 64 }),
+        async (rpc, protocol, headers, bytes) => {
+          const answer = await wire.send(protocol, rpc, protocolBody(protocol, rpc, bytes), {
+            key: agentd.key,
+            headers,
+          });
+          const problem = problemWith(answer, rpc, protocol);
+          if (problem) throw new Error(`${protocol} ${rpc.path} headers ${JSON.stringify(headers)}: ${problem}`);
+        },
+      ),
       { numRuns: FUZZ_RUNS * 2, maxSkipsPerRun: 1_000 },
     );
     await expectHealthy();
@@ -94,14 +124,22 @@ describe("found by the fuzzer", () => {
       await wire.send("connect-json", listAgents, junk, { key: agentd.key, headers: { "content-encoding": "br" } }),
       await wire.send("connect-proto", listAgents, junk, { key: agentd.key, headers: { "content-encoding": "gzip" } }),
       await wire.send("grpc", listAgents, compressedFrame, { key: agentd.key, headers: { "grpc-encoding": "br" } }),
-      await wire.send("grpc-web", listAgents, compressedFrame, { key: agentd.key, headers: { "grpc-encoding": "gzip" } }),
+      await wire.send("grpc-web", listAgents, compressedFrame, {
+        key: agentd.key,
+        headers: { "grpc-encoding": "gzip" },
+      }),
     ];
     expect(answers.map((a) => a.code)).toEqual([3, 3, 3, 3]);
   });
 
-  it("a gRPC request that says it is gRPC-Web text is answered in gRPC-Web text with INVALID_ARGUMENT", { timeout: 30_000 }, async () => {
+  it("a gRPC request that says it is gRPC-Web text is answered in gRPC-Web text with INVALID_ARGUMENT", {
+    timeout: 30_000,
+  }, async () => {
     const emptyFrame = new Uint8Array(5); // not base64, as the fuzzer sent it
-    const answer = await wire.send("grpc", listAgents, emptyFrame, { key: agentd.key, headers: { "content-type": "application/grpc-web-text" } });
+    const answer = await wire.send("grpc", listAgents, emptyFrame, {
+      key: agentd.key,
+      headers: { "content-type": "application/grpc-web-text" },
+    });
     expect(answer.code).toBe(3);
   });
 });
@@ -129,40 +167,76 @@ function allowedHttp1Error(path: string, status: number, data: Buffer): boolean 
 }
 
 describe("raw HTTP: methods, paths and headers", () => {
-  it("HTTP/1.1: any method, path and headers get an answer below 500, bounded in size", { timeout: FUZZ_TIMEOUT_MS }, async () => {
+  it("HTTP/1.1: any method, path and headers get an answer below 500, bounded in size", {
+    timeout: FUZZ_TIMEOUT_MS,
+  }, async () => {
     await fc.assert(
-      fc.asyncProperty(methodArb, pathArb, headerArb, fc.uint8Array({ maxLength: 128 }), fc.boolean(), async (method, path, headers, body, withKey) => {
-        const lines = [`${method} ${path} HTTP/1.1`, "host: fuzz", "connection: close", `content-length: ${body.byteLength}`];
-        for (const [name, value] of Object.entries(headers)) lines.push(`${name}: ${value}`);
-        if (withKey && !("authorization" in headers)) lines.push(`authorization: Bearer ${agentd.key}`);
-        const request = Buffer.concat([Buffer.from(`${lines.join("\r\n")}\r\n\r\n`, "latin1"), body]);
-        // An SSE stream that opens stays open: the client closes it after a while.
-        const { data } = await rawExchange(agentd.port, request, { timeoutMs: 3_000, maxBytes: MAX_ANSWER_BYTES + 1 });
-        const status = statusOf(data);
-        if ((status >= 500 && !allowedHttp1Error(path, status, data)) || data.byteLength > MAX_ANSWER_BYTES) {
-          throw new Error(`${method} ${path} ${JSON.stringify(headers)}: HTTP ${status}, ${data.byteLength} bytes: ${data.subarray(0, 300).toString("latin1")}`);
-        }
-      }),
+      fc.asyncProperty(
+        methodArb,
+        pathArb,
+        headerArb,
+        fc.uint8Array({ maxLength: 128 }),
+        fc.boolean(),
+        async (method, path, headers, body, withKey) => {
+          const lines = [
+            `${method} ${path} HTTP/1.1`,
+            "host: fuzz",
+            "connection: close",
+            `content-length: ${body.byteLength}`,
+          ];
+          for (const [name, value] of Object.entries(headers)) lines.push(`${name}: ${value}`);
+          if (withKey && !("authorization" in headers)) lines.push(`authorization: Bearer ${agentd.key}`);
+          const request = Buffer.concat([Buffer.from(`${lines.join("\r\n")}\r\n\r\n`, "latin1"), body]);
+          // An SSE stream that opens stays open: the client closes it after a while.
+          const { data } = await rawExchange(agentd.port, request, {
+            timeoutMs: 3_000,
+            maxBytes: MAX_ANSWER_BYTES + 1,
+          });
+          const status = statusOf(data);
+          if ((status >= 500 && !allowedHttp1Error(path, status, data)) || data.byteLength > MAX_ANSWER_BYTES) {
+            throw new Error(
+              `${method} ${path} ${JSON.stringify(headers)}: HTTP ${status}, ${data.byteLength} bytes: ${data.subarray(0, 300).toString("latin1")}`,
+            );
+          }
+        },
+      ),
       { numRuns: FUZZ_RUNS * 2 },
     );
     await expectHealthy();
   });
 
-  it("HTTP/2: any method, path and headers get an answer below 500 (or a stream reset), bounded in size", { timeout: FUZZ_TIMEOUT_MS }, async () => {
+  it("HTTP/2: any method, path and headers get an answer below 500 (or a stream reset), bounded in size", {
+    timeout: FUZZ_TIMEOUT_MS,
+  }, async () => {
     const session = http2.connect(agentd.url);
     session.on("error", () => {});
     try {
       await fc.assert(
-        fc.asyncProperty(methodArb, pathArb, headerArb, fc.uint8Array({ maxLength: 128 }), fc.boolean(), async (method, path, headers, body, withKey) => {
-          const h: http2.OutgoingHttpHeaders = { ":method": method, ":path": path, ...headers };
-          if (withKey && !("authorization" in headers)) h.authorization = `Bearer ${agentd.key}`;
-          const raw = await sendH2(session, h, method === "GET" || method === "HEAD" ? new Uint8Array(0) : body, 3_000);
-          if (raw.status >= 500 || raw.body.byteLength > MAX_ANSWER_BYTES) {
-            throw new Error(`${method} ${path} ${JSON.stringify(headers)}: HTTP ${raw.status}: ${raw.body.subarray(0, 300).toString("latin1")}`);
-          }
-          const grpcStatus = raw.trailers["grpc-status"] ?? raw.headers["grpc-status"];
-          if (grpcStatus === "13" || grpcStatus === "2") throw new Error(`${method} ${path} ${JSON.stringify(headers)}: grpc-status ${grpcStatus}`);
-        }),
+        fc.asyncProperty(
+          methodArb,
+          pathArb,
+          headerArb,
+          fc.uint8Array({ maxLength: 128 }),
+          fc.boolean(),
+          async (method, path, headers, body, withKey) => {
+            const h: http2.OutgoingHttpHeaders = { ":method": method, ":path": path, ...headers };
+            if (withKey && !("authorization" in headers)) h.authorization = `Bearer ${agentd.key}`;
+            const raw = await sendH2(
+              session,
+              h,
+              method === "GET" || method === "HEAD" ? new Uint8Array(0) : body,
+              3_000,
+            );
+            if (raw.status >= 500 || raw.body.byteLength > MAX_ANSWER_BYTES) {
+              throw new Error(
+                `${method} ${path} ${JSON.stringify(headers)}: HTTP ${raw.status}: ${raw.body.subarray(0, 300).toString("latin1")}`,
+              );
+            }
+            const grpcStatus = raw.trailers["grpc-status"] ?? raw.headers["grpc-status"];
+            if (grpcStatus === "13" || grpcStatus === "2")
+              throw new Error(`${method} ${path} ${JSON.stringify(headers)}: grpc-status ${grpcStatus}`);
+          },
+        ),
         { numRuns: FUZZ_RUNS * 2 },
       );
     } finally {
@@ -171,12 +245,18 @@ describe("raw HTTP: methods, paths and headers", () => {
     await expectHealthy();
   });
 
-  it("a connection of random bytes is answered or closed, and the server goes on", { timeout: FUZZ_TIMEOUT_MS }, async () => {
+  it("a connection of random bytes is answered or closed, and the server goes on", {
+    timeout: FUZZ_TIMEOUT_MS,
+  }, async () => {
     const preface = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "latin1");
     await fc.assert(
       fc.asyncProperty(fc.boolean(), fc.uint8Array({ maxLength: 256 }), async (asH2, bytes) => {
-        const { data } = await rawExchange(agentd.port, asH2 ? Buffer.concat([preface, bytes]) : bytes, { timeoutMs: 1_000, end: true });
-        if (!asH2 && statusOf(data) >= 500) throw new Error(`HTTP ${statusOf(data)} for ${Buffer.from(bytes).toString("hex")}`);
+        const { data } = await rawExchange(agentd.port, asH2 ? Buffer.concat([preface, bytes]) : bytes, {
+          timeoutMs: 1_000,
+          end: true,
+        });
+        if (!asH2 && statusOf(data) >= 500)
+          throw new Error(`HTTP ${statusOf(data)} for ${Buffer.from(bytes).toString("hex")}`);
       }),
       { numRuns: FUZZ_RUNS },
     );
@@ -195,21 +275,69 @@ describe("bad input that once reached INTERNAL", () => {
     toBinary(CreateTaskRequestSchema, fromJson(CreateTaskRequestSchema, { agent: "simulate", input: value as never }));
 
   const cases: Array<{ name: string; rpc: Rpc; protocols: WireProtocol[]; body: Uint8Array }> = [
-    { name: "Value with no kind (binary)", rpc: createTask, protocols: ["grpc", "connect-proto", "grpc-web"], body: Buffer.from("\x0a\x08simulate\x12\x00", "latin1") },
+    {
+      name: "Value with no kind (binary)",
+      rpc: createTask,
+      protocols: ["grpc", "connect-proto", "grpc-web"],
+      body: Buffer.from("\x0a\x08simulate\x12\x00", "latin1"),
+    },
     {
       name: "NaN in a Value (binary)",
       rpc: createTask,
       protocols: ["grpc", "connect-proto", "grpc-web"],
-      body: Buffer.concat([Buffer.from("\x0a\x08simulate\x12\x09\x11", "latin1"), Buffer.from(new Float64Array([Number.NaN]).buffer)]),
+      body: Buffer.concat([
+        Buffer.from("\x0a\x08simulate\x12\x09\x11", "latin1"),
+        Buffer.from(new Float64Array([Number.NaN]).buffer),
+      ]),
     },
-    { name: "JSON 1e400", rpc: createTask, protocols: ["connect-json"], body: Buffer.from('{"agent":"simulate","input":{"x":1e400}}') },
-    { name: "U+0000 in a label", rpc: createTask, protocols: ["connect-json"], body: Buffer.from('{"agent":"simulate","labels":{"a":"b\\u0000"}}') },
-    { name: "U+0000 in an input string", rpc: createTask, protocols: ["grpc", "connect-proto"], body: binaryValue({ text: "a\u0000b" }) },
-    { name: "a lone surrogate in JSON", rpc: createTask, protocols: ["connect-json"], body: Buffer.from('{"agent":"simulate","input":{"text":"\\ud800"}}') },
-    { name: "a forged page token", rpc: listTasks, protocols: ["connect-json"], body: Buffer.from(`{"page_token":"${Buffer.from('{"t":"x","i":"not-a-uuid"}').toString("base64url")}"}`) },
-    { name: "after_sequence beyond the database's range", rpc: watchTask, protocols: ["connect-json"], body: Buffer.from('{"task_id":"0190f9a4-1111-7000-8000-000000000000","after_sequence":"9223372036854775807"}') },
-    { name: "undecodable binary on a stream", rpc: watchTask, protocols: ["connect-proto", "grpc", "grpc-web"], body: Buffer.from([0x0a, 0xff, 0xff]) },
-    { name: "a Duration with nanos out of range", rpc: waitTask, protocols: ["connect-proto", "grpc"], body: Buffer.from("\x0a\x01x\x12\x06\x10\x80\xa8\xd6\xb9\x07", "latin1") },
+    {
+      name: "JSON 1e400",
+      rpc: createTask,
+      protocols: ["connect-json"],
+      body: Buffer.from('{"agent":"simulate","input":{"x":1e400}}'),
+    },
+    {
+      name: "U+0000 in a label",
+      rpc: createTask,
+      protocols: ["connect-json"],
+      body: Buffer.from('{"agent":"simulate","labels":{"a":"b\\u0000"}}'),
+    },
+    {
+      name: "U+0000 in an input string",
+      rpc: createTask,
+      protocols: ["grpc", "connect-proto"],
+      body: binaryValue({ text: "a\u0000b" }),
+    },
+    {
+      name: "a lone surrogate in JSON",
+      rpc: createTask,
+      protocols: ["connect-json"],
+      body: Buffer.from('{"agent":"simulate","input":{"text":"\\ud800"}}'),
+    },
+    {
+      name: "a forged page token",
+      rpc: listTasks,
+      protocols: ["connect-json"],
+      body: Buffer.from(`{"page_token":"${Buffer.from('{"t":"x","i":"not-a-uuid"}').toString("base64url")}"}`),
+    },
+    {
+      name: "after_sequence beyond the database's range",
+      rpc: watchTask,
+      protocols: ["connect-json"],
+      body: Buffer.from('{"task_id":"0190f9a4-1111-7000-8000-000000000000","after_sequence":"9223372036854775807"}'),
+    },
+    {
+      name: "undecodable binary on a stream",
+      rpc: watchTask,
+      protocols: ["connect-proto", "grpc", "grpc-web"],
+      body: Buffer.from([0x0a, 0xff, 0xff]),
+    },
+    {
+      name: "a Duration with nanos out of range",
+      rpc: waitTask,
+      protocols: ["connect-proto", "grpc"],
+      body: Buffer.from("\x0a\x01x\x12\x06\x10\x80\xa8\xd6\xb9\x07", "latin1"),
+    },
   ];
 
   for (const c of cases) {
@@ -224,12 +352,15 @@ describe("bad input that once reached INTERNAL", () => {
   it("a Value nested beyond the input depth limit (binary) is INVALID_ARGUMENT", { timeout: 30_000 }, async () => {
     // 70 JSON levels are 140 message levels: past the binary decoder's own limit of 100.
     let value = create(ValueSchema, { kind: { case: "numberValue", value: 1 } });
-    for (let i = 0; i < 70; i++) value = create(ValueSchema, { kind: { case: "listValue", value: { values: [value] } } });
-    const body = toBinary(CreateTaskRequestSchema, create(CreateTaskRequestSchema, { agent: "simulate", input: value }));
+    for (let i = 0; i < 70; i++)
+      value = create(ValueSchema, { kind: { case: "listValue", value: { values: [value] } } });
+    const body = toBinary(
+      CreateTaskRequestSchema,
+      create(CreateTaskRequestSchema, { agent: "simulate", input: value }),
+    );
     const answer = await wire.send("connect-proto", createTask, body, { key: agentd.key });
     expect(answer.code).toBe(3);
   });
-
 
   it("leaves the server healthy", async () => {
     await expectHealthy();

@@ -2,7 +2,7 @@
 // them and random bytes, for every RPC in every protocol.
 import { type DescMessage, fromJson, type JsonValue, toBinary } from "@bufbuild/protobuf";
 import fc from "fast-check";
-import { PROTOCOLS, type Rpc, RPCS, type WireProtocol } from "./wire.js";
+import { PROTOCOLS, RPCS, type Rpc, type WireProtocol } from "./wire.js";
 
 export interface Payload {
   /** What is sent: for Connect JSON the JSON text's bytes, else protobuf binary (or junk). */
@@ -21,7 +21,20 @@ const jsonLeaf = fc.oneof(
   fc.double({ noNaN: true, noDefaultInfinity: true }),
   fc.boolean(),
   fc.constant(null),
-  fc.constantFrom("", "0", "-1", "9223372036854775807", "1s", "-5s", "1.5s", "2024-01-01T00:00:00Z", "TASK_STATE_RUNNING", "simulate", "summarize", "x".repeat(300)),
+  fc.constantFrom(
+    "",
+    "0",
+    "-1",
+    "9223372036854775807",
+    "1s",
+    "-5s",
+    "1.5s",
+    "2024-01-01T00:00:00Z",
+    "TASK_STATE_RUNNING",
+    "simulate",
+    "summarize",
+    "x".repeat(300),
+  ),
 );
 const jsonAny: fc.Arbitrary<JsonValue> = fc.oneof(
   { weight: 3, arbitrary: jsonLeaf as fc.Arbitrary<JsonValue> },
@@ -31,14 +44,17 @@ const jsonAny: fc.Arbitrary<JsonValue> = fc.oneof(
 /** A JSON object over the input message's own field names (so it gets past the decoder), with hostile values. */
 export function jsonFor(input: DescMessage): fc.Arbitrary<Record<string, JsonValue>> {
   const names = input.fields.map((f) => f.jsonName);
-  return fc.dictionary(names.length > 0 ? fc.constantFrom(...names) : fc.string({ maxLength: 8 }), jsonAny, { maxKeys: 4 });
+  return fc.dictionary(names.length > 0 ? fc.constantFrom(...names) : fc.string({ maxLength: 8 }), jsonAny, {
+    maxKeys: 4,
+  });
 }
 
 /** A payload for this RPC in this protocol: field-shaped JSON/binary, mutated binary, or plain junk. */
 export function payloadArb(rpc: Rpc, protocol: WireProtocol): fc.Arbitrary<Payload> {
   const json = jsonFor(rpc.input);
   const shaped: fc.Arbitrary<Payload> = json.map((value) => {
-    if (protocol === "connect-json") return { bytes: Buffer.from(JSON.stringify(value)), kind: `json ${JSON.stringify(value).slice(0, 200)}` };
+    if (protocol === "connect-json")
+      return { bytes: Buffer.from(JSON.stringify(value)), kind: `json ${JSON.stringify(value).slice(0, 200)}` };
     try {
       const message = fromJson(rpc.input, value, { ignoreUnknownFields: true });
       return { bytes: toBinary(rpc.input, message), kind: `binary of ${JSON.stringify(value).slice(0, 200)}` };
@@ -53,15 +69,39 @@ export function payloadArb(rpc: Rpc, protocol: WireProtocol): fc.Arbitrary<Paylo
       for (const [at, value] of flips) if (bytes.length > 0) bytes[at % bytes.length] = value;
       return { bytes, kind: `mutated ${p.kind}` };
     });
-  const junk: fc.Arbitrary<Payload> = fc.uint8Array({ maxLength: 512 }).map((bytes) => ({ bytes, kind: "random bytes" }));
+  const junk: fc.Arbitrary<Payload> = fc
+    .uint8Array({ maxLength: 512 })
+    .map((bytes) => ({ bytes, kind: "random bytes" }));
   return fc.oneof({ weight: 3, arbitrary: shaped }, { weight: 2, arbitrary: mutated }, { weight: 1, arbitrary: junk });
 }
-
 
 /** Interesting values for a header, hostile ones included. */
 const headerValue = fc.oneof(
   fc.string({ maxLength: 30 }).filter((s) => /^[\x20-\x7e]*$/.test(s)),
-  fc.constantFrom("", "gzip", "br", "identity", "deflate", "zstd", "1", "0", "-1", "99999999999", "1S", "0m", "xyz", "trailers", "Bearer ", "Bearer x", "application/json", "application/proto", "application/grpc", "application/grpc-web-text", "text/plain", "application/connect+json"),
+  fc.constantFrom(
+    "",
+    "gzip",
+    "br",
+    "identity",
+    "deflate",
+    "zstd",
+    "1",
+    "0",
+    "-1",
+    "99999999999",
+    "1S",
+    "0m",
+    "xyz",
+    "trailers",
+    "Bearer ",
+    "Bearer x",
+    "application/json",
+    "application/proto",
+    "application/grpc",
+    "application/grpc-web-text",
+    "text/plain",
+    "application/connect+json",
+  ),
 );
 export const headerArb = fc.dictionary(
   fc.constantFrom(
@@ -111,4 +151,15 @@ export const pathArb = fc.oneof(
   fc.string({ maxLength: 40 }).map((s) => `/v1/tasks/${s.replace(/[^\x21-\x7e]/g, "%")}/events`),
 );
 
-export const methodArb = fc.constantFrom("GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD", "TRACE", "BREW", "post");
+export const methodArb = fc.constantFrom(
+  "GET",
+  "POST",
+  "PUT",
+  "DELETE",
+  "PATCH",
+  "OPTIONS",
+  "HEAD",
+  "TRACE",
+  "BREW",
+  "post",
+);

@@ -27,7 +27,14 @@ export interface Rpc {
   streaming: boolean;
 }
 
-const SERVICES: DescService[] = [AgentService, TaskService, WebhookService, Health, ServerReflection, ServerReflectionAlpha];
+const SERVICES: DescService[] = [
+  AgentService,
+  TaskService,
+  WebhookService,
+  Health,
+  ServerReflection,
+  ServerReflectionAlpha,
+];
 
 export const RPCS: Rpc[] = SERVICES.flatMap((service) =>
   service.methods.map((method) => ({
@@ -148,7 +155,9 @@ export function createWire(baseUrl: string) {
     const headers = headersFor(protocol, rpc, opts);
     const waitMs = opts.waitMs ?? 8_000;
     return protocol === "grpc" || protocol === "connect-proto"
-      ? sendH2(h2(), { ":method": "POST", ":path": rpc.path, ...headers }, body, waitMs).then((raw) => verdict(protocol, rpc, raw))
+      ? sendH2(h2(), { ":method": "POST", ":path": rpc.path, ...headers }, body, waitMs).then((raw) =>
+          verdict(protocol, rpc, raw),
+        )
       : sendH1(target, "POST", rpc.path, headers, body, waitMs).then((raw) => verdict(protocol, rpc, raw));
   }
 
@@ -169,7 +178,12 @@ export interface RawAnswer {
   error?: string;
 }
 
-export function sendH2(session: http2.ClientHttp2Session, headers: http2.OutgoingHttpHeaders, body: Uint8Array, waitMs: number): Promise<RawAnswer> {
+export function sendH2(
+  session: http2.ClientHttp2Session,
+  headers: http2.OutgoingHttpHeaders,
+  body: Uint8Array,
+  waitMs: number,
+): Promise<RawAnswer> {
   return new Promise((resolve) => {
     const out: RawAnswer = { status: 0, headers: {}, trailers: {}, body: Buffer.alloc(0), timedOut: false };
     const chunks: Buffer[] = [];
@@ -202,20 +216,38 @@ export function sendH2(session: http2.ClientHttp2Session, headers: http2.Outgoin
     });
     stream.on("close", () => {
       clearTimeout(timer);
-      resolve({ ...out, body: Buffer.concat(chunks), error: out.error ?? (stream.rstCode ? `RST_STREAM ${stream.rstCode}` : undefined) });
+      resolve({
+        ...out,
+        body: Buffer.concat(chunks),
+        error: out.error ?? (stream.rstCode ? `RST_STREAM ${stream.rstCode}` : undefined),
+      });
     });
     stream.end(body);
   });
 }
 
-export function sendH1(target: URL, method: string, path: string, headers: Record<string, string>, body: Uint8Array, waitMs: number): Promise<RawAnswer> {
+export function sendH1(
+  target: URL,
+  method: string,
+  path: string,
+  headers: Record<string, string>,
+  body: Uint8Array,
+  waitMs: number,
+): Promise<RawAnswer> {
   return new Promise((resolve) => {
     const out: RawAnswer = { status: 0, headers: {}, trailers: {}, body: Buffer.alloc(0), timedOut: false };
     const chunks: Buffer[] = [];
     let size = 0;
     let req: http.ClientRequest;
     try {
-      req = http.request({ host: target.hostname, port: target.port, method, path, headers: { ...headers, "content-length": String(body.byteLength) }, agent: false });
+      req = http.request({
+        host: target.hostname,
+        port: target.port,
+        method,
+        path,
+        headers: { ...headers, "content-length": String(body.byteLength) },
+        agent: false,
+      });
     } catch (error) {
       resolve({ ...out, error: String(error) });
       return;
@@ -255,20 +287,33 @@ function header(h: Record<string, string | string[] | undefined>, name: string):
 
 /** Reads the RPC status out of a raw answer, per protocol. */
 export function verdict(protocol: WireProtocol, rpc: Rpc, raw: RawAnswer): Answer {
-  const base = { httpStatus: raw.status, bytes: raw.body.byteLength, timedOut: raw.timedOut, clientError: raw.status === 0 && /ERR_HTTP2_INVALID|ERR_INVALID_|ERR_HTTP_INVALID/.test(raw.error ?? "") };
+  const base = {
+    httpStatus: raw.status,
+    bytes: raw.body.byteLength,
+    timedOut: raw.timedOut,
+    clientError: raw.status === 0 && /ERR_HTTP2_INVALID|ERR_INVALID_|ERR_HTTP_INVALID/.test(raw.error ?? ""),
+  };
   const detail = `HTTP ${raw.status} ${raw.error ?? ""} ${raw.body.subarray(0, 300).toString("latin1")}`.trim();
   const grpcStatus = header(raw.trailers, "grpc-status") ?? header(raw.headers, "grpc-status");
   // The answer's own content type decides how its status is carried: a fuzzed request may ask a
   // gRPC path for gRPC-Web (text), and then the status is a trailer frame in the body.
   const answerType = header(raw.headers, "content-type") ?? "";
-  if ((protocol === "grpc" || protocol === "grpc-web") && grpcStatus === undefined && answerType.startsWith("application/grpc-web")) {
+  if (
+    (protocol === "grpc" || protocol === "grpc-web") &&
+    grpcStatus === undefined &&
+    answerType.startsWith("application/grpc-web")
+  ) {
     const body = answerType.startsWith("application/grpc-web-text") ? decodeBase64Chunks(raw.body) : raw.body;
     const trailer = lastFrame(body, 0x80);
     const m = trailer ? /grpc-status: ?(\d+)/i.exec(trailer.toString("latin1")) : null;
     return { ...base, code: m ? Number(m[1]) : undefined, detail: `${detail} ${trailer?.toString("latin1") ?? ""}` };
   }
   if (protocol === "grpc") {
-    return { ...base, code: grpcStatus === undefined ? undefined : Number(grpcStatus), detail: `${detail} grpc-message=${header(raw.trailers, "grpc-message") ?? header(raw.headers, "grpc-message") ?? ""}` };
+    return {
+      ...base,
+      code: grpcStatus === undefined ? undefined : Number(grpcStatus),
+      detail: `${detail} grpc-message=${header(raw.trailers, "grpc-message") ?? header(raw.headers, "grpc-message") ?? ""}`,
+    };
   }
   if (protocol === "grpc-web") {
     if (grpcStatus !== undefined) return { ...base, code: Number(grpcStatus), detail };
@@ -283,7 +328,11 @@ export function verdict(protocol: WireProtocol, rpc: Rpc, raw: RawAnswer): Answe
     if (!end) return { ...base, code: undefined, detail };
     try {
       const parsed = JSON.parse(end.toString("utf8")) as { error?: { code?: string } };
-      return { ...base, code: parsed.error ? (CODES[parsed.error.code ?? ""] ?? UNKNOWN) : 0, detail: `${detail} ${end.toString("utf8").slice(0, 300)}` };
+      return {
+        ...base,
+        code: parsed.error ? (CODES[parsed.error.code ?? ""] ?? UNKNOWN) : 0,
+        detail: `${detail} ${end.toString("utf8").slice(0, 300)}`,
+      };
     } catch {
       return { ...base, code: UNKNOWN, detail: `unparsable end-stream message ${detail}` };
     }
@@ -335,9 +384,15 @@ export function problemWith(answer: Answer, rpc: Rpc, protocol: WireProtocol): s
   if (answer.timedOut) return undefined; // a stream still open at the client's deadline
   if (answer.clientError) return undefined; // our own HTTP client refused to send it
   // Bidirectional streams need HTTP/2: the Connect protocol answers 505 on HTTP/1.1.
-  if (answer.httpStatus === 505 && rpc.method.methodKind === "bidi_streaming" && (protocol === "connect-json" || protocol === "grpc-web")) return undefined;
+  if (
+    answer.httpStatus === 505 &&
+    rpc.method.methodKind === "bidi_streaming" &&
+    (protocol === "connect-json" || protocol === "grpc-web")
+  )
+    return undefined;
   // An RPC code is judged by itself (Connect maps e.g. UNIMPLEMENTED to HTTP 501, UNAVAILABLE to 503).
-  if (answer.code !== undefined) return answer.code === INTERNAL || answer.code === UNKNOWN ? `code ${answer.code}: ${answer.detail}` : undefined;
+  if (answer.code !== undefined)
+    return answer.code === INTERNAL || answer.code === UNKNOWN ? `code ${answer.code}: ${answer.detail}` : undefined;
   if (answer.httpStatus >= 500) return `HTTP ${answer.httpStatus}: ${answer.detail}`;
   if (answer.httpStatus === 0) return `no answer: ${answer.detail}`;
   if (answer.httpStatus === 200) return `HTTP 200 without a status: ${answer.detail}`;

@@ -67,7 +67,11 @@ describe("AgentService (in memory)", () => {
 
 describe("TaskService (in memory)", () => {
   it("CreateTask stores a QUEUED task that GetTask and ListTasks return", async () => {
-    const { task } = await tasks.createTask({ agent: "simulate", input: value({ steps: 1 }), labels: { tier: "in-memory" } });
+    const { task } = await tasks.createTask({
+      agent: "simulate",
+      input: value({ steps: 1 }),
+      labels: { tier: "in-memory" },
+    });
     expect(task?.state).toBe(TaskState.QUEUED);
     const { task: again } = await tasks.getTask({ taskId: task!.id });
     expect(again?.id).toBe(task!.id);

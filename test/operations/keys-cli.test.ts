@@ -37,12 +37,24 @@ afterAll(async () => {
 });
 
 describe("agentd keys --url --key", () => {
-  it("creates, lists and revokes keys of the calling key's tenant through a running server", { timeout: 180_000 }, async () => {
+  it("creates, lists and revokes keys of the calling key's tenant through a running server", {
+    timeout: 180_000,
+  }, async () => {
     const admin = (await createApiKey(db.sql, { tenantId: "cli", scopes: [...SCOPES] })).key;
     const server = await spawnAgentd({ databaseUrl: shared.url });
     processes.push(server);
     const remote = ["--url", server.url, "--key", admin];
-    const created = await agentd(["keys", "create", "--scopes", "tasks:read", "--name", "remote", "--expires", "30d", ...remote]);
+    const created = await agentd([
+      "keys",
+      "create",
+      "--scopes",
+      "tasks:read",
+      "--name",
+      "remote",
+      "--expires",
+      "30d",
+      ...remote,
+    ]);
     const key = created.stdout.trim();
     const keyId = /key id ([0-9a-f-]{36})/.exec(created.stderr)?.[1];
     expect(key).toMatch(/^agentd_/);
@@ -60,7 +72,9 @@ describe("agentd keys --url --key", () => {
     await expect(agentd(["keys", "list", "--url", server.url, "--key", key])).rejects.toMatchObject({
       stderr: expect.stringMatching(/refused/),
     });
-    await expect(agentd(["keys", "create", "--scopes", "all", "--tenant", "x", ...remote])).rejects.toMatchObject({ code: 2 });
+    await expect(agentd(["keys", "create", "--scopes", "all", "--tenant", "x", ...remote])).rejects.toMatchObject({
+      code: 2,
+    });
     await expect(agentd(["keys", "create", "--scopes", "all", "--url", server.url])).rejects.toMatchObject({ code: 2 });
   });
 });
@@ -72,7 +86,9 @@ describe("agentd keys on the data folder of a running agentd dev", () => {
     const dev = await spawnAgentdDev(data);
     processes.push(dev);
     expect((await stat(join(data, "server.json"))).mode & 0o777).toBe(0o600);
-    const created = await agentd(["keys", "create", "--data", data, "--tenant", "acme", "--scopes", "tasks:read"], { DATABASE_URL: "" });
+    const created = await agentd(["keys", "create", "--data", data, "--tenant", "acme", "--scopes", "tasks:read"], {
+      DATABASE_URL: "",
+    });
     const key = created.stdout.trim();
     expect(key).toMatch(/^agentd_/);
     await clientsFor(dev.url, key).tasks.listTasks({});

@@ -5,7 +5,7 @@ import { Code, createClient } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { KeyService } from "../../gen/agentd/v1/key_service_pb.js";
 import { TaskState } from "../../gen/agentd/v1/task_pb.js";
-import { type TestAgentd, startAgentd, transportFor } from "../support/agentd.js";
+import { startAgentd, type TestAgentd, transportFor } from "../support/agentd.js";
 import { errorInfo, expectCode } from "../support/expect.js";
 import { value } from "../support/json.js";
 
@@ -43,7 +43,13 @@ describe("KeyService", () => {
     // The authenticator caches a key for at most 4 s.
     const deadline = Date.now() + 10_000;
     for (;;) {
-      const refused = await agentd.clients(secret).tasks.listTasks({}).then(() => false, (e: { code?: Code }) => e.code === Code.Unauthenticated);
+      const refused = await agentd
+        .clients(secret)
+        .tasks.listTasks({})
+        .then(
+          () => false,
+          (e: { code?: Code }) => e.code === Code.Unauthenticated,
+        );
       if (refused) break;
       if (Date.now() > deadline) throw new Error("the revoked key still works");
       await new Promise((r) => setTimeout(r, 200));
@@ -59,7 +65,10 @@ describe("KeyService", () => {
     expect(errorInfo(err)?.reason).toBe("SCOPE_NOT_HELD");
     await expectCode(admin.createKey({ scopes: [] }), Code.InvalidArgument);
     await expectCode(admin.createKey({ scopes: ["tasks:destroy"] }), Code.InvalidArgument);
-    await expectCode(admin.createKey({ scopes: ["tasks:read"], expireTime: timestampFromDate(new Date(Date.now() - 1000)) }), Code.InvalidArgument);
+    await expectCode(
+      admin.createKey({ scopes: ["tasks:read"], expireTime: timestampFromDate(new Date(Date.now() - 1000)) }),
+      Code.InvalidArgument,
+    );
     await expectCode(admin.revokeKey({ keyId: "" }), Code.InvalidArgument);
     await expectCode(admin.revokeKey({ keyId: "nope" }), Code.NotFound);
   });

@@ -29,8 +29,16 @@ beforeAll(async () => {
   adminKey = (await createApiKey(db.sql, { tenantId: "ops", scopes: [...SCOPES] })).key;
   secrets.push(adminKey);
   // debug: the most a log could say.
-  const env = { AGENTD_LOG_LEVEL: "debug", AGENTD_ACCESS_LOG_LEVEL: "info", AGENTD_WEBHOOK_ALLOW_HTTP: "true", AGENTD_WEBHOOK_ALLOW_CIDRS: "127.0.0.0/8" };
-  [a, b] = await Promise.all([spawnAgentd({ databaseUrl: shared.url, env }), spawnAgentd({ databaseUrl: shared.url, env })]);
+  const env = {
+    AGENTD_LOG_LEVEL: "debug",
+    AGENTD_ACCESS_LOG_LEVEL: "info",
+    AGENTD_WEBHOOK_ALLOW_HTTP: "true",
+    AGENTD_WEBHOOK_ALLOW_CIDRS: "127.0.0.0/8",
+  };
+  [a, b] = await Promise.all([
+    spawnAgentd({ databaseUrl: shared.url, env }),
+    spawnAgentd({ databaseUrl: shared.url, env }),
+  ]);
 });
 
 afterAll(async () => {
@@ -67,7 +75,10 @@ describe("two replicas", () => {
         for (;;) {
           const refused = await clientsFor(p.url, secret)
             .tasks.listTasks({})
-            .then(() => false, (e: { code?: Code }) => e.code === Code.Unauthenticated);
+            .then(
+              () => false,
+              (e: { code?: Code }) => e.code === Code.Unauthenticated,
+            );
           if (refused) return Date.now() - revokedAt;
           if (Date.now() - revokedAt > 15_000) return Number.POSITIVE_INFINITY;
           await new Promise((r) => setTimeout(r, 100));
@@ -80,18 +91,24 @@ describe("two replicas", () => {
 
   it("/metrics counts RPCs by code, tasks by state, the queue, the database and the process", async () => {
     const client = clientsFor(a.url, adminKey);
-    const { task } = await client.tasks.createTask({ agent: "simulate", input: value({ steps: 2, step_delay_ms: 10 }) });
+    const { task } = await client.tasks.createTask({
+      agent: "simulate",
+      input: value({ steps: 2, step_delay_ms: 10 }),
+    });
     await expectCode(client.tasks.getTask({ taskId: "00000000-0000-0000-0000-000000000000" }), Code.NotFound);
     await expectCode(clientsFor(a.url, "agentd_nope").tasks.listTasks({}), Code.Unauthenticated);
     const done = await client.tasks.waitTask({ taskId: task!.id, timeout: { seconds: 20n } });
     expect(done.task?.state).toBe(TaskState.SUCCEEDED);
 
     const text = await scrape(a);
-    const rpc = (method: string, code: string) => sample(text, `agentd_rpcs_total{service="agentd.v1.TaskService",method="${method}",code="${code}"}`);
+    const rpc = (method: string, code: string) =>
+      sample(text, `agentd_rpcs_total{service="agentd.v1.TaskService",method="${method}",code="${code}"}`);
     expect(rpc("CreateTask", "ok")).toBeGreaterThanOrEqual(1);
     expect(rpc("GetTask", "not_found")).toBe(1);
     expect(rpc("ListTasks", "unauthenticated")).toBeGreaterThanOrEqual(1);
-    expect(sample(text, 'agentd_rpc_duration_seconds_count{service="agentd.v1.TaskService",method="CreateTask"}')).toBeGreaterThanOrEqual(1);
+    expect(
+      sample(text, 'agentd_rpc_duration_seconds_count{service="agentd.v1.TaskService",method="CreateTask"}'),
+    ).toBeGreaterThanOrEqual(1);
     expect(sample(text, 'agentd_tasks_created_total{agent="simulate"}')).toBe(1);
     expect(text).toContain("# TYPE agentd_tasks_queued gauge");
     expect(sample(text, "agentd_db_up")).toBe(1);
@@ -108,7 +125,10 @@ describe("two replicas", () => {
 
   it("writes one access-log line per RPC and no secret in any log line", async () => {
     const client = clientsFor(b.url, adminKey);
-    const endpoint = await client.webhooks.createWebhookEndpoint({ url: "http://127.0.0.1:9/hook", eventTypes: ["task.succeeded"] });
+    const endpoint = await client.webhooks.createWebhookEndpoint({
+      url: "http://127.0.0.1:9/hook",
+      eventTypes: ["task.succeeded"],
+    });
     secrets.push(endpoint.signingSecret);
     const rotated = await client.webhooks.rotateWebhookSecret({});
     secrets.push(rotated.signingSecret);
@@ -121,7 +141,12 @@ describe("two replicas", () => {
 
     const access = b.logs.filter((l) => l.msg === "rpc");
     const listed = access.find((l) => l.requestId === "trace-me-42");
-    expect(listed).toMatchObject({ rpc: "agentd.v1.TaskService/ListTasks", code: "ok", tenant: "ops", keyId: expect.any(String) });
+    expect(listed).toMatchObject({
+      rpc: "agentd.v1.TaskService/ListTasks",
+      code: "ok",
+      tenant: "ops",
+      keyId: expect.any(String),
+    });
     expect(typeof listed?.ms).toBe("number");
     expect(access.find((l) => l.code === "unauthenticated")).toMatchObject({ rpc: "agentd.v1.TaskService/ListTasks" });
     expect(access.filter((l) => l.rpc === "agentd.v1.KeyService/CreateKey")).toHaveLength(1);

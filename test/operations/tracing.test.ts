@@ -9,8 +9,8 @@ import type { AgentDefinition } from "../../services/agent/agents/agent.js";
 import { startTracing, type Tracing } from "../../services/shared/tracing.js";
 import { clientsFor, startAgentd, type TestAgentd } from "../support/agentd.js";
 import { value } from "../support/json.js";
-import { type Receiver, startReceiver, startWebhookHarness, type WebhookHarness } from "../webhooks/support.js";
 import { until } from "../support/until.js";
+import { type Receiver, startReceiver, startWebhookHarness, type WebhookHarness } from "../webhooks/support.js";
 
 const exporter = new InMemorySpanExporter();
 let tracing: Tracing;
@@ -25,7 +25,9 @@ const lookup: AgentDefinition<{ word: string }, { length: number }> = {
   inputSchema: { type: "object", properties: { word: { type: "string" } }, required: ["word"] },
   outputSchema: { type: "object", properties: { length: { type: "number" } } },
   capabilities: ["tools"],
-  run: async (input, ctx) => ({ length: await ctx.tool("measure", { word: input.word }, async () => input.word.length) }),
+  run: async (input, ctx) => ({
+    length: await ctx.tool("measure", { word: input.word }, async () => input.word.length),
+  }),
 };
 
 beforeAll(async () => {
@@ -49,7 +51,11 @@ describe("tracing", () => {
     await harness.agentd.client.webhooks.rotateWebhookSecret({});
     const client = clientsFor(harness.agentd.url, harness.agentd.key);
     const { task } = await client.tasks.createTask(
-      { agent: "lookup", input: value({ word: "river" }), webhook: { url: receiver.url, eventTypes: ["task.succeeded"] } },
+      {
+        agent: "lookup",
+        input: value({ word: "river" }),
+        webhook: { url: receiver.url, eventTypes: ["task.succeeded"] },
+      },
       { headers: { traceparent } },
     );
     await until(
@@ -61,7 +67,8 @@ describe("tracing", () => {
       async () => exporter.getFinishedSpans(),
       (s) => s.some((x) => x.name.startsWith("webhook ")),
     );
-    const inTrace = (name: string) => spans.filter((s: ReadableSpan) => s.spanContext().traceId === traceId && s.name.startsWith(name));
+    const inTrace = (name: string) =>
+      spans.filter((s: ReadableSpan) => s.spanContext().traceId === traceId && s.name.startsWith(name));
 
     const [rpc] = inTrace("agentd.v1.TaskService/CreateTask");
     expect(rpc?.kind).toBe(SpanKind.SERVER);

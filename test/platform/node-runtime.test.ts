@@ -8,7 +8,10 @@ import { describe, expect, it } from "vitest";
 import { repoRoot } from "../support/agentd.js";
 
 const run = promisify(execFile);
-const pkg = JSON.parse(readFileSync(`${repoRoot}package.json`, "utf8")) as { version: string; devDependencies: Record<string, string> };
+const pkg = JSON.parse(readFileSync(`${repoRoot}package.json`, "utf8")) as {
+  version: string;
+  devDependencies: Record<string, string>;
+};
 
 /** The PATH of a user's shell: npm's node_modules/.bin entries removed, so `node` is the system's. */
 const shellPath = (process.env.PATH ?? "")
@@ -39,13 +42,19 @@ describe("Node runtime", () => {
     console.info(`shell node ${system}; npx agentd ran on ${stdout.trim()}`);
   });
 
-  it.skipIf(systemMajor === undefined || systemMajor >= 22)("a bare `node bin/agentd.js` on Node 20 says how to run it instead of failing obscurely", async () => {
-    const failed = await run("node", [`${repoRoot}bin/agentd.js`, "--version"], { cwd: repoRoot, env: shellEnv }).then(
-      () => undefined,
-      (error: { code: number; stderr: string }) => error,
-    );
-    expect(failed?.code).toBe(1);
-    expect(failed?.stderr).toContain("needs Node 22.12 or later");
-    expect(failed?.stderr).toContain("npx agentd");
-  });
+  it.skipIf(systemMajor === undefined || systemMajor >= 22)(
+    "a bare `node bin/agentd.js` on Node 20 says how to run it instead of failing obscurely",
+    async () => {
+      const failed = await run("node", [`${repoRoot}bin/agentd.js`, "--version"], {
+        cwd: repoRoot,
+        env: shellEnv,
+      }).then(
+        () => undefined,
+        (error: { code: number; stderr: string }) => error,
+      );
+      expect(failed?.code).toBe(1);
+      expect(failed?.stderr).toContain("needs Node 22.12 or later");
+      expect(failed?.stderr).toContain("npx agentd");
+    },
+  );
 });

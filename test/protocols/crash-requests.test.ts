@@ -50,7 +50,16 @@ describe("requests that used to crash the process", () => {
     expect(answer.status).toBe(200);
     expect(JSON.parse(answer.body)).toEqual({ status: "SERVING" });
     // The same on an RPC that needs a key: the auth answer, not a crash.
-    const noKey = await curl(["--http1.0", "-H", "Host:", "-H", "content-type: application/json", "-d", "{}", `${agentd.url}/agentd.v1.TaskService/ListTasks`]);
+    const noKey = await curl([
+      "--http1.0",
+      "-H",
+      "Host:",
+      "-H",
+      "content-type: application/json",
+      "-d",
+      "{}",
+      `${agentd.url}/agentd.v1.TaskService/ListTasks`,
+    ]);
     expect(noKey.status).toBe(401);
     await expectStillServing();
   });

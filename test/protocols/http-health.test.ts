@@ -48,7 +48,10 @@ describe("/healthz and /readyz", () => {
     const [row] = await agentd.db.sql<{ version: string; name: string }[]>`
       DELETE FROM schema_migrations WHERE version = (SELECT max(version) FROM schema_migrations) RETURNING version, name`;
     try {
-      expect(await get(`${agentd.url}/readyz`)).toEqual({ status: 503, body: { status: "not_ready", reason: "migrations_pending" } });
+      expect(await get(`${agentd.url}/readyz`)).toEqual({
+        status: 503,
+        body: { status: "not_ready", reason: "migrations_pending" },
+      });
       expect((await get(`${agentd.url}/healthz`)).status).toBe(200);
     } finally {
       await agentd.db.sql`INSERT INTO schema_migrations (version, name) VALUES (${row!.version}, ${row!.name})`;
@@ -114,7 +117,10 @@ describe("SIGTERM (child process)", () => {
   });
 
   it("turns /readyz and grpc.health.v1 not-serving while the port still answers, then closes", async () => {
-    const child = await spawnAgentd({ databaseUrl: shared.url, env: { ...CHILD_TEST_ENV, AGENTD_SHUTDOWN_DELAY_MS: "4000" } });
+    const child = await spawnAgentd({
+      databaseUrl: shared.url,
+      env: { ...CHILD_TEST_ENV, AGENTD_SHUTDOWN_DELAY_MS: "4000" },
+    });
     try {
       expect((await get(`${child.url}/readyz`)).status).toBe(200);
       const health = createClient(Health, createGrpcTransport({ baseUrl: child.url }));

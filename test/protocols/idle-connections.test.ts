@@ -47,7 +47,9 @@ describe("idle connections are reaped", () => {
     session.on("error", () => {});
     const closed = closedBy(session);
     await new Promise<void>((resolve) => session.once("remoteSettings", () => resolve()));
-    await expect(Promise.race([closed.then(() => "closed"), sleep(WITHIN_MS).then(() => "open")])).resolves.toBe("closed");
+    await expect(Promise.race([closed.then(() => "closed"), sleep(WITHIN_MS).then(() => "open")])).resolves.toBe(
+      "closed",
+    );
   });
 
   it("closes an HTTP/2 session after its last stream ends, not while the stream is open", async () => {
@@ -73,7 +75,9 @@ describe("idle connections are reaped", () => {
     await sleep(IDLE_MS * 4);
     expect(isClosed).toBe(false);
     stream.close();
-    await expect(Promise.race([closed.then(() => "closed"), sleep(WITHIN_MS).then(() => "open")])).resolves.toBe("closed");
+    await expect(Promise.race([closed.then(() => "closed"), sleep(WITHIN_MS).then(() => "open")])).resolves.toBe(
+      "closed",
+    );
   });
 
   it("drops an HTTP/2 client that sends the preface and nothing else", async () => {
@@ -82,7 +86,9 @@ describe("idle connections are reaped", () => {
     socket.on("data", () => {});
     const closed = closedBy(socket);
     socket.write("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
-    await expect(Promise.race([closed.then(() => "closed"), sleep(WITHIN_MS).then(() => "open")])).resolves.toBe("closed");
+    await expect(Promise.race([closed.then(() => "closed"), sleep(WITHIN_MS).then(() => "open")])).resolves.toBe(
+      "closed",
+    );
   });
 
   it("answers 408 to an HTTP/1.1 body that trickles in, and closes the connection", async () => {
@@ -98,7 +104,9 @@ describe("idle connections are reaped", () => {
     );
     const trickle = setInterval(() => socket.writable && socket.write(" "), 100);
     try {
-      await expect(Promise.race([closed.then(() => "closed"), sleep(WITHIN_MS).then(() => "open")])).resolves.toBe("closed");
+      await expect(Promise.race([closed.then(() => "closed"), sleep(WITHIN_MS).then(() => "open")])).resolves.toBe(
+        "closed",
+      );
     } finally {
       clearInterval(trickle);
     }
@@ -113,8 +121,12 @@ describe("idle connections are reaped", () => {
       answer += d.toString("latin1");
     });
     const closed = closedBy(socket);
-    socket.write("POST /grpc.health.v1.Health/Check HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}");
-    await expect(Promise.race([closed.then(() => "closed"), sleep(WITHIN_MS).then(() => "open")])).resolves.toBe("closed");
+    socket.write(
+      "POST /grpc.health.v1.Health/Check HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}",
+    );
+    await expect(Promise.race([closed.then(() => "closed"), sleep(WITHIN_MS).then(() => "open")])).resolves.toBe(
+      "closed",
+    );
     expect(answer).toMatch(/^HTTP\/1\.1 200/);
   });
 
@@ -131,6 +143,10 @@ describe("idle connections are reaped", () => {
     expect(outcome).toBe("open");
     abort.abort();
     await ended;
-    await until(() => server.openConnections(), (n) => n <= 1, { ms: WITHIN_MS, what: "the stream's connection to end or go idle" });
+    await until(
+      () => server.openConnections(),
+      (n) => n <= 1,
+      { ms: WITHIN_MS, what: "the stream's connection to end or go idle" },
+    );
   });
 });

@@ -13,6 +13,7 @@ import * as grpc from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Health, HealthCheckResponse_ServingStatus as Status } from "../../gen/grpc/health/v1/health_pb.js";
 import { detectProtocol } from "../../services/agent/server/one-port.js";
+import { until } from "../support/until.js";
 import {
   bufCurl,
   type GrpcHealthClient,
@@ -22,7 +23,6 @@ import {
   startTestServer,
   type TestServer,
 } from "./harness.js";
-import { until } from "../support/until.js";
 
 const TASK_SERVICE = "agentd.v1.TaskService";
 
@@ -108,11 +108,23 @@ describe("one port, every protocol", () => {
       call.on("data", (msg: { status: string }) => received.push(msg.status));
       const ended = new Promise<grpc.ServiceError>((resolve) => call.on("error", resolve));
 
-      await until(() => received.length, (n) => n === 1, { ms: 5_000, what: "first Watch message" });
+      await until(
+        () => received.length,
+        (n) => n === 1,
+        { ms: 5_000, what: "first Watch message" },
+      );
       t.health.setStatus("agentd.v1.WebhookService", "SERVING");
-      await until(() => received.length, (n) => n === 2, { ms: 5_000, what: "second Watch message" });
+      await until(
+        () => received.length,
+        (n) => n === 2,
+        { ms: 5_000, what: "second Watch message" },
+      );
       t.health.setStatus("agentd.v1.WebhookService", "NOT_SERVING");
-      await until(() => received.length, (n) => n === 3, { ms: 5_000, what: "third Watch message" });
+      await until(
+        () => received.length,
+        (n) => n === 3,
+        { ms: 5_000, what: "third Watch message" },
+      );
       expect(received).toEqual(["SERVICE_UNKNOWN", "SERVING", "NOT_SERVING"]);
 
       call.cancel();
@@ -192,10 +204,18 @@ describe("one port, every protocol", () => {
   describe("buf curl", () => {
     const check = () => `${url}/grpc.health.v1.Health/Check`;
     const cases: Array<{ name: string; flags: string[]; httpVersion: string }> = [
-      { name: "gRPC, reflection", flags: ["--protocol", "grpc", "--http2-prior-knowledge", "--reflect"], httpVersion: "2.0" },
+      {
+        name: "gRPC, reflection",
+        flags: ["--protocol", "grpc", "--http2-prior-knowledge", "--reflect"],
+        httpVersion: "2.0",
+      },
       { name: "Connect, reflection", flags: ["--protocol", "connect", "--reflect"], httpVersion: "2.0" },
       { name: "gRPC-Web, reflection", flags: ["--protocol", "grpcweb", "--reflect"], httpVersion: "2.0" },
-      { name: "gRPC, --schema", flags: ["--protocol", "grpc", "--http2-prior-knowledge", "--schema", "proto"], httpVersion: "2.0" },
+      {
+        name: "gRPC, --schema",
+        flags: ["--protocol", "grpc", "--http2-prior-knowledge", "--schema", "proto"],
+        httpVersion: "2.0",
+      },
       { name: "Connect, --schema", flags: ["--protocol", "connect", "--schema", "proto"], httpVersion: "1.1" },
       { name: "gRPC-Web, --schema", flags: ["--protocol", "grpcweb", "--schema", "proto"], httpVersion: "1.1" },
     ];
@@ -231,11 +251,23 @@ describe("one port, every protocol", () => {
 
     it("builds an agentd request from reflected descriptors (the method is not mounted here)", async () => {
       // Reaching the server at all proves buf resolved GetTaskRequest and its imports by reflection.
-      const res = await bufCurl(["--protocol", "grpc", "-d", '{"taskId":"t1"}', `${url}/agentd.v1.TaskService/GetTask`]);
+      const res = await bufCurl([
+        "--protocol",
+        "grpc",
+        "-d",
+        '{"taskId":"t1"}',
+        `${url}/agentd.v1.TaskService/GetTask`,
+      ]);
       expect(res.code).toBe(Code.Unimplemented << 3);
       expect(lastSeen()?.path).toBe("/agentd.v1.TaskService/GetTask");
 
-      const bad = await bufCurl(["--protocol", "grpc", "-d", '{"noSuchField":1}', `${url}/agentd.v1.TaskService/GetTask`]);
+      const bad = await bufCurl([
+        "--protocol",
+        "grpc",
+        "-d",
+        '{"noSuchField":1}',
+        `${url}/agentd.v1.TaskService/GetTask`,
+      ]);
       expect(bad.code).not.toBe(0);
       expect(bad.stderr).toContain("noSuchField");
     });
@@ -293,7 +325,11 @@ describe("one port, every protocol", () => {
       await new Promise((r) => setTimeout(r, 20));
       reset.resetAndDestroy(); // the server sees ECONNRESET mid-sniff
       await Promise.all([closed(silent), closed(partial), closed(reset)]);
-      await until(() => t.server.openConnections(), (n) => n <= before, { ms: 5_000, what: "sniffed sockets to be released" });
+      await until(
+        () => t.server.openConnections(),
+        (n) => n <= before,
+        { ms: 5_000, what: "sniffed sockets to be released" },
+      );
       await stillServes();
     });
 
@@ -345,10 +381,22 @@ describe("graceful close", () => {
     call.on("data", (msg: { status: string }) => received.push(msg.status));
     const status = new Promise<grpc.StatusObject>((resolve) => call.on("status", resolve));
     call.on("error", () => {});
-    await until(() => received.length, (n) => n === 1, { ms: 5_000, what: "first Watch message" });
+    await until(
+      () => received.length,
+      (n) => n === 1,
+      { ms: 5_000, what: "first Watch message" },
+    );
 
     // An idle HTTP/1.1 keep-alive connection, and a Connect server stream over HTTP/1.1.
-    expect((await fetch(`${server.url}/grpc.health.v1.Health/Check`, { method: "POST", headers: { "content-type": "application/json" }, body: "{}" })).status).toBe(200);
+    expect(
+      (
+        await fetch(`${server.url}/grpc.health.v1.Health/Check`, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: "{}",
+        })
+      ).status,
+    ).toBe(200);
     const h1Stream = createClient(Health, createConnectTransport({ baseUrl: server.url, httpVersion: "1.1" })).watch({
       service: "",
     });
@@ -356,7 +404,11 @@ describe("graceful close", () => {
     const h1Done = (async () => {
       for await (const res of h1Stream) h1Statuses.push(res.status);
     })();
-    await until(() => h1Statuses.length, (n) => n === 1, { ms: 5_000, what: "first HTTP/1.1 Watch message" });
+    await until(
+      () => h1Statuses.length,
+      (n) => n === 1,
+      { ms: 5_000, what: "first HTTP/1.1 Watch message" },
+    );
 
     const started = Date.now();
     health.shutdown();
@@ -371,7 +423,9 @@ describe("graceful close", () => {
 
     await expect(grpcCheck(client, "")).rejects.toMatchObject({ code: grpc.status.UNAVAILABLE });
     await expect(
-      new Promise((resolve, reject) => net.connect(server.port, "127.0.0.1", () => resolve("connected")).on("error", reject)),
+      new Promise((resolve, reject) =>
+        net.connect(server.port, "127.0.0.1", () => resolve("connected")).on("error", reject),
+      ),
     ).rejects.toMatchObject({ code: "ECONNREFUSED" });
     client.close();
   });
@@ -383,7 +437,11 @@ describe("graceful close", () => {
     const received: string[] = [];
     call.on("data", (msg: { status: string }) => received.push(msg.status));
     const failed = new Promise<grpc.ServiceError>((resolve) => call.on("error", resolve));
-    await until(() => received.length, (n) => n === 1, { ms: 5_000, what: "first Watch message" });
+    await until(
+      () => received.length,
+      (n) => n === 1,
+      { ms: 5_000, what: "first Watch message" },
+    );
 
     const started = Date.now();
     await server.close({ graceMs: 300 });

@@ -40,7 +40,10 @@ function toReply(res: v1.ServerReflectionResponse | v1alpha.ServerReflectionResp
     case "listServicesResponse":
       return { originalRequest, services: r.value.service.map((s) => s.name) };
     case "allExtensionNumbersResponse":
-      return { originalRequest, extensionNumbers: { baseTypeName: r.value.baseTypeName, numbers: r.value.extensionNumber } };
+      return {
+        originalRequest,
+        extensionNumbers: { baseTypeName: r.value.baseTypeName, numbers: r.value.extensionNumber },
+      };
     case "errorResponse":
       return { originalRequest, error: { code: r.value.errorCode, message: r.value.errorMessage } };
     default:
@@ -121,7 +124,9 @@ describe("server reflection", () => {
         ]);
         // The set is self-contained: a client can build every request and response type from it.
         const files = reply?.files ?? [];
-        const registry = createFileRegistry(files[0] as FileDescriptorProto, (name) => files.find((f) => f.name === name));
+        const registry = createFileRegistry(files[0] as FileDescriptorProto, (name) =>
+          files.find((f) => f.name === name),
+        );
         const service = registry.getService("agentd.v1.TaskService");
         expect(service?.methods.map((m) => m.name)).toContain("WatchTask");
         expect(registry.getMessage("agentd.v1.Task")?.field.input?.message?.typeName).toBe("google.protobuf.Value");
@@ -139,7 +144,9 @@ describe("server reflection", () => {
           ["google.protobuf.Value", "google/protobuf/struct.proto"],
           [`grpc.reflection.${version.name}.ServerReflection`, `grpc/reflection/${version.name}/reflection.proto`],
         ];
-        const replies = await version.ask()(symbols.map(([symbol]) => ({ case: "fileContainingSymbol", value: symbol })));
+        const replies = await version.ask()(
+          symbols.map(([symbol]) => ({ case: "fileContainingSymbol", value: symbol })),
+        );
         expect(replies.map((r) => r.files?.[0]?.name)).toEqual(symbols.map(([, file]) => file));
       });
 
@@ -151,7 +158,10 @@ describe("server reflection", () => {
         expect(first?.files).toHaveLength(5);
         // Of agent_service.proto's imports, only google/rpc/error_details.proto (for
         // ConverseRejection.field_violations) was not in the first answer.
-        expect(second?.files?.map((f) => f.name)).toEqual(["agentd/v1/agent_service.proto", "google/rpc/error_details.proto"]);
+        expect(second?.files?.map((f) => f.name)).toEqual([
+          "agentd/v1/agent_service.proto",
+          "google/rpc/error_details.proto",
+        ]);
       });
 
       it("returns a file by name, and NOT_FOUND for an unknown name", async () => {

@@ -9,13 +9,18 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Health } from "../../gen/grpc/health/v1/health_pb.js";
 import { createHealthService } from "../../services/agent/server/health.js";
 import { listenOnePort, type OnePortServer } from "../../services/agent/server/one-port.js";
-import { createFailureReporter, installLastResortGuard, requestScope } from "../../services/agent/server/request-failures.js";
+import {
+  createFailureReporter,
+  installLastResortGuard,
+  requestScope,
+} from "../../services/agent/server/request-failures.js";
 
 function capturingLogger() {
   const lines: Record<string, unknown>[] = [];
   const stream = new Writable({
     write(chunk: Buffer, _enc, done) {
-      for (const line of chunk.toString().split("\n").filter(Boolean)) lines.push(JSON.parse(line) as Record<string, unknown>);
+      for (const line of chunk.toString().split("\n").filter(Boolean))
+        lines.push(JSON.parse(line) as Record<string, unknown>);
       done();
     },
   });
@@ -46,20 +51,33 @@ describe("a handler that throws", () => {
 
   it("answers INTERNAL, logs the failure once with context and no headers, and goes on serving", async () => {
     for (let i = 0; i < 20; i++) {
-      const res = await fetch(`${server.url}/boom?i=1`, { method: "POST", headers: { "content-type": "application/json", authorization: "Bearer secret-key" }, body: "{}" });
+      const res = await fetch(`${server.url}/boom?i=1`, {
+        method: "POST",
+        headers: { "content-type": "application/json", authorization: "Bearer secret-key" },
+        body: "{}",
+      });
       expect(res.status).toBe(500);
       expect(await res.json()).toEqual({ code: "internal", message: "internal error" });
     }
     const logged = lines.filter((l) => l.msg === "unexpected error while handling a request");
     expect(logged).toHaveLength(1);
-    expect(logged[0]).toMatchObject({ method: "POST", path: "/boom?i=1", httpVersion: "1.1", contentType: "application/json" });
+    expect(logged[0]).toMatchObject({
+      method: "POST",
+      path: "/boom?i=1",
+      httpVersion: "1.1",
+      contentType: "application/json",
+    });
     expect(JSON.stringify(lines)).not.toContain("secret-key");
     const client = createClient(Health, createConnectTransport({ baseUrl: server.url, httpVersion: "2" }));
     expect((await client.check({})).status).toBeDefined();
   });
 
   it("a gRPC caller gets grpc-status 13 in its own protocol", async () => {
-    const res = await fetch(`${server.url}/boom`, { method: "POST", headers: { "content-type": "application/grpc-web+proto" }, body: new Uint8Array(5) });
+    const res = await fetch(`${server.url}/boom`, {
+      method: "POST",
+      headers: { "content-type": "application/grpc-web+proto" },
+      body: new Uint8Array(5),
+    });
     expect(res.status).toBe(200);
     expect(res.headers.get("grpc-status")).toBe("13");
   });
@@ -86,12 +104,15 @@ describe("the last-resort guard", () => {
     const remove = installLastResortGuard(logger, (code) => exits.push(code));
     let aborted = 0;
     try {
-      requestScope.run({ context: { method: "POST", path: "/a", httpVersion: "2.0", contentType: "" }, abort: () => aborted++ }, () => {
-        setTimeout(() => {
-          throw new Error("late throw");
-        }, 1);
-        void Promise.reject(new Error("lost rejection"));
-      });
+      requestScope.run(
+        { context: { method: "POST", path: "/a", httpVersion: "2.0", contentType: "" }, abort: () => aborted++ },
+        () => {
+          setTimeout(() => {
+            throw new Error("late throw");
+          }, 1);
+          void Promise.reject(new Error("lost rejection"));
+        },
+      );
       await new Promise((r) => setTimeout(r, 100));
       expect(exits).toEqual([]);
       expect(aborted).toBe(2);

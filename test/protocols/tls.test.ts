@@ -8,16 +8,23 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as tls from "node:tls";
 import { promisify } from "node:util";
-import * as grpc from "@grpc/grpc-js";
-import * as protoLoader from "@grpc/proto-loader";
 import { createClient, type Interceptor } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
+import * as grpc from "@grpc/grpc-js";
+import * as protoLoader from "@grpc/proto-loader";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AgentService } from "../../gen/agentd/v1/agent_service_pb.js";
 import { TaskState } from "../../gen/agentd/v1/task_pb.js";
 import { TaskService } from "../../gen/agentd/v1/task_service_pb.js";
 import { loadTlsFiles } from "../../services/agent/server/tls.js";
-import { type AgentdProcess, repoRoot, spawnAgentd, spawnAgentdCommand, startAgentd, type TestAgentd } from "../support/agentd.js";
+import {
+  type AgentdProcess,
+  repoRoot,
+  spawnAgentd,
+  spawnAgentdCommand,
+  startAgentd,
+  type TestAgentd,
+} from "../support/agentd.js";
 import { startSharedTestDatabase } from "../support/database.js";
 import { value } from "../support/json.js";
 
@@ -39,9 +46,23 @@ async function makeCertificate(name: string): Promise<Pair> {
   const cert = join(dir, `${name}.crt`);
   const key = join(dir, `${name}.key`);
   await run("openssl", [
-    "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2",
-    "-subj", `/CN=agentd test ${name}`, "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
-    "-keyout", key, "-out", cert,
+    "req",
+    "-x509",
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:prime256v1",
+    "-nodes",
+    "-days",
+    "2",
+    "-subj",
+    `/CN=agentd test ${name}`,
+    "-addext",
+    "subjectAltName=DNS:localhost,IP:127.0.0.1",
+    "-keyout",
+    key,
+    "-out",
+    cert,
   ]);
   return { cert, key, pem: await readFile(cert) };
 }
@@ -57,7 +78,8 @@ function servedFingerprint(port: number, ca: Buffer[]): Promise<string> {
   });
 }
 
-const fingerprintOf = async (file: string) => new (await import("node:crypto")).X509Certificate(await readFile(file)).fingerprint256;
+const fingerprintOf = async (file: string) =>
+  new (await import("node:crypto")).X509Certificate(await readFile(file)).fingerprint256;
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), "agentd-tls-"));
@@ -97,13 +119,23 @@ describe("TLS on the one port", () => {
       enums: String,
       oneofs: true,
     });
-    const loaded = grpc.loadPackageDefinition(definition) as unknown as { agentd: { v1: { AgentService: grpc.ServiceClientConstructor } } };
+    const loaded = grpc.loadPackageDefinition(definition) as unknown as {
+      agentd: { v1: { AgentService: grpc.ServiceClientConstructor } };
+    };
     const client = new loaded.agentd.v1.AgentService(`127.0.0.1:${agentd.port}`, grpc.credentials.createSsl(first.pem));
     try {
       const md = new grpc.Metadata();
       md.set("authorization", `Bearer ${agentd.key}`);
       const response = await new Promise<{ task: { state: string } }>((resolve, reject) =>
-        (client as unknown as { Run: (req: object, md: grpc.Metadata, cb: (err: Error | null, res: { task: { state: string } }) => void) => void }).Run(
+        (
+          client as unknown as {
+            Run: (
+              req: object,
+              md: grpc.Metadata,
+              cb: (err: Error | null, res: { task: { state: string } }) => void,
+            ) => void;
+          }
+        ).Run(
           { agent: "simulate", input: { structValue: { fields: { steps: { numberValue: 1 } } } } },
           md,
           (err, res) => (err ? reject(err) : resolve(res)),
@@ -126,10 +158,16 @@ describe("TLS on the one port", () => {
   for (const httpVersion of ["1.1", "2"] as const) {
     it(`answers Connect and gRPC-Web over HTTP/${httpVersion}`, async () => {
       const nodeOptions = { ca: first.pem };
-      const connect = createClient(AgentService, createConnectTransport({ baseUrl: agentd.url, httpVersion, nodeOptions, interceptors }));
+      const connect = createClient(
+        AgentService,
+        createConnectTransport({ baseUrl: agentd.url, httpVersion, nodeOptions, interceptors }),
+      );
       const { task } = await connect.run({ agent: "simulate", input: value({ steps: 1 }) });
       expect(task?.state).toBe(TaskState.SUCCEEDED);
-      const web = createClient(TaskService, createGrpcWebTransport({ baseUrl: agentd.url, httpVersion, nodeOptions, interceptors }));
+      const web = createClient(
+        TaskService,
+        createGrpcWebTransport({ baseUrl: agentd.url, httpVersion, nodeOptions, interceptors }),
+      );
       const got = await web.getTask({ taskId: task!.id });
       expect(got.task?.id).toBe(task!.id);
     });
@@ -137,11 +175,21 @@ describe("TLS on the one port", () => {
 
   for (const curlVersion of ["--http1.1", "--http2"] as const) {
     it(`streams SSE to curl ${curlVersion} --cacert`, async () => {
-      const agents = createClient(AgentService, createConnectTransport({ baseUrl: agentd.url, httpVersion: "2", nodeOptions: nodeOptions(), interceptors }));
+      const agents = createClient(
+        AgentService,
+        createConnectTransport({ baseUrl: agentd.url, httpVersion: "2", nodeOptions: nodeOptions(), interceptors }),
+      );
       const { task } = await agents.run({ agent: "simulate", input: value({ steps: 2 }) });
       const { stdout } = await run("curl", [
-        "-sS", "-N", curlVersion, "--cacert", first.cert, "--max-time", "30",
-        "-H", `authorization: Bearer ${agentd.key}`,
+        "-sS",
+        "-N",
+        curlVersion,
+        "--cacert",
+        first.cert,
+        "--max-time",
+        "30",
+        "-H",
+        `authorization: Bearer ${agentd.key}`,
         `${agentd.url}/v1/tasks/${task!.id}/events`,
       ]);
       expect(stdout).toContain("id: 1\n");
@@ -174,7 +222,9 @@ describe("TLS on the one port", () => {
 
       // A key that does not match is refused by name, and the served certificate stays.
       await copyFile(strayKey, keyFile);
-      await expect(agentd.service.reloadTls()).rejects.toThrow(`TLS key ${keyFile} does not belong to the certificate ${certFile}`);
+      await expect(agentd.service.reloadTls()).rejects.toThrow(
+        `TLS key ${keyFile} does not belong to the certificate ${certFile}`,
+      );
       expect(await servedFingerprint(agentd.port, ca)).toBe(await fingerprintOf(second.cert));
       expect(await get("/healthz")).toBe(200);
     } finally {
@@ -186,11 +236,17 @@ describe("TLS on the one port", () => {
 describe("TLS files are checked before anything listens", () => {
   it("names a missing, non-PEM or mismatched file", async () => {
     const missing = join(dir, "missing.crt");
-    await expect(loadTlsFiles({ certFile: missing, keyFile: first.key })).rejects.toThrow(`cannot read TLS certificate --tls-cert / AGENTD_TLS_CERT ${missing}: ENOENT`);
+    await expect(loadTlsFiles({ certFile: missing, keyFile: first.key })).rejects.toThrow(
+      `cannot read TLS certificate --tls-cert / AGENTD_TLS_CERT ${missing}: ENOENT`,
+    );
     const garbage = join(dir, "garbage.key");
     await writeFile(garbage, "not a key\n");
-    await expect(loadTlsFiles({ certFile: first.cert, keyFile: garbage })).rejects.toThrow(`TLS key ${garbage} is not a PEM private key`);
-    await expect(loadTlsFiles({ certFile: first.key, keyFile: first.key })).rejects.toThrow(`TLS certificate ${first.key} is not a PEM certificate`);
+    await expect(loadTlsFiles({ certFile: first.cert, keyFile: garbage })).rejects.toThrow(
+      `TLS key ${garbage} is not a PEM private key`,
+    );
+    await expect(loadTlsFiles({ certFile: first.key, keyFile: first.key })).rejects.toThrow(
+      `TLS certificate ${first.key} is not a PEM certificate`,
+    );
     await expect(loadTlsFiles({ certFile: first.cert, keyFile: second.key })).rejects.toThrow(
       `TLS key ${second.key} does not belong to the certificate ${first.cert}`,
     );
@@ -239,7 +295,9 @@ describe("agentd serve with TLS (child process)", () => {
         stream.resume();
       });
     const logged = (msg: string, after: number) =>
-      expect.poll(() => child!.logs.slice(after).some((l) => l.msg === msg), { timeout: 15_000, interval: 100 }).toBe(true);
+      expect
+        .poll(() => child!.logs.slice(after).some((l) => l.msg === msg), { timeout: 15_000, interval: 100 })
+        .toBe(true);
     try {
       expect(await status()).toBe(200);
 
@@ -255,7 +313,9 @@ describe("agentd serve with TLS (child process)", () => {
       seen = child.logs.length;
       child.child.kill("SIGHUP");
       await logged("TLS reload failed, still using the previous certificate", seen);
-      const failure = child.logs.slice(seen).find((l) => l.msg === "TLS reload failed, still using the previous certificate");
+      const failure = child.logs
+        .slice(seen)
+        .find((l) => l.msg === "TLS reload failed, still using the previous certificate");
       expect(String(failure?.err)).toContain(certFile);
       expect(await servedFingerprint(port, ca)).toBe(await fingerprintOf(second.cert));
       expect(child.child.exitCode).toBeNull();

@@ -31,14 +31,19 @@ describe("the ending of an attempt", () => {
   });
 
   it("an AgentFailure keeps its code, retryability and object details", () => {
-    const error = new AgentFailure("UPSTREAM_UNAVAILABLE", "the model is down", { retryable: true, details: { region: "eu" } });
+    const error = new AgentFailure("UPSTREAM_UNAVAILABLE", "the model is down", {
+      retryable: true,
+      details: { region: "eu" },
+    });
     expect(endingOf(threw(error), undefined, valid)).toEqual({
       end: "failed",
       error: { code: "UPSTREAM_UNAVAILABLE", message: "the model is down", retryable: true, details: { region: "eu" } },
       thrown: error,
     });
     const listDetails = new AgentFailure("BAD", "no", { details: [1, 2] });
-    expect(endingOf(threw(listDetails), undefined, valid)).toMatchObject({ error: { code: "BAD", message: "no", retryable: false } });
+    expect(endingOf(threw(listDetails), undefined, valid)).toMatchObject({
+      error: { code: "BAD", message: "no", retryable: false },
+    });
     expect(endingOf(threw(listDetails), undefined, valid)).not.toHaveProperty("error.details");
   });
 
@@ -71,7 +76,10 @@ describe("the ending of an attempt", () => {
   });
 
   it("an output that matches the agent's schema succeeds; a missing one is null", () => {
-    expect(endingOf({ ok: true, output: { answer: 42 } }, undefined, valid)).toEqual({ end: "succeeded", output: { answer: 42 } });
+    expect(endingOf({ ok: true, output: { answer: 42 } }, undefined, valid)).toEqual({
+      end: "succeeded",
+      output: { answer: 42 },
+    });
     expect(endingOf({ ok: true, output: undefined }, undefined, valid)).toEqual({ end: "succeeded", output: null });
   });
 

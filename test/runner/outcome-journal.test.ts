@@ -4,9 +4,9 @@
 // an asynchronous standby would.
 import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { TaskRow } from "../../services/agent/model/task.js";
 import { createOutcomeJournal } from "../../services/agent/runner/outcome-journal.js";
 import { findTask } from "../../services/agent/store/find-task.js";
-import type { TaskRow } from "../../services/agent/model/task.js";
 import { createTaskWriter } from "../../services/agent/store/task-writer.js";
 import { newTaskRow } from "../../services/agent/tasks/new-task.js";
 import { claim, succeed } from "../../services/agent/tasks/transitions.js";
@@ -28,7 +28,8 @@ afterAll(async () => {
   await testDb?.drop();
 });
 
-const row = (taskId: string, leaseId: string | null = "lease-1") => ({ tenant_id: "t1", task_id: taskId, lease_id: leaseId, attempt: 1 }) as TaskRow;
+const row = (taskId: string, leaseId: string | null = "lease-1") =>
+  ({ tenant_id: "t1", task_id: taskId, lease_id: leaseId, attempt: 1 }) as TaskRow;
 const nothing = () => null;
 
 describe("the outcome journal", () => {
@@ -65,12 +66,18 @@ describe("the outcome journal", () => {
     const kept = await start();
     const movedOn = await start();
     const sequences = async (taskId: string) =>
-      (await db.sql<{ sequence: number; kind: string }[]>`
+      (
+        await db.sql<{ sequence: number; kind: string }[]>`
         SELECT sequence, kind FROM task_events WHERE tenant_id = 't1' AND task_id = ${taskId} ORDER BY sequence
-      `).map((e) => `${e.sequence}:${e.kind}`);
+      `
+      ).map((e) => `${e.sequence}:${e.kind}`);
 
     const ended = new Map<string, TaskRow>();
-    for (const [held, output] of [[lost, { answer: 1 }], [kept, { answer: 2 }], [movedOn, { answer: 3 }]] as const) {
+    for (const [held, output] of [
+      [lost, { answer: 1 }],
+      [kept, { answer: 2 }],
+      [movedOn, { answer: 3 }],
+    ] as const) {
       const decide = succeed(output);
       const result = await writer.changeHeld(held, decide, { leaseId: held.lease_id! });
       expect(result.status).toBe("changed");

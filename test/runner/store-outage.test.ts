@@ -6,9 +6,9 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { defineAgent } from "../../services/agent/agents/agent.js";
 import { createAgentRegistry } from "../../services/agent/agents/registry.js";
+import type { TaskRow } from "../../services/agent/model/task.js";
 import { createTaskRunner, type TaskRunner } from "../../services/agent/runner/task-runner.js";
 import { findTask } from "../../services/agent/store/find-task.js";
-import type { TaskRow } from "../../services/agent/model/task.js";
 import { createTaskWriter, type TaskWriter } from "../../services/agent/store/task-writer.js";
 import { newTaskRow } from "../../services/agent/tasks/new-task.js";
 import { type Database, openDatabase } from "../../services/shared/db/database.js";
@@ -34,19 +34,30 @@ afterAll(async () => {
 
 /** What postgres.js throws when the server is gone. */
 function connectionRefused(): Error {
-  return Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:54999"), { code: "ECONNREFUSED", address: "127.0.0.1", port: 54999 });
+  return Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:54999"), {
+    code: "ECONNREFUSED",
+    address: "127.0.0.1",
+    port: 54999,
+  });
 }
 
 /** The real writer, except that its writes fail while `down.now` is true. */
 function flakyWriter(writer: TaskWriter, down: { now: boolean; failed: number }): TaskWriter {
-  const guard = <A extends unknown[], R>(fn: (...args: A) => Promise<R>) => async (...args: A): Promise<R> => {
-    if (down.now) {
-      down.failed++;
-      throw connectionRefused();
-    }
-    return fn(...args);
+  const guard =
+    <A extends unknown[], R>(fn: (...args: A) => Promise<R>) =>
+    async (...args: A): Promise<R> => {
+      if (down.now) {
+        down.failed++;
+        throw connectionRefused();
+      }
+      return fn(...args);
+    };
+  return {
+    ...writer,
+    changeHeld: guard(writer.changeHeld),
+    change: guard(writer.change),
+    extendLeases: guard(writer.extendLeases),
   };
-  return { ...writer, changeHeld: guard(writer.changeHeld), change: guard(writer.change), extendLeases: guard(writer.extendLeases) };
 }
 
 describe("a store outage inside an attempt", () => {
@@ -78,14 +89,30 @@ describe("a store outage inside an attempt", () => {
       bus,
       logger: silentLogger(),
       findTask: (key) => findTask(db.sql, key),
-      options: { owner: "test-runner", concurrency: 2, leaseMs: 30_000, heartbeatMs: 100, pollMs: 100, retryBackoffMs: 100, deltaWindowMs: 10 },
+      options: {
+        owner: "test-runner",
+        concurrency: 2,
+        leaseMs: 30_000,
+        heartbeatMs: 100,
+        pollMs: 100,
+        retryBackoffMs: 100,
+        deltaWindowMs: 10,
+      },
     });
     runners.push(runner);
 
     const row = newTaskRow(
       "t1",
       "1.0.0",
-      { agent: "outage-probe", input: {}, requestId: null, labels: {}, timeoutMs: 60_000, maxAttempts: 1, webhook: null },
+      {
+        agent: "outage-probe",
+        input: {},
+        requestId: null,
+        labels: {},
+        timeoutMs: 60_000,
+        maxAttempts: 1,
+        webhook: null,
+      },
       "",
       new Date(),
     );
@@ -94,7 +121,11 @@ describe("a store outage inside an attempt", () => {
     runner.start();
 
     // The first attempt met the outage; while it lasts, the task stays RUNNING (never FAILED).
-    await until(async () => down.failed, (n) => n >= 3, 20_000);
+    await until(
+      async () => down.failed,
+      (n) => n >= 3,
+      20_000,
+    );
     const during = await findTask(db.sql, key);
     expect(during?.state).toBe("RUNNING");
 
@@ -114,7 +145,13 @@ describe("a store outage inside an attempt", () => {
       SELECT kind, data FROM task_events WHERE tenant_id = 't1' AND task_id = ${key.taskId} ORDER BY sequence
     `;
     const states = events.filter((e) => e.kind === "stateChange").map((e) => e.data.state);
-    expect(states).toEqual(["TASK_STATE_QUEUED", "TASK_STATE_RUNNING", "TASK_STATE_QUEUED", "TASK_STATE_RUNNING", "TASK_STATE_SUCCEEDED"]);
+    expect(states).toEqual([
+      "TASK_STATE_QUEUED",
+      "TASK_STATE_RUNNING",
+      "TASK_STATE_QUEUED",
+      "TASK_STATE_RUNNING",
+      "TASK_STATE_SUCCEEDED",
+    ]);
     const text = JSON.stringify(events);
     expect(text).toMatch(/task store was unavailable/);
     expect(text).not.toMatch(/ECONNREFUSED|127\.0\.0\.1|54999/);

@@ -126,13 +126,24 @@ describe("insert", () => {
     expect(result?.events.map((e) => [e.sequence, e.kind])).toEqual([[1, "stateChange"]]);
 
     const stored = await storedTask(row.task_id);
-    expect(stored).toMatchObject({ tenant_id: "t1", state: "QUEUED", attempt: 0, input: { steps: 1 }, labels: { case: "writer" } });
+    expect(stored).toMatchObject({
+      tenant_id: "t1",
+      state: "QUEUED",
+      attempt: 0,
+      input: { steps: 1 },
+      labels: { case: "writer" },
+    });
     expect(Number(stored!.last_sequence)).toBe(1);
     const events = await storedEvents(row.task_id);
     expect(events.map((e) => [e.sequence, e.kind, e.state])).toEqual([[1, "stateChange", "TASK_STATE_QUEUED"]]);
     expect(events[0]!.data.task).toMatchObject({ id: row.task_id, state: "TASK_STATE_QUEUED" });
     await Promise.resolve(); // the local bus delivers on a microtask
-    expect(hints).toEqual(expect.arrayContaining([{ topic: "task", id: row.task_id }, { topic: "queue", id: row.task_id }]));
+    expect(hints).toEqual(
+      expect.arrayContaining([
+        { topic: "task", id: row.task_id },
+        { topic: "queue", id: row.task_id },
+      ]),
+    );
   });
 
   it("applies `then` in the same statement: QUEUED then RUNNING, two events, one row", async () => {
@@ -152,7 +163,9 @@ describe("insert", () => {
     expect(await storedTask(again.task_id)).toBeUndefined();
     expect(await storedEvents(again.task_id)).toEqual([]);
     // Another tenant may use the same request_id.
-    expect(await writer.insert(queuedRow({ tenant_id: "t2", request_id: "req-1", request_fingerprint: "f" }))).not.toBeNull();
+    expect(
+      await writer.insert(queuedRow({ tenant_id: "t2", request_id: "req-1", request_fingerprint: "f" })),
+    ).not.toBeNull();
   });
 });
 
@@ -238,19 +251,28 @@ describe("changeHeld", () => {
 
   it("is fenced once the attempt's lease is gone (requeued and claimed again): the old holder writes nothing", async () => {
     const task = await insertRunning("runner-a");
-    await writer.change(keyOf(task), () => ({ patch: { state: "QUEUED", lease_owner: null, lease_id: null, lease_expires_at: null } }));
+    await writer.change(keyOf(task), () => ({
+      patch: { state: "QUEUED", lease_owner: null, lease_id: null, lease_expires_at: null },
+    }));
     await writer.change(keyOf(task), startAs("runner-b"));
     const before = await storedEvents(task.task_id);
 
     const result = await writer.changeHeld(task, progress(9), { leaseId: task.lease_id! });
     expect(result.status).toBe("fenced");
     expect(await storedEvents(task.task_id)).toEqual(before);
-    expect(await storedTask(task.task_id)).toMatchObject({ state: "RUNNING", attempt: 2, lease_owner: "runner-b", progress: null });
+    expect(await storedTask(task.task_id)).toMatchObject({
+      state: "RUNNING",
+      attempt: 2,
+      lease_owner: "runner-b",
+      progress: null,
+    });
   });
 
   it("is fenced once the task left RUNNING (e.g. cancelled)", async () => {
     const task = await insertRunning();
-    await writer.change(keyOf(task), () => ({ patch: { state: "CANCELED", lease_owner: null, lease_id: null, lease_expires_at: null } }));
+    await writer.change(keyOf(task), () => ({
+      patch: { state: "CANCELED", lease_owner: null, lease_id: null, lease_expires_at: null },
+    }));
     expect((await writer.changeHeld(task, progress(1), { leaseId: task.lease_id! })).status).toBe("fenced");
     expect((await storedTask(task.task_id))?.state).toBe("CANCELED");
   });
@@ -358,14 +380,23 @@ describe("sweeps", () => {
     const waiting = async (expires: Date | null) => {
       const task = await insertRunning();
       await writer.change(keyOf(task), () => ({
-        patch: { state: "INPUT_REQUIRED", input_request: { prompt: "?" }, input_expires_at: expires, lease_owner: null, lease_id: null, lease_expires_at: null },
+        patch: {
+          state: "INPUT_REQUIRED",
+          input_request: { prompt: "?" },
+          input_expires_at: expires,
+          lease_owner: null,
+          lease_id: null,
+          lease_expires_at: null,
+        },
       }));
       return task;
     };
     const expired = await waiting(new Date(Date.now() - 60_000));
     const open = await waiting(new Date(Date.now() + 3_600_000));
     const forever = await waiting(null);
-    const swept = await writer.sweepExpiredInputs(10, () => ({ patch: { state: "FAILED", input_request: null, input_expires_at: null } }));
+    const swept = await writer.sweepExpiredInputs(10, () => ({
+      patch: { state: "FAILED", input_request: null, input_expires_at: null },
+    }));
     expect(swept.map((t) => t.task_id)).toEqual([expired.task_id]);
     expect((await storedTask(expired.task_id))?.state).toBe("FAILED");
     expect((await storedTask(open.task_id))?.state).toBe("INPUT_REQUIRED");
@@ -381,7 +412,11 @@ describe("extendLeases", () => {
     await writer.change(keyOf(ended), () => ({ patch: { state: "SUCCEEDED" } }));
     const before = (await storedTask(mine.task_id))!.lease_expires_at!.getTime();
 
-    const held = await writer.extendLeases("runner-a", [mine.lease_id!, theirs.lease_id!, ended.lease_id!, randomUUID()], 60_000);
+    const held = await writer.extendLeases(
+      "runner-a",
+      [mine.lease_id!, theirs.lease_id!, ended.lease_id!, randomUUID()],
+      60_000,
+    );
     expect([...held]).toEqual([mine.lease_id]);
     expect((await storedTask(mine.task_id))!.lease_expires_at!.getTime()).toBeGreaterThan(before + 30_000);
     expect((await storedTask(theirs.task_id))!.lease_expires_at!.getTime()).toBeLessThan(Date.now() + 30_000);

@@ -4,7 +4,11 @@ import { create } from "@bufbuild/protobuf";
 import { Code } from "@connectrpc/connect";
 import * as grpc from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type ConverseRequest, ConverseRequestSchema, type ConverseResponse } from "../../gen/agentd/v1/agent_service_pb.js";
+import {
+  type ConverseRequest,
+  ConverseRequestSchema,
+  type ConverseResponse,
+} from "../../gen/agentd/v1/agent_service_pb.js";
 import { TaskState } from "../../gen/agentd/v1/task_pb.js";
 import { findTask } from "../../services/agent/store/find-task.js";
 import { startAgentd, type TestAgentd } from "../support/agentd.js";
@@ -65,7 +69,10 @@ function pipe() {
 }
 
 /** Reads a Connect conversation until `stop` says so (or it ends); returns what came. */
-async function readUntil(it: AsyncIterator<ConverseResponse>, stop: (r: ConverseResponse) => boolean): Promise<ConverseResponse[]> {
+async function readUntil(
+  it: AsyncIterator<ConverseResponse>,
+  stop: (r: ConverseResponse) => boolean,
+): Promise<ConverseResponse[]> {
   const seen: ConverseResponse[] = [];
   for (let r = await it.next(); !r.done; r = await it.next()) {
     seen.push(r.value);
@@ -77,7 +84,9 @@ async function readUntil(it: AsyncIterator<ConverseResponse>, stop: (r: Converse
 describe("Converse over grpc-js (HTTP/2 bidi)", () => {
   it("start, answer two input requests (one wrong answer refused in between), then cancel", async () => {
     const call = converse(grpcClient, agentd.key);
-    call.write({ start: { agent: "simulate", input: toValue({ ask: twoQuestions, steps: 1, step_delay_ms: 60_000 }) } });
+    call.write({
+      start: { agent: "simulate", input: toValue({ ask: twoQuestions, steps: 1, step_delay_ms: 60_000 }) },
+    });
     const first = await call.waitFor((r) => r.event !== undefined);
     const taskId = first.event!.stateChange!.task.id;
     expect(first.event!.sequence).toBe("1");
@@ -170,7 +179,9 @@ describe("Converse: half-close ends sending, not the conversation", () => {
     expect(events.at(-1)?.stateChange?.state).toBe("TASK_STATE_SUCCEEDED");
     const row = await stored(taskId);
     expect(row?.state).toBe("SUCCEEDED");
-    expect(events.map((e) => Number(e.sequence))).toEqual(Array.from({ length: Number(row?.last_sequence) }, (_, i) => i + 1));
+    expect(events.map((e) => Number(e.sequence))).toEqual(
+      Array.from({ length: Number(row?.last_sequence) }, (_, i) => i + 1),
+    );
   });
 
   it("start + half-close on a task that asks for input ends once INPUT_REQUIRED is sent; the task waits", async () => {
@@ -224,7 +235,10 @@ describe("Converse: malformed sequences", () => {
     const requests = pipe();
     const it = agentd.client.agents.converse(requests)[Symbol.asyncIterator]();
     requests.push({ msg: { case: "start", value: { agent: "simulate", input: value({ ask: [twoQuestions[0]] }) } } });
-    const opening = await readUntil(it, (r) => r.event?.event.case === "stateChange" && r.event.event.value.state === TaskState.INPUT_REQUIRED);
+    const opening = await readUntil(
+      it,
+      (r) => r.event?.event.case === "stateChange" && r.event.event.value.state === TaskState.INPUT_REQUIRED,
+    );
     const taskId = opening[0]!.event!.taskId;
     const before = await stored(taskId);
 
@@ -280,7 +294,10 @@ describe("Converse: malformed sequences", () => {
 describe("ProvideInput", () => {
   it("checks the answer against the request's schema: INVALID_ARGUMENT with field violations, the task untouched", async () => {
     const paused = await pausedTask({ ask: [twoQuestions[1]] });
-    const err = await expectCode(agentd.client.tasks.provideInput({ taskId: paused.id, value: value({ ok: "yes", extra: 1 }) }), Code.InvalidArgument);
+    const err = await expectCode(
+      agentd.client.tasks.provideInput({ taskId: paused.id, value: value({ ok: "yes", extra: 1 }) }),
+      Code.InvalidArgument,
+    );
     expect(errorInfo(err)?.reason).toBe("ANSWER_SCHEMA_VIOLATION");
     expect(badRequest(err)?.fieldViolations.map((v) => v.field)).toContain("value.ok");
     const missing = await expectCode(agentd.client.tasks.provideInput({ taskId: paused.id }), Code.InvalidArgument);
@@ -303,7 +320,11 @@ describe("ProvideInput", () => {
     const waiting = await waitForState(agentd.client, paused.id, TaskState.INPUT_REQUIRED);
     expect(waiting.inputRequest?.prompt).toBe("Approve?");
     // The same key again, now that the second question waits: still not applied.
-    const late = await agentd.client.tasks.provideInput({ taskId: paused.id, value: value({ ok: true }), requestId: "r-1" });
+    const late = await agentd.client.tasks.provideInput({
+      taskId: paused.id,
+      value: value({ ok: true }),
+      requestId: "r-1",
+    });
     expect(late.task?.state).toBe(TaskState.INPUT_REQUIRED);
     expect(late.task?.lastSequence).toBe(waiting.lastSequence);
     const events = await listAllEvents(agentd.client, paused.id);
@@ -317,10 +338,16 @@ describe("ProvideInput", () => {
 
   it("a task not waiting for input is FAILED_PRECONDITION; unknown and foreign tasks NOT_FOUND", async () => {
     const { task } = await agentd.client.agents.run({ agent: "simulate", input: value({ steps: 1 }) });
-    const err = await expectCode(agentd.client.tasks.provideInput({ taskId: task!.id, value: value(1) }), Code.FailedPrecondition);
+    const err = await expectCode(
+      agentd.client.tasks.provideInput({ taskId: task!.id, value: value(1) }),
+      Code.FailedPrecondition,
+    );
     expect(err.message).toMatch(/is SUCCEEDED, not waiting for input/);
     expect(errorInfo(err)?.reason).toBe("TASK_NOT_WAITING_FOR_INPUT");
-    await expectCode(agentd.client.tasks.provideInput({ taskId: "0190a9f4-0000-7000-8000-000000000000", value: value(1) }), Code.NotFound);
+    await expectCode(
+      agentd.client.tasks.provideInput({ taskId: "0190a9f4-0000-7000-8000-000000000000", value: value(1) }),
+      Code.NotFound,
+    );
     const paused = await pausedTask({ ask: [twoQuestions[0]] });
     const other = agentd.clients(await agentd.createKey("t2"));
     await expectCode(other.tasks.provideInput({ taskId: paused.id, value: value("x") }), Code.NotFound);
@@ -336,7 +363,10 @@ describe("ProvideInput", () => {
     expect(paused.inputRequest?.expireTime).toBeDefined();
     await new Promise((r) => setTimeout(r, 300));
     // Past its expiry: refused whether or not the sweep has run yet.
-    const late = await expectCode(agentd.client.tasks.provideInput({ taskId: paused.id, value: value(true) }), Code.FailedPrecondition);
+    const late = await expectCode(
+      agentd.client.tasks.provideInput({ taskId: paused.id, value: value(true) }),
+      Code.FailedPrecondition,
+    );
     expect(["INPUT_EXPIRED", "TASK_NOT_WAITING_FOR_INPUT"]).toContain(errorInfo(late)?.reason);
     const { task } = await agentd.client.tasks.getTask({ taskId: paused.id });
     expect(task?.state).toBe(TaskState.FAILED);

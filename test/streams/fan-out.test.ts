@@ -5,9 +5,9 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { TaskState } from "../../gen/agentd/v1/task_pb.js";
 import { startAgentd, type TestAgentd } from "../support/agentd.js";
 import { value } from "../support/json.js";
+import { until } from "../support/until.js";
 import { grpcTaskClient, grpcWatch } from "./grpc-client.js";
 import { asJson, drain, listAllEvents, metric, waitForState } from "./support.js";
-import { until } from "../support/until.js";
 
 const CONNECTIONS = 4;
 let agentd: TestAgentd;
@@ -36,7 +36,9 @@ async function watchTask(watchers: number) {
   });
   await waitForState(agentd.client, task!.id, TaskState.INPUT_REQUIRED);
   const readsBefore = await logReads();
-  const streams = Array.from({ length: watchers }, (_, i) => grpcWatch(connections[i % CONNECTIONS]!, agentd.key, task!.id));
+  const streams = Array.from({ length: watchers }, (_, i) =>
+    grpcWatch(connections[i % CONNECTIONS]!, agentd.key, task!.id),
+  );
   // One more through the Connect client, to compare whole events with the log.
   const whole = drain(agentd.client.tasks.watchTask({ taskId: task!.id }));
   await until(

@@ -39,7 +39,12 @@ export interface GrpcTaskEvent {
 export interface GrpcConverseResponse {
   event?: GrpcTaskEvent;
   keepAlive?: object;
-  rejection?: { code: string; message: string; reason: string; fieldViolations?: { field: string; description: string }[] };
+  rejection?: {
+    code: string;
+    message: string;
+    reason: string;
+    fieldViolations?: { field: string; description: string }[];
+  };
 }
 
 export interface GrpcConversation {
@@ -68,11 +73,17 @@ export function grpcAgentClient(url: string): DuplexCtor {
   const loaded = grpc.loadPackageDefinition(definition) as unknown as {
     agentd: { v1: { AgentService: grpc.ServiceClientConstructor } };
   };
-  return new loaded.agentd.v1.AgentService(new URL(url).host, grpc.credentials.createInsecure()) as unknown as DuplexCtor;
+  return new loaded.agentd.v1.AgentService(
+    new URL(url).host,
+    grpc.credentials.createInsecure(),
+  ) as unknown as DuplexCtor;
 }
 
 type WatchCtor = grpc.Client & {
-  WatchTask(req: { taskId: string; afterSequence?: string }, md: grpc.Metadata): grpc.ClientReadableStream<{ event?: GrpcTaskEvent }>;
+  WatchTask(
+    req: { taskId: string; afterSequence?: string },
+    md: grpc.Metadata,
+  ): grpc.ClientReadableStream<{ event?: GrpcTaskEvent }>;
 };
 
 /** A TaskService client on a connection of its own (a local subchannel pool). */
@@ -154,4 +165,5 @@ export function converse(client: DuplexCtor, key: string): GrpcConversation {
   };
 }
 
-export const isState = (state: string) => (res: GrpcConverseResponse) => res.event?.stateChange?.state === `TASK_STATE_${state}`;
+export const isState = (state: string) => (res: GrpcConverseResponse) =>
+  res.event?.stateChange?.state === `TASK_STATE_${state}`;

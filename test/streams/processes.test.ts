@@ -79,7 +79,13 @@ describe("INPUT_REQUIRED survives a restart", () => {
     const answered = await onA2.tasks.provideInput({ taskId: task!.id, value: value(true), requestId: "ship-1" });
     expect(answered.task?.state).toBe(TaskState.QUEUED);
     const done = await waitForState(onA2, task!.id, TaskState.SUCCEEDED);
-    expect(plain(done.output)).toEqual({ steps_completed: 2, resumed_from_step: 0, answers: [true], deltas_sent: 0, output: "shipped" });
+    expect(plain(done.output)).toEqual({
+      steps_completed: 2,
+      resumed_from_step: 0,
+      answers: [true],
+      deltas_sent: 0,
+      output: "shipped",
+    });
     // Resuming after input is not a retry.
     expect(done.attempt).toBe(1);
 

@@ -2,8 +2,9 @@
 // stream opened before the revocation ends within seconds with UNAUTHENTICATED (SSE:
 // a final `error` event, then the response ends), in every protocol; streams opened
 // with other keys go on.
-import * as grpc from "@grpc/grpc-js";
+
 import { Code, ConnectError } from "@connectrpc/connect";
+import * as grpc from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createApiKey, revokeApiKey } from "../../services/shared/auth/api-keys.js";
 import { SCOPES } from "../../services/shared/auth/scopes.js";
@@ -46,7 +47,10 @@ function follow(stream: AsyncIterable<unknown>): { opened: Promise<void>; ended:
 }
 
 /** An SSE stream read with fetch: its named events and when it ended. */
-function sse(taskId: string, key: string): { opened: Promise<void>; ended: Promise<{ events: { event?: string; data?: string }[]; at: number }> } {
+function sse(
+  taskId: string,
+  key: string,
+): { opened: Promise<void>; ended: Promise<{ events: { event?: string; data?: string }[]; at: number }> } {
   let open!: () => void;
   const opened = new Promise<void>((resolve) => {
     open = resolve;
@@ -64,7 +68,11 @@ function sse(taskId: string, key: string): { opened: Promise<void>; ended: Promi
       .split("\n\n")
       .filter((b) => b.trim() !== "")
       .map((block) => {
-        const field = (name: string) => block.split("\n").find((l) => l.startsWith(`${name}: `))?.slice(name.length + 2);
+        const field = (name: string) =>
+          block
+            .split("\n")
+            .find((l) => l.startsWith(`${name}: `))
+            ?.slice(name.length + 2);
         return { event: field("event"), data: field("data") };
       });
     return { events, at: Date.now() };
@@ -80,7 +88,9 @@ describe("a revoked API key", () => {
 
     const protocols: Protocol[] = ["connect", "connect-http1", "grpc", "grpc-web"];
     const watches = protocols.map((p) => follow(agentd.clients(doomed.key, p).tasks.watchTask({ taskId })));
-    const runStream = follow(agentd.clients(doomed.key, "grpc").agents.runStream({ agent: "simulate", input: value(LONG) }));
+    const runStream = follow(
+      agentd.clients(doomed.key, "grpc").agents.runStream({ agent: "simulate", input: value(LONG) }),
+    );
     const events = sse(taskId, doomed.key);
 
     // grpc-js, a separate client: Converse attached to the task.
@@ -127,7 +137,10 @@ describe("a revoked API key", () => {
     expect(JSON.parse(last.data!)).toMatchObject({ code: "unauthenticated", reason: "INVALID_API_KEY" });
 
     // The other key's stream goes on: it still gets keep-alives after all of the above ended.
-    const stillOpen = await Promise.race([survivor.ended.then(() => false), new Promise((r) => setTimeout(() => r(true), 1000))]);
+    const stillOpen = await Promise.race([
+      survivor.ended.then(() => false),
+      new Promise((r) => setTimeout(() => r(true), 1000)),
+    ]);
     expect(stillOpen).toBe(true);
 
     // And the revoked key opens nothing new.

@@ -2,8 +2,8 @@
 // read here with node:http as any HTTP client would.
 import * as http from "node:http";
 import * as http2 from "node:http2";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { fromBinary, fromJson, type JsonValue, toBinary, toJson } from "@bufbuild/protobuf";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { TaskEventSchema, TaskState } from "../../gen/agentd/v1/task_pb.js";
 import { startAgentd, type TestAgentd } from "../support/agentd.js";
 import { value } from "../support/json.js";
@@ -38,7 +38,11 @@ interface SseResponse {
 }
 
 /** A GET with an SSE reader: messages are split on blank lines, fields parsed per line. */
-function get(path: string, headers: Record<string, string> = { authorization: `Bearer ${agentd.key}` }, method = "GET"): Promise<SseResponse> {
+function get(
+  path: string,
+  headers: Record<string, string> = { authorization: `Bearer ${agentd.key}` },
+  method = "GET",
+): Promise<SseResponse> {
   return new Promise((resolve, reject) => {
     const req = http.request(`${agentd.url}${path}`, { method, headers, agent: false }, (res) => {
       res.setEncoding("utf8");
@@ -114,14 +118,20 @@ async function readEvents(res: SseResponse, count = Number.POSITIVE_INFINITY): P
 
 /** Parses a TaskEvent's JSON and sends it through binary, as ListTaskEvents' events were (floats become float32). */
 function viaBinary(json: JsonValue): unknown {
-  return toJson(TaskEventSchema, fromBinary(TaskEventSchema, toBinary(TaskEventSchema, fromJson(TaskEventSchema, json))));
+  return toJson(
+    TaskEventSchema,
+    fromBinary(TaskEventSchema, toBinary(TaskEventSchema, fromJson(TaskEventSchema, json))),
+  );
 }
 
 const eventsPath = (id: string, query = "") => `/v1/tasks/${id}/events${query}`;
 
 async function pausedTask(key = agentd.key) {
   const client = agentd.clients(key);
-  const { task } = await client.tasks.createTask({ agent: "simulate", input: value({ ask: [{ prompt: "ok?", schema: { type: "boolean" } }] }) });
+  const { task } = await client.tasks.createTask({
+    agent: "simulate",
+    input: value({ ask: [{ prompt: "ok?", schema: { type: "boolean" } }] }),
+  });
   return waitForState(client, task!.id, TaskState.INPUT_REQUIRED);
 }
 
@@ -139,7 +149,10 @@ describe("GET /v1/tasks/{id}/events", () => {
     const before = await readEvents(first, 3);
     first.cut();
 
-    const second = await get(eventsPath(task!.id), { authorization: `Bearer ${agentd.key}`, "last-event-id": before.at(-1)!.id! });
+    const second = await get(eventsPath(task!.id), {
+      authorization: `Bearer ${agentd.key}`,
+      "last-event-id": before.at(-1)!.id!,
+    });
     const rest = await readEvents(second); // to the end: the server closes after the terminal event
     const all = [...before, ...rest];
 
@@ -147,12 +160,20 @@ describe("GET /v1/tasks/{id}/events", () => {
     // data: is proto3 JSON of TaskEvent (fromJson accepts it); the same events as the log's.
     expect(all.map((m) => viaBinary(JSON.parse(m.data!)))).toEqual(asJson(log));
     expect(all.map((m) => Number(m.id))).toEqual(log.map((e) => Number(e.sequence)));
-    const names: Record<string, string> = { stateChange: "state_change", progress: "progress", delta: "delta", log: "log" };
+    const names: Record<string, string> = {
+      stateChange: "state_change",
+      progress: "progress",
+      delta: "delta",
+      log: "log",
+    };
     expect(all.map((m) => m.event)).toEqual(log.map((e) => names[e.event.case!]));
     expect(JSON.parse(all.at(-1)!.data!).stateChange.state).toBe("TASK_STATE_SUCCEEDED");
 
     // EventSource reconnects after the end with the last id: 204 tells it to stop.
-    const again = await get(eventsPath(task!.id), { authorization: `Bearer ${agentd.key}`, "last-event-id": all.at(-1)!.id! });
+    const again = await get(eventsPath(task!.id), {
+      authorization: `Bearer ${agentd.key}`,
+      "last-event-id": all.at(-1)!.id!,
+    });
     expect(again.status).toBe(204);
   });
 
@@ -162,7 +183,10 @@ describe("GET /v1/tasks/{id}/events", () => {
     const byQuery = await readEvents(await get(eventsPath(task!.id, `?after_sequence=${last - 2}`)));
     expect(byQuery.map((m) => Number(m.id))).toEqual([last - 1, last]);
     const byHeader = await readEvents(
-      await get(eventsPath(task!.id, "?after_sequence=0"), { authorization: `Bearer ${agentd.key}`, "last-event-id": String(last - 1) }),
+      await get(eventsPath(task!.id, "?after_sequence=0"), {
+        authorization: `Bearer ${agentd.key}`,
+        "last-event-id": String(last - 1),
+      }),
     );
     expect(byHeader.map((m) => Number(m.id))).toEqual([last]);
   });

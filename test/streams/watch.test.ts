@@ -126,7 +126,10 @@ describe("WatchTask", () => {
           for (const [i, leg] of legs.entries()) {
             const last = i === legs.length - 1;
             let n = 0;
-            for await (const res of clients[leg.protocol]!.tasks.watchTask({ taskId: task!.id, afterSequence: after })) {
+            for await (const res of clients[leg.protocol]!.tasks.watchTask({
+              taskId: task!.id,
+              afterSequence: after,
+            })) {
               if (!res.event) continue;
               received.push(res.event);
               after = res.event.sequence;
@@ -166,11 +169,15 @@ describe("WatchTask", () => {
   it("a task that has ended, watched from its last event, completes at once", async () => {
     const { task } = await agentd.client.agents.run({ agent: "simulate", input: value({ steps: 1 }) });
     const started = Date.now();
-    const { events, keepAlives } = await drain(agentd.client.tasks.watchTask({ taskId: task!.id, afterSequence: task!.lastSequence }));
+    const { events, keepAlives } = await drain(
+      agentd.client.tasks.watchTask({ taskId: task!.id, afterSequence: task!.lastSequence }),
+    );
     expect(events).toEqual([]);
     expect(keepAlives).toBe(0);
     expect(Date.now() - started).toBeLessThan(1000);
-    const lastTwo = await drain(agentd.client.tasks.watchTask({ taskId: task!.id, afterSequence: task!.lastSequence - 2n }));
+    const lastTwo = await drain(
+      agentd.client.tasks.watchTask({ taskId: task!.id, afterSequence: task!.lastSequence - 2n }),
+    );
     expect(lastTwo.events.map((e) => e.sequence)).toEqual([task!.lastSequence - 1n, task!.lastSequence]);
   });
 
@@ -178,7 +185,10 @@ describe("WatchTask", () => {
     // A raw HTTP/2 client that really stops reading (client libraries read ahead into memory),
     // so HTTP/2 flow control stops the server's writes while the agent writes ~1.2 MB of events.
     const catchUpBefore = await metric(agentd.url, "agentd_stream_log_reads_total", { reader: "catch_up" });
-    const { task } = await agentd.client.tasks.createTask({ agent: "chatty", input: value({ count: 300, size: 4000 }) });
+    const { task } = await agentd.client.tasks.createTask({
+      agent: "chatty",
+      input: value({ count: 300, size: 4000 }),
+    });
     const session = http2.connect(agentd.url);
     try {
       const stream = session.request({
@@ -196,7 +206,9 @@ describe("WatchTask", () => {
       const received = messages.filter((m) => "event" in m).map((m) => (m as { event: unknown }).event);
       expect(received).toEqual(asJson(await listAllEvents(agentd.client, task!.id)));
       // With a window of 16 events, the events it missed while blocked came from its own reads of the log.
-      expect(await metric(agentd.url, "agentd_stream_log_reads_total", { reader: "catch_up" })).toBeGreaterThan(catchUpBefore);
+      expect(await metric(agentd.url, "agentd_stream_log_reads_total", { reader: "catch_up" })).toBeGreaterThan(
+        catchUpBefore,
+      );
     } finally {
       session.close();
     }
@@ -216,7 +228,10 @@ describe("WatchTask", () => {
 describe("RunStream", () => {
   it("creates the task and streams it to the end; the first message carries the task id", async () => {
     const { events } = await drain(
-      agentd.client.agents.runStream({ agent: "summarize", input: value({ text: "One sentence here. Another one there. A third one too." }) }),
+      agentd.client.agents.runStream({
+        agent: "summarize",
+        input: value({ text: "One sentence here. Another one there. A third one too." }),
+      }),
     );
     const first = events[0]!;
     expect(first.event.case).toBe("stateChange");
@@ -228,7 +243,11 @@ describe("RunStream", () => {
   });
 
   it("a dropped stream does not cancel the task; a retry with the request_id streams the same task from its first event", async () => {
-    const request = { agent: "simulate", input: value({ steps: 3, step_delay_ms: 150 }), requestId: "run-stream-retry-1" };
+    const request = {
+      agent: "simulate",
+      input: value({ steps: 3, step_delay_ms: 150 }),
+      requestId: "run-stream-retry-1",
+    };
     let taskId = "";
     for await (const res of agentd.client.agents.runStream(request)) {
       taskId = res.event!.taskId;
@@ -244,7 +263,10 @@ describe("RunStream", () => {
 
   it("bad requests fail before any task is created", async () => {
     await expectCode(drain(agentd.client.agents.runStream({ agent: "nope" })), Code.NotFound);
-    await expectCode(drain(agentd.client.agents.runStream({ agent: "summarize", input: value({ text: 5 }) })), Code.InvalidArgument);
+    await expectCode(
+      drain(agentd.client.agents.runStream({ agent: "summarize", input: value({ text: 5 }) })),
+      Code.InvalidArgument,
+    );
     const reader = agentd.clients(await agentd.createKey("t1", ["tasks:read"]));
     await expectCode(drain(reader.agents.runStream({ agent: "simulate" })), Code.PermissionDenied);
   });
@@ -260,7 +282,10 @@ describe("bad input", () => {
     const other = agentd.clients(await agentd.createKey("t2"));
     const err = await expectCode(drain(other.tasks.watchTask({ taskId: task!.id })), Code.NotFound);
     expect(errorInfo(err)?.reason).toBe("TASK_NOT_FOUND");
-    const negative = await expectCode(drain(agentd.client.tasks.watchTask({ taskId: task!.id, afterSequence: -1n })), Code.InvalidArgument);
+    const negative = await expectCode(
+      drain(agentd.client.tasks.watchTask({ taskId: task!.id, afterSequence: -1n })),
+      Code.InvalidArgument,
+    );
     expect(negative.message).toMatch(/after_sequence: must not be negative/);
     await expectCode(drain(agentd.client.tasks.watchTask({ taskId: "" })), Code.InvalidArgument);
     const writer = agentd.clients(await agentd.createKey("t1", ["tasks:write"]));

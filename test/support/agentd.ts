@@ -14,7 +14,7 @@ import { builtinAgents } from "../../services/agent/agents/builtin.js";
 import { createAgentRegistry } from "../../services/agent/agents/registry.js";
 import { createAgentService, type RunningAgentService } from "../../services/agent/service.js";
 import { createApiKey } from "../../services/shared/auth/api-keys.js";
-import { type Scope, SCOPES } from "../../services/shared/auth/scopes.js";
+import { SCOPES, type Scope } from "../../services/shared/auth/scopes.js";
 import { type Config, loadConfig } from "../../services/shared/config.js";
 import { type Database, openDatabase } from "../../services/shared/db/database.js";
 import { runMigrations } from "../../services/shared/db/migrate.js";
@@ -91,17 +91,16 @@ export interface TestAgentd {
 }
 
 export async function startAgentd(
-  opts: {
-    config?: Partial<Config>;
-    agents?: AgentDefinition[];
-    database?: TestDatabase;
-    url?: string;
-  } = {},
+  opts: { config?: Partial<Config>; agents?: AgentDefinition[]; database?: TestDatabase; url?: string } = {},
 ): Promise<TestAgentd> {
   const testDb = opts.url ? undefined : (opts.database ?? (await createTestDatabase()));
   const config = loadConfig({}, {}, { ...TEST_CONFIG, ...opts.config });
   const url = opts.url ?? testDb?.url;
-  const db = await openDatabase({ ...(url ? { url } : {}), dataDir: testDb?.dataDir ?? config.dataDir, maxConnections: 10 });
+  const db = await openDatabase({
+    ...(url ? { url } : {}),
+    dataDir: testDb?.dataDir ?? config.dataDir,
+    maxConnections: 10,
+  });
   await runMigrations(db.sql);
   const bus = await createWakeupBus(db, silentLogger());
   let registry: ReturnType<typeof createAgentRegistry> | undefined;
@@ -200,7 +199,12 @@ function logEntry(line: string): Record<string, unknown> | undefined {
 /** The one way tests start `bin/agentd.js`: resolves with the URL `ready` finds in a line of stdout. */
 async function spawnBin(
   args: string[],
-  opts: { what: string; env: Record<string, string>; readyTimeoutMs: number; ready: (line: string) => string | undefined },
+  opts: {
+    what: string;
+    env: Record<string, string>;
+    readyTimeoutMs: number;
+    ready: (line: string) => string | undefined;
+  },
 ): Promise<AgentdProcess> {
   const child = spawn(process.execPath, [`${repoRoot}bin/agentd.js`, ...args], {
     cwd: repoRoot,
@@ -252,6 +256,15 @@ async function spawnBin(
 }
 
 /** `agentd serve --port 0` on a shared database. */
-export function spawnAgentd(opts: { databaseUrl: string; env?: Record<string, string>; args?: string[]; readyTimeoutMs?: number }): Promise<AgentdProcess> {
-  return spawnAgentdCommand("serve", { ...opts, ready: "agentd is serving", args: ["--port", "0", ...(opts.args ?? [])] });
+export function spawnAgentd(opts: {
+  databaseUrl: string;
+  env?: Record<string, string>;
+  args?: string[];
+  readyTimeoutMs?: number;
+}): Promise<AgentdProcess> {
+  return spawnAgentdCommand("serve", {
+    ...opts,
+    ready: "agentd is serving",
+    args: ["--port", "0", ...(opts.args ?? [])],
+  });
 }

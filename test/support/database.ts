@@ -50,7 +50,11 @@ export async function createTestDatabase(opts: { migrated?: boolean } = {}): Pro
 
 /** A migrated database reachable by URL, for tests that start other processes.
  * Embedded: a PGlite copy served from this test process on a free port. */
-export async function startSharedTestDatabase(): Promise<{ mode: "postgres" | "embedded"; url: string; close(): Promise<void> }> {
+export async function startSharedTestDatabase(): Promise<{
+  mode: "postgres" | "embedded";
+  url: string;
+  close(): Promise<void>;
+}> {
   const created = await createTestDatabase();
   if (created.mode === "postgres") return { mode: "postgres", url: created.url!, close: created.drop };
   const server = await startEmbeddedPostgres({ dataDir: created.dataDir!, port: 0 });

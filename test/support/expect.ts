@@ -1,6 +1,11 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { expect } from "vitest";
-import { type BadRequest, BadRequestSchema, type ErrorInfo, ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
+import {
+  type BadRequest,
+  BadRequestSchema,
+  type ErrorInfo,
+  ErrorInfoSchema,
+} from "../../gen/google/rpc/error_details_pb.js";
 
 /** Awaits a call that must fail with `code`; returns the error for further checks. */
 export async function expectCode(call: Promise<unknown>, code: Code): Promise<ConnectError> {

@@ -13,9 +13,16 @@ export const LEAK_BOUND_MS = 10_000;
  * rest of the shutdown; the server's close, called again, returns the same promise) and throws,
  * naming the count, if connections were still open.
  */
-export async function closeFailingOnLeaks(server: OnePortServer, finish: () => Promise<void> = () => server.close()): Promise<void> {
+export async function closeFailingOnLeaks(
+  server: OnePortServer,
+  finish: () => Promise<void> = () => server.close(),
+): Promise<void> {
   const closing = server.close({ graceMs: LEAK_BOUND_MS + 5_000 });
-  const open = await until(() => server.openConnections(), (n) => n === 0, { ms: LEAK_BOUND_MS, everyMs: 20 }).then(
+  const open = await until(
+    () => server.openConnections(),
+    (n) => n === 0,
+    { ms: LEAK_BOUND_MS, everyMs: 20 },
+  ).then(
     () => 0,
     () => server.openConnections(),
   );

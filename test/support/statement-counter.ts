@@ -2,7 +2,7 @@
 // each simple Query ('Q') and each extended-protocol Execute ('E') message is
 // one. It reads the wire protocol instead of asking Postgres (pg_stat_statements
 // needs a server restart to load), so it counts exactly one process's load.
-import { createServer, type Server, type Socket, connect } from "node:net";
+import { connect, createServer, type Server, type Socket } from "node:net";
 
 export interface StatementCounter {
   /** postgres:// URL of the proxy, for the process to be measured. */
@@ -41,7 +41,10 @@ function meter(onStatement: (text: string) => void) {
       if (type === "P") {
         // Parse: statement name\0 query\0 …
         const nameEnd = body.indexOf(0);
-        parsed.set(body.subarray(0, nameEnd).toString(), body.subarray(nameEnd + 1, body.indexOf(0, nameEnd + 1)).toString());
+        parsed.set(
+          body.subarray(0, nameEnd).toString(),
+          body.subarray(nameEnd + 1, body.indexOf(0, nameEnd + 1)).toString(),
+        );
       }
       if (type === "B") {
         // Bind: portal name\0 statement name\0 …

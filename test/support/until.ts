@@ -14,8 +14,17 @@ export interface UntilOptions {
 }
 
 /** Polls `probe` until `ok(answer)`; returns that answer. A number for `options` is `ms`. */
-export async function until<T>(probe: () => T | Promise<T>, ok: (answer: T) => boolean, options: UntilOptions | number = {}): Promise<T> {
-  const { ms = 10_000, everyMs = 50, what = "condition", retryErrors = false } = typeof options === "number" ? { ms: options } : options;
+export async function until<T>(
+  probe: () => T | Promise<T>,
+  ok: (answer: T) => boolean,
+  options: UntilOptions | number = {},
+): Promise<T> {
+  const {
+    ms = 10_000,
+    everyMs = 50,
+    what = "condition",
+    retryErrors = false,
+  } = typeof options === "number" ? { ms: options } : options;
   const deadline = Date.now() + ms;
   let last: { answer: T } | { error: unknown } | undefined;
   for (;;) {
@@ -34,7 +43,8 @@ export async function until<T>(probe: () => T | Promise<T>, ok: (answer: T) => b
 
 function describe(last: { answer: unknown } | { error: unknown } | undefined): string {
   if (last === undefined) return "nothing";
-  if ("error" in last) return `error ${last.error instanceof Error ? last.error.message : String(last.error)}`.slice(0, 500);
+  if ("error" in last)
+    return `error ${last.error instanceof Error ? last.error.message : String(last.error)}`.slice(0, 500);
   let text: string | undefined;
   try {
     text = JSON.stringify(last.answer, (_k, x) => (typeof x === "bigint" ? String(x) : x));

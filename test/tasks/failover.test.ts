@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { TaskState } from "../../gen/agentd/v1/task_pb.js";
 import { createApiKey } from "../../services/shared/auth/api-keys.js";
 import { SCOPES } from "../../services/shared/auth/scopes.js";
-import { openDatabase, type Database } from "../../services/shared/db/database.js";
+import { type Database, openDatabase } from "../../services/shared/db/database.js";
 import { runMigrations } from "../../services/shared/db/migrate.js";
 import { type AgentdProcess, clientsFor, spawnAgentd } from "../support/agentd.js";
 import { startSharedTestDatabase } from "../support/database.js";
@@ -18,7 +18,7 @@ const processes: AgentdProcess[] = [];
 
 beforeAll(async () => {
   shared = await startSharedTestDatabase();
-  db = await openDatabase({ url: shared.url, dataDir: "unused" , maxConnections: 1 });
+  db = await openDatabase({ url: shared.url, dataDir: "unused", maxConnections: 1 });
   await runMigrations(db.sql);
   key = (await createApiKey(db.sql, { tenantId: "t1", scopes: [...SCOPES] })).key;
 });
@@ -39,7 +39,10 @@ describe("a runner killed mid-task", () => {
   it("loses no task: after its lease expires the task completes on another runner, as attempt 2", async () => {
     const a = await spawn();
     const client = clientsFor(a.url, key);
-    const { task } = await client.tasks.createTask({ agent: "simulate", input: value({ steps: 4, step_delay_ms: 400 }) });
+    const { task } = await client.tasks.createTask({
+      agent: "simulate",
+      input: value({ steps: 4, step_delay_ms: 400 }),
+    });
     await until(
       () => client.tasks.getTask({ taskId: task!.id }),
       (r) => r.task?.state === TaskState.RUNNING && (r.task.progress?.step ?? 0) >= 1,
@@ -69,16 +72,26 @@ describe("two service processes on one database", () => {
     const client = clientsFor(a.url, key);
     const ids: string[] = [];
     for (let i = 0; i < 40; i++) {
-      const { task } = await client.tasks.createTask({ agent: "simulate", input: value({ steps: 2, step_delay_ms: 20 }), labels: { batch: "pair" } });
+      const { task } = await client.tasks.createTask({
+        agent: "simulate",
+        input: value({ steps: 2, step_delay_ms: 20 }),
+        labels: { batch: "pair" },
+      });
       ids.push(task!.id);
     }
     for (const id of ids) {
-      await until(() => client.tasks.getTask({ taskId: id }), (r) => r.task?.state === TaskState.SUCCEEDED, 20_000);
+      await until(
+        () => client.tasks.getTask({ taskId: id }),
+        (r) => r.task?.state === TaskState.SUCCEEDED,
+        20_000,
+      );
     }
     for (const id of ids) {
       const { events } = await client.tasks.listTaskEvents({ taskId: id, pageSize: 1000 });
       const attempts = events.flatMap((e) =>
-        e.event.case === "stateChange" && e.event.value.state === TaskState.RUNNING ? [e.event.value.task?.attempt] : [],
+        e.event.case === "stateChange" && e.event.value.state === TaskState.RUNNING
+          ? [e.event.value.task?.attempt]
+          : [],
       );
       // Under heavy load a lease can expire and the task be retried; what must never
       // happen is two runs of the same attempt.
@@ -92,15 +105,28 @@ describe("graceful shutdown", () => {
   it("SIGTERM hands a running task back to the queue; another runner finishes it", async () => {
     const a = await spawn({ AGENTD_SHUTDOWN_GRACE_MS: "200" });
     const client = clientsFor(a.url, key);
-    const { task } = await client.tasks.createTask({ agent: "simulate", input: value({ steps: 3, step_delay_ms: 500 }) });
-    await until(() => client.tasks.getTask({ taskId: task!.id }), (r) => r.task?.state === TaskState.RUNNING, 20_000);
+    const { task } = await client.tasks.createTask({
+      agent: "simulate",
+      input: value({ steps: 3, step_delay_ms: 500 }),
+    });
+    await until(
+      () => client.tasks.getTask({ taskId: task!.id }),
+      (r) => r.task?.state === TaskState.RUNNING,
+      20_000,
+    );
     expect(await a.kill("SIGTERM")).toBe(0);
-    const [row] = await db.sql<{ state: string; lease_owner: string | null }[]>`SELECT state, lease_owner FROM tasks WHERE task_id = ${task!.id}`;
+    const [row] = await db.sql<
+      { state: string; lease_owner: string | null }[]
+    >`SELECT state, lease_owner FROM tasks WHERE task_id = ${task!.id}`;
     expect(row).toEqual({ state: "QUEUED", lease_owner: null });
 
     const b = await spawn();
     const clientB = clientsFor(b.url, key);
-    const { task: done } = await until(() => clientB.tasks.getTask({ taskId: task!.id }), (r) => r.task?.state === TaskState.SUCCEEDED, 20_000);
+    const { task: done } = await until(
+      () => clientB.tasks.getTask({ taskId: task!.id }),
+      (r) => r.task?.state === TaskState.SUCCEEDED,
+      20_000,
+    );
     expect(done?.attempt).toBe(1);
     await b.kill("SIGTERM");
   });
@@ -111,8 +137,15 @@ describe("cancelling a task that runs in another process", () => {
     const [a, b] = await Promise.all([spawn(), spawn({ AGENTD_RUNNER_CONCURRENCY: "0" })]);
     const onA = clientsFor(a.url, key);
     const onB = clientsFor(b.url, key);
-    const { task } = await onA.tasks.createTask({ agent: "simulate", input: value({ steps: 1, step_delay_ms: 60_000 }) });
-    await until(() => onB.tasks.getTask({ taskId: task!.id }), (r) => r.task?.state === TaskState.RUNNING, 20_000);
+    const { task } = await onA.tasks.createTask({
+      agent: "simulate",
+      input: value({ steps: 1, step_delay_ms: 60_000 }),
+    });
+    await until(
+      () => onB.tasks.getTask({ taskId: task!.id }),
+      (r) => r.task?.state === TaskState.RUNNING,
+      20_000,
+    );
     const cancelledAt = Date.now();
     const { task: canceled } = await onB.tasks.cancelTask({ taskId: task!.id });
     expect(canceled?.state).toBe(TaskState.CANCELED);

@@ -64,7 +64,10 @@ describe("CreateTask then WaitTask", () => {
   });
 
   it("WaitTask returns the task as it is when its timeout passes first", async () => {
-    const { task } = await agentd.client.tasks.createTask({ agent: "simulate", input: value({ steps: 1, step_delay_ms: 5000 }) });
+    const { task } = await agentd.client.tasks.createTask({
+      agent: "simulate",
+      input: value({ steps: 1, step_delay_ms: 5000 }),
+    });
     const started = Date.now();
     const waited = await agentd.client.tasks.waitTask({ taskId: task!.id, timeout: { nanos: 300_000_000 } });
     expect(Date.now() - started).toBeGreaterThanOrEqual(250);
@@ -109,9 +112,16 @@ describe("CreateTask then WaitTask", () => {
 
     const page1 = await agentd.client.tasks.listTaskEvents({ taskId: task!.id, pageSize: 2 });
     expect(page1.events).toHaveLength(2);
-    const page2 = await agentd.client.tasks.listTaskEvents({ taskId: task!.id, pageSize: 2, pageToken: page1.nextPageToken });
+    const page2 = await agentd.client.tasks.listTaskEvents({
+      taskId: task!.id,
+      pageSize: 2,
+      pageToken: page1.nextPageToken,
+    });
     expect(page2.events[0]?.sequence).toBe(3n);
-    const after = await agentd.client.tasks.listTaskEvents({ taskId: task!.id, afterSequence: BigInt(events.length - 1) });
+    const after = await agentd.client.tasks.listTaskEvents({
+      taskId: task!.id,
+      afterSequence: BigInt(events.length - 1),
+    });
     expect(after.events.map((e) => e.sequence)).toEqual([BigInt(events.length)]);
   });
 });
@@ -157,7 +167,10 @@ describe("CancelTask", () => {
   });
 
   it("cancels a queued task before any runner takes it", async () => {
-    const { task } = await agentd.client.tasks.createTask({ agent: "simulate", input: value({ steps: 1, step_delay_ms: 2000 }) });
+    const { task } = await agentd.client.tasks.createTask({
+      agent: "simulate",
+      input: value({ steps: 1, step_delay_ms: 2000 }),
+    });
     const { task: canceled } = await agentd.client.tasks.cancelTask({ taskId: task!.id });
     expect(canceled?.state).toBe(TaskState.CANCELED);
   });
@@ -200,7 +213,10 @@ describe("ListTasks", () => {
     expect(seen).toEqual([...ids].reverse());
 
     const first = await client.tasks.listTasks({ pageSize: 2 });
-    await expectCode(client.tasks.listTasks({ pageSize: 2, pageToken: first.nextPageToken, agent: "x" }), Code.InvalidArgument);
+    await expectCode(
+      client.tasks.listTasks({ pageSize: 2, pageToken: first.nextPageToken, agent: "x" }),
+      Code.InvalidArgument,
+    );
     await expectCode(client.tasks.listTasks({ pageToken: "garbage!" }), Code.InvalidArgument);
     await expectCode(client.tasks.listTasks({ pageSize: -1 }), Code.InvalidArgument);
   });
@@ -208,7 +224,10 @@ describe("ListTasks", () => {
 
 describe("DeleteTask", () => {
   it("deletes a terminal task and refuses one that has not ended", async () => {
-    const running = await agentd.client.tasks.createTask({ agent: "simulate", input: value({ steps: 1, step_delay_ms: 3000 }) });
+    const running = await agentd.client.tasks.createTask({
+      agent: "simulate",
+      input: value({ steps: 1, step_delay_ms: 3000 }),
+    });
     const err = await expectCode(agentd.client.tasks.deleteTask({ taskId: running.task!.id }), Code.FailedPrecondition);
     expect(err.message).toMatch(/only a task that has ended/);
     await agentd.client.tasks.cancelTask({ taskId: running.task!.id });

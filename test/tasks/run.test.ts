@@ -31,7 +31,9 @@ describe("Run", () => {
     expect(text).toContain(output.summary.split(". ")[0]!.replace(/\.$/, ""));
 
     const { events } = await agentd.client.tasks.listTaskEvents({ taskId: task!.id });
-    const states = events.filter((e) => e.event.case === "stateChange").map((e) => (e.event.value as { state: TaskState }).state);
+    const states = events
+      .filter((e) => e.event.case === "stateChange")
+      .map((e) => (e.event.value as { state: TaskState }).state);
     expect(states).toEqual([TaskState.QUEUED, TaskState.RUNNING, TaskState.SUCCEEDED]);
     expect(events.some((e) => e.event.case === "progress")).toBe(true);
   });
@@ -97,7 +99,10 @@ describe("idempotency", () => {
     const b = await agentd.client.tasks.createTask(request);
     expect(b.task?.id).toBe(a.task?.id);
 
-    const err = await expectCode(agentd.client.tasks.createTask({ ...request, input: value({ steps: 2 }) }), Code.AlreadyExists);
+    const err = await expectCode(
+      agentd.client.tasks.createTask({ ...request, input: value({ steps: 2 }) }),
+      Code.AlreadyExists,
+    );
     expect(errorInfo(err)?.reason).toBe("REQUEST_ID_REUSED");
     expect(err.message).toContain(a.task!.id);
 
@@ -119,6 +124,9 @@ describe("idempotency", () => {
 
   it("a Run and a CreateTask with the same request_id conflict", async () => {
     await agentd.client.tasks.createTask({ agent: "simulate", input: value({ steps: 0 }), requestId: "idem-kind" });
-    await expectCode(agentd.client.agents.run({ agent: "simulate", input: value({ steps: 0 }), requestId: "idem-kind" }), Code.AlreadyExists);
+    await expectCode(
+      agentd.client.agents.run({ agent: "simulate", input: value({ steps: 0 }), requestId: "idem-kind" }),
+      Code.AlreadyExists,
+    );
   });
 });

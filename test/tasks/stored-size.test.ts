@@ -7,14 +7,14 @@ import type { JsonObject } from "@bufbuild/protobuf";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { TaskState } from "../../gen/agentd/v1/task_pb.js";
 import type { AgentDefinition } from "../../services/agent/agents/agent.js";
-import { startAgentd, type TestAgentd } from "../support/agentd.js";
-import { plain, value } from "../support/json.js";
-import { listAllEvents } from "../streams/support.js";
-import { type Receiver, startReceiver, WEBHOOK_TEST_CONFIG } from "../webhooks/support.js";
 import { createNotifier, type Notifier } from "../../services/notifier/notifier.js";
 import { loadConfig } from "../../services/shared/config.js";
 import { silentLogger } from "../../services/shared/log.js";
+import { listAllEvents } from "../streams/support.js";
+import { startAgentd, type TestAgentd } from "../support/agentd.js";
+import { plain, value } from "../support/json.js";
 import { until } from "../support/until.js";
+import { type Receiver, startReceiver, WEBHOOK_TEST_CONFIG } from "../webhooks/support.js";
 
 const MAX_PAYLOAD = 16 * 1024;
 
@@ -33,7 +33,10 @@ const hold: AgentDefinition<{ blob: string }> = {
 };
 
 /** Random (incompressible) text: storage is measured as JSON text, so compression cannot hide a copy. */
-const blob = (bytes: number) => randomBytes(Math.ceil((bytes * 3) / 4)).toString("base64").slice(0, bytes);
+const blob = (bytes: number) =>
+  randomBytes(Math.ceil((bytes * 3) / 4))
+    .toString("base64")
+    .slice(0, bytes);
 
 let agentd: TestAgentd;
 let receiver: Receiver;
@@ -55,7 +58,14 @@ beforeAll(async () => {
   await agentd.client.webhooks.rotateWebhookSecret({});
   await agentd.client.webhooks.createWebhookEndpoint({
     url: `${receiver.url}?endpoint`,
-    eventTypes: ["task.running", "task.input_required", "task.succeeded", "task.failed", "task.canceled", "task.progress"],
+    eventTypes: [
+      "task.running",
+      "task.input_required",
+      "task.succeeded",
+      "task.failed",
+      "task.canceled",
+      "task.progress",
+    ],
   });
 });
 afterAll(async () => {
@@ -65,7 +75,9 @@ afterAll(async () => {
 });
 
 /** JSON text bytes a task holds in the tasks row, its events and its deliveries. */
-async function storedBytes(taskId: string): Promise<{ task: number; events: number; deliveries: number; count: number }> {
+async function storedBytes(
+  taskId: string,
+): Promise<{ task: number; events: number; deliveries: number; count: number }> {
   const [row] = await agentd.db.sql<{ task: string; events: string; deliveries: string; count: string }[]>`
     SELECT
       (SELECT coalesce(sum(octet_length(t::text)), 0) FROM tasks t WHERE t.task_id = ${taskId}) AS task,
@@ -73,7 +85,12 @@ async function storedBytes(taskId: string): Promise<{ task: number; events: numb
       (SELECT coalesce(sum(octet_length(d.payload::text)), 0) FROM webhook_deliveries d WHERE d.task_id = ${taskId}) AS deliveries,
       (SELECT count(*) FROM webhook_deliveries d WHERE d.task_id = ${taskId}) AS count
   `;
-  return { task: Number(row!.task), events: Number(row!.events), deliveries: Number(row!.deliveries), count: Number(row!.count) };
+  return {
+    task: Number(row!.task),
+    events: Number(row!.events),
+    deliveries: Number(row!.deliveries),
+    count: Number(row!.count),
+  };
 }
 
 describe("a large request", () => {
@@ -83,7 +100,10 @@ describe("a large request", () => {
     const { task } = await agentd.client.tasks.createTask({
       agent: "hold",
       input: value(input),
-      webhook: { url: `${receiver.url}?task`, eventTypes: ["task.running", "task.input_required", "task.succeeded", "task.progress"] },
+      webhook: {
+        url: `${receiver.url}?task`,
+        eventTypes: ["task.running", "task.input_required", "task.succeeded", "task.progress"],
+      },
     });
     const asked = await agentd.client.tasks.waitTask({ taskId: task!.id, timeout: { seconds: 30n } });
     expect(asked.task?.state).toBe(TaskState.INPUT_REQUIRED);
@@ -106,7 +126,9 @@ describe("a large request", () => {
     expect(totalWebhookBytes).toBeLessThanOrEqual(bodies.length * MAX_PAYLOAD);
 
     // The large field is replaced by a reference: named in omittedFields, fetched with GetTask.
-    const succeeded = bodies.map((b) => JSON.parse(b.body) as { type: string; data: JsonObject }).find((b) => b.type === "task.succeeded")!;
+    const succeeded = bodies
+      .map((b) => JSON.parse(b.body) as { type: string; data: JsonObject })
+      .find((b) => b.type === "task.succeeded")!;
     expect(succeeded.data.omittedFields).toEqual(["input"]);
     const task_ = succeeded.data.task as JsonObject;
     expect(task_.id).toBe(task!.id);
@@ -128,7 +150,9 @@ describe("a large request", () => {
 
     // The log keeps what DESIGN promises: input in the first snapshot, output in the terminal one.
     const events = await listAllEvents(agentd.client, task!.id);
-    const snapshots = events.flatMap((e) => (e.event.case === "stateChange" ? [{ seq: Number(e.sequence), task: e.event.value.task! }] : []));
+    const snapshots = events.flatMap((e) =>
+      e.event.case === "stateChange" ? [{ seq: Number(e.sequence), task: e.event.value.task! }] : [],
+    );
     expect(snapshots[0]?.seq).toBe(1);
     expect(plain(snapshots[0]?.task.input)).toEqual(input);
     for (const s of snapshots.slice(1)) expect(s.task.input).toBeUndefined();

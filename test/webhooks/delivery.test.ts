@@ -6,10 +6,10 @@ import { Webhook } from "standardwebhooks";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { TaskSchema, TaskState } from "../../gen/agentd/v1/task_pb.js";
 import { DeliveryState } from "../../gen/agentd/v1/webhook_service_pb.js";
-import { expectCode, errorInfo } from "../support/expect.js";
+import { errorInfo, expectCode } from "../support/expect.js";
 import { value } from "../support/json.js";
-import { type Receiver, startReceiver, startWebhookHarness, type WebhookHarness } from "./support.js";
 import { until } from "../support/until.js";
+import { type Receiver, startReceiver, startWebhookHarness, type WebhookHarness } from "./support.js";
 
 let h: WebhookHarness;
 let receiver: Receiver;
@@ -75,21 +75,37 @@ describe("a per-task webhook", () => {
     const key = await h.agentd.createKey("no-secret-tenant");
     const client = h.agentd.clients(key);
     const err = await expectCode(
-      client.tasks.createTask({ agent: "simulate", input: value({}), webhook: { url: receiver.url, eventTypes: ["task.succeeded"] } }),
+      client.tasks.createTask({
+        agent: "simulate",
+        input: value({}),
+        webhook: { url: receiver.url, eventTypes: ["task.succeeded"] },
+      }),
       Code.FailedPrecondition,
     );
     expect(errorInfo(err)?.reason).toBe("NO_SIGNING_SECRET");
     await client.webhooks.rotateWebhookSecret({});
-    await client.tasks.createTask({ agent: "simulate", input: value({}), webhook: { url: receiver.url, eventTypes: ["task.succeeded"] } });
+    await client.tasks.createTask({
+      agent: "simulate",
+      input: value({}),
+      webhook: { url: receiver.url, eventTypes: ["task.succeeded"] },
+    });
   });
 
   it("rejects unknown event types and bad URLs as INVALID_ARGUMENT", async () => {
     await expectCode(
-      h.agentd.client.tasks.createTask({ agent: "simulate", input: value({}), webhook: { url: receiver.url, eventTypes: ["task.exploded"] } }),
+      h.agentd.client.tasks.createTask({
+        agent: "simulate",
+        input: value({}),
+        webhook: { url: receiver.url, eventTypes: ["task.exploded"] },
+      }),
       Code.InvalidArgument,
     );
     await expectCode(
-      h.agentd.client.tasks.createTask({ agent: "simulate", input: value({}), webhook: { url: "ftp://example.com/", eventTypes: ["task.failed"] } }),
+      h.agentd.client.tasks.createTask({
+        agent: "simulate",
+        input: value({}),
+        webhook: { url: "ftp://example.com/", eventTypes: ["task.failed"] },
+      }),
       Code.InvalidArgument,
     );
   });
@@ -105,7 +121,11 @@ describe("a tenant endpoint", () => {
     expect(created.signingSecret).toMatch(/^whsec_[A-Za-z0-9+/]{43}=$/);
     const endpointId = created.endpoint!.id;
 
-    const { task } = await h.agentd.client.tasks.createTask({ agent: "simulate", input: value({ steps: 2, fail_at_step: 2, fail_message: "boom" }), maxAttempts: 1 });
+    const { task } = await h.agentd.client.tasks.createTask({
+      agent: "simulate",
+      input: value({ steps: 2, fail_at_step: 2, fail_message: "boom" }),
+      maxAttempts: 1,
+    });
     const done = await h.agentd.client.tasks.waitTask({ taskId: task!.id, timeout: { seconds: 10n } });
     expect(done.task?.state).toBe(TaskState.FAILED);
 
@@ -126,7 +146,10 @@ describe("a tenant endpoint", () => {
 
   it("does not receive another tenant's events", async () => {
     const other = h.agentd.clients(await h.agentd.createKey("other-tenant"));
-    const ep = await h.agentd.client.webhooks.createWebhookEndpoint({ url: `${receiver.url}/t1-only`, eventTypes: ["task.succeeded"] });
+    const ep = await h.agentd.client.webhooks.createWebhookEndpoint({
+      url: `${receiver.url}/t1-only`,
+      eventTypes: ["task.succeeded"],
+    });
     const { task } = await other.tasks.createTask({ agent: "simulate", input: value({}) });
     await other.tasks.waitTask({ taskId: task!.id, timeout: { seconds: 10n } });
     // Give a delivery time to (wrongly) arrive.

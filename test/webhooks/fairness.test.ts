@@ -5,8 +5,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DeliveryState, type WebhookDelivery } from "../../gen/agentd/v1/webhook_service_pb.js";
 import type { Clients } from "../support/agentd.js";
 import { value } from "../support/json.js";
-import { type Receiver, startReceiver, startWebhookHarness, type WebhookHarness } from "./support.js";
 import { until } from "../support/until.js";
+import { type Receiver, startReceiver, startWebhookHarness, type WebhookHarness } from "./support.js";
 
 let h: WebhookHarness;
 const receivers: Receiver[] = [];

@@ -7,8 +7,8 @@ import { DeliveryState } from "../../gen/agentd/v1/webhook_service_pb.js";
 import { serveMetrics } from "../../services/notifier/metrics.js";
 import { createNotifier, type Notifier } from "../../services/notifier/notifier.js";
 import { value } from "../support/json.js";
-import { type Receiver, startReceiver, startWebhookHarness, type WebhookHarness } from "./support.js";
 import { until } from "../support/until.js";
+import { type Receiver, startReceiver, startWebhookHarness, type WebhookHarness } from "./support.js";
 
 let h: WebhookHarness;
 let notifier: Notifier;
@@ -20,11 +20,17 @@ beforeAll(async () => {
   h = await startWebhookHarness({ notifier: false });
   const sink = new Writable({
     write(chunk: Buffer, _enc, done) {
-      for (const line of chunk.toString().split("\n").filter(Boolean)) lines.push(JSON.parse(line) as Record<string, unknown>);
+      for (const line of chunk.toString().split("\n").filter(Boolean))
+        lines.push(JSON.parse(line) as Record<string, unknown>);
       done();
     },
   });
-  notifier = createNotifier({ db: h.agentd.db, bus: h.agentd.bus, config: { ...h.config, webhookRetryScheduleMs: [] }, logger: pino({ level: "info" }, sink) });
+  notifier = createNotifier({
+    db: h.agentd.db,
+    bus: h.agentd.bus,
+    config: { ...h.config, webhookRetryScheduleMs: [] },
+    logger: pino({ level: "info" }, sink),
+  });
   notifier.start();
   ok = await startReceiver();
   broken = await startReceiver(() => ({ status: 500 }));
@@ -44,7 +50,9 @@ describe("observability", () => {
     const { task } = await client.tasks.createTask({ agent: "simulate", input: value({ steps: 0 }) });
     await until(
       () => client.webhooks.listWebhookDeliveries({ taskId: task!.id }),
-      (r) => r.deliveries.length === 2 && r.deliveries.every((d) => d.state === DeliveryState.SUCCEEDED || d.state === DeliveryState.FAILED),
+      (r) =>
+        r.deliveries.length === 2 &&
+        r.deliveries.every((d) => d.state === DeliveryState.SUCCEEDED || d.state === DeliveryState.FAILED),
     );
 
     const text = await notifier.metrics.registry.metrics();
@@ -56,14 +64,26 @@ describe("observability", () => {
     expect(text).toMatch(/agentd_webhook_delivery_lag_seconds_count 1/);
 
     const delivered = lines.find((l) => l.msg === "webhook delivered")!;
-    expect(delivered).toMatchObject({ endpointId: endpoint!.id, taskId: task!.id, attempt: 1, status: 200, outcome: "success", tenantId: "t1" });
+    expect(delivered).toMatchObject({
+      endpointId: endpoint!.id,
+      taskId: task!.id,
+      attempt: 1,
+      status: 200,
+      outcome: "success",
+      tenantId: "t1",
+    });
     expect(delivered.deliveryId).toMatch(/^[0-9a-f-]{36}$/);
     expect(typeof delivered.latencyMs).toBe("number");
     // The origin, not the URL: paths and queries may carry receivers' tokens.
     expect(delivered.target).toBe(new URL(ok.url).origin);
     expect(JSON.stringify(lines)).not.toContain("/hook");
     const dead = lines.find((l) => String(l.msg).includes("dead letter"))!;
-    expect(dead).toMatchObject({ taskId: task!.id, status: 500, outcome: "http", error: "answered 500 Internal Server Error" });
+    expect(dead).toMatchObject({
+      taskId: task!.id,
+      status: 500,
+      outcome: "http",
+      error: "answered 500 Internal Server Error",
+    });
   });
 
   it("serves the registry on GET /metrics", async () => {

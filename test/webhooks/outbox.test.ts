@@ -1,15 +1,16 @@
 // The outbox sink's cheap decision (`wants`) and the event-type mapping.
 import { describe, expect, it } from "vitest";
-import type { TaskRow } from "../../services/agent/model/task.js";
 import type { StoredEvent } from "../../services/agent/model/change.js";
-import type { Tx } from "../../services/shared/db/database.js";
-import { createLocalWakeupBus } from "../../services/shared/wakeup/bus.js";
+import type { TaskRow } from "../../services/agent/model/task.js";
 import { targetOf, webhookTypeOf } from "../../services/agent/outbox/event-types.js";
 import { createWebhookOutbox } from "../../services/agent/outbox/outbox.js";
+import type { Tx } from "../../services/shared/db/database.js";
+import { createLocalWakeupBus } from "../../services/shared/wakeup/bus.js";
 
 const task = (webhook: TaskRow["webhook"] = null) => ({ tenant_id: "t1", task_id: "x", webhook }) as unknown as TaskRow;
 // A state_change here may leave out its task snapshot (what the outbox does not read).
-const event = (kind: StoredEvent["kind"], data: StoredEvent["data"] = {}) => ({ sequence: 2, time: new Date(), kind, data }) as StoredEvent;
+const event = (kind: StoredEvent["kind"], data: StoredEvent["data"] = {}) =>
+  ({ sequence: 2, time: new Date(), kind, data }) as StoredEvent;
 const succeeded = event("stateChange", { state: "TASK_STATE_SUCCEEDED", task: { id: "x" } });
 
 /** A transaction stand-in answering the subscription query with `types` and counting queries. */
@@ -35,7 +36,8 @@ describe("webhookTypeOf", () => {
     expect(webhookTypeOf(event("stateChange", { state: "TASK_STATE_CANCELED" }))).toBe("task.canceled");
     expect(webhookTypeOf(event("stateChange", { state: "TASK_STATE_QUEUED" }))).toBeNull();
     expect(webhookTypeOf(event("progress", { percent: 50 }))).toBe("task.progress");
-    for (const kind of ["delta", "toolCall", "log", "artifact", "inputRequest"] as const) expect(webhookTypeOf(event(kind))).toBeNull();
+    for (const kind of ["delta", "toolCall", "log", "artifact", "inputRequest"] as const)
+      expect(webhookTypeOf(event(kind))).toBeNull();
   });
 
   it("keys destinations by scheme, host and port", () => {

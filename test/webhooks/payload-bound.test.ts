@@ -6,17 +6,33 @@ import { webhookPayload } from "../../services/agent/outbox/event-types.js";
 
 const time = new Date("2026-12-01T00:00:00Z");
 const size = (body: unknown) => Buffer.byteLength(JSON.stringify(body));
-const task = (fields: JsonObject): JsonObject => ({ id: "t-1", agent: "simulate", state: "TASK_STATE_SUCCEEDED", lastSequence: "7", ...fields });
+const task = (fields: JsonObject): JsonObject => ({
+  id: "t-1",
+  agent: "simulate",
+  state: "TASK_STATE_SUCCEEDED",
+  lastSequence: "7",
+  ...fields,
+});
 
 describe("webhookPayload", () => {
   it("leaves a body within the bound as it is, with no omittedFields", () => {
     const body = webhookPayload("task.succeeded", time, task({ input: { a: 1 }, output: { b: 2 } }), 7, 4096);
-    expect(body).toEqual({ type: "task.succeeded", timestamp: time.toISOString(), data: { task: task({ input: { a: 1 }, output: { b: 2 } }), sequence: 7 } });
+    expect(body).toEqual({
+      type: "task.succeeded",
+      timestamp: time.toISOString(),
+      data: { task: task({ input: { a: 1 }, output: { b: 2 } }), sequence: 7 },
+    });
   });
 
   it("leaves out the largest field first, and only as many as needed", () => {
-    const big = task({ input: { text: "x".repeat(10_000) }, output: { text: "y".repeat(2_000) }, labels: { team: "docs" } });
-    const body = webhookPayload("task.succeeded", time, big, 7, 4096) as { data: { task: JsonObject; omittedFields: string[] } };
+    const big = task({
+      input: { text: "x".repeat(10_000) },
+      output: { text: "y".repeat(2_000) },
+      labels: { team: "docs" },
+    });
+    const body = webhookPayload("task.succeeded", time, big, 7, 4096) as {
+      data: { task: JsonObject; omittedFields: string[] };
+    };
     expect(body.data.omittedFields).toEqual(["input"]);
     expect(body.data.task.input).toBeUndefined();
     expect(body.data.task.output).toEqual({ text: "y".repeat(2_000) });
@@ -31,7 +47,9 @@ describe("webhookPayload", () => {
       artifacts: [{ name: "a", text: "z".repeat(2_500) }],
       progress: { message: "p".repeat(100) },
     });
-    const body = webhookPayload("task.progress", time, big, 3, 4096) as { data: { task: JsonObject; omittedFields: string[]; sequence: number } };
+    const body = webhookPayload("task.progress", time, big, 3, 4096) as {
+      data: { task: JsonObject; omittedFields: string[]; sequence: number };
+    };
     expect(body.data.omittedFields).toEqual(["output", "input"]);
     expect(body.data.task.artifacts).toBeDefined();
     expect(body.data.sequence).toBe(3);

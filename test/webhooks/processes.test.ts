@@ -5,8 +5,16 @@ import { DeliveryState } from "../../gen/agentd/v1/webhook_service_pb.js";
 import { startAgentd, type TestAgentd } from "../support/agentd.js";
 import { startSharedTestDatabase } from "../support/database.js";
 import { value } from "../support/json.js";
-import { type NotifierProcess, type Received, type Receiver, type Reply, spawnNotifier, startReceiver, WEBHOOK_TEST_CONFIG } from "./support.js";
 import { until } from "../support/until.js";
+import {
+  type NotifierProcess,
+  type Received,
+  type Receiver,
+  type Reply,
+  spawnNotifier,
+  startReceiver,
+  WEBHOOK_TEST_CONFIG,
+} from "./support.js";
 
 let shared: Awaited<ReturnType<typeof startSharedTestDatabase>>;
 let agentd: TestAgentd;
@@ -52,13 +60,19 @@ async function createTasks(n: number, url: string): Promise<string[]> {
 }
 
 const allDeliveries = async (taskIds: string[]) =>
-  (await Promise.all(taskIds.map((taskId) => agentd.client.webhooks.listWebhookDeliveries({ taskId })))).flatMap((r) => r.deliveries);
+  (await Promise.all(taskIds.map((taskId) => agentd.client.webhooks.listWebhookDeliveries({ taskId })))).flatMap(
+    (r) => r.deliveries,
+  );
 
 describe("a notifier killed with SIGKILL mid-delivery", () => {
-  it("loses nothing: after restart every delivery is made, with the same webhook-id", { timeout: 150_000 }, async () => {
+  it("loses nothing: after restart every delivery is made, with the same webhook-id", {
+    timeout: 150_000,
+  }, async () => {
     let killed = false;
     // Hold the first request open until the notifier that sent it is dead.
-    const r = await receiver(({ index }) => (index === 0 && !killed ? { status: 200, delayMs: 60_000 } : { status: 200 }));
+    const r = await receiver(({ index }) =>
+      index === 0 && !killed ? { status: 200, delayMs: 60_000 } : { status: 200 },
+    );
     const a = await notifier();
     const tasks = await createTasks(10, r.url);
     const [first] = await r.until((x) => x.length >= 1);
@@ -108,7 +122,8 @@ describe("two notifier processes", () => {
     expect(spans.size).toBe(120);
     for (const [id, list] of spans) {
       const sorted = [...list].sort((x, y) => x[0] - y[0]);
-      for (let i = 1; i < sorted.length; i++) expect(sorted[i]![0], `webhook-id ${id} was in flight twice at once`).toBeGreaterThanOrEqual(sorted[i - 1]![1]);
+      for (let i = 1; i < sorted.length; i++)
+        expect(sorted[i]![0], `webhook-id ${id} was in flight twice at once`).toBeGreaterThanOrEqual(sorted[i - 1]![1]);
     }
     // All answered 200 at once, so each was sent exactly once, by one of the two.
     for (const d of deliveries) expect(d.attempts).toHaveLength(1);

@@ -10,8 +10,8 @@ import type { Config } from "../../services/shared/config.js";
 import type { Clients } from "../support/agentd.js";
 import { errorInfo, expectCode } from "../support/expect.js";
 import { value } from "../support/json.js";
-import { type Receiver, type Reply, startReceiver, startWebhookHarness, type WebhookHarness } from "./support.js";
 import { until } from "../support/until.js";
+import { type Receiver, type Reply, startReceiver, startWebhookHarness, type WebhookHarness } from "./support.js";
 
 let h: WebhookHarness;
 let notifier: Notifier | undefined;
@@ -35,7 +35,10 @@ async function setup(reply: (r: { index: number }) => Reply, config: Partial<Con
   const receiver = await startReceiver(reply);
   receivers.push(receiver);
   const client: Clients = h.agentd.clients(await h.agentd.createKey(`retries-${++tenants}`));
-  const { endpoint, signingSecret } = await client.webhooks.createWebhookEndpoint({ url: receiver.url, eventTypes: ["task.succeeded"] });
+  const { endpoint, signingSecret } = await client.webhooks.createWebhookEndpoint({
+    url: receiver.url,
+    eventTypes: ["task.succeeded"],
+  });
   notifier = h.startNotifier(config);
   const finishTask = async () => {
     const { task } = await client.tasks.createTask({ agent: "simulate", input: value({ steps: 0 }) });
@@ -93,16 +96,21 @@ describe("retries", () => {
     const delivery = await s.settled(taskId, DeliveryState.SUCCEEDED, 2);
     expect(delivery.attempts[0]!.statusCode).toBe(0);
     expect(delivery.attempts[0]!.error).toMatch(/^timeout/);
-    expect(Number(delivery.attempts[0]!.latency!.nanos) / 1e6 + Number(delivery.attempts[0]!.latency!.seconds) * 1000).toBeGreaterThanOrEqual(290);
+    expect(
+      Number(delivery.attempts[0]!.latency!.nanos) / 1e6 + Number(delivery.attempts[0]!.latency!.seconds) * 1000,
+    ).toBeGreaterThanOrEqual(290);
     // Attempt 2 started at least timeout + throttle minimum after attempt 1 did.
     expect(ms(delivery, 1) - ms(delivery, 0)).toBeGreaterThanOrEqual(300 + 700 - 20);
   });
 
   it("429 with Retry-After: the next attempt waits what the receiver asked", async () => {
-    const s = await setup(({ index }) => (index === 0 ? { status: 429, headers: { "retry-after": "2" } } : { status: 200 }), {
-      webhookRetryScheduleMs: [10],
-      webhookThrottleMinMs: 100,
-    });
+    const s = await setup(
+      ({ index }) => (index === 0 ? { status: 429, headers: { "retry-after": "2" } } : { status: 200 }),
+      {
+        webhookRetryScheduleMs: [10],
+        webhookThrottleMinMs: 100,
+      },
+    );
     const taskId = await s.finishTask();
     const delivery = await s.settled(taskId, DeliveryState.SUCCEEDED, 2);
     expect(delivery.attempts[0]!.statusCode).toBe(429);
@@ -110,11 +118,14 @@ describe("retries", () => {
   });
 
   it("a Retry-After beyond the bound is cut to it", async () => {
-    const s = await setup(({ index }) => (index === 0 ? { status: 503, headers: { "retry-after": "86400" } } : { status: 200 }), {
-      webhookRetryScheduleMs: [10],
-      webhookThrottleMinMs: 100,
-      webhookRetryAfterMaxMs: 600,
-    });
+    const s = await setup(
+      ({ index }) => (index === 0 ? { status: 503, headers: { "retry-after": "86400" } } : { status: 200 }),
+      {
+        webhookRetryScheduleMs: [10],
+        webhookThrottleMinMs: 100,
+        webhookRetryAfterMaxMs: 600,
+      },
+    );
     const taskId = await s.finishTask();
     const delivery = await s.settled(taskId, DeliveryState.SUCCEEDED, 2);
     const gap = ms(delivery, 1) - ms(delivery, 0);
@@ -135,7 +146,10 @@ describe("retries", () => {
     expect(await s.deliveries(later)).toEqual([]);
     expect(s.receiver.received).toHaveLength(1);
 
-    const err = await expectCode(s.client.webhooks.retryWebhookDelivery({ deliveryId: delivery.id }), Code.FailedPrecondition);
+    const err = await expectCode(
+      s.client.webhooks.retryWebhookDelivery({ deliveryId: delivery.id }),
+      Code.FailedPrecondition,
+    );
     expect(errorInfo(err)?.reason).toBe("ENDPOINT_DISABLED");
     const { endpoint } = await s.client.webhooks.updateWebhookEndpoint({
       endpoint: { id: s.endpointId, enabled: true },
@@ -157,7 +171,9 @@ describe("retries", () => {
 
   it("when every attempt fails the delivery is a dead letter; RetryWebhookDelivery then delivers it with the same id", async () => {
     let healthy = false;
-    const s = await setup(() => (healthy ? { status: 204 } : { status: 500 }), { webhookRetryScheduleMs: [20, 20, 20] });
+    const s = await setup(() => (healthy ? { status: 204 } : { status: 500 }), {
+      webhookRetryScheduleMs: [20, 20, 20],
+    });
     const taskId = await s.finishTask();
     const dead = await s.settled(taskId, DeliveryState.FAILED, 4);
     expect(dead.attempts.map((a) => a.statusCode)).toEqual([500, 500, 500, 500]);
@@ -166,13 +182,20 @@ describe("retries", () => {
 
     healthy = true;
     const { delivery } = await s.client.webhooks.retryWebhookDelivery({ deliveryId: dead.id });
-    expect(delivery?.state === DeliveryState.PENDING || delivery?.state === DeliveryState.SENDING || delivery?.state === DeliveryState.SUCCEEDED).toBe(true);
+    expect(
+      delivery?.state === DeliveryState.PENDING ||
+        delivery?.state === DeliveryState.SENDING ||
+        delivery?.state === DeliveryState.SUCCEEDED,
+    ).toBe(true);
     const redelivered = await s.settled(taskId, DeliveryState.SUCCEEDED, 5);
     expect(redelivered.id).toBe(dead.id);
     expect(redelivered.attempts.at(-1)).toMatchObject({ attempt: 5, statusCode: 204 });
     expect(s.receiver.received.at(-1)!.headers["webhook-id"]).toBe(dead.id);
 
-    await expectCode(s.client.webhooks.retryWebhookDelivery({ deliveryId: "0190a3c4-0000-7000-8000-000000000000" }), Code.NotFound);
+    await expectCode(
+      s.client.webhooks.retryWebhookDelivery({ deliveryId: "0190a3c4-0000-7000-8000-000000000000" }),
+      Code.NotFound,
+    );
     await expectCode(s.client.webhooks.retryWebhookDelivery({ deliveryId: "" }), Code.InvalidArgument);
   });
 
@@ -185,7 +208,10 @@ describe("retries", () => {
   });
 
   it("an endpoint that only failed for the configured time (5 days by default) is disabled", async () => {
-    const s = await setup(() => ({ status: 500 }), { webhookRetryScheduleMs: [250, 250, 250, 250, 250, 250, 250], webhookDisableAfterMs: 1000 });
+    const s = await setup(() => ({ status: 500 }), {
+      webhookRetryScheduleMs: [250, 250, 250, 250, 250, 250, 250],
+      webhookDisableAfterMs: 1000,
+    });
     const taskId = await s.finishTask();
     const [delivery] = await until(
       () => s.deliveries(taskId),

@@ -13,12 +13,21 @@ describe("retryRefusal", () => {
   });
 
   it("refuses a delivery being sent now, whatever its endpoint", () => {
-    expect(retryRefusal({ state: "SENDING", endpointId, endpointEnabled: true })).toEqual({ reason: "DELIVERY_IN_FLIGHT" });
-    expect(retryRefusal({ state: "SENDING", endpointId, endpointEnabled: false })).toEqual({ reason: "DELIVERY_IN_FLIGHT" });
-    expect(retryRefusal({ state: "SENDING", endpointId: null, endpointEnabled: null })).toEqual({ reason: "DELIVERY_IN_FLIGHT" });
+    expect(retryRefusal({ state: "SENDING", endpointId, endpointEnabled: true })).toEqual({
+      reason: "DELIVERY_IN_FLIGHT",
+    });
+    expect(retryRefusal({ state: "SENDING", endpointId, endpointEnabled: false })).toEqual({
+      reason: "DELIVERY_IN_FLIGHT",
+    });
+    expect(retryRefusal({ state: "SENDING", endpointId: null, endpointEnabled: null })).toEqual({
+      reason: "DELIVERY_IN_FLIGHT",
+    });
   });
 
   it("refuses a delivery to a disabled endpoint, naming it", () => {
-    expect(retryRefusal({ state: "FAILED", endpointId, endpointEnabled: false })).toEqual({ reason: "ENDPOINT_DISABLED", endpointId });
+    expect(retryRefusal({ state: "FAILED", endpointId, endpointEnabled: false })).toEqual({
+      reason: "ENDPOINT_DISABLED",
+      endpointId,
+    });
   });
 });

@@ -3,14 +3,17 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DeliveryState } from "../../gen/agentd/v1/webhook_service_pb.js";
 import { value } from "../support/json.js";
-import { type Receiver, startReceiver, startWebhookHarness, type WebhookHarness } from "./support.js";
 import { until } from "../support/until.js";
+import { type Receiver, startReceiver, startWebhookHarness, type WebhookHarness } from "./support.js";
 
 let h: WebhookHarness;
 let receiver: Receiver;
 
 beforeAll(async () => {
-  h = await startWebhookHarness({ notifier: false, notifierConfig: { webhookTimeoutMs: 5000, notifierLeaseMs: 30_000 } });
+  h = await startWebhookHarness({
+    notifier: false,
+    notifierConfig: { webhookTimeoutMs: 5000, notifierLeaseMs: 30_000 },
+  });
   receiver = await startReceiver(({ index }) => (index === 0 ? { status: 200, delayMs: 4000 } : { status: 200 }));
   await h.agentd.client.webhooks.rotateWebhookSecret({});
 });

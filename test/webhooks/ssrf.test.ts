@@ -9,8 +9,8 @@ import { createAddressGuard, forbiddenReason } from "../../services/shared/webho
 import { checkDestination } from "../../services/shared/webhooks/url-policy.js";
 import { badRequest, errorInfo, expectCode } from "../support/expect.js";
 import { value } from "../support/json.js";
-import { type Receiver, startReceiver, startWebhookHarness, type WebhookHarness } from "./support.js";
 import { until } from "../support/until.js";
+import { type Receiver, startReceiver, startWebhookHarness, type WebhookHarness } from "./support.js";
 
 /** One address of every forbidden kind, with what the guard calls it. */
 const FORBIDDEN: [string, RegExp][] = [
@@ -57,7 +57,15 @@ const FORBIDDEN: [string, RegExp][] = [
   ["4000::1", /outside IPv6 global unicast/],
 ];
 
-const ALLOWED = ["8.8.8.8", "1.1.1.1", "100.128.0.1", "172.32.0.1", "2606:4700:4700::1111", "::ffff:8.8.8.8", "64:ff9b::808:808"];
+const ALLOWED = [
+  "8.8.8.8",
+  "1.1.1.1",
+  "100.128.0.1",
+  "172.32.0.1",
+  "2606:4700:4700::1111",
+  "::ffff:8.8.8.8",
+  "64:ff9b::808:808",
+];
 
 describe("the address table", () => {
   it.each(FORBIDDEN)("refuses %s (%s)", (address, why) => {
@@ -104,35 +112,58 @@ describe("at registration", () => {
   ];
 
   it.each(urls)("CreateWebhookEndpoint refuses %s", async (url) => {
-    const err = await expectCode(h.agentd.client.webhooks.createWebhookEndpoint({ url, eventTypes: ["task.failed"] }), Code.InvalidArgument);
+    const err = await expectCode(
+      h.agentd.client.webhooks.createWebhookEndpoint({ url, eventTypes: ["task.failed"] }),
+      Code.InvalidArgument,
+    );
     const [violation] = badRequest(err)!.fieldViolations;
     expect(violation).toMatchObject({ field: "url", reason: "FORBIDDEN_DESTINATION" });
   });
 
   it("accepts a public address, then refuses to move it somewhere forbidden", async () => {
-    const { endpoint } = await h.agentd.client.webhooks.createWebhookEndpoint({ url: "https://8.8.8.8/hook", eventTypes: ["task.failed"] });
+    const { endpoint } = await h.agentd.client.webhooks.createWebhookEndpoint({
+      url: "https://8.8.8.8/hook",
+      eventTypes: ["task.failed"],
+    });
     const err = await expectCode(
-      h.agentd.client.webhooks.updateWebhookEndpoint({ endpoint: { id: endpoint!.id, url: "https://169.254.169.254/" }, updateMask: { paths: ["url"] } }),
+      h.agentd.client.webhooks.updateWebhookEndpoint({
+        endpoint: { id: endpoint!.id, url: "https://169.254.169.254/" },
+        updateMask: { paths: ["url"] },
+      }),
       Code.InvalidArgument,
     );
-    expect(badRequest(err)!.fieldViolations[0]).toMatchObject({ field: "endpoint.url", reason: "FORBIDDEN_DESTINATION" });
+    expect(badRequest(err)!.fieldViolations[0]).toMatchObject({
+      field: "endpoint.url",
+      reason: "FORBIDDEN_DESTINATION",
+    });
   });
 
   it("requires https unless the server allows http", async () => {
-    const err = await expectCode(h.agentd.client.webhooks.createWebhookEndpoint({ url: "http://8.8.8.8/hook", eventTypes: ["task.failed"] }), Code.InvalidArgument);
+    const err = await expectCode(
+      h.agentd.client.webhooks.createWebhookEndpoint({ url: "http://8.8.8.8/hook", eventTypes: ["task.failed"] }),
+      Code.InvalidArgument,
+    );
     expect(badRequest(err)!.fieldViolations[0]).toMatchObject({ field: "url", reason: "INSECURE_URL" });
   });
 
   it("checks per-task webhooks too", async () => {
     for (const url of ["https://localhost/x", "https://[::ffff:10.0.0.1]/x", "http://8.8.8.8/x"]) {
       const err = await expectCode(
-        h.agentd.client.tasks.createTask({ agent: "simulate", input: value({}), webhook: { url, eventTypes: ["task.succeeded"] } }),
+        h.agentd.client.tasks.createTask({
+          agent: "simulate",
+          input: value({}),
+          webhook: { url, eventTypes: ["task.succeeded"] },
+        }),
         Code.InvalidArgument,
       );
       expect(badRequest(err)!.fieldViolations[0]!.field).toBe("webhook.url");
       expect(["FORBIDDEN_DESTINATION", "INSECURE_URL"]).toContain(errorInfo(err)?.reason);
     }
-    await h.agentd.client.tasks.createTask({ agent: "simulate", input: value({}), webhook: { url: "https://8.8.8.8/x", eventTypes: ["task.succeeded"] } });
+    await h.agentd.client.tasks.createTask({
+      agent: "simulate",
+      input: value({}),
+      webhook: { url: "https://8.8.8.8/x", eventTypes: ["task.succeeded"] },
+    });
   });
 });
 

@@ -3,11 +3,17 @@
 import { once } from "node:events";
 import { createServer, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
+import type { AgentDefinition } from "../../services/agent/agents/agent.js";
 import { createNotifier, type Notifier } from "../../services/notifier/notifier.js";
 import { type Config, loadConfig } from "../../services/shared/config.js";
 import { createLogger, silentLogger } from "../../services/shared/log.js";
-import type { AgentDefinition } from "../../services/agent/agents/agent.js";
-import { type AgentdProcess, spawnAgentdCommand, startAgentd, TEST_CONFIG, type TestAgentd } from "../support/agentd.js";
+import {
+  type AgentdProcess,
+  spawnAgentdCommand,
+  startAgentd,
+  TEST_CONFIG,
+  type TestAgentd,
+} from "../support/agentd.js";
 
 /** Millisecond schedules, and loopback allowed for the local receivers. */
 export const WEBHOOK_TEST_CONFIG: Partial<Config> = {
@@ -49,7 +55,12 @@ export async function startReceiver(reply: (r: Received) => Reply = () => ({ sta
     const chunks: Buffer[] = [];
     req.on("data", (c: Buffer) => chunks.push(c));
     req.on("end", () => {
-      const r: Received = { headers: req.headers, body: Buffer.concat(chunks).toString("utf8"), at: Date.now(), index: received.length };
+      const r: Received = {
+        headers: req.headers,
+        body: Buffer.concat(chunks).toString("utf8"),
+        at: Date.now(),
+        index: received.length,
+      };
       received.push(r);
       for (const w of waiters) w();
       const answer = reply(r);
@@ -104,7 +115,12 @@ export interface WebhookHarness {
 
 /** An agent service with the webhook outbox, and a notifier (unless `notifier: false`). */
 export async function startWebhookHarness(
-  opts: { config?: Partial<Config>; notifierConfig?: Partial<Config>; agents?: AgentDefinition[]; notifier?: boolean } = {},
+  opts: {
+    config?: Partial<Config>;
+    notifierConfig?: Partial<Config>;
+    agents?: AgentDefinition[];
+    notifier?: boolean;
+  } = {},
 ): Promise<WebhookHarness> {
   const base = { ...WEBHOOK_TEST_CONFIG, ...opts.config };
   const agentd = await startAgentd({

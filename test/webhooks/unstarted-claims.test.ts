@@ -6,8 +6,8 @@ import { DeliveryState } from "../../gen/agentd/v1/webhook_service_pb.js";
 import { startAgentd, type TestAgentd } from "../support/agentd.js";
 import { startSharedTestDatabase } from "../support/database.js";
 import { value } from "../support/json.js";
-import { type NotifierProcess, type Receiver, spawnNotifier, startReceiver, WEBHOOK_TEST_CONFIG } from "./support.js";
 import { until } from "../support/until.js";
+import { type NotifierProcess, type Receiver, spawnNotifier, startReceiver, WEBHOOK_TEST_CONFIG } from "./support.js";
 
 let shared: Awaited<ReturnType<typeof startSharedTestDatabase>>;
 let agentd: TestAgentd;
@@ -85,7 +85,10 @@ describe("a notifier killed right after claiming", () => {
 
     processes.push(await spawnNotifier({ databaseUrl: shared.url }));
     const deliveries = await until(
-      async () => (await Promise.all(tasks.map((taskId) => agentd.client.webhooks.listWebhookDeliveries({ taskId })))).flatMap((r) => r.deliveries),
+      async () =>
+        (await Promise.all(tasks.map((taskId) => agentd.client.webhooks.listWebhookDeliveries({ taskId })))).flatMap(
+          (r) => r.deliveries,
+        ),
       (d) => d.length === 3 && d.every((x) => x.state === DeliveryState.SUCCEEDED),
       { ms: 30_000, everyMs: 200 },
     );

@@ -3,8 +3,8 @@
 // failover that lost the commit which first wrote it, carries the same id and
 // is stored once.
 import { afterEach, describe, expect, it } from "vitest";
-import { type Database, openDatabase } from "../../services/shared/db/database.js";
 import { enqueueDeliveries } from "../../services/agent/outbox/enqueue-deliveries.js";
+import { type Database, openDatabase } from "../../services/shared/db/database.js";
 import { createTestDatabase } from "../support/database.js";
 
 const cleanups: Array<() => Promise<unknown>> = [];
@@ -15,7 +15,10 @@ afterEach(async () => {
 async function open(): Promise<Database> {
   const test = await createTestDatabase();
   const db = await openDatabase({ ...(test.url ? { url: test.url } : { dataDir: test.dataDir! }), maxConnections: 2 });
-  cleanups.push(() => test.drop(), () => db.close());
+  cleanups.push(
+    () => test.drop(),
+    () => db.close(),
+  );
   return db;
 }
 
@@ -37,7 +40,9 @@ describe("webhook-id", () => {
     await enqueueDeliveries(db.sql, "t1", task, [{ ...event, sequence: 70001 }], own);
     await enqueueDeliveries(db.sql, "t2", task, [event], own);
 
-    const rows = await db.sql<{ tenant_id: string; delivery_id: string; endpoint_id: string | null; sequence: number }[]>`
+    const rows = await db.sql<
+      { tenant_id: string; delivery_id: string; endpoint_id: string | null; sequence: number }[]
+    >`
       SELECT tenant_id, delivery_id::text, endpoint_id::text, sequence FROM webhook_deliveries ORDER BY delivery_id
     `;
     expect(rows).toHaveLength(5);

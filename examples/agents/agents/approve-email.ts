@@ -35,7 +35,8 @@ export default defineAgent<In, Out>({
   async run(input, ctx) {
     // Resumed after the answer: the draft comes from the checkpoint, not from redoing the work.
     const saved = ctx.savedState as unknown as State | undefined;
-    const draft = saved?.draft ?? `To: ${input.to}\nSubject: ${input.topic}\n\nHello, a short note about ${input.topic}.`;
+    const draft =
+      saved?.draft ?? `To: ${input.to}\nSubject: ${input.topic}\n\nHello, a short note about ${input.topic}.`;
     if (!saved) await ctx.checkpoint({ draft });
     const answer = (await ctx.requestInput({
       prompt: `Send this e-mail?\n\n${draft}`,

@@ -3,7 +3,12 @@
 import { type AgentContext, InputRequired, type Json } from "agentd-server";
 
 export function testContext(opts: { savedState?: Json; answer?: Json; signal?: AbortSignal } = {}) {
-  const seen = { deltas: [] as string[], tools: [] as { name: string; args: Json }[], checkpoints: [] as Json[], questions: [] as string[] };
+  const seen = {
+    deltas: [] as string[],
+    tools: [] as { name: string; args: Json }[],
+    checkpoints: [] as Json[],
+    questions: [] as string[],
+  };
   let answer = opts.answer;
   const ctx: AgentContext = {
     signal: opts.signal ?? new AbortController().signal,

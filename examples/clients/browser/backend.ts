@@ -13,7 +13,10 @@ const url = process.env.AGENTD_URL ?? "http://127.0.0.1:8080";
 const client = createClient({ baseUrl: url, key: process.env.AGENTD_API_KEY ?? "", transport: "connect-http1" });
 
 // The task the page watches: a few steps, then streamed text.
-const { task } = await client.tasks.createTask({ agent: "simulate", input: jsonValue({ steps: 3, step_delay_ms: 300, deltas: 4, delta_rate: 10 }) });
+const { task } = await client.tasks.createTask({
+  agent: "simulate",
+  input: jsonValue({ steps: 3, step_delay_ms: 300, deltas: 4, delta_rate: 10 }),
+});
 // Another task of the same tenant, which the page's token must not see.
 const { task: other } = await client.tasks.createTask({ agent: "simulate", input: jsonValue({ steps: 1 }) });
 const { accessToken } = await client.auth.createAccessToken({
@@ -42,7 +45,8 @@ const html = `<!doctype html><meta charset="utf-8"><title>agentd browser example
 <script type="module" src="/page.js"></script>`;
 
 const server = createServer((req, res) => {
-  if (req.url === "/session") res.writeHead(200, { "content-type": "application/json", "cache-control": "no-store" }).end(session);
+  if (req.url === "/session")
+    res.writeHead(200, { "content-type": "application/json", "cache-control": "no-store" }).end(session);
   else if (req.url === "/page.js") res.writeHead(200, { "content-type": "text/javascript" }).end(js);
   else if (req.url === "/") res.writeHead(200, { "content-type": "text/html; charset=utf-8" }).end(html);
   else res.writeHead(404).end();

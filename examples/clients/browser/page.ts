@@ -9,10 +9,16 @@ interface El {
   textContent: string | null;
   append(...nodes: El[]): void;
 }
-const doc = (globalThis as unknown as { document: { getElementById(id: string): El; createElement(tag: string): El } }).document;
+const doc = (globalThis as unknown as { document: { getElementById(id: string): El; createElement(tag: string): El } })
+  .document;
 const el = (id: string) => doc.getElementById(id);
 
-const session = (await (await fetch("/session")).json()) as { url: string; taskId: string; otherTaskId: string; token: string };
+const session = (await (await fetch("/session")).json()) as {
+  url: string;
+  taskId: string;
+  otherTaskId: string;
+  token: string;
+};
 const client = createBrowserClient({
   token: session.token,
   makeTransport: (interceptors) => createConnectTransport({ baseUrl: session.url, interceptors }),
@@ -53,5 +59,8 @@ try {
   await client.tasks.getTask({ taskId: session.otherTaskId });
   el("other").textContent = "readable (unexpected)";
 } catch (err) {
-  el("other").textContent = err instanceof AgentdError ? `${err.codeName.toUpperCase()}${err.reason ? ` (${err.reason})` : ""}: ${err.rawMessage}` : String(err);
+  el("other").textContent =
+    err instanceof AgentdError
+      ? `${err.codeName.toUpperCase()}${err.reason ? ` (${err.reason})` : ""}: ${err.rawMessage}`
+      : String(err);
 }

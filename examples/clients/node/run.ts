@@ -23,7 +23,11 @@ const asking = await client.runAndWait(
 await client.tasks.provideInput({ taskId: asking.id, value: jsonValue(true), requestId: `approve-${asking.id}` });
 const sequences: bigint[] = [];
 for await (const event of client.watch(asking.id)) sequences.push(event.sequence);
-say("watch", { prompt: asking.inputRequest?.prompt, sequences, state: TaskState[(await client.waitFor(asking.id)).state] });
+say("watch", {
+  prompt: asking.inputRequest?.prompt,
+  sequences,
+  state: TaskState[(await client.waitFor(asking.id)).state],
+});
 
 // Errors: code, reason and field violations.
 try {

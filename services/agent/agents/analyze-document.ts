@@ -10,7 +10,7 @@
 // or re-emitting the finished ones.
 import { sleep, yieldToEventLoop } from "./abortable.js";
 import type { AgentDefinition, Json } from "./agent.js";
-import { tfidfKeywords, type Keyword } from "./analyze/keywords.js";
+import { type Keyword, tfidfKeywords } from "./analyze/keywords.js";
 import type { Entities, Sentiment } from "./analyze/language.js";
 import { type Readability, readability } from "./analyze/readability.js";
 import { renderReport } from "./analyze/report.js";
@@ -43,7 +43,12 @@ export interface AnalyzeOutput {
   entities: Entities;
   sentiment: Sentiment;
   readability: Readability;
-  structure: ReturnType<typeof structureStats> & { sections: number; sentences: number; words: number; avg_sentence_words: number };
+  structure: ReturnType<typeof structureStats> & {
+    sections: number;
+    sentences: number;
+    words: number;
+    avg_sentence_words: number;
+  };
 }
 
 interface State {
@@ -82,7 +87,13 @@ const inputSchema: Json = {
   properties: {
     text: { type: "string", minLength: 1, maxLength: 2_000_000, description: "Plain text or Markdown." },
     title: { type: "string", maxLength: 500 },
-    summary_words: { type: "integer", minimum: 10, maximum: 500, default: 40, description: "Word budget of each section summary." },
+    summary_words: {
+      type: "integer",
+      minimum: 10,
+      maximum: 500,
+      default: 40,
+      description: "Word budget of each section summary.",
+    },
     pace_ms: {
       type: "integer",
       minimum: 0,
@@ -149,8 +160,13 @@ export const analyzeDocumentAgent: AgentDefinition<AnalyzeInput, AnalyzeOutput> 
     const sections = splitSections(input.text);
     const total = sections.length;
     const steps = total + 1;
-    const keywordSets = tfidfKeywords(sections.map((s) => s.text), 8);
-    const state: State = { done: [...(((ctx.savedState as unknown as State | undefined)?.done ?? []) as SectionAnalysis[])] };
+    const keywordSets = tfidfKeywords(
+      sections.map((s) => s.text),
+      8,
+    );
+    const state: State = {
+      done: [...(((ctx.savedState as unknown as State | undefined)?.done ?? []) as SectionAnalysis[])],
+    };
     if (state.done.length > 0) await ctx.log("info", `resuming at section ${state.done.length + 1} of ${total}`);
 
     for (let i = state.done.length; i < total; i++) {

@@ -2,8 +2,8 @@
 import type { Config } from "../../shared/config.js";
 import type { AgentDefinition } from "./agent.js";
 import { analyzeDocumentAgent } from "./analyze-document.js";
-import { createChatAgent } from "./chat.js";
 import type { RetryPolicy } from "./chat/llm-client.js";
+import { createChatAgent } from "./chat.js";
 import type { AgentRegistry } from "./registry.js";
 import { simulateAgent } from "./simulate.js";
 import { summarizeAgent } from "./summarize.js";

@@ -3,9 +3,16 @@
 // agents) through ctx.tool, and — with `conversation: true` — asks for the next user message
 // with ctx.requestInput, keeping the history in its checkpoint: no process waits while the
 // human thinks, and a restart between turns loses nothing.
-import { AgentFailure, type AgentContext, type AgentDefinition, type Json } from "./agent.js";
+import { type AgentContext, type AgentDefinition, AgentFailure, type Json } from "./agent.js";
 import { type Tool, ToolError, toolsFor } from "./chat/agent-tools.js";
-import { type ChatMessage, createLlmClient, type LlmClient, type LlmSettings, type RetryPolicy, type ToolCallRequest } from "./chat/llm-client.js";
+import {
+  type ChatMessage,
+  createLlmClient,
+  type LlmClient,
+  type LlmSettings,
+  type RetryPolicy,
+  type ToolCallRequest,
+} from "./chat/llm-client.js";
 import type { AgentRegistry } from "./registry.js";
 
 export interface ChatInput {
@@ -41,7 +48,12 @@ const MAX_TEXT = 200_000;
 const inputSchema: Json = {
   type: "object",
   properties: {
-    prompt: { type: "string", minLength: 1, maxLength: MAX_TEXT, description: "A single user message (appended after `messages`)." },
+    prompt: {
+      type: "string",
+      minLength: 1,
+      maxLength: MAX_TEXT,
+      description: "A single user message (appended after `messages`).",
+    },
     messages: {
       type: "array",
       maxItems: 1000,
@@ -64,7 +76,8 @@ const inputSchema: Json = {
       maxItems: 64,
       uniqueItems: true,
       items: { type: "string", minLength: 1, maxLength: 64 },
-      description: "Tools the model may call (default: all on offer — the calculator and every callable agent; [] for none).",
+      description:
+        "Tools the model may call (default: all on offer — the calculator and every callable agent; [] for none).",
     },
     conversation: {
       type: "boolean",
@@ -109,11 +122,18 @@ const outputSchema: Json = {
   type: "object",
   properties: {
     reply: { type: "string", description: "The model's last answer." },
-    messages: { type: "array", items: messageSchema, description: "The whole conversation, tool calls and results included." },
+    messages: {
+      type: "array",
+      items: messageSchema,
+      description: "The whole conversation, tool calls and results included.",
+    },
     finish_reason: { type: "string", description: "Why the model stopped: stop, length, content_filter…" },
     usage: {
       type: "object",
-      properties: { prompt_tokens: { type: "integer", minimum: 0 }, completion_tokens: { type: "integer", minimum: 0 } },
+      properties: {
+        prompt_tokens: { type: "integer", minimum: 0 },
+        completion_tokens: { type: "integer", minimum: 0 },
+      },
       required: ["prompt_tokens", "completion_tokens"],
     },
     turns: { type: "integer", minimum: 1, description: "Replies given (one per user message)." },
@@ -188,9 +208,12 @@ export function createChatAgent(opts: ChatAgentOptions): AgentDefinition<ChatInp
     inputSchema,
     outputSchema,
     capabilities: ["streaming", "tools", "input", "checkpoints"],
-    ...(opts.llm ? {} : { unavailableReason: "no LLM server is configured: set AGENTD_LLM_BASE_URL and AGENTD_LLM_MODEL" }),
+    ...(opts.llm
+      ? {}
+      : { unavailableReason: "no LLM server is configured: set AGENTD_LLM_BASE_URL and AGENTD_LLM_MODEL" }),
     async run(input, ctx) {
-      if (!llm) throw new AgentFailure("AGENT_UNAVAILABLE", "no LLM server is configured on this runner", { retryable: true });
+      if (!llm)
+        throw new AgentFailure("AGENT_UNAVAILABLE", "no LLM server is configured on this runner", { retryable: true });
       const { tools, unknown } = toolsFor(opts.agents?.(), "chat", input.tools);
       if (unknown.length > 0) {
         throw new AgentFailure("UNKNOWN_TOOL", `no such tool: ${unknown.join(", ")}`, { retryable: false });

@@ -48,9 +48,7 @@ function dialectOf(schema: Json): Dialect {
     if (declared.includes("2019-09")) return "2019-09";
     if (declared.includes("draft-07")) return "draft-07";
   }
-  throw new Error(
-    `unsupported $schema ${JSON.stringify(declared)}: use draft-07 (the default), 2019-09 or 2020-12`,
-  );
+  throw new Error(`unsupported $schema ${JSON.stringify(declared)}: use draft-07 (the default), 2019-09 or 2020-12`);
 }
 
 /** Creates a compiler. Each instance owns its Ajv instances (one per JSON Schema dialect). */
@@ -193,7 +191,7 @@ function describe(error: ErrorObject, branchErrors: ErrorObject[]): string {
     case "false schema":
       return "is not allowed";
     case "not":
-      return "must not match the schema given by \"not\"";
+      return 'must not match the schema given by "not"';
     case "propertyNames":
       return "is not an allowed property name";
     case "anyOf":
@@ -202,7 +200,11 @@ function describe(error: ErrorObject, branchErrors: ErrorObject[]): string {
         return "must match exactly one of the allowed shapes, but matches several";
       }
       const sameSpot = branchErrors.filter((e) => e.instancePath === error.instancePath);
-      if (branchErrors.length > 0 && sameSpot.length === branchErrors.length && sameSpot.every((e) => e.keyword === "type")) {
+      if (
+        branchErrors.length > 0 &&
+        sameSpot.length === branchErrors.length &&
+        sameSpot.every((e) => e.keyword === "type")
+      ) {
         return `must be ${listOfTypes(sameSpot.flatMap((e) => typesOf((e.params as Record<string, unknown>)["type"])))}`;
       }
       return "does not match any of the allowed shapes";

@@ -135,7 +135,9 @@ function assertAgentDefinition(value: unknown, where: string): asserts value is 
   const v = value as Record<string, unknown>;
   const label = typeof v["name"] === "string" ? `agent "${v["name"]}"` : "the agent";
   if (typeof v["name"] !== "string" || !NAME.test(v["name"])) {
-    fail(`name must be 1-64 lowercase letters, digits, ".", "_" or "-", starting with a letter (got ${JSON.stringify(v["name"]) ?? "undefined"})`);
+    fail(
+      `name must be 1-64 lowercase letters, digits, ".", "_" or "-", starting with a letter (got ${JSON.stringify(v["name"]) ?? "undefined"})`,
+    );
   }
   for (const key of ["version", "description"] as const) {
     if (typeof v[key] !== "string" || v[key].trim() === "") fail(`${label}: ${key} must be a non-empty string`);
@@ -149,7 +151,8 @@ function assertAgentDefinition(value: unknown, where: string): asserts value is 
   for (const key of ["inputSchema", "outputSchema"] as const) {
     const schema = v[key];
     const isObject = schema !== null && typeof schema === "object" && !Array.isArray(schema);
-    if (!isObject && typeof schema !== "boolean") fail(`${label}: ${key} must be a JSON Schema (an object or a boolean)`);
+    if (!isObject && typeof schema !== "boolean")
+      fail(`${label}: ${key} must be a JSON Schema (an object or a boolean)`);
   }
   if (typeof v["run"] !== "function") fail(`${label}: run must be a function (input, ctx) => Promise<output>`);
   const capabilities = v["capabilities"];
@@ -185,9 +188,14 @@ export async function resolveAgentPaths(entries: string[], cwd = process.cwd()):
         continue;
       }
       const names = (await readdir(path)).filter(
-        (n) => MODULE_EXTENSIONS.has(extname(n)) && !n.startsWith(".") && !/\.(test|spec)\.[cm]?[jt]s$/.test(n) && !/\.d\.[cm]?ts$/.test(n),
+        (n) =>
+          MODULE_EXTENSIONS.has(extname(n)) &&
+          !n.startsWith(".") &&
+          !/\.(test|spec)\.[cm]?[jt]s$/.test(n) &&
+          !/\.d\.[cm]?ts$/.test(n),
       );
-      if (names.length === 0) throw new Error(`agent folder ${path}: holds no .js, .mjs, .cjs, .ts, .mts or .cts modules`);
+      if (names.length === 0)
+        throw new Error(`agent folder ${path}: holds no .js, .mjs, .cjs, .ts, .mts or .cts modules`);
       files.push(...names.sort().map((n) => join(path, n)));
     } else if (info || looksLikePath) {
       files.push(path);

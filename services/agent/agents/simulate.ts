@@ -73,7 +73,8 @@ const inputSchema: Json = {
     fail_attempts: {
       type: "integer",
       minimum: 1,
-      description: "Fail only on attempts 1..fail_attempts (default: every attempt); later attempts resume and succeed.",
+      description:
+        "Fail only on attempts 1..fail_attempts (default: every attempt); later attempts resume and succeed.",
     },
     hang: {
       type: "boolean",

@@ -1,7 +1,7 @@
 // Built-in agent `validate`: checks JSON data against a JSON Schema (draft-07, 2019-09 or
 // 2020-12, with formats) and reports every violation with a JSON Pointer to it. Quick enough
 // for the synchronous `Run`: each distinct schema is compiled once (bounded cache).
-import { AgentFailure, type AgentDefinition, type Json } from "./agent.js";
+import { type AgentDefinition, AgentFailure, type Json } from "./agent.js";
 import { createSchemaCache, InvalidSchema, type Violation } from "./validate/schema-cache.js";
 
 export interface ValidateInput {
@@ -55,7 +55,9 @@ const outputSchema: Json = {
 };
 
 /** Creates the agent with its own compile cache (`maxSchemas` distinct schemas kept). */
-export function createValidateAgent(opts: { maxSchemas?: number } = {}): AgentDefinition<ValidateInput, ValidateOutput> {
+export function createValidateAgent(
+  opts: { maxSchemas?: number } = {},
+): AgentDefinition<ValidateInput, ValidateOutput> {
   const cache = createSchemaCache({ maxEntries: opts.maxSchemas ?? 256 });
   return {
     name: "validate",

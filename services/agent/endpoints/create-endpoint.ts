@@ -2,8 +2,8 @@
 // the new one gets its first signing secret, shown here and never again.
 import { Code } from "@connectrpc/connect";
 import { rpcError } from "../../shared/errors.js";
-import type { EndpointRow } from "../webhooks/records.js";
 import * as stored from "../webhooks/create-endpoint.js";
+import type { EndpointRow } from "../webhooks/records.js";
 import type { EndpointDeps } from "./deps.js";
 
 export const MAX_ENDPOINTS_PER_TENANT = 100;
@@ -15,7 +15,11 @@ export async function createEndpoint(
 ): Promise<{ endpoint: EndpointRow; secret: string }> {
   const created = await stored.createEndpoint(deps.sql, tenantId, input, MAX_ENDPOINTS_PER_TENANT);
   if (created.status === "limit_reached") {
-    throw rpcError(Code.ResourceExhausted, "TOO_MANY_ENDPOINTS", `a tenant may have at most ${MAX_ENDPOINTS_PER_TENANT} webhook endpoints`);
+    throw rpcError(
+      Code.ResourceExhausted,
+      "TOO_MANY_ENDPOINTS",
+      `a tenant may have at most ${MAX_ENDPOINTS_PER_TENANT} webhook endpoints`,
+    );
   }
   deps.outbox.invalidate(tenantId);
   return { endpoint: created.endpoint, secret: created.secret };

@@ -13,13 +13,18 @@ export type RetryRefusal = { reason: "DELIVERY_IN_FLIGHT" } | { reason: "ENDPOIN
 /** Why a delivery may not be retried now, or null when it may (decided on the locked row). */
 export function retryRefusal(delivery: stored.RetryCandidate): RetryRefusal | null {
   if (delivery.state === "SENDING") return { reason: "DELIVERY_IN_FLIGHT" };
-  if (delivery.endpointId && delivery.endpointEnabled === false) return { reason: "ENDPOINT_DISABLED", endpointId: delivery.endpointId };
+  if (delivery.endpointId && delivery.endpointEnabled === false)
+    return { reason: "ENDPOINT_DISABLED", endpointId: delivery.endpointId };
   return null;
 }
 
 function refusalError(deliveryId: string, refusal: RetryRefusal): ConnectError {
   if (refusal.reason === "DELIVERY_IN_FLIGHT") {
-    return rpcError(Code.FailedPrecondition, "DELIVERY_IN_FLIGHT", `delivery ${deliveryId} is being sent now; retry after this attempt ends`);
+    return rpcError(
+      Code.FailedPrecondition,
+      "DELIVERY_IN_FLIGHT",
+      `delivery ${deliveryId} is being sent now; retry after this attempt ends`,
+    );
   }
   return rpcError(
     Code.FailedPrecondition,

@@ -1,11 +1,11 @@
 // AgentService at the edge: agent cards, the synchronous Run, and the streams RunStream and Converse.
-import { Code, type ConnectRouter, ConnectError } from "@connectrpc/connect";
+import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
 import { AgentService, type ConverseRequest, ConverseRequestSchema } from "../../../gen/agentd/v1/agent_service_pb.js";
 import type { Principal } from "../../shared/auth/authenticator.js";
 import { invalidArgument, notFound, rpcError } from "../../shared/errors.js";
 import type { AgentDefinition } from "../agents/agent.js";
-import { findTask } from "../store/find-task.js";
 import type { TaskKey, TaskRow } from "../model/task.js";
+import { findTask } from "../store/find-task.js";
 import { type ClientMessage, conversation } from "../streams/conversation.js";
 import { connectionKey } from "../streams/stream-limits.js";
 import type { StreamingDeps } from "../streams/streaming.js";
@@ -16,8 +16,8 @@ import { startStreamedTask } from "../tasks/start-streamed-task.js";
 import { toTask } from "../wire/convert.js";
 import { schemaObject } from "../wire/schema-object.js";
 import { principalOf } from "./interceptors.js";
-import { checkMessage } from "./request-check.js";
 import { createPageTokens, cursors, databasePageTokenKey } from "./page-token.js";
+import { checkMessage } from "./request-check.js";
 import { parseAfterSequence, parseIdField, parseInputAnswer, parseNewTask, parsePageSize } from "./request-fields.js";
 import { converseResponse, watchResponse } from "./stream-responses.js";
 import type { HandlerLimits } from "./task-service.js";
@@ -47,7 +47,8 @@ export function agentServiceRoutes(deps: TaskDeps, limits: HandlerLimits, stream
         const all = deps.registry.list();
         const refOf = (a: AgentDefinition) => `${a.name}@${a.version}`;
         const resumeAt = after === null ? 0 : all.findIndex((a) => refOf(a) === after) + 1;
-        const rest = after !== null && resumeAt === 0 ? all.filter((a) => a.name > after.split("@")[0]!) : all.slice(resumeAt);
+        const rest =
+          after !== null && resumeAt === 0 ? all.filter((a) => a.name > after.split("@")[0]!) : all.slice(resumeAt);
         const page = rest.slice(0, pageSize);
         const last = page.at(-1);
         return {
@@ -93,14 +94,21 @@ export function agentServiceRoutes(deps: TaskDeps, limits: HandlerLimits, stream
         const slot = streams.limits.admit("converse", principal.tenantId, ctx.values.get(connectionKey));
         try {
           let task: TaskRow;
-          if (opening.kind === "start") task = (await startStreamedTask(deps, principal.tenantId, opening.request)).task;
+          if (opening.kind === "start")
+            task = (await startStreamedTask(deps, principal.tenantId, opening.request)).task;
           else {
             const found = await findTask(deps.sql, opening.key);
             if (!found) throw notFound("task", opening.key.taskId);
             task = found;
           }
           const later = clientMessages(messages, limits);
-          for await (const item of conversation({ tasks: deps, hub: streams.hub }, task, opening.after, later, ctx.signal)) {
+          for await (const item of conversation(
+            { tasks: deps, hub: streams.hub },
+            task,
+            opening.after,
+            later,
+            ctx.signal,
+          )) {
             yield converseResponse(task.task_id, item);
           }
         } finally {
@@ -128,9 +136,14 @@ function parseOpening(first: ConverseRequest, principal: Principal, limits: Hand
     case "attach":
       // Attaching lets the caller answer and cancel someone else's task: that is a write.
       if (!principal.scopes.has("tasks:write")) {
-        throw rpcError(Code.PermissionDenied, "MISSING_SCOPE", "attaching to a task needs an API key with scope tasks:write", {
-          metadata: { required: "tasks:write" },
-        });
+        throw rpcError(
+          Code.PermissionDenied,
+          "MISSING_SCOPE",
+          "attaching to a task needs an API key with scope tasks:write",
+          {
+            metadata: { required: "tasks:write" },
+          },
+        );
       }
       return {
         kind: "attach",
@@ -138,7 +151,10 @@ function parseOpening(first: ConverseRequest, principal: Principal, limits: Hand
         after: parseAfterSequence(msg.value.afterSequence, "attach.after_sequence"),
       };
     case undefined:
-      throw invalidArgument([{ field: "msg", description: "is empty; the first message must be start or attach" }], "EMPTY_MESSAGE");
+      throw invalidArgument(
+        [{ field: "msg", description: "is empty; the first message must be start or attach" }],
+        "EMPTY_MESSAGE",
+      );
     default:
       throw rpcError(
         Code.FailedPrecondition,

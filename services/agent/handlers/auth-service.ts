@@ -16,7 +16,11 @@ const MAX_TOKEN_TTL_MS = 24 * 3_600_000;
 const MAX_LIMIT_ITEMS = 100;
 
 function widening(what: string): never {
-  throw rpcError(Code.PermissionDenied, "TOKEN_WIDENING", `a token cannot be wider than the credentials that mint it: ${what}`);
+  throw rpcError(
+    Code.PermissionDenied,
+    "TOKEN_WIDENING",
+    `a token cannot be wider than the credentials that mint it: ${what}`,
+  );
 }
 
 /** `requested` if it stays within `own` (undefined: no limit), else TOKEN_WIDENING; empty inherits `own`. */
@@ -53,7 +57,11 @@ export function authServiceRoutes(tokens: AccessTokens) {
         const scopes = (req.scopes.length === 0 ? own : [...new Set(req.scopes)]) as Scope[];
         const extra = scopes.filter((s) => !caller.scopes.has(s));
         if (extra.length > 0) widening(`scope ${extra.join(", ")}`);
-        const taskIds = narrow(req.taskIds.map((id) => id.toLowerCase()), caller.token?.taskIds, "task");
+        const taskIds = narrow(
+          req.taskIds.map((id) => id.toLowerCase()),
+          caller.token?.taskIds,
+          "task",
+        );
         const agents = narrow(req.agents, caller.token?.agents, "agent");
         let expireTime = new Date(Date.now() + ttlMs);
         const ownExpiry = caller.token?.expireTime;
@@ -69,7 +77,13 @@ export function authServiceRoutes(tokens: AccessTokens) {
           ...(agents ? { agents } : {}),
           expireTime,
         });
-        return { accessToken, expireTime: timestampFromDate(expireTime), scopes, taskIds: taskIds ?? [], agents: agents ?? [] };
+        return {
+          accessToken,
+          expireTime: timestampFromDate(expireTime),
+          scopes,
+          taskIds: taskIds ?? [],
+          agents: agents ?? [],
+        };
       },
     });
 }

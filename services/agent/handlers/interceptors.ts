@@ -2,10 +2,17 @@
 // mapping of unexpected failures to the right code (wire/errors.ts: a database
 // outage is UNAVAILABLE, never INTERNAL; a bug is INTERNAL with the request id, logged).
 import { randomUUID } from "node:crypto";
-import { Code, ConnectError, type ContextValues, createContextKey, type HandlerContext, type Interceptor } from "@connectrpc/connect";
+import {
+  Code,
+  ConnectError,
+  type ContextValues,
+  createContextKey,
+  type HandlerContext,
+  type Interceptor,
+} from "@connectrpc/connect";
 import type { Authentication, Authenticator, Principal } from "../../shared/auth/authenticator.js";
 import { endOnRevocation } from "../../shared/auth/revocation.js";
-import { type Scope, SCOPES } from "../../shared/auth/scopes.js";
+import { SCOPES, type Scope } from "../../shared/auth/scopes.js";
 import { invalidArgument, rpcError } from "../../shared/errors.js";
 import type { Logger } from "../../shared/log.js";
 import { principalKey, requestIdKey } from "../model/request-context.js";
@@ -13,7 +20,9 @@ import { toWireError } from "../wire/errors.js";
 import { checkMessage, type RequestCheckLimits } from "./request-check.js";
 
 /** The caller's authentication, when it was made from the headers before the body was read. */
-const earlyAuthenticationKey = createContextKey<Authentication | undefined>(undefined, { description: "authentication before the body" });
+const earlyAuthenticationKey = createContextKey<Authentication | undefined>(undefined, {
+  description: "authentication before the body",
+});
 
 /** The scopes that allow each RPC (any one suffices). Services not listed are open (health, reflection). */
 const REQUIRED_SCOPES: Record<string, readonly Scope[]> = {
@@ -57,7 +66,8 @@ export function authInterceptor(auth: Authenticator): Interceptor {
       }
       return next(req);
     }
-    const result = req.contextValues.get(earlyAuthenticationKey) ?? (await auth.authenticate(req.header.get("authorization")));
+    const result =
+      req.contextValues.get(earlyAuthenticationKey) ?? (await auth.authenticate(req.header.get("authorization")));
     if (!result.ok) throw rpcError(Code.Unauthenticated, result.reason, result.message);
     const { principal } = result;
     if (!scopes.some((s) => principal.scopes.has(s))) {
@@ -116,7 +126,11 @@ function requestIdOf(header: string | null): string {
  * `authInterceptor`, which then answers in the protocol's form. A failed lookup (database down)
  * leaves it to the interceptor. */
 export function authenticateBeforeBody(auth: Authenticator) {
-  return async (req: { headers: Record<string, string | string[] | undefined> }, rpc: { service: string; method: string }, values: ContextValues) => {
+  return async (
+    req: { headers: Record<string, string | string[] | undefined> },
+    rpc: { service: string; method: string },
+    values: ContextValues,
+  ) => {
     if (requiredScopes(rpc.service, rpc.method) === undefined) return { readBody: true };
     const header = req.headers.authorization;
     let result: Authentication;

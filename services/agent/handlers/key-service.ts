@@ -53,9 +53,14 @@ export function keyServiceRoutes(deps: { sql: Sql }) {
         // A key cannot hand out more than it holds.
         const notHeld = scopes.filter((s) => !caller.scopes.has(s));
         if (notHeld.length > 0) {
-          throw rpcError(Code.PermissionDenied, "SCOPE_NOT_HELD", `the calling key does not hold scope ${notHeld.join(", ")}`, {
-            metadata: { scopes: notHeld.join(",") },
-          });
+          throw rpcError(
+            Code.PermissionDenied,
+            "SCOPE_NOT_HELD",
+            `the calling key does not hold scope ${notHeld.join(", ")}`,
+            {
+              metadata: { scopes: notHeld.join(",") },
+            },
+          );
         }
         const created = await createApiKey(sql, { tenantId: caller.tenantId, scopes, name: req.name, expireTime });
         return { key: toApiKey(created.info), secret: created.key };

@@ -30,11 +30,15 @@ function queryHash(query: unknown): string {
 }
 
 function bad(why: string) {
-  return invalidArgument([{ field: "page_token", description: why, reason: "INVALID_PAGE_TOKEN" }], "INVALID_PAGE_TOKEN");
+  return invalidArgument(
+    [{ field: "page_token", description: why, reason: "INVALID_PAGE_TOKEN" }],
+    "INVALID_PAGE_TOKEN",
+  );
 }
 
 export function createPageTokens(key: () => Promise<Buffer>): PageTokens {
-  const mac = (secret: Buffer, body: string) => createHmac("sha256", secret).update(`agentd page token\n${body}`).digest();
+  const mac = (secret: Buffer, body: string) =>
+    createHmac("sha256", secret).update(`agentd page token\n${body}`).digest();
   return {
     async encode(cursor, query) {
       const payload: Payload = { v: VERSION, c: cursor, q: queryHash(query) };
@@ -57,10 +61,16 @@ export function createPageTokens(key: () => Promise<Buffer>): PageTokens {
       } catch {
         throw notOurs();
       }
-      if (parsed?.v !== VERSION || typeof parsed.c !== "string" || typeof parsed.q !== "string" || !isCursor(parsed.c)) {
+      if (
+        parsed?.v !== VERSION ||
+        typeof parsed.c !== "string" ||
+        typeof parsed.q !== "string" ||
+        !isCursor(parsed.c)
+      ) {
         throw notOurs();
       }
-      if (parsed.q !== queryHash(query)) throw bad("belongs to a request with other filters; start again without a page_token");
+      if (parsed.q !== queryHash(query))
+        throw bad("belongs to a request with other filters; start again without a page_token");
       return parsed.c;
     },
   };

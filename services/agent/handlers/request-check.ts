@@ -44,13 +44,24 @@ function joinPath(prefix: string, name: string): string {
 }
 
 /** Every problem in `message` (of type `desc`), each with its path from `prefix`. */
-export function checkMessage(desc: DescMessage, message: object, limits: RequestCheckLimits, prefix = ""): FieldViolation[] {
+export function checkMessage(
+  desc: DescMessage,
+  message: object,
+  limits: RequestCheckLimits,
+  prefix = "",
+): FieldViolation[] {
   const out: FieldViolation[] = [];
   walkMessage(desc, message as Record<string, unknown>, prefix, limits, out);
   return out;
 }
 
-function walkMessage(desc: DescMessage, msg: Record<string, unknown>, path: string, limits: RequestCheckLimits, out: FieldViolation[]): void {
+function walkMessage(
+  desc: DescMessage,
+  msg: Record<string, unknown>,
+  path: string,
+  limits: RequestCheckLimits,
+  out: FieldViolation[],
+): void {
   switch (desc.typeName) {
     case "google.protobuf.Value":
       walkValue(msg as unknown as Value, path, limits.maxInputDepth, out);
@@ -73,7 +84,13 @@ function walkMessage(desc: DescMessage, msg: Record<string, unknown>, path: stri
   }
 }
 
-function walkField(field: DescField, value: unknown, prefix: string, limits: RequestCheckLimits, out: FieldViolation[]): void {
+function walkField(
+  field: DescField,
+  value: unknown,
+  prefix: string,
+  limits: RequestCheckLimits,
+  out: FieldViolation[],
+): void {
   if (value === undefined || value === null) return;
   const path = joinPath(prefix, field.name);
   switch (field.fieldKind) {
@@ -87,8 +104,10 @@ function walkField(field: DescField, value: unknown, prefix: string, limits: Req
       return;
     case "list":
       (value as unknown[]).forEach((item, i) => {
-        if (field.listKind === "scalar" && field.scalar === ScalarType.STRING) checkString(item as string, `${path}[${i}]`, out);
-        else if (field.listKind === "message") walkMessage(field.message, item as Record<string, unknown>, `${path}[${i}]`, limits, out);
+        if (field.listKind === "scalar" && field.scalar === ScalarType.STRING)
+          checkString(item as string, `${path}[${i}]`, out);
+        else if (field.listKind === "message")
+          walkMessage(field.message, item as Record<string, unknown>, `${path}[${i}]`, limits, out);
       });
       return;
     case "map":
@@ -98,8 +117,10 @@ function walkField(field: DescField, value: unknown, prefix: string, limits: Req
           const problem = stringProblem(key);
           if (problem) out.push({ field: itemPath, description: `key ${problem}`, reason: "INVALID_CHARACTER" });
         }
-        if (field.mapKind === "scalar" && field.scalar === ScalarType.STRING) checkString(item as string, itemPath, out);
-        else if (field.mapKind === "message") walkMessage(field.message, item as Record<string, unknown>, itemPath, limits, out);
+        if (field.mapKind === "scalar" && field.scalar === ScalarType.STRING)
+          checkString(item as string, itemPath, out);
+        else if (field.mapKind === "message")
+          walkMessage(field.message, item as Record<string, unknown>, itemPath, limits, out);
       }
       return;
   }
@@ -120,11 +141,19 @@ function walkValue(root: Value, rootPath: string, maxDepth: number, out: FieldVi
     const kind = value.kind;
     switch (kind.case) {
       case undefined:
-        out.push({ field: path, description: "is a google.protobuf.Value with no kind set (use null_value for null)", reason: "INVALID_VALUE" });
+        out.push({
+          field: path,
+          description: "is a google.protobuf.Value with no kind set (use null_value for null)",
+          reason: "INVALID_VALUE",
+        });
         break;
       case "numberValue":
         if (!Number.isFinite(kind.value)) {
-          out.push({ field: path, description: "must be a finite number (JSON has no NaN or Infinity)", reason: "INVALID_VALUE" });
+          out.push({
+            field: path,
+            description: "must be a finite number (JSON has no NaN or Infinity)",
+            reason: "INVALID_VALUE",
+          });
         }
         break;
       case "stringValue":
@@ -134,7 +163,11 @@ function walkValue(root: Value, rootPath: string, maxDepth: number, out: FieldVi
       case "listValue": {
         if (depth + 1 > maxDepth) {
           if (!tooDeepReported) {
-            out.push({ field: rootPath, description: `is nested deeper than ${maxDepth} levels`, reason: "INPUT_TOO_DEEP" });
+            out.push({
+              field: rootPath,
+              description: `is nested deeper than ${maxDepth} levels`,
+              reason: "INPUT_TOO_DEEP",
+            });
             tooDeepReported = true;
           }
           break;
@@ -160,20 +193,36 @@ function walkValue(root: Value, rootPath: string, maxDepth: number, out: FieldVi
 function checkDuration(d: { seconds: bigint; nanos: number }, path: string, out: FieldViolation[]): void {
   const { seconds, nanos } = d;
   if (seconds > MAX_DURATION_SECONDS || seconds < -MAX_DURATION_SECONDS) {
-    out.push({ field: joinPath(path, "seconds"), description: "must be within ±315576000000 (10,000 years)", reason: "INVALID_DURATION" });
+    out.push({
+      field: joinPath(path, "seconds"),
+      description: "must be within ±315576000000 (10,000 years)",
+      reason: "INVALID_DURATION",
+    });
   }
   if (!Number.isInteger(nanos) || nanos > 999_999_999 || nanos < -999_999_999) {
     out.push({ field: joinPath(path, "nanos"), description: "must be within ±999999999", reason: "INVALID_DURATION" });
   } else if ((seconds > 0n && nanos < 0) || (seconds < 0n && nanos > 0)) {
-    out.push({ field: joinPath(path, "nanos"), description: "must have the sign of seconds", reason: "INVALID_DURATION" });
+    out.push({
+      field: joinPath(path, "nanos"),
+      description: "must have the sign of seconds",
+      reason: "INVALID_DURATION",
+    });
   }
 }
 
 function checkTimestamp(t: { seconds: bigint; nanos: number }, path: string, out: FieldViolation[]): void {
   if (t.seconds < MIN_TIMESTAMP_SECONDS || t.seconds > MAX_TIMESTAMP_SECONDS) {
-    out.push({ field: joinPath(path, "seconds"), description: "must be between 0001-01-01 and 9999-12-31", reason: "INVALID_TIMESTAMP" });
+    out.push({
+      field: joinPath(path, "seconds"),
+      description: "must be between 0001-01-01 and 9999-12-31",
+      reason: "INVALID_TIMESTAMP",
+    });
   }
   if (!Number.isInteger(t.nanos) || t.nanos < 0 || t.nanos > 999_999_999) {
-    out.push({ field: joinPath(path, "nanos"), description: "must be between 0 and 999999999", reason: "INVALID_TIMESTAMP" });
+    out.push({
+      field: joinPath(path, "nanos"),
+      description: "must be between 0 and 999999999",
+      reason: "INVALID_TIMESTAMP",
+    });
   }
 }

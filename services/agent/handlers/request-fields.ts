@@ -6,8 +6,8 @@ import { type Duration, type Value, ValueSchema } from "@bufbuild/protobuf/wkt";
 import { TaskState } from "../../../gen/agentd/v1/task_pb.js";
 import { type FieldViolation, invalidArgument, notFound } from "../../shared/errors.js";
 import { parseId } from "../../shared/ids.js";
-import { WEBHOOK_EVENT_TYPES } from "../outbox/event-types.js";
 import { TASK_STATES, type TaskStateName } from "../model/task.js";
+import { WEBHOOK_EVENT_TYPES } from "../outbox/event-types.js";
 import type { NewTask } from "../tasks/new-task.js";
 
 const DEFAULT_TIMEOUT_MS = 10 * 60_000;
@@ -60,7 +60,8 @@ function parseJsonInput(v: Violations, field: string, value: Value | undefined, 
 export function parseRequestId(v: Violations, requestId: string): string | null {
   if (requestId === "") return null;
   if (requestId.length > 200) v.add("request_id", "must be at most 200 characters");
-  else if ([...requestId].some((c) => c.charCodeAt(0) < 0x20)) v.add("request_id", "must not contain control characters");
+  else if ([...requestId].some((c) => c.charCodeAt(0) < 0x20))
+    v.add("request_id", "must not contain control characters");
   return requestId;
 }
 
@@ -69,7 +70,10 @@ export function parseLabels(v: Violations, labels: Record<string, string>, field
   if (entries.length > 64) v.add(field, "must have at most 64 labels");
   for (const [key, value] of entries) {
     if (!/^[A-Za-z0-9][A-Za-z0-9._\-/]{0,62}$/.test(key)) {
-      v.add(`${field}[${key}]`, "key must be 1-63 characters: letters, digits, '.', '_', '-', '/', starting with a letter or digit");
+      v.add(
+        `${field}[${key}]`,
+        "key must be 1-63 characters: letters, digits, '.', '_', '-', '/', starting with a letter or digit",
+      );
     }
     if (value.length > 256) v.add(`${field}[${key}]`, "value must be at most 256 characters");
   }
@@ -100,7 +104,10 @@ export function parseEventTypes(v: Violations, field: string, types: string[]): 
 }
 
 /** A per-task webhook as stored, and its URL parsed once, for the registration check (tasks/create-task.ts). */
-function parseWebhook(v: Violations, webhook: { url: string; eventTypes: string[] } | undefined): { webhook: JsonObject; url?: URL } | null {
+function parseWebhook(
+  v: Violations,
+  webhook: { url: string; eventTypes: string[] } | undefined,
+): { webhook: JsonObject; url?: URL } | null {
   if (!webhook) return null;
   let url: URL | undefined;
   try {
@@ -202,7 +209,11 @@ export function parseWaitTimeout(timeout: Duration | undefined, defaults: { defa
   return Math.min(ms, defaults.max);
 }
 
-export function parsePageSize(pageSize: number, defaults: { default: number; max: number }, field = "page_size"): number {
+export function parsePageSize(
+  pageSize: number,
+  defaults: { default: number; max: number },
+  field = "page_size",
+): number {
   if (pageSize < 0) throw invalidArgument([{ field, description: "must not be negative" }]);
   if (pageSize === 0) return defaults.default;
   return Math.min(pageSize, defaults.max);
@@ -211,7 +222,8 @@ export function parsePageSize(pageSize: number, defaults: { default: number; max
 /** A resume cursor (`after_sequence`): 0 or a sequence; negative is INVALID_ARGUMENT. */
 export function parseAfterSequence(value: bigint, field = "after_sequence"): number {
   if (value < 0n) throw invalidArgument([{ field, description: "must not be negative" }]);
-  if (value > BigInt(Number.MAX_SAFE_INTEGER)) throw invalidArgument([{ field, description: "is larger than any sequence" }]);
+  if (value > BigInt(Number.MAX_SAFE_INTEGER))
+    throw invalidArgument([{ field, description: "is larger than any sequence" }]);
   return Number(value);
 }
 
@@ -235,4 +247,3 @@ export function parseInputAnswer(
   v.throwIfAny();
   return { value: parseAnswer(req.value, valueField, maxDepth), requestId };
 }
-

@@ -1,14 +1,17 @@
 // TaskService at the edge: parse and check the request, call one use case, map the result.
 import { create } from "@bufbuild/protobuf";
 import type { ConnectRouter, HandlerContext } from "@connectrpc/connect";
-import { TaskService } from "../../../gen/agentd/v1/task_service_pb.js";
-import { CancelTaskResponseSchema, DeleteTaskResponseSchema } from "../../../gen/agentd/v1/task_service_pb.js";
+import {
+  CancelTaskResponseSchema,
+  DeleteTaskResponseSchema,
+  TaskService,
+} from "../../../gen/agentd/v1/task_service_pb.js";
 import { notFound } from "../../shared/errors.js";
 import { isId } from "../../shared/ids.js";
+import type { TaskKey } from "../model/task.js";
 import { findTask } from "../store/find-task.js";
 import { listEvents } from "../store/list-events.js";
 import { listTasks } from "../store/list-tasks.js";
-import type { TaskKey } from "../model/task.js";
 import { connectionKey } from "../streams/stream-limits.js";
 import type { StreamingDeps } from "../streams/streaming.js";
 import { cancelTask } from "../tasks/cancel-task.js";

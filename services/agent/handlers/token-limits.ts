@@ -11,10 +11,16 @@ import { principalKey } from "../model/request-context.js";
 
 /** RPCs whose request names one task in `task_id`. */
 const TASK_ID_RPCS = new Set(
-  ["GetTask", "WaitTask", "CancelTask", "DeleteTask", "ProvideInput", "WatchTask", "ListTaskEvents"].map((m) => `agentd.v1.TaskService/${m}`),
+  ["GetTask", "WaitTask", "CancelTask", "DeleteTask", "ProvideInput", "WatchTask", "ListTaskEvents"].map(
+    (m) => `agentd.v1.TaskService/${m}`,
+  ),
 );
 /** RPCs that create a task of the agent in `agent`. */
-const CREATE_RPCS = new Set(["agentd.v1.AgentService/Run", "agentd.v1.AgentService/RunStream", "agentd.v1.TaskService/CreateTask"]);
+const CREATE_RPCS = new Set([
+  "agentd.v1.AgentService/Run",
+  "agentd.v1.AgentService/RunStream",
+  "agentd.v1.TaskService/CreateTask",
+]);
 
 type Limits = NonNullable<Principal["token"]>;
 
@@ -27,7 +33,11 @@ function checkTokenLimits(limits: Limits, rpc: string, message: Record<string, u
     if (msg?.case === "start") checkCreate(limits, String(msg.value?.agent ?? ""));
     if (msg?.case === "attach") checkTask(limits, String(msg.value?.taskId ?? ""));
   } else if (rpc.startsWith("agentd.v1.WebhookService/") && limits.taskIds) {
-    throw rpcError(Code.PermissionDenied, "TOKEN_LIMITED_TO_TASKS", "an access token limited to tasks cannot manage webhooks");
+    throw rpcError(
+      Code.PermissionDenied,
+      "TOKEN_LIMITED_TO_TASKS",
+      "an access token limited to tasks cannot manage webhooks",
+    );
   }
 }
 
@@ -38,12 +48,21 @@ function checkTask(limits: Limits, taskId: string): void {
 
 function checkCreate(limits: Limits, agent: string): void {
   if (limits.taskIds) {
-    throw rpcError(Code.PermissionDenied, "TOKEN_LIMITED_TO_TASKS", "an access token limited to tasks cannot create tasks");
+    throw rpcError(
+      Code.PermissionDenied,
+      "TOKEN_LIMITED_TO_TASKS",
+      "an access token limited to tasks cannot create tasks",
+    );
   }
   if (limits.agents && !limits.agents.includes(agent)) {
-    throw rpcError(Code.PermissionDenied, "TOKEN_LIMITED_TO_AGENTS", `this access token may run only ${limits.agents.join(", ")}`, {
-      metadata: { agents: limits.agents.join(",") },
-    });
+    throw rpcError(
+      Code.PermissionDenied,
+      "TOKEN_LIMITED_TO_AGENTS",
+      `this access token may run only ${limits.agents.join(", ")}`,
+      {
+        metadata: { agents: limits.agents.join(",") },
+      },
+    );
   }
 }
 

@@ -10,7 +10,14 @@ import type { NewEndpoint } from "../webhooks/create-endpoint.js";
 import type { DeliveryFilter } from "../webhooks/list-deliveries.js";
 import { DELIVERY_STATES } from "../webhooks/records.js";
 import type { EndpointChanges } from "../webhooks/update-endpoint.js";
-import { durationMs, parseEnumNames, parseEventTypes, parseIdField, parseOptionalIdField, Violations } from "./request-fields.js";
+import {
+  durationMs,
+  parseEnumNames,
+  parseEventTypes,
+  parseIdField,
+  parseOptionalIdField,
+  Violations,
+} from "./request-fields.js";
 
 const MAX_DESCRIPTION = 500;
 const UPDATABLE = ["url", "event_types", "description", "enabled"] as const;
@@ -28,14 +35,20 @@ function parseEndpointFields(
     out.eventTypes = parseEventTypes(v, `${prefix}event_types`, fields.eventTypes);
   }
   if (fields.description !== undefined) {
-    if (fields.description.length > MAX_DESCRIPTION) v.add(`${prefix}description`, `must be at most ${MAX_DESCRIPTION} characters`);
+    if (fields.description.length > MAX_DESCRIPTION)
+      v.add(`${prefix}description`, `must be at most ${MAX_DESCRIPTION} characters`);
     out.description = fields.description;
   }
   return out;
 }
 
 /** A URL to register, parsed once and checked (SSRF guard included); a violation on `field` when refused. */
-async function parseEndpointUrl(v: Violations, field: string, text: string, policy: UrlPolicy): Promise<{ url: string; target: string } | undefined> {
+async function parseEndpointUrl(
+  v: Violations,
+  field: string,
+  text: string,
+  policy: UrlPolicy,
+): Promise<{ url: string; target: string } | undefined> {
   if (text === "") {
     v.add(field, "is required");
     return undefined;
@@ -47,7 +60,10 @@ async function parseEndpointUrl(v: Violations, field: string, text: string, poli
   return undefined;
 }
 
-export async function parseNewEndpoint(req: { url: string; eventTypes: string[]; description: string }, policy: UrlPolicy): Promise<NewEndpoint> {
+export async function parseNewEndpoint(
+  req: { url: string; eventTypes: string[]; description: string },
+  policy: UrlPolicy,
+): Promise<NewEndpoint> {
   const v = new Violations();
   const fields = parseEndpointFields(v, { eventTypes: req.eventTypes, description: req.description }, "");
   const url = await parseEndpointUrl(v, "url", req.url, policy);
@@ -92,12 +108,17 @@ export async function parseEndpointUpdate(
 /** How long a rotated-out secret keeps signing: 24 h unless given, at most 7 days. */
 export function parseGracePeriod(gracePeriod: Duration | undefined): number {
   const graceMs = gracePeriod ? durationMs(gracePeriod) : DEFAULT_GRACE_MS;
-  if (graceMs < 0 || graceMs > MAX_GRACE_MS) throw invalidArgument([{ field: "grace_period", description: "must be between 0s and 7 days" }]);
+  if (graceMs < 0 || graceMs > MAX_GRACE_MS)
+    throw invalidArgument([{ field: "grace_period", description: "must be between 0s and 7 days" }]);
   return graceMs;
 }
 
 /** ListWebhookDeliveries' filter (its keys also make the page token's query). */
-export function parseDeliveryFilter(req: { endpointId: string; taskId: string; states: DeliveryState[] }): DeliveryFilter {
+export function parseDeliveryFilter(req: {
+  endpointId: string;
+  taskId: string;
+  states: DeliveryState[];
+}): DeliveryFilter {
   return {
     endpointId: parseOptionalIdField(req.endpointId, "endpoint_id", "endpoint"),
     taskId: parseOptionalIdField(req.taskId, "task_id", "task"),

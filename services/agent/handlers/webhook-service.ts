@@ -33,7 +33,11 @@ export function webhookServiceRoutes(deps: WebhookServiceDeps) {
   return (router: ConnectRouter) =>
     router.service(WebhookService, {
       async createWebhookEndpoint(req, ctx) {
-        const { endpoint, secret } = await createEndpoint(deps, tenantOf(ctx), await parseNewEndpoint(req, deps.policy));
+        const { endpoint, secret } = await createEndpoint(
+          deps,
+          tenantOf(ctx),
+          await parseNewEndpoint(req, deps.policy),
+        );
         return { endpoint: toEndpoint(endpoint), signingSecret: secret };
       },
 
@@ -66,7 +70,9 @@ export function webhookServiceRoutes(deps: WebhookServiceDeps) {
         const rotated = await rotateSecret(deps, tenantOf(ctx), endpointId, parseGracePeriod(req.gracePeriod));
         return {
           signingSecret: rotated.secret,
-          ...(rotated.previousExpireTime ? { previousSecretExpireTime: timestampFromDate(rotated.previousExpireTime) } : {}),
+          ...(rotated.previousExpireTime
+            ? { previousSecretExpireTime: timestampFromDate(rotated.previousExpireTime) }
+            : {}),
         };
       },
 
@@ -81,7 +87,8 @@ export function webhookServiceRoutes(deps: WebhookServiceDeps) {
         const last = page.at(-1);
         return {
           deliveries: page.map((r) => toDelivery(r.delivery, r.attempts)),
-          nextPageToken: rows.length > pageSize && last ? await pageTokens.encode(last.delivery.delivery_id, query) : "",
+          nextPageToken:
+            rows.length > pageSize && last ? await pageTokens.encode(last.delivery.delivery_id, query) : "",
         };
       },
 

@@ -6,8 +6,8 @@ import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import { context, propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
 import type { Logger } from "../../shared/log.js";
 import { tracer } from "../../shared/tracing.js";
-import { principalKey, requestIdKey } from "../model/request-context.js";
 import { withActor } from "../model/actor.js";
+import { principalKey, requestIdKey } from "../model/request-context.js";
 import type { ServiceMetrics } from "./service-metrics.js";
 
 /** "InvalidArgument" → "invalid_argument", as gRPC status names are written in Prometheus and logs. */

@@ -40,13 +40,22 @@ export function createServiceMetrics(deps: {
       for (const r of rows) this.set({ agent: r.agent }, Number(r.n));
     },
   });
-  new Gauge({ name: "agentd_db_pool_max_connections", help: "Postgres connections this process may open.", registers }).set(deps.poolMax);
+  new Gauge({
+    name: "agentd_db_pool_max_connections",
+    help: "Postgres connections this process may open.",
+    registers,
+  }).set(deps.poolMax);
   new Gauge({
     name: "agentd_db_up",
     help: "1 when a trivial query succeeded at this scrape, 0 when the database could not be reached.",
     registers,
     async collect() {
-      this.set(await sql`SELECT 1`.then(() => 1, () => 0));
+      this.set(
+        await sql`SELECT 1`.then(
+          () => 1,
+          () => 0,
+        ),
+      );
     },
   });
   new Gauge({
@@ -61,13 +70,55 @@ export function createServiceMetrics(deps: {
   });
 
   return {
-    rpcs: new Counter({ name: "agentd_rpcs_total", help: "RPCs handled, by service, method and final code (ok, canceled, invalid_argument, …).", labelNames: ["service", "method", "code"], registers }),
-    rpcSeconds: new Histogram({ name: "agentd_rpc_duration_seconds", help: "RPC duration until the last response message (streams: until they end).", labelNames: ["service", "method"], buckets: SECONDS, registers }),
-    tasksCreated: new Counter({ name: "agentd_tasks_created_total", help: "Tasks created in this process, by agent.", labelNames: ["agent"], registers }),
-    tasksFinished: new Counter({ name: "agentd_tasks_finished_total", help: "Tasks that ended (state SUCCEEDED, FAILED or CANCELED) by a write of this process, by agent.", labelNames: ["agent", "state"], registers }),
-    queueSeconds: new Histogram({ name: "agentd_task_queue_seconds", help: "From the moment a queued task could be claimed to its claim by a runner of this process.", labelNames: ["agent"], buckets: SECONDS, registers }),
-    runSeconds: new Histogram({ name: "agentd_task_run_seconds", help: "From a task's first start to its end, by agent and final state.", labelNames: ["agent", "state"], buckets: LONG_SECONDS, registers }),
-    attemptsRetried: new Counter({ name: "agentd_task_attempts_retried_total", help: "Attempts given back to the queue to be retried, by agent and reason (lease_lost, error).", labelNames: ["agent", "reason"], registers }),
-    leasesLost: new Counter({ name: "agentd_task_leases_lost_total", help: "Task leases that expired without a heartbeat (a runner died or stalled), found by this process's sweep.", registers }),
+    rpcs: new Counter({
+      name: "agentd_rpcs_total",
+      help: "RPCs handled, by service, method and final code (ok, canceled, invalid_argument, …).",
+      labelNames: ["service", "method", "code"],
+      registers,
+    }),
+    rpcSeconds: new Histogram({
+      name: "agentd_rpc_duration_seconds",
+      help: "RPC duration until the last response message (streams: until they end).",
+      labelNames: ["service", "method"],
+      buckets: SECONDS,
+      registers,
+    }),
+    tasksCreated: new Counter({
+      name: "agentd_tasks_created_total",
+      help: "Tasks created in this process, by agent.",
+      labelNames: ["agent"],
+      registers,
+    }),
+    tasksFinished: new Counter({
+      name: "agentd_tasks_finished_total",
+      help: "Tasks that ended (state SUCCEEDED, FAILED or CANCELED) by a write of this process, by agent.",
+      labelNames: ["agent", "state"],
+      registers,
+    }),
+    queueSeconds: new Histogram({
+      name: "agentd_task_queue_seconds",
+      help: "From the moment a queued task could be claimed to its claim by a runner of this process.",
+      labelNames: ["agent"],
+      buckets: SECONDS,
+      registers,
+    }),
+    runSeconds: new Histogram({
+      name: "agentd_task_run_seconds",
+      help: "From a task's first start to its end, by agent and final state.",
+      labelNames: ["agent", "state"],
+      buckets: LONG_SECONDS,
+      registers,
+    }),
+    attemptsRetried: new Counter({
+      name: "agentd_task_attempts_retried_total",
+      help: "Attempts given back to the queue to be retried, by agent and reason (lease_lost, error).",
+      labelNames: ["agent", "reason"],
+      registers,
+    }),
+    leasesLost: new Counter({
+      name: "agentd_task_leases_lost_total",
+      help: "Task leases that expired without a heartbeat (a runner died or stalled), found by this process's sweep.",
+      registers,
+    }),
   };
 }

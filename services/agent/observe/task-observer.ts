@@ -6,10 +6,10 @@
 // - every applied change: tasks that ended, and their run time;
 // - the lease sweep: leases lost and attempts retried.
 import { SpanKind } from "@opentelemetry/api";
-import { withoutActor } from "../model/actor.js";
 import { contextOf, inSpan, traceparentOf, tracer } from "../../shared/tracing.js";
-import { isTerminal, stateOfJsonName, type TaskRow, type TaskStateName } from "../model/task.js";
+import { withoutActor } from "../model/actor.js";
 import type { ChangeResult, StoredEvent } from "../model/change.js";
+import { isTerminal, stateOfJsonName, type TaskRow, type TaskStateName } from "../model/task.js";
 import type { TaskWriter } from "../store/task-writer.js";
 import type { ServiceMetrics } from "./service-metrics.js";
 
@@ -20,11 +20,15 @@ export function observeTaskWriter(writer: TaskWriter, metrics: ServiceMetrics): 
     metrics.tasksFinished.inc({ agent: task.agent, state });
     if (task.start_time) {
       const end = task.end_time ?? time;
-      metrics.runSeconds.observe({ agent: task.agent, state }, Math.max(0, end.getTime() - task.start_time.getTime()) / 1000);
+      metrics.runSeconds.observe(
+        { agent: task.agent, state },
+        Math.max(0, end.getTime() - task.start_time.getTime()) / 1000,
+      );
     }
   }
   function ended(task: TaskRow, events: readonly StoredEvent[]): void {
-    for (const event of events) if (event.kind === "stateChange") entered(task, stateOfJsonName(event.data.state), event.time);
+    for (const event of events)
+      if (event.kind === "stateChange") entered(task, stateOfJsonName(event.data.state), event.time);
   }
   const changed = (result: ChangeResult): ChangeResult => {
     if (result.status === "changed") ended(result.task, result.events);
@@ -68,7 +72,15 @@ export function observeTaskWriter(writer: TaskWriter, metrics: ServiceMetrics): 
       metrics.queueSeconds.observe({ agent: row.agent }, Math.max(0, now.getTime() - since.getTime()) / 1000);
       if (row.trace_parent) {
         tracer()
-          .startSpan("task.queue", { kind: SpanKind.INTERNAL, startTime: since, attributes: { "agentd.task_id": row.task_id, "agentd.agent": row.agent, "agentd.attempt": row.attempt } }, contextOf(row.trace_parent))
+          .startSpan(
+            "task.queue",
+            {
+              kind: SpanKind.INTERNAL,
+              startTime: since,
+              attributes: { "agentd.task_id": row.task_id, "agentd.agent": row.agent, "agentd.attempt": row.attempt },
+            },
+            contextOf(row.trace_parent),
+          )
           .end(now);
       }
     }
@@ -80,13 +92,18 @@ export function observeTaskWriter(writer: TaskWriter, metrics: ServiceMetrics): 
 export function inRunSpan<T extends TaskRow>(task: TaskRow, run: () => Promise<T>): Promise<T> {
   // The agent's own events are the service's, even when an RPC (Run) started the attempt.
   if (!task.trace_parent) return withoutActor(run);
-  return withoutActor(() => inSpan(
-    `agent.run ${task.agent}`,
-    { parent: contextOf(task.trace_parent), attributes: { "agentd.task_id": task.task_id, "agentd.agent": task.agent, "agentd.attempt": task.attempt } },
-    async (span) => {
-      const row = await run();
-      span.setAttribute("agentd.state", row.state);
-      return row;
-    },
-  ));
+  return withoutActor(() =>
+    inSpan(
+      `agent.run ${task.agent}`,
+      {
+        parent: contextOf(task.trace_parent),
+        attributes: { "agentd.task_id": task.task_id, "agentd.agent": task.agent, "agentd.attempt": task.attempt },
+      },
+      async (span) => {
+        const row = await run();
+        span.setAttribute("agentd.state", row.state);
+        return row;
+      },
+    ),
+  );
 }

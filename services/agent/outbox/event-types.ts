@@ -57,7 +57,11 @@ export function webhookPayload(
     .map((field) => ({ field, bytes: byteLength(trimmed[field]) }))
     .sort((a, b) => b.bytes - a.bytes);
   const omitted: string[] = [];
-  const bounded = () => ({ type, timestamp: time.toISOString(), data: { task: trimmed, sequence, omittedFields: omitted } });
+  const bounded = () => ({
+    type,
+    timestamp: time.toISOString(),
+    data: { task: trimmed, sequence, omittedFields: omitted },
+  });
   for (const { field } of largestFirst) {
     delete trimmed[field];
     omitted.push(field);

@@ -14,13 +14,19 @@
 // in the second half of its life, so under steady load it never expires and
 // writes are not sent down the transaction path just to learn "no endpoints".
 import type { JsonObject } from "@bufbuild/protobuf";
-import type { TaskRow } from "../model/task.js";
-import { taskJson } from "../wire/task-json.js";
-import type { StoredEvent, TaskEventSink } from "../model/change.js";
 import type { Sql, Tx } from "../../shared/db/database.js";
 import type { WakeupBus } from "../../shared/wakeup/bus.js";
+import type { StoredEvent, TaskEventSink } from "../model/change.js";
+import type { TaskRow } from "../model/task.js";
+import { taskJson } from "../wire/task-json.js";
 import { enqueueDeliveries, type OutboxEvent, subscribedTypes } from "./enqueue-deliveries.js";
-import { DEFAULT_MAX_PAYLOAD_BYTES, targetOf, type WebhookEventType, webhookPayload, webhookTypeOf } from "./event-types.js";
+import {
+  DEFAULT_MAX_PAYLOAD_BYTES,
+  targetOf,
+  type WebhookEventType,
+  webhookPayload,
+  webhookTypeOf,
+} from "./event-types.js";
 
 export interface WebhookOutbox extends TaskEventSink {
   /** Forget what is cached about a tenant's endpoints (after a change to them). */
@@ -129,8 +135,14 @@ export function createWebhookOutbox(deps: {
         // fields to other events. (A state_change is its change's last event, so this is its state;
         // only an insert's first QUEUED event, which no webhook carries, is older than `task`.)
         const current = event.kind !== "stateChange" || event.data.state === `TASK_STATE_${task.state}`;
-        const snapshot = current ? taskJson({ ...task, last_sequence: event.sequence }) : (event.data.task as JsonObject);
-        return { sequence: event.sequence, type, payload: webhookPayload(type, event.time, snapshot, event.sequence, maxPayloadBytes) };
+        const snapshot = current
+          ? taskJson({ ...task, last_sequence: event.sequence })
+          : (event.data.task as JsonObject);
+        return {
+          sequence: event.sequence,
+          type,
+          payload: webhookPayload(type, event.time, snapshot, event.sequence, maxPayloadBytes),
+        };
       });
       await enqueueDeliveries(
         tx,
@@ -142,7 +154,13 @@ export function createWebhookOutbox(deps: {
     },
 
     afterCommit(task, events) {
-      if (mayHaveSubscriber(task, typed(events).map((x) => x.type))) deps.bus.publish("delivery", task.task_id);
+      if (
+        mayHaveSubscriber(
+          task,
+          typed(events).map((x) => x.type),
+        )
+      )
+        deps.bus.publish("delivery", task.task_id);
     },
 
     invalidate(tenantId) {

@@ -3,14 +3,14 @@
 // serialized, and buffered deltas go first, so the log keeps the agent's order.
 import { randomUUID } from "node:crypto";
 import type { JsonObject, JsonValue } from "@bufbuild/protobuf";
+import { inSpan } from "../../shared/tracing.js";
 import { type AgentContext, InputRequired, type Json } from "../agents/agent.js";
-import type { TaskRow } from "../model/task.js";
 import type { EventDraft, Fence, TaskPatch } from "../model/change.js";
+import type { TaskRow } from "../model/task.js";
 import type { TaskWriter } from "../store/task-writer.js";
 import { record } from "../tasks/transitions.js";
 import { createDeltaBuffer } from "./delta-buffer.js";
 import { isStoreUnavailable, StoreRejected, StoreUnavailable } from "./store-outage.js";
-import { inSpan } from "../../shared/tracing.js";
 
 /** Thrown into the agent's pending writes when its claim on the task is gone. */
 export class LeaseLost extends Error {
@@ -104,7 +104,9 @@ export function createAgentContext(opts: {
       const id = randomUUID();
       try {
         const result = await inSpan(`tool ${name}`, { attributes: { "agentd.tool_call_id": id } }, async () => fn());
-        await write([{ kind: "toolCall", data: { id, name, arguments: args as JsonValue, result: result as JsonValue } }]);
+        await write([
+          { kind: "toolCall", data: { id, name, arguments: args as JsonValue, result: result as JsonValue } },
+        ]);
         return result;
       } catch (error) {
         const message = error instanceof Error ? error.message : String(error);
@@ -121,7 +123,10 @@ export function createAgentContext(opts: {
     },
     log: (level, message) => write([{ kind: "log", data: { level, message } }]),
     checkpoint: (state) =>
-      write([], answerHandedOver ? { checkpoint: state as JsonValue, pending_input: null } : { checkpoint: state as JsonValue }),
+      write(
+        [],
+        answerHandedOver ? { checkpoint: state as JsonValue, pending_input: null } : { checkpoint: state as JsonValue },
+      ),
     requestInput: async (request) => {
       // The first request of a resumed run is answered by the stored answer;
       // otherwise the runner pauses the task (see InputRequired).

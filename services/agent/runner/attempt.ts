@@ -8,14 +8,14 @@ import type { FieldViolation } from "../../shared/errors.js";
 import type { Logger } from "../../shared/log.js";
 import { isAgentFailure, isInputRequired } from "../agents/agent.js";
 import type { AgentRegistry } from "../agents/registry.js";
-import type { TaskKey, TaskRow } from "../model/task.js";
 import type { Decide } from "../model/change.js";
+import type { TaskKey, TaskRow } from "../model/task.js";
 import type { TaskWriter } from "../store/task-writer.js";
 import { schemaProblem } from "../tasks/answer-schema.js";
-import { schemaObject } from "../wire/schema-object.js";
 import { fail, pause, succeed, type TaskErrorJson } from "../tasks/transitions.js";
-import type { OutcomeJournal } from "./outcome-journal.js";
+import { schemaObject } from "../wire/schema-object.js";
 import { createAgentContext, type HeldTask, LeaseLost } from "./agent-context.js";
+import type { OutcomeJournal } from "./outcome-journal.js";
 import { handBackAfterOutage, isStoreUnavailable } from "./store-outage.js";
 
 /** Why an attempt's signal fired. */
@@ -65,12 +65,21 @@ const SETTLE_RETRY_MAX_MS = 1000;
  * with the task as the attempt left it. */
 export async function runAttempt(deps: AttemptDeps, task: TaskRow, controller: AbortController): Promise<TaskRow> {
   const held: HeldTask = { row: task };
-  const log = deps.logger.child({ taskId: task.task_id, tenant: task.tenant_id, attempt: task.attempt, agent: task.agent });
+  const log = deps.logger.child({
+    taskId: task.task_id,
+    tenant: task.tenant_id,
+    attempt: task.attempt,
+    agent: task.agent,
+  });
   // The version the task was created for runs it, even when a newer one is loaded too.
   const ref = `${task.agent}@${task.agent_version}`;
   const agent = deps.registry.get(ref);
   if (!agent) {
-    return finish(deps, held, fail({ code: "AGENT_UNAVAILABLE", message: `agent "${ref}" is not loaded on this runner`, retryable: true }));
+    return finish(
+      deps,
+      held,
+      fail({ code: "AGENT_UNAVAILABLE", message: `agent "${ref}" is not loaded on this runner`, retryable: true }),
+    );
   }
   const timer = setTimeout(
     () => controller.abort(new AttemptTimeout(`the attempt ran past its timeout of ${Number(task.timeout_ms)} ms`)),
@@ -133,9 +142,14 @@ export async function runAttempt(deps: AttemptDeps, task: TaskRow, controller: A
 }
 
 /** How the attempt ends, from the agent's outcome and, when it was stopped, the reason its signal fired. */
-export function endingOf(outcome: Outcome, reason: unknown, validateOutput: (output: JsonValue) => FieldViolation[]): Ending {
+export function endingOf(
+  outcome: Outcome,
+  reason: unknown,
+  validateOutput: (output: JsonValue) => FieldViolation[],
+): Ending {
   if ("aborted" in outcome) {
-    if (reason instanceof AttemptTimeout) return { end: "timeout", error: { code: "TIMEOUT", message: reason.message, retryable: true } };
+    if (reason instanceof AttemptTimeout)
+      return { end: "timeout", error: { code: "TIMEOUT", message: reason.message, retryable: true } };
     return { end: "elsewhere" };
   }
   if (!outcome.ok) {
@@ -181,7 +195,8 @@ function decisionOf(ending: Exclude<Ending, { end: "elsewhere" }>): Decide {
       return fail(ending.error);
     case "paused": {
       const request: JsonObject = { prompt: ending.prompt, schema: ending.schema };
-      if (ending.expiresInMs !== undefined) request.expireTime = new Date(Date.now() + ending.expiresInMs).toISOString();
+      if (ending.expiresInMs !== undefined)
+        request.expireTime = new Date(Date.now() + ending.expiresInMs).toISOString();
       return pause(request);
     }
     case "succeeded":
@@ -208,10 +223,14 @@ async function finish(deps: AttemptDeps, held: HeldTask, decide: Decide): Promis
       return result.status === "missing" ? held.row : result.task;
     } catch (error) {
       if (!isStoreUnavailable(error) || deps.stopping.aborted) {
-        log.error({ err: error }, "could not record the end of an attempt; its lease will expire and the task be retried");
+        log.error(
+          { err: error },
+          "could not record the end of an attempt; its lease will expire and the task be retried",
+        );
         return reread(deps, held.row);
       }
-      if (tries === 1) log.warn({ err: error }, "the store is unavailable; will record the end of the attempt when it is back");
+      if (tries === 1)
+        log.warn({ err: error }, "the store is unavailable; will record the end of the attempt when it is back");
     }
     await delay(waitMs);
     waitMs = Math.min(waitMs * 2, SETTLE_RETRY_MAX_MS);

@@ -12,7 +12,12 @@ export interface DeltaBuffer {
   take(): string;
 }
 
-export function createDeltaBuffer(opts: { windowMs: number; maxChars: number; onDue: () => void; now?: () => number }): DeltaBuffer {
+export function createDeltaBuffer(opts: {
+  windowMs: number;
+  maxChars: number;
+  onDue: () => void;
+  now?: () => number;
+}): DeltaBuffer {
   const now = opts.now ?? (() => performance.now());
   let parts: string[] = [];
   let size = 0;

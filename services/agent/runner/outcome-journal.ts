@@ -10,8 +10,8 @@
 // time), written after the same last event, so the events get the sequences
 // they had and webhook-ids (derived from task, sequence and endpoint) repeat.
 import type { Logger } from "../../shared/log.js";
-import type { TaskRow } from "../model/task.js";
 import type { Decide } from "../model/change.js";
+import type { TaskRow } from "../model/task.js";
 import type { TaskWriter } from "../store/task-writer.js";
 
 export interface OutcomeJournal {
@@ -27,7 +27,9 @@ export interface OutcomeJournal {
 export const OUTCOME_WINDOW_MS = 5 * 60_000;
 export const OUTCOME_LIMIT = 2000;
 
-export function createOutcomeJournal(opts: { windowMs?: number; limit?: number; now?: () => number } = {}): OutcomeJournal {
+export function createOutcomeJournal(
+  opts: { windowMs?: number; limit?: number; now?: () => number } = {},
+): OutcomeJournal {
   const windowMs = opts.windowMs ?? OUTCOME_WINDOW_MS;
   const limit = opts.limit ?? OUTCOME_LIMIT;
   const now = opts.now ?? Date.now;

@@ -41,7 +41,10 @@ export function handBackAfterOutage(now = new Date()): Decide {
       events: [
         {
           kind: "log",
-          data: { level: "warn", message: `attempt ${task.attempt} stopped: the task store was unavailable; the task is queued again` },
+          data: {
+            level: "warn",
+            message: `attempt ${task.attempt} stopped: the task store was unavailable; the task is queued again`,
+          },
         },
       ],
     };

@@ -6,12 +6,12 @@ import type { Logger } from "../../shared/log.js";
 import type { WakeupBus } from "../../shared/wakeup/bus.js";
 import type { AgentRegistry } from "../agents/registry.js";
 import type { TaskKey, TaskRow } from "../model/task.js";
+import { inRunSpan } from "../observe/task-observer.js";
 import type { TaskWriter } from "../store/task-writer.js";
 import { handBack, requeueLost, retryBackoff } from "../tasks/transitions.js";
 import { type AttemptDeps, RunnerShutdown, runAttempt, TaskCanceled } from "./attempt.js";
 import { createOutcomeJournal, type OutcomeJournal } from "./outcome-journal.js";
 import { isStoreUnavailable } from "./store-outage.js";
-import { inRunSpan } from "../observe/task-observer.js";
 
 export interface RunnerOptions {
   /** Unique per process: whose leases these are. */
@@ -255,7 +255,11 @@ function heartbeatAndSweep(deps: {
         }
         if (Date.now() < sweepAfter) return;
         const swept = await writer.sweepExpiredLeases(100, requeueLost(backoff)).catch(noteOutage);
-        for (const task of swept) logger.warn({ taskId: task.task_id, tenant: task.tenant_id, state: task.state }, "requeued a task whose runner was lost");
+        for (const task of swept)
+          logger.warn(
+            { taskId: task.task_id, tenant: task.tenant_id, state: task.state },
+            "requeued a task whose runner was lost",
+          );
       },
       "lease sweep",
       logger,
@@ -265,7 +269,13 @@ function heartbeatAndSweep(deps: {
 }
 
 /** Runs `fn` every `ms` until `stopped` fires; a failure is logged and the next round tries again. */
-async function every(ms: number, fn: () => Promise<void>, what: string, logger: Logger, stopped: AbortSignal): Promise<void> {
+async function every(
+  ms: number,
+  fn: () => Promise<void>,
+  what: string,
+  logger: Logger,
+  stopped: AbortSignal,
+): Promise<void> {
   while (!stopped.aborted) {
     try {
       await fn();

@@ -16,7 +16,10 @@ const OPENAPI_FILE = new URL("../../../gen/openapi/agentd.openapi.json", import.
 const ASSETS: Record<string, { file: string; type: string }> = {
   "/docs/swagger-ui.css": { file: "swagger-ui.css", type: "text/css; charset=utf-8" },
   "/docs/swagger-ui-bundle.js": { file: "swagger-ui-bundle.js", type: "text/javascript; charset=utf-8" },
-  "/docs/swagger-ui-standalone-preset.js": { file: "swagger-ui-standalone-preset.js", type: "text/javascript; charset=utf-8" },
+  "/docs/swagger-ui-standalone-preset.js": {
+    file: "swagger-ui-standalone-preset.js",
+    type: "text/javascript; charset=utf-8",
+  },
 };
 
 const PAGE = `<!doctype html>
@@ -63,10 +66,20 @@ export function createApiDocs(): ApiDocs {
     }
     return body;
   };
-  const send = (res: NodeResponse, type: string, body: Promise<Buffer> | Buffer, headers: Record<string, string> = {}) => {
+  const send = (
+    res: NodeResponse,
+    type: string,
+    body: Promise<Buffer> | Buffer,
+    headers: Record<string, string> = {},
+  ) => {
     Promise.resolve(body).then(
       (b) => {
-        res.writeHead(200, { "content-type": type, "content-length": String(b.length), "x-content-type-options": "nosniff", ...headers });
+        res.writeHead(200, {
+          "content-type": type,
+          "content-length": String(b.length),
+          "x-content-type-options": "nosniff",
+          ...headers,
+        });
         res.end(b);
       },
       () => {
@@ -81,7 +94,12 @@ export function createApiDocs(): ApiDocs {
       if (req.method !== "GET" && req.method !== "HEAD") return false;
       const path = (req.url ?? "").split("?", 1)[0] ?? "";
       if (path === "/openapi.json") {
-        send(res, "application/json", load(path, () => readFile(OPENAPI_FILE)), { "access-control-allow-origin": "*" });
+        send(
+          res,
+          "application/json",
+          load(path, () => readFile(OPENAPI_FILE)),
+          { "access-control-allow-origin": "*" },
+        );
         return true;
       }
       if (path === "/docs" || path === "/docs/") {
@@ -94,7 +112,12 @@ export function createApiDocs(): ApiDocs {
       }
       const asset = path ? ASSETS[path] : undefined;
       if (asset) {
-        send(res, asset.type, load(path, () => readFile(join(assetDir, asset.file))), { "cache-control": "public, max-age=3600" });
+        send(
+          res,
+          asset.type,
+          load(path, () => readFile(join(assetDir, asset.file))),
+          { "cache-control": "public, max-age=3600" },
+        );
         return true;
       }
       return false;

@@ -17,8 +17,12 @@ const AGENTD_RESPONSE_HEADERS = ["x-request-id", "retry-after", "connect-content
 const MAX_AGE_SECONDS = 7200;
 
 const ALLOWED_METHODS = [...new Set([...connectCors.allowedMethods, "OPTIONS"])].join(", ");
-const ALLOWED_HEADERS = [...new Set([...connectCors.allowedHeaders, ...AGENTD_REQUEST_HEADERS].map((h) => h.toLowerCase()))].join(", ");
-const EXPOSED_HEADERS = [...new Set([...connectCors.exposedHeaders, ...AGENTD_RESPONSE_HEADERS].map((h) => h.toLowerCase()))].join(", ");
+const ALLOWED_HEADERS = [
+  ...new Set([...connectCors.allowedHeaders, ...AGENTD_REQUEST_HEADERS].map((h) => h.toLowerCase())),
+].join(", ");
+const EXPOSED_HEADERS = [
+  ...new Set([...connectCors.exposedHeaders, ...AGENTD_RESPONSE_HEADERS].map((h) => h.toLowerCase())),
+].join(", ");
 
 /** The origins `agentd dev` allows: any port on loopback, over plain http. */
 export const DEV_CORS_ORIGINS = ["http://localhost:*", "http://127.0.0.1:*"];
@@ -59,7 +63,10 @@ export function withCors(handler: NodeHandlerFn, origins: readonly string[]): No
     const ok = allowed(origin);
     const preflight = req.method === "OPTIONS" && req.headers["access-control-request-method"] !== undefined;
     // The answer depends on Origin: caches must not hand one origin's answer to another.
-    res.setHeader("vary", preflight ? "origin, access-control-request-method, access-control-request-headers" : "origin");
+    res.setHeader(
+      "vary",
+      preflight ? "origin, access-control-request-method, access-control-request-headers" : "origin",
+    );
     if (preflight) {
       if (!ok) {
         const body = "origin not allowed: add it to AGENTD_CORS_ORIGINS\n";

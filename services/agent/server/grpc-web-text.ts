@@ -58,10 +58,12 @@ export async function* decodeBase64Stream(body: AsyncIterable<Uint8Array>): Asyn
     if (whole === 0) continue;
     const text = pending.slice(0, whole);
     pending = pending.slice(whole);
-    if (!BASE64_GROUPS.test(text)) throw new ConnectError("the request body is not valid base64 (gRPC-Web text)", Code.InvalidArgument);
+    if (!BASE64_GROUPS.test(text))
+      throw new ConnectError("the request body is not valid base64 (gRPC-Web text)", Code.InvalidArgument);
     yield new Uint8Array(decodeGroups(text));
   }
-  if (pending.length > 0) throw new ConnectError("the request body is not valid base64 (gRPC-Web text): truncated", Code.InvalidArgument);
+  if (pending.length > 0)
+    throw new ConnectError("the request body is not valid base64 (gRPC-Web text): truncated", Code.InvalidArgument);
 }
 
 const BASE64_GROUPS = /^(?:[A-Za-z0-9+/]{4}|[A-Za-z0-9+/]{3}=|[A-Za-z0-9+/]{2}==)*$/;

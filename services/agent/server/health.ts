@@ -4,9 +4,9 @@ import { create } from "@bufbuild/protobuf";
 import type { ConnectRouter } from "@connectrpc/connect";
 import {
   Health,
-  HealthCheckResponse_ServingStatus as ServingStatus,
   HealthCheckResponseSchema,
   HealthListResponseSchema,
+  HealthCheckResponse_ServingStatus as ServingStatus,
 } from "../../../gen/grpc/health/v1/health_pb.js";
 import { notFound } from "../../shared/errors.js";
 import type { Logger } from "../../shared/log.js";
@@ -155,11 +155,14 @@ export function monitorDatabase(opts: {
   }
 
   const loop = () => {
-    timer = setTimeout(() => {
-      check().finally(() => {
-        if (!stopped) loop();
-      });
-    }, down ? downIntervalMs : intervalMs);
+    timer = setTimeout(
+      () => {
+        check().finally(() => {
+          if (!stopped) loop();
+        });
+      },
+      down ? downIntervalMs : intervalMs,
+    );
   };
   loop();
   return {

@@ -85,7 +85,10 @@ export function createHttpProbes(deps: { sql: Sql; logger: Logger; migrationsDir
         return true;
       }
       check().then(
-        (verdict) => (verdict.ready ? reply(res, 200, { status: "ready" }) : reply(res, 503, { status: "not_ready", reason: verdict.reason })),
+        (verdict) =>
+          verdict.ready
+            ? reply(res, 200, { status: "ready" })
+            : reply(res, 503, { status: "not_ready", reason: verdict.reason }),
         () => reply(res, 503, { status: "not_ready", reason: "database_unreachable" }),
       );
       return true;

@@ -17,7 +17,11 @@ export function isMetricsRequest(req: { url?: string | undefined }): boolean {
 }
 
 /** Listens on host:port and hands GET /metrics to `serve` (what the main port would have answered). */
-export async function listenMetrics(opts: { host: string; port: number; serve: (req: Request, res: Response) => boolean }): Promise<MetricsListener> {
+export async function listenMetrics(opts: {
+  host: string;
+  port: number;
+  serve: (req: Request, res: Response) => boolean;
+}): Promise<MetricsListener> {
   const server = createServer((req, res) => {
     if (req.method === "GET" && isMetricsRequest(req) && opts.serve(req, res)) return;
     res.writeHead(404).end();
@@ -30,7 +34,8 @@ export async function listenMetrics(opts: { host: string; port: number; serve: (
     });
   });
   const { port } = server.address() as AddressInfo;
-  const host = opts.host === "0.0.0.0" || opts.host === "" ? "127.0.0.1" : opts.host.includes(":") ? `[${opts.host}]` : opts.host;
+  const host =
+    opts.host === "0.0.0.0" || opts.host === "" ? "127.0.0.1" : opts.host.includes(":") ? `[${opts.host}]` : opts.host;
   return {
     url: `http://${host}:${port}/metrics`,
     close: () =>

@@ -19,7 +19,12 @@ const AUTHORITY = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]+)(?::\d{0,
  * nothing thrown while handling a request leaves it: a throw is logged (rate-limited) and the
  * request alone fails.
  */
-export function guardRequests(handler: NodeHandlerFn, maxRequestBytes: number | undefined, closing: () => boolean, failures: FailureReporter) {
+export function guardRequests(
+  handler: NodeHandlerFn,
+  maxRequestBytes: number | undefined,
+  closing: () => boolean,
+  failures: FailureReporter,
+) {
   return (req: NodeServerRequest, res: NodeServerResponse) => {
     const context = requestContextOf(req);
     const abort = () => res.destroy();
@@ -76,7 +81,11 @@ function answerUnexpected(req: NodeServerRequest, res: NodeServerResponse): void
     const contentType = String(req.headers["content-type"] ?? "");
     if (contentType.startsWith("application/grpc")) {
       // Trailers-only: the status travels in the headers (gRPC over HTTP/2 and gRPC-Web alike).
-      res.writeHead(200, { "content-type": contentType.split(";")[0]!, "grpc-status": "13", "grpc-message": "internal error" });
+      res.writeHead(200, {
+        "content-type": contentType.split(";")[0]!,
+        "grpc-status": "13",
+        "grpc-message": "internal error",
+      });
       res.end();
       return;
     }

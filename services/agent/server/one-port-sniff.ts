@@ -28,7 +28,11 @@ export function detectProtocol(head: Uint8Array): WireProtocol | undefined {
  * the http2 session then never sees (unary h2c calls from grpc-js break). Returns a probe of
  * the bytes received so far.
  */
-export function sniff(socket: net.Socket, timeoutMs: number, done: (protocol: WireProtocol | undefined, reason?: string) => void): () => number {
+export function sniff(
+  socket: net.Socket,
+  timeoutMs: number,
+  done: (protocol: WireProtocol | undefined, reason?: string) => void,
+): () => number {
   const chunks: Buffer[] = [];
   let size = 0;
   let finished = false;

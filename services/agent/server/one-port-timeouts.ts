@@ -65,7 +65,11 @@ export function reapIdleSessions(session: http2.ServerHttp2Session, timeouts: Co
  * The servers the one port hands its connections to, with the timeouts above. Neither ever
  * listens: the port's own listener emits each routed socket as their 'connection'.
  */
-export function createProtocolServers(onRequest: ReturnType<typeof guardRequests>, timeouts: ConnectionTimeouts, log: Logger): { h1: http.Server; h2: http2.Http2Server } {
+export function createProtocolServers(
+  onRequest: ReturnType<typeof guardRequests>,
+  timeouts: ConnectionTimeouts,
+  log: Logger,
+): { h1: http.Server; h2: http2.Http2Server } {
   const h1 = http.createServer(
     {
       // Receiving the request is bounded (a trickled body gets 408); answering is not, so
@@ -75,7 +79,10 @@ export function createProtocolServers(onRequest: ReturnType<typeof guardRequests
       headersTimeout: Math.min(timeouts.headersMs, timeouts.requestMs),
       keepAliveTimeout: timeouts.idleMs,
       // Node checks the two timeouts above on this interval (30 s by default, too coarse for short ones).
-      connectionsCheckingInterval: Math.max(50, Math.min(30_000, Math.floor(Math.min(timeouts.headersMs, timeouts.requestMs) / 4))),
+      connectionsCheckingInterval: Math.max(
+        50,
+        Math.min(30_000, Math.floor(Math.min(timeouts.headersMs, timeouts.requestMs) / 4)),
+      ),
     },
     onRequest,
   );

@@ -12,7 +12,12 @@ import * as net from "node:net";
 import { type Logger, silentLogger } from "../../shared/log.js";
 import { guardRequests, type NodeHandlerFn } from "./one-port-requests.js";
 import { SNIFF_TIMEOUT_MS, sniff } from "./one-port-sniff.js";
-import { type ConnectionTimeouts, createProtocolServers, DEFAULT_TIMEOUTS, reapIdleSessions } from "./one-port-timeouts.js";
+import {
+  type ConnectionTimeouts,
+  createProtocolServers,
+  DEFAULT_TIMEOUTS,
+  reapIdleSessions,
+} from "./one-port-timeouts.js";
 import { createFailureReporter } from "./request-failures.js";
 import type { TlsTerminator } from "./tls.js";
 
@@ -120,7 +125,12 @@ export async function listenOnePort(opts: OnePortOptions): Promise<OnePortServer
   const port = (tcp.address() as net.AddressInfo).port;
 
   let closed: Promise<void> | undefined;
-  log.info({ host, port, tls: Boolean(opts.tls) }, opts.tls ? "listening (gRPC, Connect, gRPC-Web; TLS with ALPN h2 and http/1.1)" : "listening (gRPC, Connect, gRPC-Web; HTTP/1.1 and h2c)");
+  log.info(
+    { host, port, tls: Boolean(opts.tls) },
+    opts.tls
+      ? "listening (gRPC, Connect, gRPC-Web; TLS with ALPN h2 and http/1.1)"
+      : "listening (gRPC, Connect, gRPC-Web; HTTP/1.1 and h2c)",
+  );
   return {
     port,
     url: `${opts.tls ? "https" : "http"}://${dialHost(host)}:${port}`,

@@ -17,7 +17,11 @@ import * as v1alpha from "../../../gen/grpc/reflection/v1alpha/reflection_pb.js"
  * always listed. Every dependency of a file, well-known types included, can be fetched.
  */
 export function createReflectionRoutes(files: DescFile[]): (router: ConnectRouter) => void {
-  const index = indexFiles([...files, v1.file_grpc_reflection_v1_reflection, v1alpha.file_grpc_reflection_v1alpha_reflection]);
+  const index = indexFiles([
+    ...files,
+    v1.file_grpc_reflection_v1_reflection,
+    v1alpha.file_grpc_reflection_v1alpha_reflection,
+  ]);
   return (router) => {
     router.service(v1.ServerReflection, {
       async *serverReflectionInfo(requests) {
@@ -31,7 +35,10 @@ export function createReflectionRoutes(files: DescFile[]): (router: ConnectRoute
       async *serverReflectionInfo(requests) {
         const sent = new Set<string>();
         for await (const req of requests) {
-          const asV1 = fromBinary(v1.ServerReflectionRequestSchema, toBinary(v1alpha.ServerReflectionRequestSchema, req));
+          const asV1 = fromBinary(
+            v1.ServerReflectionRequestSchema,
+            toBinary(v1alpha.ServerReflectionRequestSchema, req),
+          );
           const res = answer(index, asV1, sent);
           yield fromBinary(v1alpha.ServerReflectionResponseSchema, toBinary(v1.ServerReflectionResponseSchema, res));
         }
@@ -103,7 +110,11 @@ function indexFiles(roots: DescFile[]): DescriptorIndex {
 }
 
 /** One reply per request. `sent` holds the files already sent on this stream. */
-function answer(index: DescriptorIndex, req: v1.ServerReflectionRequest, sent: Set<string>): v1.ServerReflectionResponse {
+function answer(
+  index: DescriptorIndex,
+  req: v1.ServerReflectionRequest,
+  sent: Set<string>,
+): v1.ServerReflectionResponse {
   const reply = (messageResponse: v1.ServerReflectionResponse["messageResponse"]) =>
     create(v1.ServerReflectionResponseSchema, { validHost: req.host, originalRequest: req, messageResponse });
   const error = (code: Code, message: string) =>

@@ -28,7 +28,12 @@ export const requestScope = new AsyncLocalStorage<RequestScope>();
 
 const MAX_FIELD = 200;
 
-export function requestContextOf(req: { method?: string | undefined; url?: string | undefined; httpVersion: string; headers: Record<string, unknown> }): RequestContext {
+export function requestContextOf(req: {
+  method?: string | undefined;
+  url?: string | undefined;
+  httpVersion: string;
+  headers: Record<string, unknown>;
+}): RequestContext {
   const contentType = req.headers["content-type"];
   return {
     method: clip(req.method ?? ""),
@@ -51,7 +56,10 @@ export interface FailureReporter {
  * `maxPerWindow` lines per window whatever the variety: a client that can trigger a bug
  * must not be able to flood the logs too. What was held back is counted in one line.
  */
-export function createFailureReporter(logger: Logger, opts: { windowMs?: number; maxPerWindow?: number; message?: string } = {}): FailureReporter {
+export function createFailureReporter(
+  logger: Logger,
+  opts: { windowMs?: number; maxPerWindow?: number; message?: string } = {},
+): FailureReporter {
   const windowMs = opts.windowMs ?? 60_000;
   const maxPerWindow = opts.maxPerWindow ?? 10;
   const message = opts.message ?? "unexpected error while handling a request";
@@ -104,8 +112,13 @@ function errorMessage(error: unknown): string {
  * the safe answer. Installed by the CLI, not by the library, since it changes process-wide
  * behaviour. Returns a function that removes it.
  */
-export function installLastResortGuard(logger: Logger, exit: (code: number) => void = (code) => process.exit(code)): () => void {
-  const reporter = createFailureReporter(logger, { message: "uncaught error in request handling (the request was aborted, the process goes on)" });
+export function installLastResortGuard(
+  logger: Logger,
+  exit: (code: number) => void = (code) => process.exit(code),
+): () => void {
+  const reporter = createFailureReporter(logger, {
+    message: "uncaught error in request handling (the request was aborted, the process goes on)",
+  });
   const handle = (origin: string) => (error: unknown) => {
     // The database layer's own guard handles (and recovers from) the driver's known timer bug.
     if (isDriverWriteAfterClose(error)) return;

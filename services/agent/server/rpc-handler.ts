@@ -16,14 +16,19 @@
 //   which every client decodes the same; that is what leaves here.
 // Everything else is the adapter's own behaviour (connectNodeAdapter in @connectrpc/connect-node).
 import {
+  type ConnectRouter,
   type ConnectRouterOptions,
+  type ContextValues,
   createConnectRouter,
   createContextValues,
-  type ContextValues,
-  type ConnectRouter,
 } from "@connectrpc/connect";
 import type { UniversalServerResponse } from "@connectrpc/connect/protocol";
-import { compressionBrotli, compressionGzip, universalRequestFromNodeRequest, universalResponseToNodeResponse } from "@connectrpc/connect-node";
+import {
+  compressionBrotli,
+  compressionGzip,
+  universalRequestFromNodeRequest,
+  universalResponseToNodeResponse,
+} from "@connectrpc/connect-node";
 import { grpcWebTextRequest, grpcWebTextResponse, isGrpcWebText } from "./grpc-web-text.js";
 import type { NodeHandlerFn } from "./one-port.js";
 
@@ -39,7 +44,11 @@ export interface RpcHandlerOptions extends ConnectRouterOptions {
   onHandlerError?: (error: unknown, rpc: string) => void;
   /** Runs once the RPC is known, before its body is read; `readBody: false` leaves the body
    * unread (the interceptors must then refuse the call, from what this put in `values`). */
-  beforeBody?: (req: NodeRequest, rpc: { service: string; method: string }, values: ContextValues) => Promise<{ readBody: boolean }>;
+  beforeBody?: (
+    req: NodeRequest,
+    rpc: { service: string; method: string },
+    values: ContextValues,
+  ) => Promise<{ readBody: boolean }>;
 }
 
 // Also a request body that does not decompress (connect-node answers INTERNAL "decompression
@@ -172,12 +181,18 @@ function safeDecode(text: string): string {
 function grpcPercentEncode(message: string): string {
   let out = "";
   for (const byte of Buffer.from(message, "utf8")) {
-    out += byte >= 0x20 && byte <= 0x7e && byte !== 0x25 ? String.fromCharCode(byte) : `%${byte.toString(16).toUpperCase().padStart(2, "0")}`;
+    out +=
+      byte >= 0x20 && byte <= 0x7e && byte !== 0x25
+        ? String.fromCharCode(byte)
+        : `%${byte.toString(16).toUpperCase().padStart(2, "0")}`;
   }
   return out;
 }
 
-async function* connectErrorBody(body: AsyncIterable<Uint8Array>, res: UniversalServerResponse): AsyncIterable<Uint8Array> {
+async function* connectErrorBody(
+  body: AsyncIterable<Uint8Array>,
+  res: UniversalServerResponse,
+): AsyncIterable<Uint8Array> {
   const chunks: Uint8Array[] = [];
   for await (const chunk of body) chunks.push(chunk);
   const bytes = Buffer.concat(chunks);
@@ -188,7 +203,11 @@ async function* connectErrorBody(body: AsyncIterable<Uint8Array>, res: Universal
     const long = (error.message?.length ?? 0) > MAX_ERROR_MESSAGE;
     if (decodeError || tooBig || long) {
       const fixed = Buffer.from(
-        JSON.stringify({ ...error, ...(decodeError ? { code: "invalid_argument" } : {}), message: clipMessage(error.message ?? "") }),
+        JSON.stringify({
+          ...error,
+          ...(decodeError ? { code: "invalid_argument" } : {}),
+          message: clipMessage(error.message ?? ""),
+        }),
       );
       // The status and length are read when the first chunk is written, after this runs.
       if (decodeError) res.status = 400;
@@ -203,7 +222,10 @@ async function* connectErrorBody(body: AsyncIterable<Uint8Array>, res: Universal
   yield bytes;
 }
 
-async function* mapChunks(body: AsyncIterable<Uint8Array>, fn: (chunk: Uint8Array) => Uint8Array): AsyncIterable<Uint8Array> {
+async function* mapChunks(
+  body: AsyncIterable<Uint8Array>,
+  fn: (chunk: Uint8Array) => Uint8Array,
+): AsyncIterable<Uint8Array> {
   for await (const chunk of body) yield fn(chunk);
 }
 
@@ -224,7 +246,11 @@ function connectEndStreamFrame(chunk: Uint8Array): Uint8Array {
   const fixed = Buffer.from(
     JSON.stringify({
       ...end,
-      error: { ...error, ...(decodeError ? { code: "invalid_argument" } : {}), message: clipMessage(error.message ?? "") },
+      error: {
+        ...error,
+        ...(decodeError ? { code: "invalid_argument" } : {}),
+        message: clipMessage(error.message ?? ""),
+      },
     }),
   );
   return Buffer.concat([chunk.subarray(0, at), frameOf(0x02, fixed)]);

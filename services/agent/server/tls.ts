@@ -4,7 +4,7 @@
 // HTTP/1.1), so gRPC, Connect, gRPC-Web and SSE all work over HTTPS.
 // The certificate and key are files; `reload()` reads them again (SIGHUP) and
 // swaps the context for new handshakes only, so open connections stay up.
-import { X509Certificate, createPrivateKey } from "node:crypto";
+import { createPrivateKey, X509Certificate } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import type * as net from "node:net";
 import * as tls from "node:tls";
@@ -72,7 +72,9 @@ export async function loadTlsFiles(files: TlsFiles): Promise<Loaded> {
   try {
     tls.createSecureContext({ cert, key });
   } catch (error) {
-    throw new ConfigError(`TLS certificate ${files.certFile} with key ${files.keyFile} cannot be used: ${(error as Error).message}`);
+    throw new ConfigError(
+      `TLS certificate ${files.certFile} with key ${files.keyFile} cannot be used: ${(error as Error).message}`,
+    );
   }
   return { cert, key, fingerprint: leaf.fingerprint256 };
 }
@@ -95,7 +97,9 @@ export async function createTlsTerminator(files: TlsFiles, opts: { logger?: Logg
 
   return {
     serve(onSecure) {
-      server.on("secureConnection", (secure: tls.TLSSocket) => onSecure(secure.alpnProtocol === "h2" ? "h2" : "http1", secure));
+      server.on("secureConnection", (secure: tls.TLSSocket) =>
+        onSecure(secure.alpnProtocol === "h2" ? "h2" : "http1", secure),
+      );
       // tls.Server's own connection listener wraps the socket and runs the handshake.
       return (socket) => server.emit("connection", socket);
     },

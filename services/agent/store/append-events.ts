@@ -40,7 +40,8 @@ const PATCH_COLUMNS_JSON = new Set([
   "input_answer_ids",
 ]);
 
-export const jsonOrNull = (sql: Sql, value: unknown) => (value === null || value === undefined ? null : sql.json(value as never));
+export const jsonOrNull = (sql: Sql, value: unknown) =>
+  value === null || value === undefined ? null : sql.json(value as never);
 
 /** Sequences the drafts after the row's last event and fills state_change snapshots
  * (which carry large fields once only: see `stateChangeSnapshot`). */
@@ -59,14 +60,26 @@ export function build(current: TaskRow, change: TaskChange, now: Date): { next: 
   const events = drafts.map((draft, i): StoredEvent => {
     const sequence = first + i;
     if (draft.kind !== "stateChange") return { sequence, time: now, kind: draft.kind, data: draft.data, actor };
-    return { sequence, time: now, kind: "stateChange", data: { state: `TASK_STATE_${next.state}`, task: stateChangeSnapshot(next, sequence) }, actor };
+    return {
+      sequence,
+      time: now,
+      kind: "stateChange",
+      data: { state: `TASK_STATE_${next.state}`, task: stateChangeSnapshot(next, sequence) },
+      actor,
+    };
   });
   return { next, events };
 }
 
 export function eventRows(sql: Sql, events: StoredEvent[]) {
   return sql.json(
-    events.map((e) => ({ sequence: e.sequence, time: e.time.toISOString(), kind: e.kind, data: e.data, actor: e.actor ?? null })) as never,
+    events.map((e) => ({
+      sequence: e.sequence,
+      time: e.time.toISOString(),
+      kind: e.kind,
+      data: e.data,
+      actor: e.actor ?? null,
+    })) as never,
   );
 }
 
@@ -80,7 +93,12 @@ export function columnsOf(sql: Sql, next: TaskRow, change: TaskChange): Record<s
 }
 
 /** Applies `change` to the locked row `current` inside `tx`: the update, its events, the outbox. */
-export async function write(w: WriterDeps, tx: Tx, current: TaskRow, change: TaskChange): Promise<{ task: TaskRow; events: StoredEvent[] }> {
+export async function write(
+  w: WriterDeps,
+  tx: Tx,
+  current: TaskRow,
+  change: TaskChange,
+): Promise<{ task: TaskRow; events: StoredEvent[] }> {
   const { next, events } = build(current, change, new Date());
   const columns = columnsOf(w.sql, next, change);
   await tx`

@@ -5,8 +5,8 @@
 // both. Before, it was a SELECT … FOR UPDATE and one write per task inside a
 // transaction: 3 + k round trips under row locks.
 import type { Queryable } from "../../shared/db/database.js";
-import type { TaskRow } from "../model/task.js";
 import type { StateChangeData, StoredEvent } from "../model/change.js";
+import type { TaskRow } from "../model/task.js";
 
 /** Who claims, and for how long the lease holds before it must be renewed. */
 export interface ClaimTerms {
@@ -129,7 +129,11 @@ export async function peekWork(q: Queryable): Promise<PendingWork> {
       ) - now()) * 1000 AS input_ms
   `;
   const ms = (v: unknown) => (v === null || v === undefined ? null : Number(v));
-  return { claimable: Boolean(row?.claimable), leaseExpiresInMs: ms(row?.lease_ms), inputExpiresInMs: ms(row?.input_ms) };
+  return {
+    claimable: Boolean(row?.claimable),
+    leaseExpiresInMs: ms(row?.lease_ms),
+    inputExpiresInMs: ms(row?.input_ms),
+  };
 }
 
 /**

@@ -11,8 +11,23 @@ import type { WakeupBus } from "../../shared/wakeup/bus.js";
 import { currentActor } from "../model/actor.js";
 import type { ChangeResult, Decide, Fence, StoredEvent, TaskEventSink } from "../model/change.js";
 import type { TaskKey, TaskRow } from "../model/task.js";
-import { announce, build, columnsOf, eventRows, jsonOrNull, retryOnConflict, type WriterDeps, write } from "./append-events.js";
-import { type ClaimTerms, claimTasks, createWorkPeek, selectExpiredInputs, selectExpiredLeases } from "./claim-tasks.js";
+import {
+  announce,
+  build,
+  columnsOf,
+  eventRows,
+  jsonOrNull,
+  retryOnConflict,
+  type WriterDeps,
+  write,
+} from "./append-events.js";
+import {
+  type ClaimTerms,
+  claimTasks,
+  createWorkPeek,
+  selectExpiredInputs,
+  selectExpiredLeases,
+} from "./claim-tasks.js";
 
 export interface TaskWriter {
   /** Inserts a new task (its first event: the state_change to `row.state`),
@@ -56,9 +71,17 @@ export function createTaskWriter(deps: { sql: Sql; bus: WakeupBus; sink?: TaskEv
   };
 }
 
-async function insertTask(w: WriterDeps, row: TaskRow, then?: Decide): Promise<{ task: TaskRow; events: StoredEvent[] } | null> {
+async function insertTask(
+  w: WriterDeps,
+  row: TaskRow,
+  then?: Decide,
+): Promise<{ task: TaskRow; events: StoredEvent[] } | null> {
   const { sql, sink } = w;
-  const created = build({ ...row, last_sequence: 0 }, { patch: {}, events: [{ kind: "stateChange", data: {} }] }, row.create_time);
+  const created = build(
+    { ...row, last_sequence: 0 },
+    { patch: {}, events: [{ kind: "stateChange", data: {} }] },
+    row.create_time,
+  );
   const change = then?.(created.next);
   const more = change ? build(created.next, change, row.create_time) : { next: created.next, events: [] };
   const next = more.next;
@@ -115,16 +138,18 @@ async function insertTask(w: WriterDeps, row: TaskRow, then?: Decide): Promise<{
 }
 
 async function changeTask(w: WriterDeps, key: TaskKey, decide: Decide, fence?: Fence): Promise<ChangeResult> {
-  const result = await retryOnConflict(() => w.sql.begin(async (tx): Promise<ChangeResult> => {
-    const [row] = await tx<TaskRow[]>`
+  const result = await retryOnConflict(() =>
+    w.sql.begin(async (tx): Promise<ChangeResult> => {
+      const [row] = await tx<TaskRow[]>`
       SELECT * FROM tasks WHERE tenant_id = ${key.tenantId} AND task_id = ${key.taskId} FOR UPDATE
     `;
-    if (!row) return { status: "missing" };
-    if (fence && (row.lease_id !== fence.leaseId || row.state !== "RUNNING")) return { status: "fenced", task: row };
-    const change = decide(row);
-    if (!change) return { status: "unchanged", task: row };
-    return { status: "changed", ...(await write(w, tx, row, change)) };
-  }));
+      if (!row) return { status: "missing" };
+      if (fence && (row.lease_id !== fence.leaseId || row.state !== "RUNNING")) return { status: "fenced", task: row };
+      const change = decide(row);
+      if (!change) return { status: "unchanged", task: row };
+      return { status: "changed", ...(await write(w, tx, row, change)) };
+    }),
+  );
   if (result.status === "changed") announce(w, result.task, result.events);
   return result;
 }
@@ -158,7 +183,12 @@ async function changeHeldTask(w: WriterDeps, current: TaskRow, decide: Decide, f
   return { status: "changed", task: next, events };
 }
 
-async function claimSome(w: WriterDeps, peek: ReturnType<typeof createWorkPeek>, limit: number, terms: ClaimTerms): Promise<TaskRow[]> {
+async function claimSome(
+  w: WriterDeps,
+  peek: ReturnType<typeof createWorkPeek>,
+  limit: number,
+  terms: ClaimTerms,
+): Promise<TaskRow[]> {
   const { sql, sink } = w;
   if (!(await peek.mayClaim())) return [];
   const opts = { now: new Date(), actor: currentActor() ?? null };
@@ -177,7 +207,11 @@ async function claimSome(w: WriterDeps, peek: ReturnType<typeof createWorkPeek>,
 }
 
 /** Locks the rows `select` picks, applies `decide` to each, commits, then announces. */
-async function applyToSelected(w: WriterDeps, select: (tx: Tx) => Promise<TaskRow[]>, decide: Decide): Promise<TaskRow[]> {
+async function applyToSelected(
+  w: WriterDeps,
+  select: (tx: Tx) => Promise<TaskRow[]>,
+  decide: Decide,
+): Promise<TaskRow[]> {
   const applied = await w.sql.begin(async (tx) => {
     const done: { task: TaskRow; events: StoredEvent[] }[] = [];
     for (const row of await select(tx)) {

@@ -14,9 +14,9 @@
 import type { JsonValue } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { BadRequestSchema } from "../../../gen/google/rpc/error_details_pb.js";
-import { findTask } from "../store/find-task.js";
-import type { TaskKey, TaskRow } from "../model/task.js";
 import type { StoredEvent } from "../model/change.js";
+import type { TaskKey, TaskRow } from "../model/task.js";
+import { findTask } from "../store/find-task.js";
 import { cancelTask } from "../tasks/cancel-task.js";
 import type { TaskDeps } from "../tasks/deps.js";
 import { provideInput } from "../tasks/provide-input.js";
@@ -49,11 +49,13 @@ export function rejectionOf(error: ConnectError): Rejection {
     code: codeName(error.code),
     message: error.rawMessage,
     reason: reasonOf(error),
-    fieldViolations: (error.findDetails(BadRequestSchema)[0]?.fieldViolations ?? []).map(({ field, description, reason }) => ({
-      field,
-      description,
-      reason,
-    })),
+    fieldViolations: (error.findDetails(BadRequestSchema)[0]?.fieldViolations ?? []).map(
+      ({ field, description, reason }) => ({
+        field,
+        description,
+        reason,
+      }),
+    ),
   };
 }
 
@@ -148,7 +150,13 @@ export async function* conversation(
       next = events.next();
       if (result.value.event) {
         sent = result.value.event.sequence;
-        if (halfClosed && result.value.event.kind === "stateChange" && result.value.event.data.state === "TASK_STATE_INPUT_REQUIRED" && (await waitsForInput())) return;
+        if (
+          halfClosed &&
+          result.value.event.kind === "stateChange" &&
+          result.value.event.data.state === "TASK_STATE_INPUT_REQUIRED" &&
+          (await waitsForInput())
+        )
+          return;
       }
     }
   } finally {

@@ -30,9 +30,9 @@ import type { Sql } from "../../shared/db/database.js";
 import { notFound, rpcError } from "../../shared/errors.js";
 import type { Logger } from "../../shared/log.js";
 import type { WakeupBus } from "../../shared/wakeup/bus.js";
-import { listEvents } from "../store/list-events.js";
-import { isTerminal, type TaskKey, type TaskRow } from "../model/task.js";
 import type { StoredEvent } from "../model/change.js";
+import { isTerminal, type TaskKey, type TaskRow } from "../model/task.js";
+import { listEvents } from "../store/list-events.js";
 import { isTerminalEvent } from "../wire/event-forms.js";
 import { acquire, type Hub, notify, poll, READ_PAGE, refresh, release, type Tail, type Waiter } from "./hub-tails.js";
 import type { StreamMetrics } from "./stream-metrics.js";
@@ -139,7 +139,12 @@ export function createEventHub(opts: EventHubOptions): EventHub {
   };
 }
 
-async function* watch(hub: Hub, task: TaskRow, afterSequence: number, signal: AbortSignal): AsyncGenerator<WatchItem, void> {
+async function* watch(
+  hub: Hub,
+  task: TaskRow,
+  afterSequence: number,
+  signal: AbortSignal,
+): AsyncGenerator<WatchItem, void> {
   if (hub.closed) throw shuttingDown(afterSequence);
   // Ended, and the caller has seen everything: nothing will ever come.
   if (isTerminal(task.state) && afterSequence >= Number(task.last_sequence)) return;

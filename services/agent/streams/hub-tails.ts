@@ -4,9 +4,9 @@
 // state, which these functions and the watchers share.
 import type { Sql } from "../../shared/db/database.js";
 import type { Logger } from "../../shared/log.js";
-import { listEvents } from "../store/list-events.js";
-import type { TaskKey, TaskRow } from "../model/task.js";
 import type { StoredEvent } from "../model/change.js";
+import type { TaskKey, TaskRow } from "../model/task.js";
+import { listEvents } from "../store/list-events.js";
 import { watchedSequences } from "../store/watched-sequences.js";
 import type { StreamMetrics } from "./stream-metrics.js";
 import { TailWindow, type WindowLimits } from "./tail-window.js";
@@ -147,7 +147,10 @@ export async function poll(hub: Hub): Promise<void> {
   const due = [...hub.tails.values()].filter((t) => !t.reading && now - t.lastRead >= hub.opts.pollMs);
   for (let i = 0; i < due.length && !hub.closed; i += POLL_CHUNK) {
     const chunk = due.slice(i, i + POLL_CHUNK);
-    const rows = await watchedSequences(hub.opts.sql, chunk.map((c) => c.key));
+    const rows = await watchedSequences(
+      hub.opts.sql,
+      chunk.map((c) => c.key),
+    );
     hub.counts.polls++;
     hub.opts.metrics?.polls.inc();
     const newest = new Map(rows.map((r) => [mapKeyOf(r), r.lastSequence]));

@@ -10,6 +10,10 @@ export type NodeRequest = IncomingMessage | Http2ServerRequest;
 /** Either response, with `write` and `writeHead` narrowed to the forms both accept. */
 export type NodeResponse = (Omit<ServerResponse, "write"> | Omit<Http2ServerResponse, "write">) & {
   write(chunk: string | Uint8Array, callback?: (err: Error | null | undefined) => void): boolean;
-  write(chunk: string | Uint8Array, encoding: BufferEncoding, callback?: (err: Error | null | undefined) => void): boolean;
+  write(
+    chunk: string | Uint8Array,
+    encoding: BufferEncoding,
+    callback?: (err: Error | null | undefined) => void,
+  ): boolean;
   writeHead(status: number, headers?: OutgoingHttpHeaders): unknown;
 };

@@ -13,18 +13,18 @@
 // {code, message, reason} with the HTTP status of their gRPC code: 400, 401, 403,
 // 404, 405, 429 (with Retry-After), 503.
 import { Code, ConnectError } from "@connectrpc/connect";
-import type { AuthFailure, Authenticator } from "../../shared/auth/authenticator.js";
-import type { Sql } from "../../shared/db/database.js";
-import type { Logger } from "../../shared/log.js";
-import { parseId } from "../../shared/ids.js";
 import { RetryInfoSchema } from "../../../gen/google/rpc/error_details_pb.js";
-import { findTask } from "../store/find-task.js";
+import type { Authenticator, AuthFailure } from "../../shared/auth/authenticator.js";
+import type { Sql } from "../../shared/db/database.js";
+import { parseId } from "../../shared/ids.js";
+import type { Logger } from "../../shared/log.js";
 import { isTerminal } from "../model/task.js";
+import { findTask } from "../store/find-task.js";
 import { connectCodeName, reasonOf, toWireError } from "../wire/errors.js";
 import { sseFrame } from "../wire/event-forms.js";
 import type { EventHub } from "./event-hub.js";
-import { connectionOf, type StreamLimits } from "./stream-limits.js";
 import type { NodeRequest, NodeResponse } from "./node-http.js";
+import { connectionOf, type StreamLimits } from "./stream-limits.js";
 
 const PATH = /^\/v1\/tasks\/([^/]+)\/events\/?$/;
 /** What EventSource waits before reconnecting after a cut (its default is about 3 s). */
@@ -39,28 +39,50 @@ const HTTP_STATUS: Partial<Record<Code, number>> = {
   [Code.Unavailable]: 503,
 };
 
-function sendError(res: NodeResponse, status: number, code: string, reason: string, message: string, headers: Record<string, string> = {}): void {
+function sendError(
+  res: NodeResponse,
+  status: number,
+  code: string,
+  reason: string,
+  message: string,
+  headers: Record<string, string> = {},
+): void {
   const body = JSON.stringify({ code, message, reason });
-  res.writeHead(status, { "content-type": "application/json", "content-length": String(Buffer.byteLength(body)), ...headers });
+  res.writeHead(status, {
+    "content-type": "application/json",
+    "content-length": String(Buffer.byteLength(body)),
+    ...headers,
+  });
   res.end(body);
 }
 
 /** `error` as a JSON body; with `retryAfter`, its RetryInfo (if any) as Retry-After. */
 function sendConnectError(res: NodeResponse, error: ConnectError, retryAfter = true): void {
   const retry = retryAfter ? error.findDetails(RetryInfoSchema)[0]?.retryDelay : undefined;
-  const headers: Record<string, string> = retry ? { "retry-after": String(Math.max(1, Math.ceil(Number(retry.seconds) + retry.nanos / 1e9))) } : {};
-  sendError(res, HTTP_STATUS[error.code] ?? 500, connectCodeName(error.code), reasonOf(error), error.rawMessage, headers);
+  const headers: Record<string, string> = retry
+    ? { "retry-after": String(Math.max(1, Math.ceil(Number(retry.seconds) + retry.nanos / 1e9))) }
+    : {};
+  sendError(
+    res,
+    HTTP_STATUS[error.code] ?? 500,
+    connectCodeName(error.code),
+    reasonOf(error),
+    error.rawMessage,
+    headers,
+  );
 }
 
 /** The resume cursor: Last-Event-ID (an EventSource reconnecting) or ?after_sequence=. */
 function parseCursor(req: NodeRequest, url: URL): { after: number } | { problem: string } {
   const header = req.headers["last-event-id"];
   const fromHeader = Array.isArray(header) ? header[0] : header;
-  const raw = fromHeader !== undefined && fromHeader.trim() !== "" ? fromHeader.trim() : url.searchParams.get("after_sequence");
+  const raw =
+    fromHeader !== undefined && fromHeader.trim() !== "" ? fromHeader.trim() : url.searchParams.get("after_sequence");
   const field = fromHeader !== undefined && fromHeader.trim() !== "" ? "Last-Event-ID" : "after_sequence";
   if (raw === null || raw === "") return { after: 0 };
   if (/^-\d+$/.test(raw)) return { problem: `${field} must not be negative` };
-  if (!/^\d+$/.test(raw) || !Number.isSafeInteger(Number(raw))) return { problem: `${field} must be a whole number (an event sequence)` };
+  if (!/^\d+$/.test(raw) || !Number.isSafeInteger(Number(raw)))
+    return { problem: `${field} must be a whole number (an event sequence)` };
   return { after: Number(raw) };
 }
 
@@ -102,7 +124,13 @@ export function createSseHandler(deps: SseDeps): (req: NodeRequest, res: NodeRes
     if (!url || !match) return false;
     const taskId = decodePathSegment(match[1]!);
     if (taskId === undefined) {
-      sendError(res, 400, "invalid_argument", "INVALID_ARGUMENT", "the task id in the path is not valid percent-encoding");
+      sendError(
+        res,
+        400,
+        "invalid_argument",
+        "INVALID_ARGUMENT",
+        "the task id in the path is not valid percent-encoding",
+      );
       return true;
     }
     serve(req, res, taskId, url).catch((error: unknown) => {

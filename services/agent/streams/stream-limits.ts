@@ -41,7 +41,11 @@ export interface StreamLimits {
 /** How long a refused client is told to wait: long enough for streams to end, short for a person. */
 const RETRY_AFTER_MS = 1000;
 
-export function createStreamLimits(opts: { perConnection: number; perTenant: number; metrics?: StreamMetrics }): StreamLimits {
+export function createStreamLimits(opts: {
+  perConnection: number;
+  perTenant: number;
+  metrics?: StreamMetrics;
+}): StreamLimits {
   const byConnection = new WeakMap<object, number>();
   const byTenant = new Map<string, number>();
   let open = 0;

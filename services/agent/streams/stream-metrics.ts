@@ -43,6 +43,10 @@ export function createStreamMetrics(registry = new Registry()): StreamMetrics {
       labelNames: ["limit"],
       registers,
     }),
-    watchedTasks: new Gauge({ name: "agentd_stream_watched_tasks", help: "Tasks with at least one watcher in this process.", registers }),
+    watchedTasks: new Gauge({
+      name: "agentd_stream_watched_tasks",
+      help: "Tasks with at least one watcher in this process.",
+      registers,
+    }),
   };
 }

@@ -7,10 +7,10 @@ import type { Sql } from "../../shared/db/database.js";
 import type { Logger } from "../../shared/log.js";
 import type { WakeupBus } from "../../shared/wakeup/bus.js";
 import { createEventHub, type EventHub } from "./event-hub.js";
+import type { NodeRequest, NodeResponse } from "./node-http.js";
 import { createSseHandler } from "./sse.js";
 import { createStreamLimits, type StreamLimits } from "./stream-limits.js";
 import { createStreamMetrics, type StreamMetrics } from "./stream-metrics.js";
-import type { NodeRequest, NodeResponse } from "./node-http.js";
 
 /** What the streaming handlers need. */
 export interface StreamingDeps {
@@ -32,7 +32,10 @@ export function createStreaming(deps: {
   bus: WakeupBus;
   auth: Authenticator;
   logger: Logger;
-  config: Pick<Config, "pollMs" | "streamKeepAliveMs" | "maxStreamsPerConnection" | "maxStreamsPerTenant" | "streamWindowEvents">;
+  config: Pick<
+    Config,
+    "pollMs" | "streamKeepAliveMs" | "maxStreamsPerConnection" | "maxStreamsPerTenant" | "streamWindowEvents"
+  >;
 }): Streaming {
   const { config } = deps;
   const metrics = createStreamMetrics();
@@ -46,7 +49,11 @@ export function createStreaming(deps: {
     keepAliveMs: config.streamKeepAliveMs,
     windowEvents: config.streamWindowEvents,
   });
-  const limits = createStreamLimits({ perConnection: config.maxStreamsPerConnection, perTenant: config.maxStreamsPerTenant, metrics });
+  const limits = createStreamLimits({
+    perConnection: config.maxStreamsPerConnection,
+    perTenant: config.maxStreamsPerTenant,
+    metrics,
+  });
   const sse = createSseHandler({ sql: deps.sql, hub, limits, auth: deps.auth, logger });
 
   return {

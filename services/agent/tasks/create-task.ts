@@ -3,9 +3,9 @@
 // read-then-write, so concurrent duplicates still make one task.
 import { Code } from "@connectrpc/connect";
 import { invalidArgument, notFound, rpcError } from "../../shared/errors.js";
-import { findTaskByRequestId } from "../store/find-task.js";
-import type { TaskRow } from "../model/task.js";
 import type { Decide } from "../model/change.js";
+import type { TaskRow } from "../model/task.js";
+import { findTaskByRequestId } from "../store/find-task.js";
 import type { TaskDeps } from "./deps.js";
 import { type NewTask, newTaskRow, requestFingerprint } from "./new-task.js";
 
@@ -19,13 +19,19 @@ export async function createTask(
   const agent = deps.registry.get(request.agent);
   if (!agent) throw notFound("agent", request.agent);
   if (agent.unavailableReason !== undefined) {
-    throw rpcError(Code.FailedPrecondition, "AGENT_UNAVAILABLE", `agent "${agent.name}" is not available: ${agent.unavailableReason}`, {
-      metadata: { agent: agent.name },
-    });
+    throw rpcError(
+      Code.FailedPrecondition,
+      "AGENT_UNAVAILABLE",
+      `agent "${agent.name}" is not available: ${agent.unavailableReason}`,
+      {
+        metadata: { agent: agent.name },
+      },
+    );
   }
   const violations = deps.registry.validateInput(`${agent.name}@${agent.version}`, request.input);
   if (violations.length > 0) throw invalidArgument(violations, "INPUT_SCHEMA_VIOLATION");
-  if (request.webhook && request.webhookUrl && deps.checkWebhook) await deps.checkWebhook(tenantId, String(request.webhook.url), request.webhookUrl);
+  if (request.webhook && request.webhookUrl && deps.checkWebhook)
+    await deps.checkWebhook(tenantId, String(request.webhook.url), request.webhookUrl);
 
   // Only a request_id needs one (to tell a retry from a reuse); hashing the input costs on every call.
   const fingerprint = request.requestId ? requestFingerprint(opts.kind, request) : "";

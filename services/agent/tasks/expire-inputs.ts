@@ -13,7 +13,10 @@ export interface InputExpirySweep {
   stop(): Promise<void>;
 }
 
-export function startInputExpirySweep(deps: { writer: TaskWriter; logger: Logger }, intervalMs: number): InputExpirySweep {
+export function startInputExpirySweep(
+  deps: { writer: TaskWriter; logger: Logger },
+  intervalMs: number,
+): InputExpirySweep {
   let stopped = false;
   let timer: NodeJS.Timeout | undefined;
   let running: Promise<void> | undefined;
@@ -23,7 +26,8 @@ export function startInputExpirySweep(deps: { writer: TaskWriter; logger: Logger
     try {
       for (;;) {
         const expired = await deps.writer.sweepExpiredInputs(BATCH, expireInput(new Date(), { checkTime: false }));
-        for (const task of expired) deps.logger.info({ taskId: task.task_id, tenant: task.tenant_id }, "input request expired; task failed");
+        for (const task of expired)
+          deps.logger.info({ taskId: task.task_id, tenant: task.tenant_id }, "input request expired; task failed");
         if (expired.length < BATCH || stopped) return;
       }
     } catch (error) {

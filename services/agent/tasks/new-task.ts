@@ -32,10 +32,18 @@ function canonical(value: unknown): string {
 /** `kind` separates Run-started from CreateTask-started tasks: the same key for both is a conflict. */
 export function requestFingerprint(kind: "run" | "task", request: NewTask): string {
   const { requestId: _ignored, webhookUrl: _parsed, ...rest } = request;
-  return createHash("sha256").update(canonical({ kind, ...rest })).digest("hex");
+  return createHash("sha256")
+    .update(canonical({ kind, ...rest }))
+    .digest("hex");
 }
 
-export function newTaskRow(tenantId: string, agentVersion: string, request: NewTask, fingerprint: string, now: Date): TaskRow {
+export function newTaskRow(
+  tenantId: string,
+  agentVersion: string,
+  request: NewTask,
+  fingerprint: string,
+  now: Date,
+): TaskRow {
   return {
     tenant_id: tenantId,
     task_id: newId(),

@@ -8,9 +8,9 @@ import type { JsonValue } from "@bufbuild/protobuf";
 import { Code } from "@connectrpc/connect";
 import { invalidArgument, notFound, rpcError } from "../../shared/errors.js";
 import type { TaskKey, TaskRow } from "../model/task.js";
+import { validateAnswer } from "./answer-schema.js";
 import type { TaskDeps } from "./deps.js";
 import { answer, expireInput } from "./transitions.js";
-import { validateAnswer } from "./answer-schema.js";
 
 export interface InputAnswer {
   value: JsonValue;

@@ -2,7 +2,7 @@
 // execute it here, and return it once it has ended or needs input. If the caller
 // goes away, the task is cancelled — unless it carried a request_id: then it
 // keeps running, and a retried Run with that key attaches to it.
-import { ConnectError, Code } from "@connectrpc/connect";
+import { Code, ConnectError } from "@connectrpc/connect";
 import { resourceExhausted } from "../../shared/errors.js";
 import type { TaskKey, TaskRow } from "../model/task.js";
 import { cancelTask } from "./cancel-task.js";
@@ -57,7 +57,9 @@ export async function runTask(
     }
     if (signal.aborted) {
       if (!request.requestId) {
-        await cancelTask(deps, key).catch((err) => deps.logger.warn({ err, taskId: key.taskId }, "could not cancel an abandoned Run"));
+        await cancelTask(deps, key).catch((err) =>
+          deps.logger.warn({ err, taskId: key.taskId }, "could not cancel an abandoned Run"),
+        );
       }
       throw callerGone(signal);
     }

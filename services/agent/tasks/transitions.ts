@@ -3,8 +3,8 @@
 // applies them; nothing here does I/O, so every rule is testable alone.
 import { randomUUID } from "node:crypto";
 import type { JsonObject } from "@bufbuild/protobuf";
-import { isTerminal } from "../model/task.js";
 import type { Decide, EventDraft, TaskChange, TaskPatch } from "../model/change.js";
+import { isTerminal } from "../model/task.js";
 
 /** The patch that ends a runner's claim. Every transition out of RUNNING uses it. */
 const noLease: TaskPatch = { lease_owner: null, lease_id: null, lease_expires_at: null };
@@ -113,7 +113,13 @@ export function retryBackoff(baseMs: number, random: () => number = Math.random)
 export function pause(inputRequest: JsonObject): Decide {
   const expireTime = typeof inputRequest.expireTime === "string" ? new Date(inputRequest.expireTime) : null;
   return () => ({
-    patch: { state: "INPUT_REQUIRED", input_request: inputRequest, pending_input: null, input_expires_at: expireTime, ...noLease },
+    patch: {
+      state: "INPUT_REQUIRED",
+      input_request: inputRequest,
+      pending_input: null,
+      input_expires_at: expireTime,
+      ...noLease,
+    },
     events: [{ kind: "inputRequest", data: inputRequest }],
   });
 }
@@ -126,7 +132,8 @@ export const MAX_REMEMBERED_ANSWERS = 100;
 export function answer(value: JsonObject[keyof JsonObject], requestId: string | null = null, now = new Date()): Decide {
   return (task) => {
     if (task.state !== "INPUT_REQUIRED") return null;
-    const ids = requestId === null ? task.input_answer_ids : [...task.input_answer_ids, requestId].slice(-MAX_REMEMBERED_ANSWERS);
+    const ids =
+      requestId === null ? task.input_answer_ids : [...task.input_answer_ids, requestId].slice(-MAX_REMEMBERED_ANSWERS);
     return {
       // Wrapped, so that a JSON null answer is not mistaken for "no answer".
       patch: {

@@ -30,7 +30,11 @@ export async function listDeliveries(
   return withAttempts(sql, tenantId, rows);
 }
 
-export async function findDelivery(sql: Sql, tenantId: string, deliveryId: string): Promise<{ delivery: DeliveryRow; attempts: AttemptRow[] } | undefined> {
+export async function findDelivery(
+  sql: Sql,
+  tenantId: string,
+  deliveryId: string,
+): Promise<{ delivery: DeliveryRow; attempts: AttemptRow[] } | undefined> {
   const rows = await sql<DeliveryRow[]>`
     SELECT ${COLUMNS(sql)} FROM webhook_deliveries WHERE tenant_id = ${tenantId} AND delivery_id = ${deliveryId}
   `;

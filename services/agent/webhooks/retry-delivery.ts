@@ -22,7 +22,9 @@ export async function retryDelivery<R>(
   refuse: (delivery: RetryCandidate) => R | null,
 ): Promise<RetryResult<R>> {
   return sql.begin(async (tx): Promise<RetryResult<R>> => {
-    const [row] = await tx<{ state: DeliveryStateName; endpoint_id: string | null; endpoint_enabled: boolean | null }[]>`
+    const [row] = await tx<
+      { state: DeliveryStateName; endpoint_id: string | null; endpoint_enabled: boolean | null }[]
+    >`
       SELECT d.state, d.endpoint_id, e.enabled AS endpoint_enabled
       FROM webhook_deliveries d
       LEFT JOIN webhook_endpoints e ON e.tenant_id = d.tenant_id AND e.endpoint_id = d.endpoint_id

@@ -13,7 +13,12 @@ export interface Rotated {
 }
 
 /** `endpointId` null: the tenant's per-task webhook secret, created on first call. Null when the endpoint does not exist. */
-export async function rotateSecret(sql: Sql, tenantId: string, endpointId: string | null, graceMs: number): Promise<Rotated | null> {
+export async function rotateSecret(
+  sql: Sql,
+  tenantId: string,
+  endpointId: string | null,
+  graceMs: number,
+): Promise<Rotated | null> {
   const secret = newSigningSecret();
   return sql.begin(async (tx) => {
     if (endpointId) {
@@ -40,4 +45,3 @@ export async function rotateSecret(sql: Sql, tenantId: string, endpointId: strin
     return { secret, previousExpireTime: previous?.expire_time ?? null };
   });
 }
-

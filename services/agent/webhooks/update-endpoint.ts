@@ -12,7 +12,12 @@ export interface EndpointChanges {
   enabled?: boolean;
 }
 
-export async function updateEndpoint(sql: Sql, tenantId: string, endpointId: string, changes: EndpointChanges): Promise<EndpointRow | null> {
+export async function updateEndpoint(
+  sql: Sql,
+  tenantId: string,
+  endpointId: string,
+  changes: EndpointChanges,
+): Promise<EndpointRow | null> {
   return sql.begin(async (tx) => {
     const [current] = await tx<EndpointRow[]>`
       SELECT * FROM webhook_endpoints WHERE tenant_id = ${tenantId} AND endpoint_id = ${endpointId} FOR UPDATE

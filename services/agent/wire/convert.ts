@@ -1,7 +1,7 @@
 // Between stored rows and protobuf messages. Rows become proto3 JSON first
 // (task-json.ts), so clients, webhooks and snapshots all see one form.
 import { fromJson, type JsonValue } from "@bufbuild/protobuf";
-import { type TaskEvent, TaskEventSchema, type Task, TaskSchema } from "../../../gen/agentd/v1/task_pb.js";
+import { type Task, type TaskEvent, TaskEventSchema, TaskSchema } from "../../../gen/agentd/v1/task_pb.js";
 import type { StoredEvent } from "../model/change.js";
 import type { TaskRow } from "../model/task.js";
 import { taskJson } from "./task-json.js";

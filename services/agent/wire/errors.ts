@@ -51,9 +51,13 @@ export interface WireErrorOptions {
 export function toWireError(error: unknown, options: WireErrorOptions = {}): ConnectError {
   if (error instanceof ConnectError) return bounded(error);
   if (isTransactionConflict(error)) {
-    return rpcError(Code.Aborted, "TRANSACTION_CONFLICT", "the request conflicted with a concurrent change; retry it", { cause: error });
+    return rpcError(Code.Aborted, "TRANSACTION_CONFLICT", "the request conflicted with a concurrent change; retry it", {
+      cause: error,
+    });
   }
-  if (isDatabaseUnavailable(error)) return unavailable(options.unavailableMessage ?? "the database is unavailable; retry with backoff", error);
-  const message = options.requestId === undefined ? "internal error" : `internal error (request id ${options.requestId})`;
+  if (isDatabaseUnavailable(error))
+    return unavailable(options.unavailableMessage ?? "the database is unavailable; retry with backoff", error);
+  const message =
+    options.requestId === undefined ? "internal error" : `internal error (request id ${options.requestId})`;
   return rpcError(Code.Internal, "INTERNAL", message, { cause: error });
 }

@@ -13,17 +13,21 @@ export const out: Out = { stdout: process.stdout, stderr: process.stderr };
 
 export function withConnectionOptions(command: Command): Command {
   return command
-    .option("--url <url>", "Server URL. Env: AGENTD_URL (default: \"http://127.0.0.1:8080\")")
+    .option("--url <url>", 'Server URL. Env: AGENTD_URL (default: "http://127.0.0.1:8080")')
     .option("--key <key>", "API key. Env: AGENTD_API_KEY (default: <data>/dev-api-key when it exists)")
-    .option("--data <dir>", "Data folder holding dev-api-key. Env: AGENTD_DATA_DIR (default: \"./.agentd\")")
-    .addOption(new Option("--transport <transport>", "Protocol to the server.").choices(["grpc", "connect"]).default("grpc"))
+    .option("--data <dir>", 'Data folder holding dev-api-key. Env: AGENTD_DATA_DIR (default: "./.agentd")')
+    .addOption(
+      new Option("--transport <transport>", "Protocol to the server.").choices(["grpc", "connect"]).default("grpc"),
+    )
     .option("--json", "Print JSON only (task events as NDJSON), as when stdout is not a terminal.");
 }
 
 export const pretty = (flags: Flags) => Boolean(process.stdout.isTTY) && !flags.json;
 
 /** Runs a command body; turns failures into the documented exit codes. */
-export function action<A extends unknown[]>(body: (...args: A) => Promise<number | undefined>): (...args: A) => Promise<void> {
+export function action<A extends unknown[]>(
+  body: (...args: A) => Promise<number | undefined>,
+): (...args: A) => Promise<void> {
   return async (...args: A) => {
     let code: number;
     try {

@@ -18,16 +18,17 @@ import {
 } from "../../../gen/agentd/v1/task_service_pb.js";
 import { createSchemaCompiler } from "../../agent/agents/json-schema.js";
 import { ConfigError } from "../../shared/config.js";
+import { action, collect, type Flags, out, pretty, print, withConnectionOptions } from "./command-kit.js";
 import { type Connection, connect } from "./connection.js";
 import { EXIT, exitCodeFor, followTask } from "./follow.js";
 import { type InputFlags, readInput } from "./input.js";
-import { action, collect, type Flags, out, pretty, print, withConnectionOptions } from "./command-kit.js";
 import { createNdjsonRenderer, createTerminalRenderer, eventLine } from "./render.js";
 import { registerWebhookCommands } from "./webhook-commands.js";
 
 function parseSequence(text: string | undefined, name: string): bigint {
   if (text === undefined) return 0n;
-  if (!/^\d+$/.test(text)) throw new ConfigError(`invalid ${name} ${JSON.stringify(text)}: must be a whole number ≥ 0 (an event sequence)`);
+  if (!/^\d+$/.test(text))
+    throw new ConfigError(`invalid ${name} ${JSON.stringify(text)}: must be a whole number ≥ 0 (an event sequence)`);
   return BigInt(text);
 }
 
@@ -60,7 +61,8 @@ function parseStates(states: string[] = []): TaskState[] {
   });
 }
 
-type TaskCreateFlags = Flags & InputFlags & { requestId?: string; label?: string[]; timeout?: string; maxAttempts?: string };
+type TaskCreateFlags = Flags &
+  InputFlags & { requestId?: string; label?: string[]; timeout?: string; maxAttempts?: string };
 
 function taskOptions(command: Command): Command {
   return withConnectionOptions(command)
@@ -86,7 +88,12 @@ async function createTask(conn: Connection, agent: string, pairs: string[], flag
   return task!;
 }
 
-async function follow(conn: Connection, taskId: string, flags: Flags & { cancelOnInterrupt?: boolean }, afterSequence = 0n) {
+async function follow(
+  conn: Connection,
+  taskId: string,
+  flags: Flags & { cancelOnInterrupt?: boolean },
+  afterSequence = 0n,
+) {
   const terminal = pretty(flags);
   return followTask(conn.client, taskId, {
     afterSequence,
@@ -111,12 +118,15 @@ function registerAgentCommands(program: Command): void {
       const conn = await connect(flags);
       const res = await conn.client.agents.listAgents({ pageSize: 1000 });
       if (pretty(flags)) {
-        for (const a of res.agents) process.stdout.write(`${a.name.padEnd(20)} ${a.version.padEnd(10)} ${a.description}\n`);
+        for (const a of res.agents)
+          process.stdout.write(`${a.name.padEnd(20)} ${a.version.padEnd(10)} ${a.description}\n`);
       } else print(flags, ListAgentsResponseSchema, res);
       return 0;
     }),
   );
-  withConnectionOptions(agents.command("get").description("Show an agent with its input and output schemas.").argument("<name>")).action(
+  withConnectionOptions(
+    agents.command("get").description("Show an agent with its input and output schemas.").argument("<name>"),
+  ).action(
     action(async (name: string, flags: Flags) => {
       print(flags, GetAgentResponseSchema, await (await connect(flags)).client.agents.getAgent({ name }));
       return 0;
@@ -128,7 +138,9 @@ function registerRunCommand(program: Command): void {
   taskOptions(
     program
       .command("run")
-      .description("Run an agent as a task and follow it to the end: live progress and output on a terminal, NDJSON events otherwise."),
+      .description(
+        "Run an agent as a task and follow it to the end: live progress and output on a terminal, NDJSON events otherwise.",
+      ),
   )
     .option("--cancel-on-interrupt", "Ctrl-C cancels the task (default: detach, the task goes on).")
     .action(
@@ -149,7 +161,9 @@ function registerTaskCommands(program: Command): void {
 }
 
 function registerTaskQueryCommands(tasks: Command): void {
-  taskOptions(tasks.command("create").description("Create a task and print it at once (it runs in the background).")).action(
+  taskOptions(
+    tasks.command("create").description("Create a task and print it at once (it runs in the background)."),
+  ).action(
     action(async (agent: string, pairs: string[], flags: TaskCreateFlags) => {
       const conn = await connect(flags);
       const task = await createTask(conn, agent, pairs, flags);
@@ -171,24 +185,31 @@ function registerTaskQueryCommands(tasks: Command): void {
     .option("--page-size <n>", "Tasks per page (default 50).")
     .option("--page-token <token>", "The next_page_token of a previous page.")
     .action(
-      action(async (flags: Flags & { state?: string[]; agent?: string; label?: string[]; pageSize?: string; pageToken?: string }) => {
-        const pageSize = flags.pageSize === undefined ? 50 : Number(flags.pageSize);
-        if (!Number.isInteger(pageSize) || pageSize < 1 || pageSize > 1000) throw new ConfigError(`invalid --page-size ${JSON.stringify(flags.pageSize)}: 1 to 1000`);
-        const res = await (await connect(flags)).client.tasks.listTasks({
-          states: parseStates(flags.state),
-          agent: flags.agent ?? "",
-          labels: parseLabels(flags.label),
-          pageSize,
-          pageToken: flags.pageToken ?? "",
-        });
-        print(flags, ListTasksResponseSchema, res);
-        return 0;
-      }),
+      action(
+        async (
+          flags: Flags & { state?: string[]; agent?: string; label?: string[]; pageSize?: string; pageToken?: string },
+        ) => {
+          const pageSize = flags.pageSize === undefined ? 50 : Number(flags.pageSize);
+          if (!Number.isInteger(pageSize) || pageSize < 1 || pageSize > 1000)
+            throw new ConfigError(`invalid --page-size ${JSON.stringify(flags.pageSize)}: 1 to 1000`);
+          const res = await (await connect(flags)).client.tasks.listTasks({
+            states: parseStates(flags.state),
+            agent: flags.agent ?? "",
+            labels: parseLabels(flags.label),
+            pageSize,
+            pageToken: flags.pageToken ?? "",
+          });
+          print(flags, ListTasksResponseSchema, res);
+          return 0;
+        },
+      ),
     );
   withConnectionOptions(
     tasks
       .command("wait")
-      .description("Wait until a task ends or needs input, then print it. Exit 0 succeeded, 1 failed/cancelled, 4 not ended (input required or --timeout passed).")
+      .description(
+        "Wait until a task ends or needs input, then print it. Exit 0 succeeded, 1 failed/cancelled, 4 not ended (input required or --timeout passed).",
+      )
       .argument("<task-id>"),
   )
     .option("--timeout <duration>", "Give up after this long, e.g. 30s (default 10m).")
@@ -197,7 +218,10 @@ function registerTaskQueryCommands(tasks: Command): void {
         const conn = await connect(flags);
         const deadline = Date.now() + (parseDurationMs(flags.timeout, "--timeout") ?? 600_000);
         for (;;) {
-          const res = await conn.client.tasks.waitTask({ taskId, timeout: durationFromMs(Math.max(1, Math.min(60_000, deadline - Date.now()))) });
+          const res = await conn.client.tasks.waitTask({
+            taskId,
+            timeout: durationFromMs(Math.max(1, Math.min(60_000, deadline - Date.now()))),
+          });
           const state = res.task?.state;
           if (state === TaskState.INPUT_REQUIRED || exitCodeFor(res.task) !== EXIT.notEnded || Date.now() >= deadline) {
             print(flags, WaitTaskResponseSchema, res);
@@ -212,7 +236,9 @@ function registerTaskFollowCommands(tasks: Command): void {
   withConnectionOptions(
     tasks
       .command("watch")
-      .description("Follow a task's events live (resumes by itself after a dropped connection or a server restart). Ctrl-C detaches.")
+      .description(
+        "Follow a task's events live (resumes by itself after a dropped connection or a server restart). Ctrl-C detaches.",
+      )
       .argument("<task-id>"),
   )
     .option("--after <sequence>", "Start after this event sequence (default 0: from the first event).")
@@ -223,7 +249,12 @@ function registerTaskFollowCommands(tasks: Command): void {
         return follow(await connect(flags), taskId, flags, after);
       }),
     );
-  withConnectionOptions(tasks.command("events").description("Print a task's event log so far (NDJSON, or one line per event on a terminal).").argument("<task-id>"))
+  withConnectionOptions(
+    tasks
+      .command("events")
+      .description("Print a task's event log so far (NDJSON, or one line per event on a terminal).")
+      .argument("<task-id>"),
+  )
     .option("--after <sequence>", "Start after this event sequence.")
     .action(
       action(async (taskId: string, flags: Flags & { after?: string }) => {
@@ -231,9 +262,17 @@ function registerTaskFollowCommands(tasks: Command): void {
         const ndjson = createNdjsonRenderer(out);
         let pageToken = "";
         do {
-          const page = await conn.client.tasks.listTaskEvents({ taskId, afterSequence: parseSequence(flags.after, "--after"), pageSize: 500, pageToken });
+          const page = await conn.client.tasks.listTaskEvents({
+            taskId,
+            afterSequence: parseSequence(flags.after, "--after"),
+            pageSize: 500,
+            pageToken,
+          });
           for (const event of page.events) {
-            if (pretty(flags)) process.stdout.write(`${String(event.sequence).padStart(5)} ${event.event.case ?? "?"} ${eventLine(event) ?? ""}\n`);
+            if (pretty(flags))
+              process.stdout.write(
+                `${String(event.sequence).padStart(5)} ${event.event.case ?? "?"} ${eventLine(event) ?? ""}\n`,
+              );
             else ndjson.event(event);
           }
           pageToken = page.nextPageToken;
@@ -250,7 +289,9 @@ function registerTaskWriteCommands(tasks: Command): void {
       return 0;
     }),
   );
-  withConnectionOptions(tasks.command("delete").description("Delete a task that has ended.").argument("<task-id>")).action(
+  withConnectionOptions(
+    tasks.command("delete").description("Delete a task that has ended.").argument("<task-id>"),
+  ).action(
     action(async (taskId: string, flags: Flags) => {
       await (await connect(flags)).client.tasks.deleteTask({ taskId });
       if (pretty(flags)) process.stderr.write(`deleted ${taskId}\n`);
@@ -260,7 +301,9 @@ function registerTaskWriteCommands(tasks: Command): void {
   withConnectionOptions(
     tasks
       .command("input")
-      .description("Answer a task's pending input request. The answer is checked against the request's schema before it is sent.")
+      .description(
+        "Answer a task's pending input request. The answer is checked against the request's schema before it is sent.",
+      )
       .argument("<task-id>")
       .argument("[key=value...]", "The answer as fields (or --value JSON)."),
   )
@@ -276,10 +319,16 @@ function registerTaskWriteCommands(tasks: Command): void {
         if (schema) {
           const violations = createSchemaCompiler().compile(schema, "value")(value);
           if (violations.length > 0) {
-            throw new ConfigError(`the answer does not match the request's schema: ${violations.map((v) => `${v.field}: ${v.description}`).join("; ")}`);
+            throw new ConfigError(
+              `the answer does not match the request's schema: ${violations.map((v) => `${v.field}: ${v.description}`).join("; ")}`,
+            );
           }
         }
-        const res = await conn.client.tasks.provideInput({ taskId, value: jsonValue(value), requestId: flags.requestId ?? "" });
+        const res = await conn.client.tasks.provideInput({
+          taskId,
+          value: jsonValue(value),
+          requestId: flags.requestId ?? "",
+        });
         print(flags, ProvideInputResponseSchema, res);
         return 0;
       }),

@@ -18,7 +18,10 @@ export interface Connection {
   client: AgentdClient;
 }
 
-export async function connect(flags: ConnectionFlags, env: Record<string, string | undefined> = process.env): Promise<Connection> {
+export async function connect(
+  flags: ConnectionFlags,
+  env: Record<string, string | undefined> = process.env,
+): Promise<Connection> {
   const config = loadConfig(env, {
     ...(flags.url !== undefined ? { clientUrl: flags.url } : {}),
     ...(flags.key !== undefined ? { clientApiKey: flags.key } : {}),
@@ -28,14 +31,21 @@ export async function connect(flags: ConnectionFlags, env: Record<string, string
   try {
     url = new URL(config.clientUrl);
   } catch {
-    throw new ConfigError(`invalid setting --url / AGENTD_URL=${JSON.stringify(config.clientUrl)}: must be an http:// or https:// URL`);
+    throw new ConfigError(
+      `invalid setting --url / AGENTD_URL=${JSON.stringify(config.clientUrl)}: must be an http:// or https:// URL`,
+    );
   }
   if (url.protocol !== "http:" && url.protocol !== "https:") {
-    throw new ConfigError(`invalid setting --url / AGENTD_URL=${JSON.stringify(config.clientUrl)}: must be an http:// or https:// URL`);
+    throw new ConfigError(
+      `invalid setting --url / AGENTD_URL=${JSON.stringify(config.clientUrl)}: must be an http:// or https:// URL`,
+    );
   }
   const key = config.clientApiKey ?? (await readDevKey(config.dataDir));
   const baseUrl = url.toString().replace(/\/$/, "");
-  return { url: baseUrl, client: createClient({ baseUrl, ...(key ? { key } : {}), transport: flags.transport ?? "grpc" }) };
+  return {
+    url: baseUrl,
+    client: createClient({ baseUrl, ...(key ? { key } : {}), transport: flags.transport ?? "grpc" }),
+  };
 }
 
 async function readDevKey(dataDir: string): Promise<string | undefined> {

@@ -69,7 +69,9 @@ export async function followTask(client: AgentdClient, taskId: string, opts: Fol
         opts.out.stderr.write(`agentd: cancelled ${taskId}\n`);
         return exitCodeFor(task) === EXIT.notEnded ? EXIT.failed : exitCodeFor(task);
       }
-      opts.out.stderr.write(`agentd: detached from ${taskId}; it keeps running. Re-attach with:\n  agentd tasks watch ${taskId} --after ${cursor}\n`);
+      opts.out.stderr.write(
+        `agentd: detached from ${taskId}; it keeps running. Re-attach with:\n  agentd tasks watch ${taskId} --after ${cursor}\n`,
+      );
       return EXIT.detached;
     }
     if (!last || !isTerminal(last.state)) last = (await client.tasks.getTask({ taskId })).task;
@@ -98,14 +100,18 @@ async function answerIfPending(
   const rl = createInterface({ input: process.stdin, output: opts.out.stderr as NodeJS.WritableStream });
   try {
     for (;;) {
-      const text = await rl.question(`${request.prompt}\n(answer as JSON; schema ${JSON.stringify(schema)})\n> `, { signal });
+      const text = await rl.question(`${request.prompt}\n(answer as JSON; schema ${JSON.stringify(schema)})\n> `, {
+        signal,
+      });
       const value = parseAnswer(text);
       const violations = validate(value);
       if (violations.length === 0) {
         await client.tasks.provideInput({ taskId, value: jsonValue(value), requestId: `cli-${taskId}-${sequence}` });
         return;
       }
-      opts.out.stderr.write(`not a valid answer: ${violations.map((v) => `${v.field}: ${v.description}`).join("; ")}\n`);
+      opts.out.stderr.write(
+        `not a valid answer: ${violations.map((v) => `${v.field}: ${v.description}`).join("; ")}\n`,
+      );
     }
   } catch (err) {
     if (signal.aborted) return;

@@ -22,7 +22,8 @@ function pairsToObject(pairs: string[]): Record<string, JsonValue> {
   const out: Record<string, JsonValue> = {};
   for (const pair of pairs) {
     const eq = pair.indexOf("=");
-    if (eq <= 0) throw new ConfigError(`invalid input ${JSON.stringify(pair)}: use key=value (or --input JSON / --input-file F)`);
+    if (eq <= 0)
+      throw new ConfigError(`invalid input ${JSON.stringify(pair)}: use key=value (or --input JSON / --input-file F)`);
     const path = pair.slice(0, eq).split(".");
     const raw = pair.slice(eq + 1);
     let value: JsonValue;
@@ -42,7 +43,11 @@ function pairsToObject(pairs: string[]): Record<string, JsonValue> {
   return out;
 }
 
-export async function readInput(flags: InputFlags, pairs: string[], readStdin: () => Promise<string> = stdinText): Promise<JsonValue | undefined> {
+export async function readInput(
+  flags: InputFlags,
+  pairs: string[],
+  readStdin: () => Promise<string> = stdinText,
+): Promise<JsonValue | undefined> {
   const given = [flags.input !== undefined, flags.inputFile !== undefined, pairs.length > 0].filter(Boolean).length;
   if (given > 1) throw new ConfigError("give the input one way: --input JSON, --input-file F or key=value pairs");
   if (flags.input !== undefined) return parseJson(flags.input, "--input");

@@ -21,7 +21,12 @@ export interface EventRenderer {
 }
 
 /** A message as proto3 JSON: pretty on a terminal, one line otherwise. */
-export function printMessage<D extends DescMessage>(out: Out, schema: D, message: MessageShape<D>, pretty: boolean): void {
+export function printMessage<D extends DescMessage>(
+  out: Out,
+  schema: D,
+  message: MessageShape<D>,
+  pretty: boolean,
+): void {
   const json = toJson(schema, message, { alwaysEmitImplicit: false });
   out.stdout.write(`${JSON.stringify(json, null, pretty ? 2 : undefined)}\n`);
 }
@@ -51,7 +56,10 @@ export function eventLine(event: TaskEvent): string | undefined {
       return `⚙ tool ${e.value.name}(${truncate(args, 80)})${e.value.error ? ` failed: ${e.value.error}` : ""}`;
     }
     case "artifact": {
-      const size = e.value.content.case === "text" ? `${e.value.content.value.length} chars` : `${e.value.content.value?.length ?? 0} bytes`;
+      const size =
+        e.value.content.case === "text"
+          ? `${e.value.content.value.length} chars`
+          : `${e.value.content.value?.length ?? 0} bytes`;
       return `▣ artifact ${e.value.name} (${e.value.mimeType || "?"}, ${size})`;
     }
     case "log":
@@ -115,7 +123,13 @@ export function createTerminalRenderer(out: Out, opts: { taskId: string }): Even
       const e = event.event;
       switch (e.case) {
         case "progress":
-          barValue = Math.max(0, Math.min(100, Math.round(e.value.percent || (e.value.totalSteps ? (100 * e.value.step) / e.value.totalSteps : 0))));
+          barValue = Math.max(
+            0,
+            Math.min(
+              100,
+              Math.round(e.value.percent || (e.value.totalSteps ? (100 * e.value.step) / e.value.totalSteps : 0)),
+            ),
+          );
           barMessage = e.value.message;
           if (!midLine) showBar();
           return;

@@ -12,29 +12,45 @@ import { action, collect, type Flags, print, withConnectionOptions } from "./com
 import { connect } from "./connection.js";
 
 export function registerWebhookCommands(program: Command): void {
-  const webhooks = program.command("webhooks").description("Webhook endpoints and deliveries on a running server (client).");
+  const webhooks = program
+    .command("webhooks")
+    .description("Webhook endpoints and deliveries on a running server (client).");
   const endpoints = webhooks.command("endpoints").description("Webhook endpoints of your tenant.");
   withConnectionOptions(endpoints.command("list", { isDefault: true }).description("List the endpoints.")).action(
     action(async (flags: Flags) => {
-      print(flags, ListWebhookEndpointsResponseSchema, await (await connect(flags)).client.webhooks.listWebhookEndpoints({ pageSize: 100 }));
+      print(
+        flags,
+        ListWebhookEndpointsResponseSchema,
+        await (await connect(flags)).client.webhooks.listWebhookEndpoints({ pageSize: 100 }),
+      );
       return 0;
     }),
   );
-  withConnectionOptions(endpoints.command("create").description("Create an endpoint; prints its signing secret once.").argument("<url>"))
-    .option("--event-types <types>", "Comma-separated: task.running, task.input_required, task.succeeded, task.failed, task.canceled, task.progress.")
+  withConnectionOptions(
+    endpoints.command("create").description("Create an endpoint; prints its signing secret once.").argument("<url>"),
+  )
+    .option(
+      "--event-types <types>",
+      "Comma-separated: task.running, task.input_required, task.succeeded, task.failed, task.canceled, task.progress.",
+    )
     .option("--description <text>", "A note.")
     .action(
       action(async (url: string, flags: Flags & { eventTypes?: string; description?: string }) => {
         const res = await (await connect(flags)).client.webhooks.createWebhookEndpoint({
           url,
-          eventTypes: (flags.eventTypes ?? "").split(",").map((t) => t.trim()).filter(Boolean),
+          eventTypes: (flags.eventTypes ?? "")
+            .split(",")
+            .map((t) => t.trim())
+            .filter(Boolean),
           description: flags.description ?? "",
         });
         print(flags, CreateWebhookEndpointResponseSchema, res);
         return 0;
       }),
     );
-  withConnectionOptions(endpoints.command("delete").description("Delete an endpoint.").argument("<endpoint-id>")).action(
+  withConnectionOptions(
+    endpoints.command("delete").description("Delete an endpoint.").argument("<endpoint-id>"),
+  ).action(
     action(async (endpointId: string, flags: Flags) => {
       await (await connect(flags)).client.webhooks.deleteWebhookEndpoint({ endpointId });
       return 0;
@@ -64,9 +80,18 @@ export function registerWebhookCommands(program: Command): void {
         return 0;
       }),
     );
-  withConnectionOptions(webhooks.command("retry").description("Send a delivery again (a dead letter, or one waiting to retry).").argument("<delivery-id>")).action(
+  withConnectionOptions(
+    webhooks
+      .command("retry")
+      .description("Send a delivery again (a dead letter, or one waiting to retry).")
+      .argument("<delivery-id>"),
+  ).action(
     action(async (deliveryId: string, flags: Flags) => {
-      print(flags, RetryWebhookDeliveryResponseSchema, await (await connect(flags)).client.webhooks.retryWebhookDelivery({ deliveryId }));
+      print(
+        flags,
+        RetryWebhookDeliveryResponseSchema,
+        await (await connect(flags)).client.webhooks.retryWebhookDelivery({ deliveryId }),
+      );
       return 0;
     }),
   );

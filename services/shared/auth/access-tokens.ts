@@ -64,14 +64,20 @@ export function createAccessTokens(key: () => Promise<Uint8Array>): AccessTokens
       if (!isAccessToken(token)) return undefined;
       let payload: Record<string, unknown>;
       try {
-        ({ payload } = await jwtVerify(token, await key(), { algorithms: ["HS256"], issuer: ISSUER, audience: AUDIENCE, typ: "at+jwt" }));
+        ({ payload } = await jwtVerify(token, await key(), {
+          algorithms: ["HS256"],
+          issuer: ISSUER,
+          audience: AUDIENCE,
+          typ: "at+jwt",
+        }));
       } catch (error) {
         if (error instanceof joseErrors.JOSEError) return undefined; // forged, malformed or expired
         throw error;
       }
       const { tid, sub, scp, tsk, agt, exp } = payload;
       const strings = (v: unknown): v is string[] => Array.isArray(v) && v.every((x) => typeof x === "string");
-      if (typeof tid !== "string" || typeof sub !== "string" || !strings(scp) || typeof exp !== "number") return undefined;
+      if (typeof tid !== "string" || typeof sub !== "string" || !strings(scp) || typeof exp !== "number")
+        return undefined;
       if ((tsk !== undefined && !strings(tsk)) || (agt !== undefined && !strings(agt))) return undefined;
       return {
         tenantId: tid,

@@ -28,7 +28,11 @@ export interface Principal {
   keyExpireTime?: Date;
 }
 
-export type AuthFailure = { ok: false; reason: "MISSING_CREDENTIALS" | "INVALID_API_KEY" | "INVALID_ACCESS_TOKEN"; message: string };
+export type AuthFailure = {
+  ok: false;
+  reason: "MISSING_CREDENTIALS" | "INVALID_API_KEY" | "INVALID_ACCESS_TOKEN";
+  message: string;
+};
 
 export type Authentication = { ok: true; principal: Principal } | AuthFailure;
 
@@ -73,7 +77,14 @@ export function createAuthenticator(
   async function resolve(credential: string): Promise<Principal | undefined> {
     if (!isAccessToken(credential)) {
       const info = await findActiveApiKey(sql, credential);
-      return info && { tenantId: info.tenantId, keyId: info.keyId, scopes: new Set(info.scopes), ...(info.expireTime ? { keyExpireTime: info.expireTime } : {}) };
+      return (
+        info && {
+          tenantId: info.tenantId,
+          keyId: info.keyId,
+          scopes: new Set(info.scopes),
+          ...(info.expireTime ? { keyExpireTime: info.expireTime } : {}),
+        }
+      );
     }
     const claims = await tokens.verify(credential);
     if (!claims) return undefined;
@@ -146,7 +157,11 @@ export function createAuthenticator(
       const principal = await lookup(credential);
       if (principal) return { ok: true, principal };
       return isAccessToken(credential)
-        ? { ok: false, reason: "INVALID_ACCESS_TOKEN", message: "the access token is invalid or expired, or its API key was revoked" }
+        ? {
+            ok: false,
+            reason: "INVALID_ACCESS_TOKEN",
+            message: "the access token is invalid or expired, or its API key was revoked",
+          }
         : { ok: false, reason: "INVALID_API_KEY", message: "the API key is unknown, revoked or expired" };
     },
 

@@ -5,14 +5,18 @@
 // of the task and releases its stream slot.
 import { Code, type ConnectError } from "@connectrpc/connect";
 import { rpcError } from "../errors.js";
-import type { AuthFailure, Authenticator } from "./authenticator.js";
+import type { Authenticator, AuthFailure } from "./authenticator.js";
 
 function revokedError(failure: AuthFailure): ConnectError {
   return rpcError(Code.Unauthenticated, failure.reason, failure.message);
 }
 
 /** `messages`, ending with UNAUTHENTICATED as soon as `authorization` is revoked. */
-export async function* endOnRevocation<T>(messages: AsyncIterable<T>, auth: Authenticator, authorization: string): AsyncGenerator<T, void> {
+export async function* endOnRevocation<T>(
+  messages: AsyncIterable<T>,
+  auth: Authenticator,
+  authorization: string,
+): AsyncGenerator<T, void> {
   let revoked: AuthFailure | undefined;
   let interrupt: ((failure: AuthFailure) => void) | undefined;
   const unwatch = auth.watch(authorization, (failure) => {

@@ -49,7 +49,8 @@ export function parseDatabaseUrl(url: string): DatabaseUrl {
       const name = m[1] ?? "";
       if (name === "") throw new DatabaseUrlError("must be a postgres:// URL: a host in its host list is empty");
       const port = m[2] ? Number(m[2]) : DEFAULT_PORT;
-      if (!Number.isInteger(port) || port < 1 || port > 65535) throw new DatabaseUrlError("must be a postgres:// URL: a port is out of range");
+      if (!Number.isInteger(port) || port < 1 || port > 65535)
+        throw new DatabaseUrlError("must be a postgres:// URL: a port is out of range");
       hosts.push({ host: name.startsWith("[") ? name.slice(1, -1) : name, port });
       written.push(part);
     }

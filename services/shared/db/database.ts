@@ -155,7 +155,10 @@ function installDriverGuard(logger: Logger): void {
     if (isDriverWriteAfterClose(error)) {
       if (Date.now() - lastLog > 10_000) {
         lastLog = Date.now();
-        logger.warn({ err: error }, "database driver wrote to a closed connection (porsager/postgres#1154); reopening the pool");
+        logger.warn(
+          { err: error },
+          "database driver wrote to a closed connection (porsager/postgres#1154); reopening the pool",
+        );
       }
       for (const recycle of recyclers) recycle();
       return;
@@ -268,7 +271,9 @@ async function checkWritable(sql: Queryable): Promise<void> {
     SELECT pg_is_in_recovery() AS standby, current_setting('transaction_read_only') AS ro
   `;
   if (!row || row.standby || row.ro !== "off") {
-    throw Object.assign(new Error("the database is read-only (a standby, or a primary being demoted)"), { code: "25006" });
+    throw Object.assign(new Error("the database is read-only (a standby, or a primary being demoted)"), {
+      code: "25006",
+    });
   }
 }
 

@@ -109,7 +109,8 @@ export function serveSession(db: PGlite, logger: Logger) {
       .finally(() => {
         client.pumping = undefined;
         // Messages may have arrived, or the client left, while the loop ended.
-        if ((!client.closed && client.messages.length > 0) || (client.closed && session.holder() === client)) run(client);
+        if ((!client.closed && client.messages.length > 0) || (client.closed && session.holder() === client))
+          run(client);
       });
   }
 

@@ -33,7 +33,10 @@ export async function listMigrations(dir = MIGRATIONS_DIR): Promise<Migration[]>
   return migrations;
 }
 
-export async function runMigrations(sql: Sql, opts: { logger?: Logger; dir?: string } = {}): Promise<{ applied: string[] }> {
+export async function runMigrations(
+  sql: Sql,
+  opts: { logger?: Logger; dir?: string } = {},
+): Promise<{ applied: string[] }> {
   const logger = opts.logger ?? silentLogger();
   const migrations = await listMigrations(opts.dir);
   const applied: string[] = [];
@@ -51,7 +54,9 @@ export async function runMigrations(sql: Sql, opts: { logger?: Logger; dir?: str
           name       text NOT NULL,
           applied_at timestamptz NOT NULL DEFAULT now()
         )`;
-      const done = new Set((await conn<{ version: string }[]>`SELECT version FROM schema_migrations`).map((r) => r.version));
+      const done = new Set(
+        (await conn<{ version: string }[]>`SELECT version FROM schema_migrations`).map((r) => r.version),
+      );
       for (const migration of migrations) {
         if (done.has(migration.version)) continue;
         const started = performance.now();

@@ -85,12 +85,19 @@ export function createPrimaryLocator(opts: {
     const found = probes.filter((_, i) => results[i]).map((p) => p.host);
     if (found.length > 1) {
       // Two writable primaries: the HA manager did not fence the old one (docs/high-availability.md).
-      logger.error({ primaries: found.length }, "more than one database host accepts writes; using the first in DATABASE_URL order");
+      logger.error(
+        { primaries: found.length },
+        "more than one database host accepts writes; using the first in DATABASE_URL order",
+      );
     }
     const primary = found[0];
     if (primary) {
       const moved = previous !== undefined && !same(previous, primary);
-      if (moved) logger.warn({ host: primary.host, port: primary.port }, "the database primary moved to another host (failover)");
+      if (moved)
+        logger.warn(
+          { host: primary.host, port: primary.port },
+          "the database primary moved to another host (failover)",
+        );
       else if (reportedMissing) logger.info({ host: primary.host, port: primary.port }, "database primary found");
       reportedMissing = false;
       current = primary;
@@ -98,7 +105,11 @@ export function createPrimaryLocator(opts: {
       if (moved) opts.onMoved?.();
     } else {
       lastMiss = Date.now();
-      if (!reportedMissing) logger.warn({ hosts: probes.length }, "no database host is a writable primary; calls answer UNAVAILABLE until one is");
+      if (!reportedMissing)
+        logger.warn(
+          { hosts: probes.length },
+          "no database host is a writable primary; calls answer UNAVAILABLE until one is",
+        );
       reportedMissing = true;
     }
     return primary;
@@ -120,7 +131,10 @@ export function createPrimaryLocator(opts: {
     async socket() {
       const target = await locator.get();
       if (!target) {
-        const error = new Error("no database host is a writable primary", refusal === undefined ? {} : { cause: refusal });
+        const error = new Error(
+          "no database host is a writable primary",
+          refusal === undefined ? {} : { cause: refusal },
+        );
         return failingSocket(Object.assign(error, { code: NO_PRIMARY }));
       }
       const socket = connect(target.port, target.host);
@@ -183,7 +197,10 @@ function keepErrorsHandled(socket: Socket): void {
 /** Authentication failed (SQLSTATE class 28, or the driver's SASL codes) or the database does not exist (3D000). */
 function isRefusal(error: unknown): boolean {
   const code = (error as { code?: unknown } | null)?.code;
-  return typeof code === "string" && (code.startsWith("28") || ["3D000", "SASL_SIGNATURE_MISMATCH", "AUTH_TYPE_NOT_IMPLEMENTED"].includes(code));
+  return (
+    typeof code === "string" &&
+    (code.startsWith("28") || ["3D000", "SASL_SIGNATURE_MISMATCH", "AUTH_TYPE_NOT_IMPLEMENTED"].includes(code))
+  );
 }
 
 function same(a: HostPort, b: HostPort): boolean {

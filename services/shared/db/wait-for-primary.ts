@@ -41,7 +41,14 @@ export class DatabaseConfigurationError extends Error {
  */
 export async function untilPrimary<T>(
   attempt: () => Promise<T>,
-  opts: { logger: Logger; database: string; retryMs?: number; logEveryMs?: number; waiting?: () => void; signal?: AbortSignal },
+  opts: {
+    logger: Logger;
+    database: string;
+    retryMs?: number;
+    logEveryMs?: number;
+    waiting?: () => void;
+    signal?: AbortSignal;
+  },
 ): Promise<T> {
   const retryMs = opts.retryMs ?? 250;
   const logEveryMs = opts.logEveryMs ?? 5000;
@@ -50,12 +57,19 @@ export async function untilPrimary<T>(
   for (let tries = 0; ; tries++) {
     try {
       const result = await attempt();
-      if (tries > 0) opts.logger.info({ database: opts.database, waitedMs: Date.now() - started }, "a writable database primary is reachable; starting");
+      if (tries > 0)
+        opts.logger.info(
+          { database: opts.database, waitedMs: Date.now() - started },
+          "a writable database primary is reachable; starting",
+        );
       return result;
     } catch (error) {
       const refused = configurationErrorOf(error);
       if (refused) {
-        throw new DatabaseConfigurationError(`the database refused agentd's connection: ${refused.message} (DATABASE_URL ${opts.database})`, { cause: error });
+        throw new DatabaseConfigurationError(
+          `the database refused agentd's connection: ${refused.message} (DATABASE_URL ${opts.database})`,
+          { cause: error },
+        );
       }
       if (!isDatabaseUnavailable(error) || opts.signal?.aborted) throw error;
       if (tries === 0) opts.waiting?.();

@@ -143,7 +143,11 @@ export async function createPostgresWakeupBus(opts: {
 }
 
 /** Splits a batch of ids into JSON payloads of at most `maxBytes` bytes. */
-export function encodePayloads(sender: string, batch: ReadonlyMap<WakeupTopic, ReadonlySet<string>>, maxBytes: number): string[] {
+export function encodePayloads(
+  sender: string,
+  batch: ReadonlyMap<WakeupTopic, ReadonlySet<string>>,
+  maxBytes: number,
+): string[] {
   const payloads: string[] = [];
   const base = Buffer.byteLength(JSON.stringify({ s: sender }));
   let current: Partial<Record<WakeupTopic, string[]>> = {};

@@ -148,7 +148,12 @@ export async function openWakeupListener(opts: {
 }
 
 /** One NOTIFY, raced against `timeoutMs`: "stuck" when the server has not answered by then. */
-async function notifyWithin(sql: Sql, channel: string, payload: string, timeoutMs: number): Promise<"sent" | "refused" | "stuck"> {
+async function notifyWithin(
+  sql: Sql,
+  channel: string,
+  payload: string,
+  timeoutMs: number,
+): Promise<"sent" | "refused" | "stuck"> {
   let timer: NodeJS.Timeout | undefined;
   const stuck = new Promise<"stuck">((resolve) => (timer = setTimeout(() => resolve("stuck"), timeoutMs)));
   const sent = sql`SELECT pg_notify(${channel}, ${payload})`.then(

@@ -123,7 +123,8 @@ function embeddedIpv4(bytes: Uint8Array): string | null {
   if (zero(bytes, 0, 10) && bytes[10] === 0xff && bytes[11] === 0xff) return v4(bytes, 12);
   if (zero(bytes, 0, 8) && bytes[8] === 0xff && bytes[9] === 0xff && zero(bytes, 10, 12)) return v4(bytes, 12);
   if (zero(bytes, 0, 12) && !zero(bytes, 12, 15)) return v4(bytes, 12);
-  if (bytes[0] === 0x00 && bytes[1] === 0x64 && bytes[2] === 0xff && bytes[3] === 0x9b && zero(bytes, 4, 12)) return v4(bytes, 12);
+  if (bytes[0] === 0x00 && bytes[1] === 0x64 && bytes[2] === 0xff && bytes[3] === 0x9b && zero(bytes, 4, 12))
+    return v4(bytes, 12);
   if (bytes[0] === 0x20 && bytes[1] === 0x02) return v4(bytes, 2);
   return null;
 }

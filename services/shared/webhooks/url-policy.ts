@@ -26,7 +26,9 @@ export function hostOf(url: URL): string {
 }
 
 function tooLong(text: string): UrlProblem | null {
-  return text.length > MAX_URL_LENGTH ? { description: `must be at most ${MAX_URL_LENGTH} characters`, reason: "INVALID_URL" } : null;
+  return text.length > MAX_URL_LENGTH
+    ? { description: `must be at most ${MAX_URL_LENGTH} characters`, reason: "INVALID_URL" }
+    : null;
 }
 
 /** Scheme, credentials, fragment: what can be judged of a parsed URL without DNS. */
@@ -34,9 +36,13 @@ function shapeProblem(url: URL, allowHttp: boolean): UrlProblem | null {
   if (url.protocol === "http:" && !allowHttp) {
     return { description: "must use https (this server does not allow plain http webhooks)", reason: "INSECURE_URL" };
   }
-  if (url.protocol !== "https:" && url.protocol !== "http:") return { description: "must be an https URL", reason: "INVALID_URL" };
+  if (url.protocol !== "https:" && url.protocol !== "http:")
+    return { description: "must be an https URL", reason: "INVALID_URL" };
   if (url.username !== "" || url.password !== "") {
-    return { description: "must not contain a user name or password; receivers authenticate deliveries by their signature", reason: "INVALID_URL" };
+    return {
+      description: "must not contain a user name or password; receivers authenticate deliveries by their signature",
+      reason: "INVALID_URL",
+    };
   }
   if (url.hash !== "") return { description: "must not contain a #fragment", reason: "INVALID_URL" };
   return null;

@@ -33,7 +33,8 @@ const bearer: Interceptor = (next) => async (req) => {
 };
 
 const client = createBrowserClient({
-  makeTransport: (interceptors) => createConnectTransport({ baseUrl: location.origin, interceptors: [bearer, ...interceptors] }),
+  makeTransport: (interceptors) =>
+    createConnectTransport({ baseUrl: location.origin, interceptors: [bearer, ...interceptors] }),
 });
 
 export const api = { agents: client.agents, tasks: client.tasks, webhooks: client.webhooks };

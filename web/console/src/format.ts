@@ -5,16 +5,19 @@ import { TaskState } from "../../../gen/agentd/v1/task_pb.js";
 import { DeliveryState } from "../../../gen/agentd/v1/webhook_service_pb.js";
 
 export const stateName = (s: TaskState) => (TaskState[s] ?? "UNKNOWN").replace("TASK_STATE_", "").toLowerCase();
-export const deliveryStateName = (s: DeliveryState) => (DeliveryState[s] ?? "UNKNOWN").replace("DELIVERY_STATE_", "").toLowerCase();
+export const deliveryStateName = (s: DeliveryState) =>
+  (DeliveryState[s] ?? "UNKNOWN").replace("DELIVERY_STATE_", "").toLowerCase();
 export const isTerminal = (s: TaskState) =>
   s === TaskState.SUCCEEDED || s === TaskState.FAILED || s === TaskState.CANCELED;
 
 export const time = (t: Timestamp | undefined) => (t ? timestampDate(t).toLocaleString() : "—");
 /** A JSON value as a google.protobuf.Value for a request. */
 export const toValue = (v: JsonValue): Value => fromJson(ValueSchema, v);
-const isValue = (v: unknown): v is Value => typeof v === "object" && v !== null && (v as Value).$typeName === "google.protobuf.Value";
+const isValue = (v: unknown): v is Value =>
+  typeof v === "object" && v !== null && (v as Value).$typeName === "google.protobuf.Value";
 /** Pretty JSON of a JSON value or a google.protobuf.Value. */
-export const json = (v: unknown) => (v === undefined ? "—" : JSON.stringify(isValue(v) ? toJson(ValueSchema, v) : v, null, 2));
+export const json = (v: unknown) =>
+  v === undefined ? "—" : JSON.stringify(isValue(v) ? toJson(ValueSchema, v) : v, null, 2);
 
 /** "a=1, b=2" → {a: "1", b: "2"} */
 export function parseLabels(text: string): Record<string, string> {

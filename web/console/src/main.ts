@@ -51,7 +51,6 @@ function SignIn(props: { notice: string; onDone: () => void }) {
   </main>`;
 }
 
-
 function App() {
   const [signedIn, setSignedIn] = useState(credential.get() !== null);
   const [notice, setNotice] = useState("");
@@ -66,9 +65,19 @@ function App() {
     setNotice(message);
     setSignedIn(false);
   });
-  useEffect(() => onCredentialRefused((e) => signOut(`Signed out: ${describeError(e).message || "the credential was refused"} (UNAUTHENTICATED).`)), []);
+  useEffect(
+    () =>
+      onCredentialRefused((e) =>
+        signOut(`Signed out: ${describeError(e).message || "the credential was refused"} (UNAUTHENTICATED).`),
+      ),
+    [],
+  );
 
-  if (!signedIn) return html`<${SignIn} notice=${notice} onDone=${() => { setNotice(""); setSignedIn(true); }} />`;
+  if (!signedIn)
+    return html`<${SignIn} notice=${notice} onDone=${() => {
+      setNotice("");
+      setSignedIn(true);
+    }} />`;
   const [section = "tasks", id] = route;
   const nav = (name: string, label: string) =>
     html`<a href=${`#/${name}`} aria-current=${section === name ? "page" : undefined}>${label}</a>`;

@@ -21,7 +21,8 @@ const typeOf = (s: Schema): string => {
   return "";
 };
 
-const isScalar = (s: Schema) => ["string", "integer", "number", "boolean"].includes(typeOf(s)) || Array.isArray(s["enum"]);
+const isScalar = (s: Schema) =>
+  ["string", "integer", "number", "boolean"].includes(typeOf(s)) || Array.isArray(s["enum"]);
 
 function fieldsOf(schema: Schema): Field[] | null {
   if (isScalar(schema)) return [{ name: "", schema, required: true }];
@@ -162,15 +163,20 @@ export function SchemaForm(props: {
   };
 
   return html`<form class="schema-form" onSubmit=${submit(props.actions[0]!.run)}>
-    ${raw || !fields
-      ? html`<div class="field"><label for=${`${props.id}-raw`}>JSON</label>
+    ${
+      raw || !fields
+        ? html`<div class="field"><label for=${`${props.id}-raw`}>JSON</label>
           <textarea id=${`${props.id}-raw`} class="mono" rows="8" value=${rawText}
             onInput=${(e: Event) => setRawText((e.target as HTMLTextAreaElement).value)}></textarea></div>`
-      : fields.map(control)}
+        : fields.map(control)
+    }
     ${problem ? html`<p class="error" role="alert">${problem}</p>` : null}
     <div class="actions">
       ${props.actions.map(
-        (a, i) => html`<button type=${i === 0 ? "submit" : "button"} class=${a.primary ? "primary" : ""} disabled=${props.busy}
+        (
+          a,
+          i,
+        ) => html`<button type=${i === 0 ? "submit" : "button"} class=${a.primary ? "primary" : ""} disabled=${props.busy}
           onClick=${i === 0 ? undefined : submit(a.run)}>${a.label}</button>`,
       )}
       ${fields ? html`<button type="button" class="link" onClick=${toggleRaw}>${raw ? "Use the form" : "Edit as JSON"}</button>` : null}

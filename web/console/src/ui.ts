@@ -13,10 +13,11 @@ export function ErrorBox(props: { error: ShownError | null }) {
   if (!e) return null;
   return html`<div class="error" role="alert">
     <strong>${e.code}</strong>${e.reason ? html` <code>${e.reason}</code>` : null}: ${e.message}
-    ${e.credential
-      ? html`<p>${e.code === "PERMISSION_DENIED" ? "Your credential lacks the scope this needs." : "Your credential was refused (expired, revoked or unknown)."}
+    ${
+      e.credential
+        ? html`<p>${e.code === "PERMISSION_DENIED" ? "Your credential lacks the scope this needs." : "Your credential was refused (expired, revoked or unknown)."}
           <button type="button" onClick=${() => signOut(e.code === "PERMISSION_DENIED" ? "Sign in with a credential that has the needed scope." : "Your credential was refused: sign in again.")}>Sign in again</button></p>`
-      : null}
+        : null
+    }
   </div>`;
 }
-

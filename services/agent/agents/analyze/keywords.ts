@@ -22,7 +22,11 @@ export function tfidfKeywords(sections: string[], limit = 10): { overall: Keywor
   const idf = (t: string) => Math.log((1 + n) / (1 + (df.get(t) ?? 0))) + 1;
   const top = (counts: Map<string, number>, total: number): Keyword[] =>
     [...counts.entries()]
-      .map(([term, count]) => ({ term, count, score: Math.round((count / Math.max(1, total)) * idf(term) * 10_000) / 10_000 }))
+      .map(([term, count]) => ({
+        term,
+        count,
+        score: Math.round((count / Math.max(1, total)) * idf(term) * 10_000) / 10_000,
+      }))
       .sort((a, b) => b.score - a.score || b.count - a.count || (a.term < b.term ? -1 : 1))
       .slice(0, limit);
   const countsOf = (doc: string[]) => {

@@ -17,12 +17,16 @@ export interface Sentiment {
   label: "positive" | "negative" | "neutral";
 }
 
-const MONTH_OR_DIGIT = /\d|\b(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\b|\b(mon|tues|wednes|thurs|fri|satur|sun)day\b/i;
+const MONTH_OR_DIGIT =
+  /\d|\b(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\b|\b(mon|tues|wednes|thurs|fri|satur|sun)day\b/i;
 
 function clean(list: string[]): string[] {
   const seen = new Map<string, string>();
   for (const raw of list) {
-    const text = raw.replace(/^[\s"'“‘(]+|[\s"'”’),.;:!?]+$/g, "").replace(/'s$/, "").trim();
+    const text = raw
+      .replace(/^[\s"'“‘(]+|[\s"'”’),.;:!?]+$/g, "")
+      .replace(/'s$/, "")
+      .trim();
     if (text.length < 2) continue;
     const key = text.toLowerCase();
     if (!seen.has(key)) seen.set(key, text);

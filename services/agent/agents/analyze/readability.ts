@@ -36,5 +36,11 @@ export function readability(text: string, sentenceCount: number): Readability {
   const sentences = Math.max(1, sentenceCount);
   const score = words.length === 0 ? 0 : 206.835 - 1.015 * (words.length / sentences) - 84.6 * (syl / words.length);
   const rounded = Math.round(score * 10) / 10;
-  return { flesch_reading_ease: rounded, words: words.length, sentences: sentenceCount, syllables: syl, level: band(rounded) };
+  return {
+    flesch_reading_ease: rounded,
+    words: words.length,
+    sentences: sentenceCount,
+    syllables: syl,
+    level: band(rounded),
+  };
 }

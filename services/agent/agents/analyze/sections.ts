@@ -69,5 +69,12 @@ export function structureStats(document: string) {
     else if (/^\s*([-*+]|\d+[.)])\s+\S/.test(line)) listItems++;
   }
   const paragraphs = document.split(/\n[ \t]*\n/).filter((p) => p.trim() !== "").length;
-  return { characters: document.length, lines: lines.length, paragraphs, headings, list_items: listItems, code_blocks: codeBlocks };
+  return {
+    characters: document.length,
+    lines: lines.length,
+    paragraphs,
+    headings,
+    list_items: listItems,
+    code_blocks: codeBlocks,
+  };
 }

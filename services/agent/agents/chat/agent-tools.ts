@@ -30,7 +30,9 @@ const CALCULATOR: Tool = {
         "Evaluates an arithmetic expression exactly: numbers, + - * / % ^, parentheses, pi, e, and sqrt abs round floor ceil ln log exp sin cos tan pow min max.",
       parameters: {
         type: "object",
-        properties: { expression: { type: "string", maxLength: MAX_EXPRESSION_LENGTH, description: "e.g. (17.5 * 4) / 100" } },
+        properties: {
+          expression: { type: "string", maxLength: MAX_EXPRESSION_LENGTH, description: "e.g. (17.5 * 4) / 100" },
+        },
         required: ["expression"],
         additionalProperties: false,
       },
@@ -61,10 +63,14 @@ function agentTool(agent: AgentDefinition, registry: AgentRegistry): Tool {
   const name = toolName(agent.name);
   return {
     name,
-    spec: { type: "function", function: { name, description: agent.description, parameters: parameters(agent.inputSchema) } },
+    spec: {
+      type: "function",
+      function: { name, description: agent.description, parameters: parameters(agent.inputSchema) },
+    },
     async run(args, ctx) {
       const bad = registry.validateInput(ref, args);
-      if (bad.length > 0) throw new ToolError(`invalid arguments: ${bad.map((v) => `${v.field} ${v.description}`).join("; ")}`);
+      if (bad.length > 0)
+        throw new ToolError(`invalid arguments: ${bad.map((v) => `${v.field} ${v.description}`).join("; ")}`);
       const inner: AgentContext = {
         signal: ctx.signal,
         taskId: ctx.taskId,

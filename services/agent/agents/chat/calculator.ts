@@ -34,7 +34,10 @@ const CONSTANTS: Record<string, number> = { pi: Math.PI, e: Math.E };
 export const MAX_EXPRESSION_LENGTH = 1000;
 const MAX_DEPTH = 64;
 
-type Token = { kind: "num"; value: number; at: number } | { kind: "name"; value: string; at: number } | { kind: "op"; value: string; at: number };
+type Token =
+  | { kind: "num"; value: number; at: number }
+  | { kind: "name"; value: string; at: number }
+  | { kind: "op"; value: string; at: number };
 
 function tokenize(text: string): Token[] {
   const tokens: Token[] = [];
@@ -56,7 +59,8 @@ function tokenize(text: string): Token[] {
 
 /** Evaluates `expression`; throws {@link CalculatorError} for anything outside the grammar. */
 export function evaluate(expression: string): number {
-  if (expression.length > MAX_EXPRESSION_LENGTH) throw new CalculatorError(`expression longer than ${MAX_EXPRESSION_LENGTH} characters`);
+  if (expression.length > MAX_EXPRESSION_LENGTH)
+    throw new CalculatorError(`expression longer than ${MAX_EXPRESSION_LENGTH} characters`);
   const tokens = tokenize(expression);
   if (tokens.length === 0) throw new CalculatorError("empty expression");
   let pos = 0;
@@ -136,7 +140,9 @@ export function evaluate(expression: string): number {
         }
         expect(")");
         if (args.length < f.arity[0] || args.length > f.arity[1]) {
-          throw new CalculatorError(`${token.value} takes ${f.arity[0] === f.arity[1] ? f.arity[0] : `${f.arity[0]} to ${f.arity[1]}`} argument(s)`);
+          throw new CalculatorError(
+            `${token.value} takes ${f.arity[0] === f.arity[1] ? f.arity[0] : `${f.arity[0]} to ${f.arity[1]}`} argument(s)`,
+          );
         }
         return f.fn(...args);
       }

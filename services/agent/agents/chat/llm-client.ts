@@ -51,7 +51,10 @@ interface Completion {
 
 export interface LlmClient {
   /** Streams one completion; `onText` gets each content delta as it arrives. */
-  complete(request: CompletionRequest, opts: { signal: AbortSignal; onText: (text: string) => void }): Promise<Completion>;
+  complete(
+    request: CompletionRequest,
+    opts: { signal: AbortSignal; onText: (text: string) => void },
+  ): Promise<Completion>;
 }
 
 export interface RetryPolicy {
@@ -149,7 +152,11 @@ function requestBody(model: string, request: CompletionRequest): ChatCompletionC
 }
 
 /** Reads one stream to its end: content deltas go to `onText` as they arrive, tool-call deltas are assembled. */
-async function readStream(stream: AsyncIterable<ChatCompletionChunk>, signal: AbortSignal, onText: (text: string) => void): Promise<Completion> {
+async function readStream(
+  stream: AsyncIterable<ChatCompletionChunk>,
+  signal: AbortSignal,
+  onText: (text: string) => void,
+): Promise<Completion> {
   let content = "";
   let finishReason: string | undefined;
   let usage: Completion["usage"];
@@ -159,7 +166,8 @@ async function readStream(stream: AsyncIterable<ChatCompletionChunk>, signal: Ab
   let sawChunk = false;
   for await (const chunk of stream) {
     sawChunk = true;
-    if (chunk.usage) usage = { prompt_tokens: chunk.usage.prompt_tokens ?? 0, completion_tokens: chunk.usage.completion_tokens ?? 0 };
+    if (chunk.usage)
+      usage = { prompt_tokens: chunk.usage.prompt_tokens ?? 0, completion_tokens: chunk.usage.completion_tokens ?? 0 };
     const choice = chunk.choices?.[0];
     if (!choice) continue;
     const delta = choice.delta ?? {};
@@ -189,7 +197,9 @@ async function readStream(stream: AsyncIterable<ChatCompletionChunk>, signal: Ab
   }
   const toolCalls = [...calls.entries()].sort(([a], [b]) => a - b).map(([i, c]) => ({ ...c, id: c.id || `call_${i}` }));
   if (toolCalls.some((c) => c.function.name === "")) {
-    throw new AgentFailure("UPSTREAM_BAD_RESPONSE", "the LLM server sent a tool call without a function name", { retryable: false });
+    throw new AgentFailure("UPSTREAM_BAD_RESPONSE", "the LLM server sent a tool call without a function name", {
+      retryable: false,
+    });
   }
   return { content, toolCalls, finishReason, usage };
 }
@@ -200,7 +210,9 @@ function classify(err: unknown, signal: AbortSignal, apiKey: string | undefined)
   if (err instanceof AgentFailure) return err;
   if (err instanceof OpenAI.APIConnectionError) {
     return new RetryableUpstream(
-      new AgentFailure("UPSTREAM_ERROR", "could not reach the LLM server (connection failed or was cut)", { retryable: true }),
+      new AgentFailure("UPSTREAM_ERROR", "could not reach the LLM server (connection failed or was cut)", {
+        retryable: true,
+      }),
       undefined,
     );
   }
@@ -208,10 +220,14 @@ function classify(err: unknown, signal: AbortSignal, apiKey: string | undefined)
     const status = err.status;
     const details = { status };
     if (status === 401 || status === 403) {
-      return new AgentFailure("UPSTREAM_UNAUTHORIZED", `the LLM server refused the credentials (HTTP ${status}); check AGENTD_LLM_API_KEY`, {
-        retryable: false,
-        details,
-      });
+      return new AgentFailure(
+        "UPSTREAM_UNAUTHORIZED",
+        `the LLM server refused the credentials (HTTP ${status}); check AGENTD_LLM_API_KEY`,
+        {
+          retryable: false,
+          details,
+        },
+      );
     }
     const wait = retryAfterMs(err.headers);
     if (status === 429) {
@@ -224,7 +240,10 @@ function classify(err: unknown, signal: AbortSignal, apiKey: string | undefined)
     const said = scrub(err.message, apiKey);
     if (status >= 500 || status === 408) {
       return new RetryableUpstream(
-        new AgentFailure("UPSTREAM_ERROR", `the LLM server failed (HTTP ${status}): ${said}`, { retryable: true, details }),
+        new AgentFailure("UPSTREAM_ERROR", `the LLM server failed (HTTP ${status}): ${said}`, {
+          retryable: true,
+          details,
+        }),
         wait,
       );
     }
@@ -235,12 +254,18 @@ function classify(err: unknown, signal: AbortSignal, apiKey: string | undefined)
   }
   if (err instanceof OpenAI.APIError) {
     // An error object inside the stream (status undefined).
-    return new AgentFailure("UPSTREAM_ERROR", `the LLM server reported an error mid-stream: ${scrub(err.message, apiKey)}`, {
-      retryable: true,
-    });
+    return new AgentFailure(
+      "UPSTREAM_ERROR",
+      `the LLM server reported an error mid-stream: ${scrub(err.message, apiKey)}`,
+      {
+        retryable: true,
+      },
+    );
   }
   if (err instanceof SyntaxError) {
-    return new AgentFailure("UPSTREAM_BAD_RESPONSE", "the LLM server sent a stream chunk that is not JSON", { retryable: false });
+    return new AgentFailure("UPSTREAM_BAD_RESPONSE", "the LLM server sent a stream chunk that is not JSON", {
+      retryable: false,
+    });
   }
   // undici reports a connection cut mid-body as TypeError("terminated").
   return new AgentFailure("UPSTREAM_BAD_RESPONSE", "the LLM server's stream broke off before the answer was complete", {

@@ -36,7 +36,10 @@ function normalized(text: string): string {
 export function trimToWords(text: string, maxWords: number): string {
   const words = text.split(/\s+/).filter(Boolean);
   if (words.length <= maxWords) return text;
-  const kept = words.slice(0, maxWords).join(" ").replace(/[\s,;:.!?\-–—]+$/u, "");
+  const kept = words
+    .slice(0, maxWords)
+    .join(" ")
+    .replace(/[\s,;:.!?\-–—]+$/u, "");
   return `${kept}…`;
 }
 
@@ -87,7 +90,5 @@ export function selectSentences(
     const text = trimToWords(texts[best]!, maxWords);
     return [{ index: best, text, words: countWords(text), trimmed: text !== texts[best] }];
   }
-  return chosen
-    .sort((a, b) => a - b)
-    .map((i) => ({ index: i, text: texts[i]!, words: words[i]!, trimmed: false }));
+  return chosen.sort((a, b) => a - b).map((i) => ({ index: i, text: texts[i]!, words: words[i]!, trimmed: false }));
 }

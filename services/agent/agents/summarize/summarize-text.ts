@@ -1,6 +1,6 @@
 // Extractive summarization as one pure function: split → rank → select. The `summarize` agent
 // runs the same phases one by one, reporting progress between them.
-import { rankSentences, type Ranking } from "./rank.js";
+import { type Ranking, rankSentences } from "./rank.js";
 import { type SelectedSentence, selectSentences } from "./select.js";
 import { type Sentence, splitSentences } from "./sentences.js";
 import { countWords } from "./tokens.js";

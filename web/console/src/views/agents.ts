@@ -14,7 +14,10 @@ export function AgentsView(props: { name?: string }) {
   const [agents, setAgents] = useState<Agent[] | null>(null);
   const [error, setError] = useState<ShownError | null>(null);
   useEffect(() => {
-    api.agents.listAgents({ pageSize: 100 }).then((r) => setAgents(r.agents), (e) => setError(describeError(e)));
+    api.agents.listAgents({ pageSize: 100 }).then(
+      (r) => setAgents(r.agents),
+      (e) => setError(describeError(e)),
+    );
   }, []);
   if (error) return html`<${ErrorBox} error=${error} />`;
   if (!agents) return html`<p aria-busy="true">Loading agents…</p>`;
@@ -71,21 +74,20 @@ function AgentDetail(props: { agent: Agent }) {
         <input id="labels" placeholder="key=value, key=value" value=${labels}
           onInput=${(e: Event) => setLabels((e.target as HTMLInputElement).value)} /></div>
       <${SchemaForm} id="agent-input" schema=${a.inputSchema} busy=${busy}
-        actions=${[
-          { label: "Run and wait", primary: true, run },
-          { label: "Create task", run: create },
-        ]} />
+        actions=${[{ label: "Run and wait", primary: true, run }, { label: "Create task", run: create }]} />
     </section>
     ${busy ? html`<p aria-busy="true">Running…</p>` : null}
     <${ErrorBox} error=${error} />
-    ${result
-      ? html`<section class="panel result" aria-live="polite">
+    ${
+      result
+        ? html`<section class="panel result" aria-live="polite">
           <h2>Result: <span class=${`state ${stateName(result.state)}`}>${stateName(result.state)}</span>${" "}
             <a href=${`#/tasks/${encodeURIComponent(result.id)}`}>task ${result.id}</a></h2>
           ${result.error ? html`<p class="error"><strong>${result.error.code}</strong>: ${result.error.message}</p>` : null}
           <pre class="output">${json(result.output)}</pre>
         </section>`
-      : null}
+        : null
+    }
     <details><summary>Input and output schemas</summary>
       <pre>${json(a.inputSchema)}</pre><pre>${json(a.outputSchema)}</pre></details>`;
 }

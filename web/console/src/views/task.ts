@@ -21,7 +21,15 @@ interface Live {
   lastSequence: bigint;
 }
 
-const empty = (): Live => ({ task: null, events: [], output: "", tools: new Map(), artifacts: [], logs: [], lastSequence: 0n });
+const empty = (): Live => ({
+  task: null,
+  events: [],
+  output: "",
+  tools: new Map(),
+  artifacts: [],
+  logs: [],
+  lastSequence: 0n,
+});
 
 function apply(live: Live, e: TaskEvent): Live {
   if (e.sequence <= live.lastSequence) return live;
@@ -71,7 +79,10 @@ export function TaskView(props: { id: string }) {
         setLive((l) => ({ ...l, task: l.task ?? task ?? null }));
         setStreaming(true);
         setError(null);
-        for await (const r of api.tasks.watchTask({ taskId: props.id, afterSequence: after }, { signal: abort.signal })) {
+        for await (const r of api.tasks.watchTask(
+          { taskId: props.id, afterSequence: after },
+          { signal: abort.signal },
+        )) {
           if (!r.event) continue;
           const event = r.event;
           after = event.sequence > after ? event.sequence : after;
@@ -131,7 +142,8 @@ export function TaskView(props: { id: string }) {
 
   if (deleted) return html`<p>Task ${props.id} was deleted. <a href="#/tasks">Back to tasks</a></p>`;
   const t = live.task;
-  if (!t) return html`<p><a href="#/tasks">← Tasks</a></p>${error ? html`<${ErrorBox} error=${error} />` : html`<p aria-busy="true">Loading task…</p>`}`;
+  if (!t)
+    return html`<p><a href="#/tasks">← Tasks</a></p>${error ? html`<${ErrorBox} error=${error} />` : html`<p aria-busy="true">Loading task…</p>`}`;
   const state = stateName(t.state);
   const terminal = isTerminal(t.state);
   const input = state === "input_required" ? t.inputRequest : undefined;
@@ -154,32 +166,42 @@ export function TaskView(props: { id: string }) {
       <button type="button" class="danger" disabled=${busy || !terminal} onClick=${remove}>Delete</button>
     </div>
     <${ErrorBox} error=${error} />
-    ${input
-      ? html`<section class="panel ask" aria-labelledby="ask-title">
+    ${
+      input
+        ? html`<section class="panel ask" aria-labelledby="ask-title">
           <h2 id="ask-title">Input requested</h2>
           <p class="prompt">${input.prompt}</p>
           ${input.expireTime ? html`<p><small>Expires ${time(input.expireTime)}</small></p>` : null}
           <${SchemaForm} key=${String(live.lastSequence)} id="answer" schema=${input.schema} busy=${busy}
             actions=${[{ label: "Send answer", primary: true, run: answer }]} />
         </section>`
-      : null}
+        : null
+    }
     ${t.error ? html`<p class="error"><strong>${t.error.code}</strong>: ${t.error.message}${t.error.retryable ? " (retryable)" : ""}</p>` : null}
     ${live.output ? html`<section class="panel"><h2>Streamed output</h2><pre class="stream" data-testid="stream">${live.output}</pre></section>` : null}
     ${t.output ? html`<section class="panel"><h2>Output</h2><pre class="output" data-testid="output">${json(t.output)}</pre></section>` : null}
-    ${tools.length
-      ? html`<section class="panel"><h2>Tool calls</h2>${tools.map(
-          (c) => html`<details open><summary><code>${c.name}</code> ${c.error ? html`<span class="state failed">error</span>` : c.result !== undefined ? "✓" : "…"}</summary>
+    ${
+      tools.length
+        ? html`<section class="panel"><h2>Tool calls</h2>${tools.map(
+            (
+              c,
+            ) => html`<details open><summary><code>${c.name}</code> ${c.error ? html`<span class="state failed">error</span>` : c.result !== undefined ? "✓" : "…"}</summary>
             <h3>Arguments</h3><pre>${json(c.arguments)}</pre>
             ${c.result !== undefined ? html`<h3>Result</h3><pre>${json(c.result)}</pre>` : null}
             ${c.error ? html`<p class="error">${c.error}</p>` : null}</details>`,
-        )}</section>`
-      : null}
-    ${(t.artifacts.length ? t.artifacts : live.artifacts).length
-      ? html`<section class="panel"><h2>Artifacts</h2>${(t.artifacts.length ? t.artifacts : live.artifacts).map((a) => html`<${ArtifactView} artifact=${a} />`)}</section>`
-      : null}
-    ${live.logs.length
-      ? html`<section class="panel"><h2>Logs</h2><pre class="logs">${live.logs.map((l) => `[${l.level}] ${l.message}\n`)}</pre></section>`
-      : null}
+          )}</section>`
+        : null
+    }
+    ${
+      (t.artifacts.length ? t.artifacts : live.artifacts).length
+        ? html`<section class="panel"><h2>Artifacts</h2>${(t.artifacts.length ? t.artifacts : live.artifacts).map((a) => html`<${ArtifactView} artifact=${a} />`)}</section>`
+        : null
+    }
+    ${
+      live.logs.length
+        ? html`<section class="panel"><h2>Logs</h2><pre class="logs">${live.logs.map((l) => `[${l.level}] ${l.message}\n`)}</pre></section>`
+        : null
+    }
     <section class="panel"><h2>Details</h2>
       <dl class="meta">
         <dt>Created</dt><dd>${time(t.createTime)}</dd><dt>Started</dt><dd>${time(t.startTime)}</dd>
@@ -220,11 +242,14 @@ function ArtifactView(props: { artifact: Artifact }) {
   const c = a.content;
   let body: unknown = null;
   if (c.case === "text") {
-    body = a.mimeType === "text/markdown"
-      ? html`<div class="markdown" dangerouslySetInnerHTML=${{ __html: renderMarkdown(c.value) }}></div>`
-      : html`<pre>${c.value}</pre>`;
+    body =
+      a.mimeType === "text/markdown"
+        ? html`<div class="markdown" dangerouslySetInnerHTML=${{ __html: renderMarkdown(c.value) }}></div>`
+        : html`<pre>${c.value}</pre>`;
   } else if (c.case === "data") {
-    const url = URL.createObjectURL(new Blob([c.value as Uint8Array<ArrayBuffer>], { type: a.mimeType || "application/octet-stream" }));
+    const url = URL.createObjectURL(
+      new Blob([c.value as Uint8Array<ArrayBuffer>], { type: a.mimeType || "application/octet-stream" }),
+    );
     body = /^image\/(png|jpeg|gif|webp)$/.test(a.mimeType)
       ? html`<img src=${url} alt=${a.name} />`
       : html`<a href=${url} download=${a.name}>Download (${c.value.byteLength} bytes)</a>`;

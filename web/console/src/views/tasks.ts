@@ -7,7 +7,14 @@ import { parseLabels, showLabels, stateName, time } from "../format.js";
 import { ErrorBox } from "../ui.js";
 
 const REFRESH_MS = 2000;
-const STATES = [TaskState.QUEUED, TaskState.RUNNING, TaskState.INPUT_REQUIRED, TaskState.SUCCEEDED, TaskState.FAILED, TaskState.CANCELED];
+const STATES = [
+  TaskState.QUEUED,
+  TaskState.RUNNING,
+  TaskState.INPUT_REQUIRED,
+  TaskState.SUCCEEDED,
+  TaskState.FAILED,
+  TaskState.CANCELED,
+];
 
 export function TasksView() {
   const [state, setState] = useState("");
@@ -75,11 +82,14 @@ export function TasksView() {
         <input id="f-labels" placeholder="key=value, …" value=${labels} onChange=${filter(setLabels)} /></div>
     </form>
     <${ErrorBox} error=${error} />
-    ${tasks === null
-      ? error ? null : html`<p aria-busy="true">Loading tasks…</p>`
-      : tasks.length === 0
-        ? html`<p>No tasks${state || agent || labels ? " match these filters" : " yet"}.</p>`
-        : html`<div class="table-wrap"><table class="tasks">
+    ${
+      tasks === null
+        ? error
+          ? null
+          : html`<p aria-busy="true">Loading tasks…</p>`
+        : tasks.length === 0
+          ? html`<p>No tasks${state || agent || labels ? " match these filters" : " yet"}.</p>`
+          : html`<div class="table-wrap"><table class="tasks">
             <thead><tr><th>Task</th><th>Agent</th><th>State</th><th>Progress</th><th>Labels</th><th>Created</th></tr></thead>
             <tbody>${tasks.map(
               (t) => html`<tr>
@@ -90,7 +100,8 @@ export function TasksView() {
                 <td>${showLabels(t.labels)}</td>
                 <td>${time(t.createTime)}</td>
               </tr>`,
-            )}</tbody></table></div>`}
+            )}</tbody></table></div>`
+    }
     <nav class="pager" aria-label="Pages">
       <button type="button" disabled=${pages.length < 2} onClick=${() => setPages(pages.slice(0, -1))}>← Newer</button>
       <span>Page ${pages.length}</span>

@@ -2,13 +2,24 @@
 // attempt, refreshed every few seconds; a dead letter (failed) can be retried.
 import { html } from "htm/preact";
 import { useEffect, useState } from "preact/hooks";
-import { DeliveryState, type WebhookDelivery, type WebhookEndpoint } from "../../../../gen/agentd/v1/webhook_service_pb.js";
+import {
+  DeliveryState,
+  type WebhookDelivery,
+  type WebhookEndpoint,
+} from "../../../../gen/agentd/v1/webhook_service_pb.js";
 import { api, describeError, type ShownError } from "../api.js";
 import { deliveryStateName, time } from "../format.js";
 import { ErrorBox } from "../ui.js";
 
 const REFRESH_MS = 3000;
-const EVENT_TYPES = ["task.running", "task.progress", "task.input_required", "task.succeeded", "task.failed", "task.canceled"];
+const EVENT_TYPES = [
+  "task.running",
+  "task.progress",
+  "task.input_required",
+  "task.succeeded",
+  "task.failed",
+  "task.canceled",
+];
 
 export function WebhooksView() {
   const [endpoints, setEndpoints] = useState<WebhookEndpoint[] | null>(null);
@@ -17,7 +28,9 @@ export function WebhooksView() {
   const [failedOnly, setFailedOnly] = useState(false);
   const [error, setError] = useState<ShownError | null>(null);
   const [url, setUrl] = useState("");
-  const [types, setTypes] = useState(new Set(["task.input_required", "task.succeeded", "task.failed", "task.canceled"]));
+  const [types, setTypes] = useState(
+    new Set(["task.input_required", "task.succeeded", "task.failed", "task.canceled"]),
+  );
   // Errors of the user's own actions stay until the next action; the refresh does not clear them.
   const [actionError, setActionError] = useState<ShownError | null>(null);
   const [secret, setSecret] = useState("");
@@ -30,7 +43,11 @@ export function WebhooksView() {
       try {
         const [e, d] = await Promise.all([
           api.webhooks.listWebhookEndpoints({ pageSize: 100 }),
-          api.webhooks.listWebhookDeliveries({ endpointId, pageSize: 50, states: failedOnly ? [DeliveryState.FAILED] : [] }),
+          api.webhooks.listWebhookDeliveries({
+            endpointId,
+            pageSize: 50,
+            states: failedOnly ? [DeliveryState.FAILED] : [],
+          }),
         ]);
         if (stopped) return;
         setEndpoints(e.endpoints);
@@ -81,26 +98,31 @@ export function WebhooksView() {
     <${ErrorBox} error=${actionError} />
     <section class="panel">
       <h2>Endpoints</h2>
-      ${endpoints === null
-        ? html`<p aria-busy=${error ? "false" : "true"}>${error ? "Not available." : "Loading…"}</p>`
-        : endpoints.length === 0
-          ? html`<p>No endpoints.</p>`
-          : html`<ul class="endpoints">${endpoints.map(
-              (ep) => html`<li><code>${ep.url}</code> ${ep.enabled ? html`<span class="tag">enabled</span>` : html`<span class="tag bad" title=${ep.disabledReason}>disabled</span>`}
+      ${
+        endpoints === null
+          ? html`<p aria-busy=${error ? "false" : "true"}>${error ? "Not available." : "Loading…"}</p>`
+          : endpoints.length === 0
+            ? html`<p>No endpoints.</p>`
+            : html`<ul class="endpoints">${endpoints.map(
+                (
+                  ep,
+                ) => html`<li><code>${ep.url}</code> ${ep.enabled ? html`<span class="tag">enabled</span>` : html`<span class="tag bad" title=${ep.disabledReason}>disabled</span>`}
                 <small>${ep.eventTypes.join(", ") || "all events"}</small> <small class="id">${ep.id}</small></li>`,
-            )}</ul>`}
+              )}</ul>`
+      }
       <form class="inline" onSubmit=${create}>
         <div class="field"><label for="wh-url">URL</label>
           <input id="wh-url" type="url" required placeholder="https://example.com/hook" value=${url}
             onInput=${(e: Event) => setUrl((e.target as HTMLInputElement).value)} /></div>
         <fieldset class="types"><legend>Event types</legend>
           ${EVENT_TYPES.map(
-            (t) => html`<label><input type="checkbox" checked=${types.has(t)} onChange=${(e: Event) => {
-              const next = new Set(types);
-              if ((e.target as HTMLInputElement).checked) next.add(t);
-              else next.delete(t);
-              setTypes(next);
-            }} /> ${t}</label>`,
+            (t) =>
+              html`<label><input type="checkbox" checked=${types.has(t)} onChange=${(e: Event) => {
+                const next = new Set(types);
+                if ((e.target as HTMLInputElement).checked) next.add(t);
+                else next.delete(t);
+                setTypes(next);
+              }} /> ${t}</label>`,
           )}
         </fieldset>
         <button type="submit">Add endpoint</button>
@@ -118,10 +140,11 @@ export function WebhooksView() {
         <div class="field check"><label for="wh-failed">Dead letters only</label>
           <input id="wh-failed" type="checkbox" checked=${failedOnly} onChange=${(e: Event) => setFailedOnly((e.target as HTMLInputElement).checked)} /></div>
       </div>
-      ${deliveries.length === 0
-        ? html`<p>No deliveries.</p>`
-        : html`<ul class="deliveries">${deliveries.map(
-            (d) => html`<li class="delivery" data-testid="delivery">
+      ${
+        deliveries.length === 0
+          ? html`<p>No deliveries.</p>`
+          : html`<ul class="deliveries">${deliveries.map(
+              (d) => html`<li class="delivery" data-testid="delivery">
               <div class="row">
                 <span class=${`state ${deliveryStateName(d.state)}`}>${deliveryStateName(d.state)}</span>
                 <code>${d.eventType}</code>
@@ -138,6 +161,7 @@ export function WebhooksView() {
                     <td><code class="small">${[a.error, a.responseBody].filter(Boolean).join(" — ")}</code></td></tr>`,
                 )}</tbody></table></div>
             </li>`,
-          )}</ul>`}
+            )}</ul>`
+      }
     </section>`;
 }
