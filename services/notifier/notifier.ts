@@ -9,7 +9,7 @@
 // successes in batches, report), the poll and sweep, and start and stop.
 import { hostname } from "node:os";
 import type { Config } from "../shared/config.js";
-import type { Database } from "../shared/db/database.js";
+import type { Database, Sql } from "../shared/db/database.js";
 import { toError } from "../shared/errors.js";
 import { newId } from "../shared/ids.js";
 import type { Logger } from "../shared/log.js";
@@ -122,26 +122,7 @@ export function createNotifier(deps: NotifierDeps): Notifier {
   }
 
   async function tick(): Promise<void> {
-    try {
-      const swept = await sweepExpiredLeases(sql, policy, { limit: SWEEP_BATCH, random });
-      for (const s of swept) {
-        if (!s.started) {
-          log.info(
-            { deliveryId: s.delivery_id, tenantId: s.tenant_id },
-            "webhook claim handed back unsent: its notifier's lease expired before the attempt started",
-          );
-          continue;
-        }
-        metrics.attempts.inc({ outcome: "lost" });
-        if (s.next.state === "FAILED") metrics.deliveries.inc({ outcome: "failed" });
-        log.warn(
-          { deliveryId: s.delivery_id, tenantId: s.tenant_id, next: s.next.state },
-          "webhook attempt lost: its notifier's lease expired",
-        );
-      }
-    } catch (error) {
-      log.warn({ err: toError(error) }, "sweeping expired webhook leases failed");
-    }
+    await sweepLostAttempts(sql, policy, random, { log, metrics });
     pump();
   }
 
@@ -185,6 +166,35 @@ export function createNotifier(deps: NotifierDeps): Notifier {
       log.info("notifier stopped");
     },
   };
+}
+
+/** Hands back claims whose notifier died before sending, and records attempts lost mid-send. Must not throw. */
+async function sweepLostAttempts(
+  sql: Sql,
+  policy: RetryPolicy,
+  random: () => number,
+  { log, metrics }: { log: Logger; metrics: NotifierMetrics },
+): Promise<void> {
+  try {
+    const swept = await sweepExpiredLeases(sql, policy, { limit: SWEEP_BATCH, random });
+    for (const s of swept) {
+      if (!s.started) {
+        log.info(
+          { deliveryId: s.delivery_id, tenantId: s.tenant_id },
+          "webhook claim handed back unsent: its notifier's lease expired before the attempt started",
+        );
+        continue;
+      }
+      metrics.attempts.inc({ outcome: "lost" });
+      if (s.next.state === "FAILED") metrics.deliveries.inc({ outcome: "failed" });
+      log.warn(
+        { deliveryId: s.delivery_id, tenantId: s.tenant_id, next: s.next.state },
+        "webhook attempt lost: its notifier's lease expired",
+      );
+    }
+  } catch (error) {
+    log.warn({ err: toError(error) }, "sweeping expired webhook leases failed");
+  }
 }
 
 /** Signs and sends one delivery. */
