@@ -8,13 +8,11 @@ import type { Logger } from "../../shared/log.js";
 import { tracer } from "../../shared/tracing.js";
 import { withActor } from "../model/actor.js";
 import { principalKey, requestIdKey } from "../model/request-context.js";
+import { connectCodeName } from "../wire/errors.js";
 import type { ServiceMetrics } from "./service-metrics.js";
 
-/** "InvalidArgument" → "invalid_argument", as gRPC status names are written in Prometheus and logs. */
-function codeName(code: Code | undefined): string {
-  if (code === undefined) return "ok";
-  return (Code[code] ?? "unknown").replace(/[A-Z]/g, (c, i: number) => (i > 0 ? "_" : "") + c.toLowerCase());
-}
+/** "invalid_argument", as gRPC status names are written in Prometheus and logs; "ok" for success. */
+const codeName = (code: Code | undefined): string => (code === undefined ? "ok" : connectCodeName(code));
 
 const headerGetter = {
   keys: (h: Headers) => [...h.keys()],

@@ -13,7 +13,6 @@
 // tenant, and with `sql` a busy tenant's entry is refreshed in the background
 // in the second half of its life, so under steady load it never expires and
 // writes are not sent down the transaction path just to learn "no endpoints".
-import type { JsonObject } from "@bufbuild/protobuf";
 import type { Sql, Tx } from "../../shared/db/database.js";
 import type { WakeupBus } from "../../shared/wakeup/bus.js";
 import type { StoredEvent, TaskEventSink } from "../model/change.js";
@@ -135,9 +134,7 @@ export function createWebhookOutbox(deps: {
         // fields to other events. (A state_change is its change's last event, so this is its state;
         // only an insert's first QUEUED event, which no webhook carries, is older than `task`.)
         const current = event.kind !== "stateChange" || event.data.state === `TASK_STATE_${task.state}`;
-        const snapshot = current
-          ? taskJson({ ...task, last_sequence: event.sequence })
-          : (event.data.task as JsonObject);
+        const snapshot = current ? taskJson({ ...task, last_sequence: event.sequence }) : event.data.task;
         return {
           sequence: event.sequence,
           type,

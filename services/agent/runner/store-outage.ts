@@ -2,7 +2,7 @@
 // database cannot be reached, the attempt stops and the task goes back to the
 // queue once the database answers again, as after a lost lease. These are the
 // pieces the runner and the agent context share to tell that case apart.
-import { isDatabaseUnavailable } from "../../shared/db/database.js";
+import { isDatabaseUnavailable, isTransactionConflict } from "../../shared/db/database.js";
 import type { Decide } from "../model/change.js";
 
 /** Thrown into the agent's context calls once the store is unreachable. The
@@ -26,9 +26,7 @@ export class StoreRejected extends Error {
 /** Transient store trouble: unreachable, starting up, read-only, or a conflict that outlived its retries. */
 export function isStoreUnavailable(error: unknown): boolean {
   if (error instanceof StoreUnavailable) return true;
-  const code = (error as { code?: unknown } | null)?.code;
-  if (code === "40001" || code === "40P01") return true;
-  return isDatabaseUnavailable(error);
+  return isTransactionConflict(error) || isDatabaseUnavailable(error);
 }
 
 /** The attempt stopped because the store was unreachable: queue the task again

@@ -1,7 +1,7 @@
 // The writer's shared steps (store/task-writer.ts): sequencing a change's events after the
 // row's last one, appending them to `task_events` with the `tasks` update in one statement,
 // the outbox hand-off, the post-commit wake-up, and the retry of conflicted transactions.
-import type { Sql, Tx } from "../../shared/db/database.js";
+import { isTransactionConflict, type Sql, type Tx } from "../../shared/db/database.js";
 import type { WakeupBus } from "../../shared/wakeup/bus.js";
 import { currentActor } from "../model/actor.js";
 import type { StoredEvent, TaskChange, TaskEventSink } from "../model/change.js";
@@ -23,8 +23,7 @@ export async function retryOnConflict<T>(fn: () => Promise<T>): Promise<T> {
     try {
       return await fn();
     } catch (error) {
-      const code = (error as { code?: unknown }).code;
-      if (attempt >= 3 || (code !== "40P01" && code !== "40001")) throw error;
+      if (attempt >= 3 || !isTransactionConflict(error)) throw error;
     }
   }
 }

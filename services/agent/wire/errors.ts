@@ -6,7 +6,7 @@
 // which is logged, never sent.
 import { Code, ConnectError } from "@connectrpc/connect";
 import { ErrorInfoSchema } from "../../../gen/google/rpc/error_details_pb.js";
-import { isDatabaseUnavailable } from "../../shared/db/database.js";
+import { isDatabaseUnavailable, isTransactionConflict } from "../../shared/db/database.js";
 import { clip, MAX_MESSAGE, rpcError, unavailable } from "../../shared/errors.js";
 
 /** The gRPC name of a code: FAILED_PRECONDITION for Code.FailedPrecondition (UNKNOWN for a number no code has). */
@@ -22,12 +22,6 @@ export function connectCodeName(code: Code): string {
 /** The error's ErrorInfo reason, or its code's name when it has none. */
 export function reasonOf(error: ConnectError): string {
   return error.findDetails(ErrorInfoSchema)[0]?.reason ?? codeName(error.code);
-}
-
-/** A deadlock or serialization failure: the transaction rolled back, so the call is safe to retry. */
-export function isTransactionConflict(error: unknown): boolean {
-  const code = (error as { code?: unknown } | null | undefined)?.code;
-  return code === "40P01" || code === "40001";
 }
 
 /** An error of bounded size, whatever made it (an echo of a huge value must still fit in a header). */

@@ -307,6 +307,12 @@ const UNAVAILABLE_CODES = new Set([
   NO_PRIMARY,
 ]);
 
+/** A deadlock or serialization failure: the transaction rolled back, so the call is safe to retry. */
+export function isTransactionConflict(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null | undefined)?.code;
+  return code === "40P01" || code === "40001";
+}
+
 export function isDatabaseUnavailable(err: unknown): boolean {
   const seen = new Set<unknown>();
   const visit = (value: unknown): boolean => {
