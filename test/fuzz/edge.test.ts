@@ -132,6 +132,18 @@ describe("found by the fuzzer", () => {
     expect(answers.map((a) => a.code)).toEqual([3, 3, 3, 3]);
   });
 
+  it("a gRPC stream request that says it is Connect JSON is answered by Connect with INVALID_ARGUMENT", {
+    timeout: 30_000,
+  }, async () => {
+    const converse = RPCS.find((r) => r.path === "/agentd.v1.AgentService/Converse")!;
+    const emptyFrame = new Uint8Array(5);
+    const answer = await wire.send("grpc", converse, emptyFrame, {
+      key: agentd.key,
+      headers: { "content-type": "application/connect+json" },
+    });
+    expect(answer.code).toBe(3);
+  });
+
   it("a gRPC request that says it is gRPC-Web text is answered in gRPC-Web text with INVALID_ARGUMENT", {
     timeout: 30_000,
   }, async () => {

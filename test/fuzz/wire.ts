@@ -295,29 +295,21 @@ export function verdict(protocol: WireProtocol, rpc: Rpc, raw: RawAnswer): Answe
   };
   const detail = `HTTP ${raw.status} ${raw.error ?? ""} ${raw.body.subarray(0, 300).toString("latin1")}`.trim();
   const grpcStatus = header(raw.trailers, "grpc-status") ?? header(raw.headers, "grpc-status");
-  // The answer's own content type decides how its status is carried: a fuzzed request may ask a
-  // gRPC path for gRPC-Web (text), and then the status is a trailer frame in the body.
+  // The answer's own content type says how its status is carried, whatever protocol the fuzzer
+  // meant: a fuzzed request may send another protocol's content type to any path.
   const answerType = header(raw.headers, "content-type") ?? "";
-  if (
-    (protocol === "grpc" || protocol === "grpc-web") &&
-    grpcStatus === undefined &&
-    answerType.startsWith("application/grpc-web")
-  ) {
-    const body = answerType.startsWith("application/grpc-web-text") ? decodeBase64Chunks(raw.body) : raw.body;
-    const trailer = lastFrame(body, 0x80);
-    const m = trailer ? /grpc-status: ?(\d+)/i.exec(trailer.toString("latin1")) : null;
-    return { ...base, code: m ? Number(m[1]) : undefined, detail: `${detail} ${trailer?.toString("latin1") ?? ""}` };
-  }
-  if (protocol === "grpc") {
+  const carrier = carrierOf(answerType) ?? protocol;
+  const body = answerType.startsWith("application/grpc-web-text") ? decodeBase64Chunks(raw.body) : raw.body;
+  if (carrier === "grpc") {
     return {
       ...base,
       code: grpcStatus === undefined ? undefined : Number(grpcStatus),
       detail: `${detail} grpc-message=${header(raw.trailers, "grpc-message") ?? header(raw.headers, "grpc-message") ?? ""}`,
     };
   }
-  if (protocol === "grpc-web") {
+  if (carrier === "grpc-web") {
     if (grpcStatus !== undefined) return { ...base, code: Number(grpcStatus), detail };
-    const trailer = lastFrame(raw.body, 0x80);
+    const trailer = lastFrame(body, 0x80);
     const m = trailer ? /grpc-status: ?(\d+)/i.exec(trailer.toString("latin1")) : null;
     return { ...base, code: m ? Number(m[1]) : undefined, detail: `${detail} ${trailer?.toString("latin1") ?? ""}` };
   }
@@ -347,6 +339,14 @@ export function verdict(protocol: WireProtocol, rpc: Rpc, raw: RawAnswer): Answe
     }
   }
   return { ...base, code: undefined, detail };
+}
+
+/** The protocol an answer's content type names; undefined when it names none. */
+function carrierOf(contentType: string): WireProtocol | undefined {
+  if (contentType.startsWith("application/grpc-web")) return "grpc-web";
+  if (contentType.startsWith("application/grpc")) return "grpc";
+  if (/^application\/(connect\+|json|proto)/.test(contentType)) return "connect-json";
+  return undefined;
 }
 
 /** gRPC-Web text: each write is base64 on its own, padding included, so decode chunk by chunk. */
