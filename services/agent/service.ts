@@ -124,7 +124,20 @@ function buildTaskSide(
   outbox: ReturnType<typeof createWebhookOutbox>,
 ) {
   const { db, bus, registry, config, logger } = deps;
-  const writer = observeTaskWriter(createTaskWriter({ sql: db.sql, bus, sink: outbox }), metrics);
+  const writer = observeTaskWriter(
+    createTaskWriter({
+      sql: db.sql,
+      bus,
+      sink: outbox,
+      // Two inserts in flight on real Postgres (the rest of the pool stays for other work); the embedded one has one connection.
+      groupCommit: {
+        maxRows: config.groupCommitRows,
+        maxInFlight: db.embedded ? 1 : 2,
+        written: (rows) => metrics.insertBatchRows.observe(rows),
+      },
+    }),
+    metrics,
+  );
   const runner = createTaskRunner({
     writer,
     registry,

@@ -12,6 +12,7 @@ export interface ServiceMetrics {
   runSeconds: Histogram<"agent" | "state">;
   attemptsRetried: Counter<"agent" | "reason">;
   leasesLost: Counter;
+  insertBatchRows: Histogram;
 }
 
 const SECONDS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300];
@@ -113,6 +114,12 @@ export function createServiceMetrics(deps: {
       name: "agentd_task_attempts_retried_total",
       help: "Attempts given back to the queue to be retried, by agent and reason (lease_lost, error).",
       labelNames: ["agent", "reason"],
+      registers,
+    }),
+    insertBatchRows: new Histogram({
+      name: "agentd_task_insert_batch_rows",
+      help: "New tasks written by one insert statement (group commit: calls that arrived while earlier inserts were in flight).",
+      buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256],
       registers,
     }),
     leasesLost: new Counter({

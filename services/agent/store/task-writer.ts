@@ -11,16 +11,7 @@ import type { WakeupBus } from "../../shared/wakeup/bus.js";
 import { currentActor } from "../model/actor.js";
 import type { ChangeResult, Decide, Fence, StoredEvent, TaskEventSink } from "../model/change.js";
 import type { TaskKey, TaskRow } from "../model/task.js";
-import {
-  announce,
-  build,
-  columnsOf,
-  eventRows,
-  jsonOrNull,
-  retryOnConflict,
-  type WriterDeps,
-  write,
-} from "./append-events.js";
+import { announce, build, columnsOf, eventRows, retryOnConflict, type WriterDeps, write } from "./append-events.js";
 import {
   type ClaimTerms,
   claimTasks,
@@ -28,6 +19,8 @@ import {
   selectExpiredInputs,
   selectExpiredLeases,
 } from "./claim-tasks.js";
+import { createGroupCommit } from "./group-commit.js";
+import { insertTasks, type NewTaskRows } from "./insert-tasks.js";
 
 export interface TaskWriter {
   /** Inserts a new task (its first event: the state_change to `row.state`),
@@ -52,12 +45,35 @@ export interface TaskWriter {
   remove(key: TaskKey, allowed: (task: TaskRow) => void): Promise<boolean>;
 }
 
-export function createTaskWriter(deps: { sql: Sql; bus: WakeupBus; sink?: TaskEventSink }): TaskWriter {
+/** How new tasks are grouped into shared inserts (store/group-commit.ts). */
+export interface GroupCommitTerms {
+  /** The most new tasks in one statement; 1 writes each alone. */
+  maxRows: number;
+  /** Insert statements in flight at once. */
+  maxInFlight: number;
+  /** Told the size of each batch written (a metric). */
+  written?: (rows: number) => void;
+}
+
+export function createTaskWriter(deps: {
+  sql: Sql;
+  bus: WakeupBus;
+  sink?: TaskEventSink;
+  groupCommit?: GroupCommitTerms;
+}): TaskWriter {
   // Idle polls and sweeps cost one statement (a peek), not a transaction each; 2.5 s: a poll interval and some.
   const peek = createWorkPeek(deps.sql, 2500);
-  const w: WriterDeps = { ...deps, expiryWritten: () => peek.forget() };
+  const w: WriterDeps = { sql: deps.sql, bus: deps.bus, sink: deps.sink, expiryWritten: () => peek.forget() };
+  const groupInsert = createGroupCommit<NewTaskRows, boolean>({
+    write: (batch) => {
+      deps.groupCommit?.written?.(batch.length);
+      return insertTasks(deps.sql, deps.sink, batch);
+    },
+    maxItems: deps.groupCommit?.maxRows ?? 64,
+    maxInFlight: deps.groupCommit?.maxInFlight ?? 2,
+  });
   return {
-    insert: (row, then) => insertTask(w, row, then),
+    insert: (row, then) => insertTask(w, groupInsert, row, then),
     change: (key, decide, fence) => changeTask(w, key, decide, fence),
     changeHeld: (current, decide, fence) => changeHeldTask(w, current, decide, fence),
     claim: (limit, terms) => claimSome(w, peek, limit, terms),
@@ -71,12 +87,14 @@ export function createTaskWriter(deps: { sql: Sql; bus: WakeupBus; sink?: TaskEv
   };
 }
 
+/** Builds the new task's first events here, in the caller's context (its actor), and hands the
+ * row to the group commit, which writes it with whatever else arrived meanwhile. */
 async function insertTask(
   w: WriterDeps,
+  groupInsert: (rows: NewTaskRows) => Promise<boolean>,
   row: TaskRow,
   then?: Decide,
 ): Promise<{ task: TaskRow; events: StoredEvent[] } | null> {
-  const { sql, sink } = w;
   const created = build(
     { ...row, last_sequence: 0 },
     { patch: {}, events: [{ kind: "stateChange", data: {} }] },
@@ -84,57 +102,11 @@ async function insertTask(
   );
   const change = then?.(created.next);
   const more = change ? build(created.next, change, row.create_time) : { next: created.next, events: [] };
-  const next = more.next;
+  const task = more.next;
   const events = [...created.events, ...more.events];
-  const values = {
-    tenant_id: next.tenant_id,
-    task_id: next.task_id,
-    agent: next.agent,
-    agent_version: next.agent_version,
-    state: next.state,
-    input: jsonOrNull(sql, next.input),
-    labels: sql.json(next.labels),
-    artifacts: sql.json(next.artifacts as never),
-    webhook: jsonOrNull(sql, next.webhook),
-    request_id: next.request_id,
-    request_fingerprint: next.request_fingerprint,
-    attempt: next.attempt,
-    max_attempts: next.max_attempts,
-    timeout_ms: Number(next.timeout_ms),
-    last_sequence: next.last_sequence,
-    create_time: next.create_time,
-    start_time: next.start_time,
-    update_time: next.update_time,
-    run_after: next.run_after,
-    lease_owner: next.lease_owner,
-    lease_id: next.lease_id,
-    lease_expires_at: next.lease_expires_at,
-    trace_parent: next.trace_parent ?? null,
-  };
-  const statement = (q: Sql | Tx) => q`
-    WITH created AS (
-      INSERT INTO tasks ${q(values as never)}
-      ON CONFLICT (tenant_id, request_id) WHERE request_id IS NOT NULL DO NOTHING
-      RETURNING task_id
-    )
-    INSERT INTO task_events (tenant_id, task_id, sequence, time, kind, data, actor)
-    SELECT ${next.tenant_id}, created.task_id, e.sequence, e.time, e.kind, e.data, e.actor
-    FROM created, jsonb_to_recordset(${eventRows(sql, events)}::jsonb) AS e(sequence bigint, time timestamptz, kind text, data jsonb, actor text)
-    RETURNING sequence
-  `;
-  let inserted: boolean;
-  if (sink?.wants(next, events)) {
-    inserted = await sql.begin(async (tx) => {
-      const rows = await statement(tx);
-      if (rows.length > 0) await sink.append(tx, next, events);
-      return rows.length > 0;
-    });
-  } else {
-    inserted = (await statement(sql)).length > 0;
-  }
-  if (!inserted) return null;
-  announce(w, next, events);
-  return { task: next, events };
+  if (!(await groupInsert({ task, events }))) return null;
+  announce(w, task, events);
+  return { task, events };
 }
 
 async function changeTask(w: WriterDeps, key: TaskKey, decide: Decide, fence?: Fence): Promise<ChangeResult> {

@@ -47,6 +47,15 @@ export const SERVICE_SETTINGS = [
     help: "Postgres connections per process (the embedded database always uses 1).",
   }),
   s({
+    key: "groupCommitRows",
+    env: "AGENTD_GROUP_COMMIT_ROWS",
+    kind: "int",
+    min: 1,
+    max: 1000,
+    default: 64,
+    help: "Group commit: new tasks that arrive while earlier inserts are in flight are written together, up to this many in one statement (each call still answered only once its own task is durable). 1: each alone.",
+  }),
+  s({
     key: "runnerConcurrency",
     env: "AGENTD_RUNNER_CONCURRENCY",
     flag: "--concurrency",

@@ -1,0 +1,65 @@
+// Group commit: calls that arrive while earlier writes are in flight wait and are written together,
+// in one statement, when a slot frees. A call alone is written at once (no window, no added
+// latency); under load the batch grows by itself to what arrived during one round trip. Each call
+// is answered only after its own batch committed; a batch that fails is retried one item at a
+// time, so one bad row fails only its own call.
+
+export interface GroupCommitOptions<T, R> {
+  /** Writes the items in one statement (or transaction); answers in the same order. */
+  write(items: T[]): Promise<R[]>;
+  /** The most items written together; 1 writes each call alone. */
+  maxItems: number;
+  /** Batches written at once (one per connection it may take; 1 for a one-connection database). */
+  maxInFlight: number;
+}
+
+interface Waiting<T, R> {
+  item: T;
+  resolve(result: R): void;
+  reject(error: unknown): void;
+}
+
+export function createGroupCommit<T, R>(options: GroupCommitOptions<T, R>): (item: T) => Promise<R> {
+  const maxItems = Math.max(1, options.maxItems);
+  const maxInFlight = Math.max(1, options.maxInFlight);
+  const waiting: Waiting<T, R>[] = [];
+  let inFlight = 0;
+
+  function pump(): void {
+    while (inFlight < maxInFlight && waiting.length > 0) {
+      const batch = waiting.splice(0, maxItems);
+      inFlight++;
+      writeBatch(batch).finally(() => {
+        inFlight--;
+        pump();
+      });
+    }
+  }
+
+  async function writeBatch(batch: Waiting<T, R>[]): Promise<void> {
+    try {
+      const results = await options.write(batch.map((w) => w.item));
+      for (const [i, w] of batch.entries()) w.resolve(results[i] as R);
+    } catch (error) {
+      if (batch.length === 1) {
+        batch[0]?.reject(error);
+        return;
+      }
+      // Which row failed is not known: each alone (in this batch's slot), so the others still succeed.
+      for (const w of batch) {
+        try {
+          const [result] = await options.write([w.item]);
+          w.resolve(result as R);
+        } catch (alone) {
+          w.reject(alone);
+        }
+      }
+    }
+  }
+
+  return (item) =>
+    new Promise<R>((resolve, reject) => {
+      waiting.push({ item, resolve, reject });
+      pump();
+    });
+}
