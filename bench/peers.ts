@@ -4,8 +4,9 @@
 //   agentd: CreateTask (gRPC) of `simulate` with no steps, run by `agentd serve`'s
 //   runner (which also writes the event log; no webhook endpoints, so no outbox rows).
 //   graphile-worker: addJob through WorkerUtils, run by `run()` with the same concurrency.
-// - Accept rate: CreateTask to a server whose runner is off, addJob with no worker,
-//   and a single-row INSERT through postgres.js, `inFlight` at a time.
+// - Accept rate: CreateTask to a server whose runner is off (group commit on, and off with
+//   AGENTD_GROUP_COMMIT_ROWS=1), addJob with no worker, and a single-row INSERT through
+//   postgres.js, `inFlight` at a time.
 // CPU per operation is the serving process's (agentd serve, the graphile-worker
 // process) or, for addJob and INSERT, this process's (they run in the caller), from
 // /proc; Postgres' own CPU is not counted. Postgres only: `npm run bench -- peers [--quick]`.
@@ -131,11 +132,11 @@ async function main() {
     AGENTD_RUNNER_CONCURRENCY: String(concurrency),
   });
   const serving = (line: string) => line.includes('"agentd is serving"');
-  const urlOf = async (concurrency: number) => {
+  const urlOf = async (concurrency: number, env: Record<string, string> = {}) => {
     let serverUrl = "";
     const child = await spawnReady(
       [`${root}bin/agentd.js`, "serve", "--port", "0"],
-      { ...agentdEnv(concurrency), AGENTD_LOG_LEVEL: "info" },
+      { ...agentdEnv(concurrency), AGENTD_LOG_LEVEL: "info", ...env },
       (line) => {
         if (!serving(line)) return false;
         serverUrl = (JSON.parse(line) as { url: string }).url;
@@ -197,13 +198,16 @@ async function main() {
       );
       await stop(child);
     }
-    // Accept rates: CreateTask (runner off), addJob (no worker), INSERT.
-    {
-      const { child, serverUrl } = await urlOf(0);
+    // Accept rates: CreateTask (runner off) with group commit on (the default) and off, addJob (no worker), INSERT.
+    for (const [label, env] of [
+      ["accept CreateTask", {}],
+      ["accept CreateTask, group commit off", { AGENTD_GROUP_COMMIT_ROWS: "1" }],
+    ] as const) {
+      const { child, serverUrl } = await urlOf(0, env);
       const client = clientFor(serverUrl);
       await client.createTask({ agent: "simulate", input: noop }, { headers });
       note(
-        "accept CreateTask",
+        label,
         await measure(
           N,
           () => cpuSeconds(child.pid!),
@@ -261,6 +265,9 @@ async function main() {
   console.log("");
   console.log(`- End to end, agentd / graphile-worker: ${ratios("e2e agentd", "e2e graphile-worker")} (aim ≥ 1.5×).`);
   console.log(`- Accept, CreateTask / addJob: ${ratios("accept CreateTask", "accept addJob")} (aim ≥ 2×).`);
+  console.log(
+    `- Accept, group commit on / off (AGENTD_GROUP_COMMIT_ROWS=1): ${ratios("accept CreateTask", "accept CreateTask, group commit off")}.`,
+  );
   console.log(
     `- Accept, CreateTask / INSERT: ${ratios("accept CreateTask", "accept INSERT (postgres.js)")} (aim ≥ 0.3×); medians ${m("accept CreateTask").toFixed(0)} vs ${m("accept INSERT (postgres.js)").toFixed(0)}/s.`,
   );
