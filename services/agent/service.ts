@@ -134,6 +134,7 @@ function buildTaskSide(
         maxRows: config.groupCommitRows,
         maxInFlight: db.embedded ? 1 : 2,
         written: (rows) => metrics.insertBatchRows.observe(rows),
+        appended: (changes) => metrics.appendBatchChanges.observe(changes),
       },
     }),
     metrics,

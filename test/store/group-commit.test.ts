@@ -84,4 +84,23 @@ describe("group commit", () => {
     await Promise.all([1, 2, 3, 4].map(submit));
     expect(sizes).toEqual([1, 1, 1, 1]);
   });
+
+  it("never puts two items of one key in one batch", async () => {
+    const batches: string[][] = [];
+    const gate = deferred();
+    const submit = createGroupCommit<string, string>({
+      maxItems: 10,
+      maxInFlight: 1,
+      keyOf: (item) => item.split(":")[0]!,
+      write: async (items) => {
+        batches.push(items);
+        if (batches.length === 1) await gate.done;
+        return items;
+      },
+    });
+    const all = ["a:1", "a:2", "b:1", "a:3", "c:1", "b:2"].map(submit);
+    gate.release();
+    expect(await Promise.all(all)).toEqual(["a:1", "a:2", "b:1", "a:3", "c:1", "b:2"]);
+    expect(batches).toEqual([["a:1"], ["a:2", "b:1", "c:1"], ["a:3", "b:2"]]);
+  });
 });

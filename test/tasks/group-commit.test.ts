@@ -16,11 +16,23 @@ const echo: AgentDefinition = {
   run: async (input) => input,
 };
 
+const steps: AgentDefinition = {
+  name: "steps",
+  version: "1.0.0",
+  description: "Reports progress twenty times, then answers.",
+  inputSchema: { type: "object" },
+  outputSchema: {},
+  run: async (input, ctx) => {
+    for (let step = 1; step <= 20; step++) await ctx.progress({ step, totalSteps: 20 });
+    return input;
+  },
+};
+
 let agentd: TestAgentd;
 beforeAll(async () => {
   // API only: created tasks stay QUEUED, so what the insert wrote is what the test reads.
   agentd = await startAgentd({
-    agents: [echo],
+    agents: [echo, steps],
     config: { runnerConcurrency: 0, webhookAllowHttp: true, webhookAllowCidrs: ["127.0.0.0/8"] },
   });
 });
@@ -28,11 +40,12 @@ afterAll(async () => {
   await agentd?.close();
 });
 
-async function batchRowsObserved(): Promise<{ sum: number; count: number }> {
+async function batchesObserved(metric: string): Promise<{ sum: number; count: number }> {
   const text = await (await fetch(`${agentd.url}/metrics`)).text();
   const read = (name: string) => Number(text.match(new RegExp(`^${name} (\\S+)$`, "m"))?.[1] ?? 0);
-  return { sum: read("agentd_task_insert_batch_rows_sum"), count: read("agentd_task_insert_batch_rows_count") };
+  return { sum: read(`${metric}_sum`), count: read(`${metric}_count`) };
 }
+const batchRowsObserved = () => batchesObserved("agentd_task_insert_batch_rows");
 
 describe("group commit", () => {
   it("answers each of many concurrent CreateTask calls with its own durable task and first event", async () => {
@@ -90,5 +103,25 @@ describe("group commit", () => {
       `;
       expect(row?.n).toBe(1);
     }
+  });
+
+  it("writes the progress of many running tasks in shared statements, each task's log gapless and in order", async () => {
+    const before = await batchesObserved("agentd_task_append_batch_changes");
+    const runs = await Promise.all(
+      Array.from({ length: 30 }, (_, i) => agentd.client.agents.run({ agent: "steps", input: value({ run: i }) })),
+    );
+    for (const [i, run] of runs.entries()) {
+      expect(plain(run.task?.output)).toEqual({ run: i });
+      const { events } = await agentd.client.tasks.listTaskEvents({ taskId: run.task!.id, pageSize: 100 });
+      expect(events.map((e) => Number(e.sequence))).toEqual(events.map((_, n) => n + 1));
+      const progress = events.filter((e) => e.event.case === "progress");
+      expect(progress.map((e) => (e.event.case === "progress" ? e.event.value.step : 0))).toEqual(
+        Array.from({ length: 20 }, (_, n) => n + 1),
+      );
+    }
+    const after = await batchesObserved("agentd_task_append_batch_changes");
+    // 30 tasks × (20 progress + the end) changes at least, in fewer statements than changes.
+    expect(after.sum - before.sum).toBeGreaterThanOrEqual(30 * 21);
+    expect(after.count - before.count).toBeLessThan(after.sum - before.sum);
   });
 });

@@ -13,6 +13,7 @@ export interface ServiceMetrics {
   attemptsRetried: Counter<"agent" | "reason">;
   leasesLost: Counter;
   insertBatchRows: Histogram;
+  appendBatchChanges: Histogram;
 }
 
 const SECONDS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300];
@@ -119,6 +120,12 @@ export function createServiceMetrics(deps: {
     insertBatchRows: new Histogram({
       name: "agentd_task_insert_batch_rows",
       help: "New tasks written by one insert statement (group commit: calls that arrived while earlier inserts were in flight).",
+      buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256],
+      registers,
+    }),
+    appendBatchChanges: new Histogram({
+      name: "agentd_task_append_batch_changes",
+      help: "Runners' changes (deltas, progress, tool calls, completions) written by one statement (group commit across tasks).",
       buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256],
       registers,
     }),

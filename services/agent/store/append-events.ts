@@ -70,7 +70,7 @@ export function build(current: TaskRow, change: TaskChange, now: Date): { next: 
   return { next, events };
 }
 
-export function eventRows(sql: Sql, events: StoredEvent[]) {
+function eventRows(sql: Sql, events: StoredEvent[]) {
   return sql.json(
     events.map((e) => ({
       sequence: e.sequence,
@@ -82,7 +82,7 @@ export function eventRows(sql: Sql, events: StoredEvent[]) {
   );
 }
 
-export function columnsOf(sql: Sql, next: TaskRow, change: TaskChange): Record<string, unknown> {
+function columnsOf(sql: Sql, next: TaskRow, change: TaskChange): Record<string, unknown> {
   const columns: Record<string, unknown> = { last_sequence: next.last_sequence, update_time: next.update_time };
   for (const [column, value] of Object.entries(change.patch)) {
     if (value === undefined) continue;

@@ -11,6 +11,8 @@ export interface GroupCommitOptions<T, R> {
   maxItems: number;
   /** Batches written at once (one per connection it may take; 1 for a one-connection database). */
   maxInFlight: number;
+  /** Items with the same key never share a batch (a later one waits for the next). */
+  keyOf?: (item: T) => string;
 }
 
 interface Waiting<T, R> {
@@ -27,13 +29,32 @@ export function createGroupCommit<T, R>(options: GroupCommitOptions<T, R>): (ite
 
   function pump(): void {
     while (inFlight < maxInFlight && waiting.length > 0) {
-      const batch = waiting.splice(0, maxItems);
+      const batch = takeBatch();
       inFlight++;
       writeBatch(batch).finally(() => {
         inFlight--;
         pump();
       });
     }
+  }
+
+  function takeBatch(): Waiting<T, R>[] {
+    const { keyOf } = options;
+    if (!keyOf) return waiting.splice(0, maxItems);
+    const batch: Waiting<T, R>[] = [];
+    const keys = new Set<string>();
+    const later: Waiting<T, R>[] = [];
+    for (const w of waiting) {
+      const key = keyOf(w.item);
+      if (batch.length < maxItems && !keys.has(key)) {
+        keys.add(key);
+        batch.push(w);
+      } else {
+        later.push(w);
+      }
+    }
+    waiting.splice(0, waiting.length, ...later);
+    return batch;
   }
 
   async function writeBatch(batch: Waiting<T, R>[]): Promise<void> {

@@ -11,7 +11,8 @@ import type { WakeupBus } from "../../shared/wakeup/bus.js";
 import { currentActor } from "../model/actor.js";
 import type { ChangeResult, Decide, Fence, StoredEvent, TaskEventSink } from "../model/change.js";
 import type { TaskKey, TaskRow } from "../model/task.js";
-import { announce, build, columnsOf, eventRows, retryOnConflict, type WriterDeps, write } from "./append-events.js";
+import { announce, build, retryOnConflict, type WriterDeps, write } from "./append-events.js";
+import { appendHeld, type HeldChange } from "./append-held.js";
 import {
   type ClaimTerms,
   claimTasks,
@@ -45,14 +46,16 @@ export interface TaskWriter {
   remove(key: TaskKey, allowed: (task: TaskRow) => void): Promise<boolean>;
 }
 
-/** How new tasks are grouped into shared inserts (store/group-commit.ts). */
+/** How new tasks, and runners' changes to the tasks they hold, are grouped into shared statements (store/group-commit.ts). */
 export interface GroupCommitTerms {
-  /** The most new tasks in one statement; 1 writes each alone. */
+  /** The most new tasks, or runners' changes, in one statement; 1 writes each alone. */
   maxRows: number;
-  /** Insert statements in flight at once. */
+  /** Statements of each kind in flight at once. */
   maxInFlight: number;
-  /** Told the size of each batch written (a metric). */
+  /** Told the size of each batch of new tasks written (a metric). */
   written?: (rows: number) => void;
+  /** Told the size of each batch of runners' changes written (a metric). */
+  appended?: (changes: number) => void;
 }
 
 export function createTaskWriter(deps: {
@@ -72,10 +75,20 @@ export function createTaskWriter(deps: {
     maxItems: deps.groupCommit?.maxRows ?? 64,
     maxInFlight: deps.groupCommit?.maxInFlight ?? 2,
   });
+  const groupAppend = createGroupCommit<HeldChange, boolean>({
+    write: (batch) => {
+      deps.groupCommit?.appended?.(batch.length);
+      return appendHeld(deps.sql, batch);
+    },
+    maxItems: deps.groupCommit?.maxRows ?? 64,
+    maxInFlight: deps.groupCommit?.maxInFlight ?? 2,
+    // A task's runner writes one change at a time; two of one task in one statement could not both apply.
+    keyOf: ({ current }) => `${current.tenant_id}/${current.task_id}`,
+  });
   return {
     insert: (row, then) => insertTask(w, groupInsert, row, then),
     change: (key, decide, fence) => changeTask(w, key, decide, fence),
-    changeHeld: (current, decide, fence) => changeHeldTask(w, current, decide, fence),
+    changeHeld: (current, decide, fence) => changeHeldTask(w, groupAppend, current, decide, fence),
     claim: (limit, terms) => claimSome(w, peek, limit, terms),
     // SKIP LOCKED: replicas sweeping at once share the work instead of queueing on each other.
     sweepExpiredLeases: async (limit, decide) =>
@@ -126,8 +139,14 @@ async function changeTask(w: WriterDeps, key: TaskKey, decide: Decide, fence?: F
   return result;
 }
 
-async function changeHeldTask(w: WriterDeps, current: TaskRow, decide: Decide, fence: Fence): Promise<ChangeResult> {
-  const { sql, sink } = w;
+async function changeHeldTask(
+  w: WriterDeps,
+  groupAppend: (change: HeldChange) => Promise<boolean>,
+  current: TaskRow,
+  decide: Decide,
+  fence: Fence,
+): Promise<ChangeResult> {
+  const { sink } = w;
   const key = { tenantId: current.tenant_id, taskId: current.task_id };
   if (current.lease_id !== fence.leaseId || current.state !== "RUNNING") return changeTask(w, key, decide, fence);
   const change = decide(current);
@@ -135,22 +154,10 @@ async function changeHeldTask(w: WriterDeps, current: TaskRow, decide: Decide, f
   const { next, events } = build(current, change, new Date());
   // The outbox needs a transaction; so does anything the optimistic check cannot cover.
   if (sink && events.length > 0 && sink.wants(next, events)) return changeTask(w, key, decide, fence);
-  const columns = columnsOf(sql, next, change);
-  const [row] = await sql<{ n: number }[]>`
-    WITH changed AS (
-      UPDATE tasks SET ${sql(columns as never)}
-      WHERE tenant_id = ${current.tenant_id} AND task_id = ${current.task_id}
-        AND lease_id = ${fence.leaseId} AND state = 'RUNNING' AND last_sequence = ${Number(current.last_sequence)}
-      RETURNING 1
-    ), appended AS (
-      INSERT INTO task_events (tenant_id, task_id, sequence, time, kind, data, actor)
-      SELECT ${current.tenant_id}, ${current.task_id}::uuid, e.sequence, e.time, e.kind, e.data, e.actor
-      FROM changed, jsonb_to_recordset(${eventRows(sql, events)}::jsonb) AS e(sequence bigint, time timestamptz, kind text, data jsonb, actor text)
-      RETURNING 1
-    )
-    SELECT count(*)::int AS n FROM changed
-  `;
-  if (!row || Number(row.n) === 0) return changeTask(w, key, decide, fence);
+  // Written with other runners' changes that arrive meanwhile (group commit), each applied only if
+  // its task has not moved on.
+  const applied = await groupAppend({ current, next, patch: change.patch, events, leaseId: fence.leaseId });
+  if (!applied) return changeTask(w, key, decide, fence);
   announce(w, next, events);
   return { status: "changed", task: next, events };
 }
