@@ -8,8 +8,11 @@
 //   npm run bench -- llm [--tokens 40] [--gap 20]
 //
 // Server, fake LLM and clients share one process (one clock); with DATABASE_URL the server
-// uses a fresh Postgres database, else embedded PGlite.
+// uses a fresh Postgres database, else embedded PGlite. Two servers run side by side, rounds
+// interleaved: group commit on (the default) and off (AGENTD_GROUP_COMMIT_ROWS=1), since every
+// coalesced delta is a write before watchers see it.
 
+import { loadavg } from "node:os";
 import { fromJson, type JsonValue } from "@bufbuild/protobuf";
 import { ValueSchema } from "@bufbuild/protobuf/wkt";
 import { createClient } from "@connectrpc/connect";
@@ -40,18 +43,34 @@ llm.respond = (req) => {
     },
   };
 };
-const bench = await startBenchService({ llmBaseUrl: llm.baseUrl, llmModel: "bench" });
-const transport = createGrpcTransport({
-  baseUrl: bench.url,
-  interceptors: [
-    (next) => (req) => {
-      req.header.set("authorization", `Bearer ${bench.key}`);
-      return next(req);
-    },
-  ],
-});
-const agents = createClient(AgentService, transport);
-const tasks = createClient(TaskService, transport);
+const servers = await Promise.all(
+  [
+    ["on", 64],
+    ["off", 1],
+  ].map(async ([label, rows]) => {
+    const bench = await startBenchService({
+      llmBaseUrl: llm.baseUrl,
+      llmModel: "bench",
+      groupCommitRows: Number(rows),
+    });
+    const transport = createGrpcTransport({
+      baseUrl: bench.url,
+      interceptors: [
+        (next) => (req) => {
+          req.header.set("authorization", `Bearer ${bench.key}`);
+          return next(req);
+        },
+      ],
+    });
+    return {
+      label: String(label),
+      bench,
+      agents: createClient(AgentService, transport),
+      tasks: createClient(TaskService, transport),
+    };
+  }),
+);
+type Server = (typeof servers)[number];
 const input = (id: string) => fromJson(ValueSchema, { prompt: id, tools: [] } as JsonValue);
 
 /** Maps receipts of cumulative text to per-token receive times. */
@@ -69,19 +88,19 @@ function receiver() {
   };
 }
 
-async function grpcChat(id: string): Promise<number[]> {
+async function grpcChat(server: Server, id: string): Promise<number[]> {
   const r = receiver();
-  for await (const res of agents.runStream({ agent: "chat", input: input(id) })) {
+  for await (const res of server.agents.runStream({ agent: "chat", input: input(id) })) {
     if (res.event?.event.case === "delta") r.onText(res.event.event.value.text);
   }
   return r.received;
 }
 
-async function sseChat(id: string): Promise<number[]> {
+async function sseChat(server: Server, id: string): Promise<number[]> {
   const r = receiver();
-  const { task } = await tasks.createTask({ agent: "chat", input: input(id) });
-  const res = await fetch(`${bench.url}/v1/tasks/${task!.id}/events`, {
-    headers: { authorization: `Bearer ${bench.key}` },
+  const { task } = await server.tasks.createTask({ agent: "chat", input: input(id) });
+  const res = await fetch(`${server.bench.url}/v1/tasks/${task!.id}/events`, {
+    headers: { authorization: `Bearer ${server.bench.key}` },
   });
   const decoder = new TextDecoder();
   let buffer = "";
@@ -111,37 +130,41 @@ for (const [protocol, chat] of [
   ["SSE", sseChat],
 ] as const) {
   for (const concurrency of [1, 20]) {
-    const first: number[] = [];
-    const later: number[] = [];
-    // Three rounds, the first a warm-up.
+    const first = new Map(servers.map((server) => [server, [] as number[]]));
+    const later = new Map(servers.map((server) => [server, [] as number[]]));
+    // Three rounds, the first a warm-up; in each, the servers one after the other.
     for (let round = 0; round < 3; round++) {
-      const ids = Array.from({ length: concurrency }, () => `chat-${n++}`);
-      const results = await Promise.all(ids.map((id) => chat(id)));
-      if (round === 0) continue;
-      ids.forEach((id, k) => {
-        const w = writes.get(id)!;
-        results[k]!.forEach((at, i) => {
-          (i === 0 ? first : later).push(at - w[i]!);
+      for (const server of servers) {
+        const ids = Array.from({ length: concurrency }, () => `chat-${n++}`);
+        const results = await Promise.all(ids.map((id) => chat(server, id)));
+        if (round === 0) continue;
+        ids.forEach((id, k) => {
+          const w = writes.get(id)!;
+          results[k]!.forEach((at, i) => {
+            (i === 0 ? first : later).get(server)!.push(at - w[i]!);
+          });
         });
-      });
+      }
     }
-    first.sort((a, b) => a - b);
-    later.sort((a, b) => a - b);
-    const f = (x: number) => x.toFixed(1);
-    rows.push(
-      `| ${protocol} | ${concurrency} | ${f(percentile(first, 50))} | ${f(percentile(first, 99))} | ${f(percentile(later, 50))} | ${f(percentile(later, 99))} | ${first.length + later.length} |`,
-    );
-    console.error(rows.at(-1));
+    for (const server of servers) {
+      const f1 = first.get(server)!.sort((a, b) => a - b);
+      const l1 = later.get(server)!.sort((a, b) => a - b);
+      const f = (x: number) => x.toFixed(1);
+      rows.push(
+        `| ${protocol} | ${server.label} | ${concurrency} | ${f(percentile(f1, 50))} | ${f(percentile(f1, 99))} | ${f(percentile(l1, 50))} | ${f(percentile(l1, 99))} | ${f1.length + l1.length} |`,
+      );
+      console.error(rows.at(-1));
+    }
   }
 }
 console.log(
   [
-    `LLM streaming: ${TOKENS} tokens per chat, one every ${GAP} ms; ${bench.mode} database; added latency in ms (upstream write → client receipt)`,
+    `LLM streaming: ${TOKENS} tokens per chat, one every ${GAP} ms; ${servers[0]!.bench.mode} database; load average ${loadavg()[0]!.toFixed(1)}; added latency in ms (upstream write → client receipt)`,
     "",
-    "| protocol | concurrent chats | first token p50 | first token p99 | later tokens p50 | later tokens p99 | tokens |",
-    "| --- | --- | --- | --- | --- | --- | --- |",
+    "| protocol | group commit | concurrent chats | first token p50 | first token p99 | later tokens p50 | later tokens p99 | tokens |",
+    "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ...rows,
   ].join("\n"),
 );
-await bench.close();
+for (const server of servers) await server.bench.close();
 await llm.close();
