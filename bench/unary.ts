@@ -98,7 +98,8 @@ async function main() {
       const t0 = performance.now();
       await closedLoop(CALLS, op);
       const seconds = (performance.now() - t0) / 1000;
-      (samples[label] ??= []).push({
+      samples[label] ??= [];
+      samples[label].push({
         perSecond: CALLS / seconds,
         cpuMs: ((cpuSeconds(child.pid!) - cpu0) * 1000) / CALLS,
         load: loadavg()[0]!,
