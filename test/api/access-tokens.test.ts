@@ -5,6 +5,7 @@ import { durationFromMs, timestampDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AuthService } from "../../gen/agentd/v1/auth_service_pb.js";
+import { KeyService } from "../../gen/agentd/v1/key_service_pb.js";
 import { createApiKey, revokeApiKey } from "../../services/shared/auth/api-keys.js";
 import { SCOPES } from "../../services/shared/auth/scopes.js";
 import { type Protocol, startAgentd, type TestAgentd, transportFor } from "../support/agentd.js";
@@ -122,6 +123,22 @@ describe("access tokens", () => {
           .tasks.createTask({ agent: "summarize", input: value({ text: "a b c" }) })
       ).task?.agent,
     ).toBe("summarize");
+  });
+
+  it("never mints an API key, even with keys:manage: a key would outlive the token and its limits", async () => {
+    const { accessToken, scopes } = await auth(agentd.key).createAccessToken({ ttl: durationFromMs(60_000) });
+    expect(scopes).toContain("keys:manage");
+    for (const protocol of ["connect", "grpc", "grpc-web"] as Protocol[]) {
+      const keys = createClient(KeyService, transportFor(agentd.url, protocol, accessToken));
+      for (const request of [{ scopes: ["tasks:read"] }, { scopes: ["all"], name: "escape" }]) {
+        const denied = await expectCode(keys.createKey(request), Code.PermissionDenied);
+        expect(errorInfo(denied)?.reason).toBe("TOKEN_CANNOT_CREATE_KEYS");
+      }
+    }
+    const keys = createClient(KeyService, transportFor(agentd.url, "connect", agentd.key));
+    expect((await keys.listKeys({})).keys.some((k) => k.name === "escape")).toBe(false);
+    // The key itself still creates keys.
+    expect((await keys.createKey({ scopes: ["tasks:read"] })).secret).toMatch(/^agentd_/);
   });
 
   it("refuses bad requests with INVALID_ARGUMENT and bad tokens with UNAUTHENTICATED", async () => {

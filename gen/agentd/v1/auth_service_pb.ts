@@ -132,7 +132,9 @@ export const AuthService: GenService<{
    * `UNAUTHENTICATED` (no valid key or token), `INVALID_ARGUMENT` (unknown
    * scope, bad task id, empty agent name, ttl not positive or over 24 h, too
    * many tasks or agents), `PERMISSION_DENIED` (a scope, task, agent or expiry
-   * wider than the caller's own: reason `TOKEN_WIDENING`).
+   * wider than the caller's own: reason `TOKEN_WIDENING`). Nor can a token
+   * create an API key (`KeyService.CreateKey` answers `PERMISSION_DENIED`,
+   * reason `TOKEN_CANNOT_CREATE_KEYS`).
    *
    * @generated from rpc agentd.v1.AuthService.CreateAccessToken
    */
