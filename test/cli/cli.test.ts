@@ -113,5 +113,7 @@ describe("agentd dev", () => {
     } finally {
       await rm(data, { recursive: true, force: true });
     }
-  });
+    // Two first starts of embedded Postgres (each may take up to spawnAgentdDev's 180 s on a
+    // loaded machine): the 60 s default timed out under load while the servers were still starting.
+  }, 420_000);
 });
