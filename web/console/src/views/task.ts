@@ -3,7 +3,7 @@
 // when the stream breaks); a form for an input request; cancel and delete.
 import type { JsonValue } from "@bufbuild/protobuf";
 import { html } from "htm/preact";
-import { useEffect, useState } from "preact/hooks";
+import { useEffect, useRef, useState } from "preact/hooks";
 import type { Artifact, Task, TaskEvent, ToolCall } from "../../../../gen/agentd/v1/task_pb.js";
 import { api, describeError, isAbort, type ShownError } from "../api.js";
 import { isTerminal, json, showLabels, stateName, time, toValue } from "../format.js";
@@ -68,6 +68,11 @@ export function TaskView(props: { id: string }) {
   const [streaming, setStreaming] = useState(false);
   const [busy, setBusy] = useState(false);
   const [deleted, setDeleted] = useState(false);
+  // The Delete button goes away with the task: focus moves to the message that says so.
+  const gone = useRef<HTMLParagraphElement>(null);
+  useEffect(() => {
+    if (deleted) gone.current?.focus();
+  }, [deleted]);
 
   useEffect(() => {
     const abort = new AbortController();
@@ -140,7 +145,8 @@ export function TaskView(props: { id: string }) {
     });
   };
 
-  if (deleted) return html`<p>Task ${props.id} was deleted. <a href="#/tasks">Back to tasks</a></p>`;
+  if (deleted)
+    return html`<p ref=${gone} tabindex="-1" role="status">Task ${props.id} was deleted. <a href="#/tasks">Back to tasks</a></p>`;
   const t = live.task;
   if (!t)
     return html`<p><a href="#/tasks">← Tasks</a></p>${error ? html`<${ErrorBox} error=${error} />` : html`<p aria-busy="true">Loading task…</p>`}`;
