@@ -3,7 +3,7 @@
 // when the stream breaks); a form for an input request; cancel and delete.
 import type { JsonValue } from "@bufbuild/protobuf";
 import { html } from "htm/preact";
-import { useEffect, useRef, useState } from "preact/hooks";
+import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 import type { Artifact, Task, TaskEvent, ToolCall } from "../../../../gen/agentd/v1/task_pb.js";
 import { api, describeError, isAbort, type ShownError } from "../api.js";
 import { isTerminal, json, showLabels, stateName, time, toValue } from "../format.js";
@@ -200,7 +200,7 @@ export function TaskView(props: { id: string }) {
     }
     ${
       (t.artifacts.length ? t.artifacts : live.artifacts).length
-        ? html`<section class="panel"><h2>Artifacts</h2>${(t.artifacts.length ? t.artifacts : live.artifacts).map((a) => html`<${ArtifactView} artifact=${a} />`)}</section>`
+        ? html`<section class="panel"><h2>Artifacts</h2>${(t.artifacts.length ? t.artifacts : live.artifacts).map((a) => html`<${ArtifactView} key=${a.name} artifact=${a} />`)}</section>`
         : null
     }
     ${
@@ -217,7 +217,7 @@ export function TaskView(props: { id: string }) {
       <details><summary>Input</summary><pre>${json(t.input)}</pre></details>
     </section>
     <details class="panel events"><summary>Event log (${live.events.length})</summary>
-      <ul class="event-list">${live.events.map((e) => html`<li><code>#${String(e.sequence)}</code> ${time(e.time)} <strong>${e.event.case}</strong> <code class="small">${summarize(e)}</code></li>`)}</ul>
+      <ul class="event-list">${live.events.map((e) => html`<li key=${String(e.sequence)}><code>#${String(e.sequence)}</code> ${time(e.time)} <strong>${e.event.case}</strong> <code class="small">${summarize(e)}</code></li>`)}</ul>
     </details>`;
 }
 
@@ -243,9 +243,20 @@ function summarize(e: TaskEvent): string {
   }
 }
 
+/** A blob: URL for binary content while it is shown (made once, released when it goes away). */
+function useObjectUrl(bytes: Uint8Array | undefined, type: string): string {
+  const url = useMemo(
+    () => (bytes ? URL.createObjectURL(new Blob([bytes as Uint8Array<ArrayBuffer>], { type })) : ""),
+    [bytes, type],
+  );
+  useEffect(() => () => URL.revokeObjectURL(url), [url]);
+  return url;
+}
+
 function ArtifactView(props: { artifact: Artifact }) {
   const a = props.artifact;
   const c = a.content;
+  const url = useObjectUrl(c.case === "data" ? c.value : undefined, a.mimeType || "application/octet-stream");
   let body: unknown = null;
   if (c.case === "text") {
     body =
@@ -253,9 +264,6 @@ function ArtifactView(props: { artifact: Artifact }) {
         ? html`<div class="markdown" dangerouslySetInnerHTML=${{ __html: renderMarkdown(c.value) }}></div>`
         : html`<pre>${c.value}</pre>`;
   } else if (c.case === "data") {
-    const url = URL.createObjectURL(
-      new Blob([c.value as Uint8Array<ArrayBuffer>], { type: a.mimeType || "application/octet-stream" }),
-    );
     body = /^image\/(png|jpeg|gif|webp)$/.test(a.mimeType)
       ? html`<img src=${url} alt=${a.name} />`
       : html`<a href=${url} download=${a.name}>Download (${c.value.byteLength} bytes)</a>`;
