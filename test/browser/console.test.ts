@@ -385,6 +385,11 @@ describe.skipIf(!existsSync(CHROMIUM) && !process.env.CI)("web console in Chromi
     await page.getByLabel("Agent").fill("simulate");
     await expect.poll(() => rows.count()).toBe(3);
     await shot("11-tasks-filtered");
+    // Narrow screen: the filters wrap, the table scrolls in its own box, the page does not.
+    await page.setViewportSize({ width: 375, height: 800 });
+    expect(Number(await page.evaluate("document.documentElement.scrollWidth"))).toBeLessThanOrEqual(380);
+    await shot("11a-tasks-narrow");
+    await page.setViewportSize({ width: 1200, height: 900 });
 
     // A label without "=" is explained at the field, not sent.
     await labels.fill("oops");
