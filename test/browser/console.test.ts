@@ -7,15 +7,17 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { deflateSync, gzipSync } from "node:zlib";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { durationFromMs } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { type Browser, chromium, type Page } from "playwright-core";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { AuthService } from "../../gen/agentd/v1/auth_service_pb.js";
 import { TaskState } from "../../gen/agentd/v1/task_pb.js";
 import { DeliveryState } from "../../gen/agentd/v1/webhook_service_pb.js";
 import type { AgentDefinition } from "../../services/agent/agents/agent.js";
 import { CONSOLE_DIST } from "../../services/agent/server/console.js";
 import { buildConsoleIfStale } from "../../services/agent/server/console-build.js";
-import { repoRoot } from "../support/agentd.js";
+import { repoRoot, transportFor } from "../support/agentd.js";
 import { value } from "../support/json.js";
 import { until } from "../support/until.js";
 import { type Receiver, startReceiver, startWebhookHarness, type WebhookHarness } from "../webhooks/support.js";
@@ -447,6 +449,31 @@ describe.skipIf(!existsSync(CHROMIUM) && !process.env.CI)("web console in Chromi
     // Back where the user was, now allowed.
     await page.getByRole("heading", { name: "Deliveries" }).waitFor();
     expect(await page.getByRole("alert").count()).toBe(0);
+  });
+
+  it("signs in with an access token limited to one task, sees only it, and on expiry is signed out with a message", async () => {
+    const { client, url, key } = harness.agentd;
+    const mine = (await client.tasks.createTask({ agent: "simulate", input: value({ steps: 1 }) })).task!;
+    await client.tasks.createTask({ agent: "simulate", input: value({ steps: 1 }) });
+    const { accessToken } = await createClient(AuthService, transportFor(url, "connect", key)).createAccessToken({
+      scopes: ["tasks:read"],
+      taskIds: [mine.id],
+      ttl: durationFromMs(5000),
+    });
+    await page.getByRole("button", { name: "Sign out" }).click();
+    await page.getByLabel("API key or access token").fill(accessToken);
+    await page.getByRole("button", { name: "Sign in" }).click();
+    await page.getByRole("link", { name: "Tasks" }).click();
+    const rows = page.locator("table.tasks tbody tr");
+    await rows.getByText(mine.id).waitFor();
+    expect(await rows.count()).toBe(1);
+    expect(page.url()).not.toContain(accessToken);
+    await shot("12-access-token");
+    // The list refreshes every 2 s: once the token expires, the console signs out and says why.
+    await page.getByText(/Signed out:.*UNAUTHENTICATED/).waitFor({ timeout: 30_000 });
+    await page.getByLabel("API key or access token").waitFor();
+    expect(await page.evaluate(() => sessionStorage.getItem("agentd.credential"))).toBeNull();
+    await shot("13-token-expired");
   });
 
   it("a refused credential leads back to sign-in with a message, never a blank page", async () => {
