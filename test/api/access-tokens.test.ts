@@ -171,6 +171,27 @@ describe("access tokens", () => {
     await agentd.client.tasks.cancelTask({ taskId: task.id });
   }, 30_000);
 
+  it("never outlives its key: minted to end by the key's expiry, and refused once the key has expired", async () => {
+    const keyExpiry = new Date(Date.now() + 4000);
+    const parent = await createApiKey(agentd.db.sql, { tenantId: "t1", scopes: [...SCOPES], expireTime: keyExpiry });
+    const e = await expectCode(
+      auth(parent.key).createAccessToken({ ttl: durationFromMs(3_600_000) }),
+      Code.PermissionDenied,
+    );
+    expect(errorInfo(e)?.reason).toBe("TOKEN_WIDENING");
+    // The default 15 minutes is cut to the key's own end, and the response says so.
+    const minted = await auth(parent.key).createAccessToken({ scopes: ["tasks:read"] });
+    expect(timestampDate(minted.expireTime!).getTime()).toBeLessThanOrEqual(keyExpiry.getTime());
+    const child = await auth(minted.accessToken).createAccessToken({});
+    expect(timestampDate(child.expireTime!).getTime()).toBeLessThanOrEqual(keyExpiry.getTime());
+    expect(await okOr(agentd.clients(minted.accessToken).tasks.listTasks({}))).toBe("ok");
+    await until(
+      () => codeOf(agentd.clients(minted.accessToken).tasks.listTasks({})),
+      (code) => code === Code.Unauthenticated,
+      20_000,
+    );
+  }, 30_000);
+
   it("stops working when its parent key is revoked: unary calls, gRPC streams and SSE", async () => {
     const parent = await createApiKey(agentd.db.sql, { tenantId: "t1", scopes: [...SCOPES] });
     const task = (await agentd.client.tasks.createTask({ agent: "simulate", input: value(LONG) })).task!;
