@@ -54,16 +54,14 @@ export function TasksView(props: { query: URLSearchParams }) {
   const labelsWrong = labelsProblem(asked.labels);
 
   useEffect(() => {
-    const timer = setTimeout(() => {
-      setAsked((a) => {
-        if (a.state === filters.state && a.agent === filters.agent && a.labels === filters.labels) return a;
-        setPages([""]);
-        return filters;
-      });
-    }, SETTLE_MS);
     writeFilters(filters);
+    if (filters.state === asked.state && filters.agent === asked.agent && filters.labels === asked.labels) return;
+    const timer = setTimeout(() => {
+      setAsked(filters);
+      setPages([""]);
+    }, SETTLE_MS);
     return () => clearTimeout(timer);
-  }, [filters]);
+  }, [filters, asked]);
 
   useEffect(() => {
     if (labelsWrong) return;
