@@ -199,6 +199,8 @@ describe.skipIf(!existsSync(CHROMIUM) && !process.env.CI)("web console in Chromi
     await page.getByLabel(/^note/).fill("ship it");
     await page.getByLabel(/^priority/).selectOption("high");
     await page.getByRole("button", { name: "Send answer" }).click();
+    // The form is gone once sent: focus is on the task's title, not lost.
+    await expect.poll(() => page.evaluate("document.activeElement?.className")).toBe("task-title");
     // Live: running with progress, then streamed deltas, then succeeded — without a reload.
     await page.getByTestId("task-state").getByText("succeeded").waitFor({ timeout: 30_000 });
     await page.getByTestId("stream").getByText("d6").waitFor();

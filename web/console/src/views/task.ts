@@ -70,6 +70,8 @@ export function TaskView(props: { id: string }) {
   const [deleted, setDeleted] = useState(false);
   // The Delete button goes away with the task: focus moves to the message that says so.
   const gone = useRef<HTMLParagraphElement>(null);
+  // The answer form goes away once it is sent: focus moves to the task's title, above its state.
+  const title = useRef<HTMLHeadingElement>(null);
   useEffect(() => {
     if (deleted) gone.current?.focus();
   }, [deleted]);
@@ -131,6 +133,7 @@ export function TaskView(props: { id: string }) {
     act(async () => {
       const r = await api.tasks.provideInput({ taskId: props.id, value: toValue(value) });
       if (r.task) setLive((l) => ({ ...l, task: r.task! }));
+      title.current?.focus();
     });
   const cancel = () =>
     act(async () => {
@@ -156,7 +159,7 @@ export function TaskView(props: { id: string }) {
   const tools = [...live.tools.values()];
 
   return html`<p><a href="#/tasks">← Tasks</a></p>
-    <h1 class="task-title">Task <code>${t.id}</code></h1>
+    <h1 class="task-title" ref=${title} tabindex="-1">Task <code>${t.id}</code></h1>
     <div class="summary">
       <span class=${`state ${state}`} data-testid="task-state" aria-live="polite">${state}</span>
       <span>agent <a href=${`#/agents/${encodeURIComponent(t.agent)}`}>${t.agent}</a> v${t.agentVersion}</span>
