@@ -5,6 +5,7 @@ import { durationFromMs, timestampDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AuthService } from "../../gen/agentd/v1/auth_service_pb.js";
+import { KeyService } from "../../gen/agentd/v1/key_service_pb.js";
 import { createApiKey, revokeApiKey } from "../../services/shared/auth/api-keys.js";
 import { SCOPES } from "../../services/shared/auth/scopes.js";
 import { type Protocol, startAgentd, type TestAgentd, transportFor } from "../support/agentd.js";
@@ -124,6 +125,22 @@ describe("access tokens", () => {
     ).toBe("summarize");
   });
 
+  it("never mints an API key, even with keys:manage: a key would outlive the token and its limits", async () => {
+    const { accessToken, scopes } = await auth(agentd.key).createAccessToken({ ttl: durationFromMs(60_000) });
+    expect(scopes).toContain("keys:manage");
+    for (const protocol of ["connect", "grpc", "grpc-web"] as Protocol[]) {
+      const keys = createClient(KeyService, transportFor(agentd.url, protocol, accessToken));
+      for (const request of [{ scopes: ["tasks:read"] }, { scopes: ["all"], name: "escape" }]) {
+        const denied = await expectCode(keys.createKey(request), Code.PermissionDenied);
+        expect(errorInfo(denied)?.reason).toBe("TOKEN_CANNOT_CREATE_KEYS");
+      }
+    }
+    const keys = createClient(KeyService, transportFor(agentd.url, "connect", agentd.key));
+    expect((await keys.listKeys({})).keys.some((k) => k.name === "escape")).toBe(false);
+    // The key itself still creates keys.
+    expect((await keys.createKey({ scopes: ["tasks:read"] })).secret).toMatch(/^agentd_/);
+  });
+
   it("refuses bad requests with INVALID_ARGUMENT and bad tokens with UNAUTHENTICATED", async () => {
     const c = auth(agentd.key);
     await expectCode(c.createAccessToken({ scopes: ["root"] }), Code.InvalidArgument);
@@ -152,6 +169,27 @@ describe("access tokens", () => {
     expect(await stream).toBe(Code.Unauthenticated);
     expect(await okOr(c.tasks.getTask({ taskId: task.id }))).toBe(Code.Unauthenticated);
     await agentd.client.tasks.cancelTask({ taskId: task.id });
+  }, 30_000);
+
+  it("never outlives its key: minted to end by the key's expiry, and refused once the key has expired", async () => {
+    const keyExpiry = new Date(Date.now() + 4000);
+    const parent = await createApiKey(agentd.db.sql, { tenantId: "t1", scopes: [...SCOPES], expireTime: keyExpiry });
+    const e = await expectCode(
+      auth(parent.key).createAccessToken({ ttl: durationFromMs(3_600_000) }),
+      Code.PermissionDenied,
+    );
+    expect(errorInfo(e)?.reason).toBe("TOKEN_WIDENING");
+    // The default 15 minutes is cut to the key's own end, and the response says so.
+    const minted = await auth(parent.key).createAccessToken({ scopes: ["tasks:read"] });
+    expect(timestampDate(minted.expireTime!).getTime()).toBeLessThanOrEqual(keyExpiry.getTime());
+    const child = await auth(minted.accessToken).createAccessToken({});
+    expect(timestampDate(child.expireTime!).getTime()).toBeLessThanOrEqual(keyExpiry.getTime());
+    expect(await okOr(agentd.clients(minted.accessToken).tasks.listTasks({}))).toBe("ok");
+    await until(
+      () => codeOf(agentd.clients(minted.accessToken).tasks.listTasks({})),
+      (code) => code === Code.Unauthenticated,
+      20_000,
+    );
   }, 30_000);
 
   it("stops working when its parent key is revoked: unary calls, gRPC streams and SSE", async () => {

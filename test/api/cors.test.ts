@@ -122,6 +122,43 @@ describe("CORS", () => {
   });
 });
 
+describe("CORS with no origins listed (AGENTD_CORS_ORIGINS unset, not dev)", () => {
+  it("refuses every preflight with 403 and says how to allow the origin; other requests are unchanged", async () => {
+    const closed = await startAgentd({ config: { corsOrigins: [] } });
+    try {
+      for (const path of ["/agentd.v1.AgentService/Run", "/v1/tasks/x/events"]) {
+        const res = await fetch(`${closed.url}${path}`, {
+          method: "OPTIONS",
+          headers: {
+            origin: PAGE,
+            "access-control-request-method": "POST",
+            "access-control-request-headers": "authorization, content-type",
+          },
+        });
+        expect(res.status).toBe(403);
+        expect(await res.text()).toMatch(/origin not allowed: add it to AGENTD_CORS_ORIGINS/);
+        expect(res.headers.get("access-control-allow-origin")).toBeNull();
+      }
+      const page = await fetch(`${closed.url}/agentd.v1.AgentService/ListAgents`, {
+        method: "POST",
+        headers: { origin: PAGE, "content-type": "application/json", authorization: `Bearer ${closed.key}` },
+        body: "{}",
+      });
+      expect(page.status).toBe(200);
+      expect(page.headers.get("access-control-allow-origin")).toBeNull();
+      const plain = await fetch(`${closed.url}/agentd.v1.AgentService/ListAgents`, {
+        method: "POST",
+        headers: { "content-type": "application/json", authorization: `Bearer ${closed.key}` },
+        body: "{}",
+      });
+      expect(plain.status).toBe(200);
+      expect(plain.headers.get("vary")).toBeNull();
+    } finally {
+      await closed.close();
+    }
+  });
+});
+
 describe("origin patterns", () => {
   it("matches exact origins, any port on a dev host, and * only when listed", () => {
     const dev = createOriginCheck(["http://localhost:*", "http://127.0.0.1:*", "https://app.example.com"]);

@@ -1,7 +1,8 @@
 // agentd from a real browser (Debian Chromium, headless): a page on another loopback origin
 // calls the API with connect-web — Connect JSON, Connect binary and gRPC-Web, unary and server
-// streaming — and reads SSE through fetch; a page on an unlisted origin is blocked; an access
-// token limited to one task watches it and cannot read another.
+// streaming — and with gRPC-Web text in hand-built frames, and reads SSE through fetch; a page
+// on an unlisted origin is blocked; an access token limited to one task watches it and cannot
+// read another.
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { build } from "esbuild";
@@ -93,6 +94,21 @@ describe.skipIf(!hasChromium())("agentd in a real browser (Chromium)", () => {
       expect(out.value.states.at(-1)).toBe(TaskState.SUCCEEDED);
     });
   }
+
+  it("gRPC-Web text (Google's grpc-web wire format) with hand-built frames: unary and server streaming", async () => {
+    const unary = await inPage(page, "grpcWebTextUnary", agentd.url, agentd.key);
+    expect(unary).toMatchObject({ status: 200, grpcStatus: "0" });
+    expect(unary.contentType).toMatch(/^application\/grpc-web-text/);
+    expect(unary.agents).toContain("simulate");
+    const stream = await inPage(page, "grpcWebTextStream", agentd.url, agentd.key);
+    expect(stream).toMatchObject({ status: 200, grpcStatus: "0" });
+    expect(stream.events).toBeGreaterThan(2);
+    expect(stream.states.at(-1)).toBe(TaskState.SUCCEEDED);
+    // Streamed: the events arrived in more than one piece, not as one body at the end.
+    expect(stream.chunks).toBeGreaterThan(1);
+    // A refused credential is a gRPC status in the text trailers, readable by the page.
+    expect((await inPage(page, "grpcWebTextUnary", agentd.url, "agentd_bogus")).grpcStatus).toBe("16");
+  });
 
   it("SSE through fetch", async () => {
     const { task } = await agentd.client.tasks.createTask({

@@ -91,7 +91,7 @@ describe("configuration", () => {
 });
 
 describe("agentd dev", () => {
-  it("on first start creates tenant dev and a key saved with mode 0600, and keeps data across restarts", async () => {
+  it("on first start creates tenant dev and a key saved with mode 0600, allows loopback pages (CORS), and keeps data across restarts", async () => {
     const data = await mkdtemp(join(tmpdir(), "agentd-dev-"));
     try {
       const first = await spawnAgentdDev(data);
@@ -102,6 +102,22 @@ describe("agentd dev", () => {
       expect(first.output()).toContain(key);
       expect(first.output()).toContain("buf curl");
       const { task } = await clientsFor(url, key).tasks.createTask({ agent: "simulate" });
+      // dev allows pages on loopback, any port (CORS), and no other origin.
+      const preflight = (origin: string) =>
+        fetch(`${url}/agentd.v1.TaskService/GetTask`, {
+          method: "OPTIONS",
+          headers: {
+            origin,
+            "access-control-request-method": "POST",
+            "access-control-request-headers": "authorization",
+          },
+        });
+      for (const origin of ["http://localhost:5173", "http://127.0.0.1:8080"]) {
+        const res = await preflight(origin);
+        expect(res.status).toBe(204);
+        expect(res.headers.get("access-control-allow-origin")).toBe(origin);
+      }
+      expect((await preflight("https://app.example.com")).status).toBe(403);
       await first.kill("SIGTERM");
 
       const second = await spawnAgentdDev(data);
@@ -113,5 +129,7 @@ describe("agentd dev", () => {
     } finally {
       await rm(data, { recursive: true, force: true });
     }
-  });
+    // Two first starts of embedded Postgres (each may take up to spawnAgentdDev's 180 s on a
+    // loaded machine): the 60 s default timed out under load while the servers were still starting.
+  }, 420_000);
 });

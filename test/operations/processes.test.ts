@@ -1,8 +1,10 @@
 // Two `agentd serve` processes on one database, as in production: a key revoked
 // through one stops working on both within 5 s; /metrics counts RPCs and tasks;
-// every RPC leaves one access-log line; no log line holds a secret.
+// every RPC leaves one access-log line; no log line holds a secret (keys, signing secrets,
+// access tokens used or refused).
 import { Code, createClient } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { AuthService } from "../../gen/agentd/v1/auth_service_pb.js";
 import { KeyService } from "../../gen/agentd/v1/key_service_pb.js";
 import { TaskState } from "../../gen/agentd/v1/task_pb.js";
 import { createApiKey } from "../../services/shared/auth/api-keys.js";
@@ -134,6 +136,21 @@ describe("two replicas", () => {
     secrets.push(rotated.signingSecret);
     const made = await keysAt(b, adminKey).createKey({ scopes: ["all"] });
     secrets.push(made.secret);
+    // Access tokens, used and refused (Connect and SSE), are never logged either.
+    const { accessToken } = await createClient(AuthService, transportFor(b.url, "connect", adminKey)).createAccessToken(
+      { scopes: ["tasks:read"] },
+    );
+    const forged = `${accessToken.slice(0, -6)}AAAAAA`;
+    secrets.push(accessToken, forged);
+    await clientsFor(b.url, accessToken).tasks.listTasks({});
+    await expectCode(clientsFor(b.url, forged).tasks.listTasks({}), Code.Unauthenticated);
+    for (const token of [accessToken, forged]) {
+      const sse = await fetch(`${b.url}/v1/tasks/00000000-0000-7000-8000-000000000000/events`, {
+        headers: { authorization: `Bearer ${token}` },
+      });
+      expect([401, 404]).toContain(sse.status);
+      await sse.body?.cancel();
+    }
     await client.tasks.listTasks({}, { headers: { "x-request-id": "trace-me-42" } });
     await expectCode(clientsFor(b.url, `${adminKey}x`).tasks.listTasks({}), Code.Unauthenticated);
     // Shut both down, so every line is written.
@@ -152,7 +169,7 @@ describe("two replicas", () => {
     expect(access.filter((l) => l.rpc === "agentd.v1.KeyService/CreateKey")).toHaveLength(1);
 
     const everything = JSON.stringify([...a.logs, ...b.logs]);
-    expect(secrets.length).toBeGreaterThanOrEqual(5);
+    expect(secrets.length).toBeGreaterThanOrEqual(7);
     for (const secret of secrets) {
       expect(secret.length).toBeGreaterThan(20);
       expect(everything).not.toContain(secret);

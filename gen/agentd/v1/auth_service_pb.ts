@@ -44,7 +44,8 @@ export type CreateAccessTokenRequest = Message<"agentd.v1.CreateAccessTokenReque
 
   /**
    * How long the token is valid: default 15 minutes, at most 24 hours, and
-   * never past the calling token's own expiry.
+   * never past the calling token's own expiry nor its API key's: the default
+   * is cut short to it, a `ttl` asked past it is `TOKEN_WIDENING`.
    *
    * @generated from field: google.protobuf.Duration ttl = 4;
    */
@@ -119,7 +120,7 @@ export const AuthService: GenService<{
    * Mints an access token from the caller's credentials: a subset of its
    * scopes, optionally limited to some tasks and/or agents, valid for `ttl`.
    * The token stops working at `expire_time`, or as soon as the API key it
-   * derives from is revoked (streams opened with it then end with
+   * derives from is revoked or expires (streams opened with it then end with
    * `UNAUTHENTICATED` within about 5 s). A token may mint further tokens, never
    * wider ones: scopes, tasks, agents and expiry are at most its own.
    *
@@ -132,7 +133,9 @@ export const AuthService: GenService<{
    * `UNAUTHENTICATED` (no valid key or token), `INVALID_ARGUMENT` (unknown
    * scope, bad task id, empty agent name, ttl not positive or over 24 h, too
    * many tasks or agents), `PERMISSION_DENIED` (a scope, task, agent or expiry
-   * wider than the caller's own: reason `TOKEN_WIDENING`).
+   * wider than the caller's own: reason `TOKEN_WIDENING`). Nor can a token
+   * create an API key (`KeyService.CreateKey` answers `PERMISSION_DENIED`,
+   * reason `TOKEN_CANNOT_CREATE_KEYS`).
    *
    * @generated from rpc agentd.v1.AuthService.CreateAccessToken
    */

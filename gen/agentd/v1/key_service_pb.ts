@@ -225,7 +225,9 @@ export const KeyService: GenService<{
    * shown. A key can grant only scopes the caller's key has.
    * Errors: `INVALID_ARGUMENT` (no scopes, an unknown scope, a name longer
    * than 200 characters, an `expire_time` in the past), `PERMISSION_DENIED`
-   * (reason `SCOPE_NOT_HELD`: a scope the caller's key does not have).
+   * (reason `SCOPE_NOT_HELD`: a scope the caller's key does not have; reason
+   * `TOKEN_CANNOT_CREATE_KEYS`: the caller is an access token, even one with
+   * `keys:manage` — a key would outlive the token and its limits).
    *
    * @generated from rpc agentd.v1.KeyService.CreateKey
    */

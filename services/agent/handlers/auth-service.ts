@@ -4,7 +4,7 @@ import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, type ConnectRouter } from "@connectrpc/connect";
 import { AuthService } from "../../../gen/agentd/v1/auth_service_pb.js";
 import type { AccessTokens } from "../../shared/auth/access-tokens.js";
-import type { Principal } from "../../shared/auth/authenticator.js";
+import { earliest, type Principal } from "../../shared/auth/authenticator.js";
 import { isScope, type Scope } from "../../shared/auth/scopes.js";
 import { rpcError } from "../../shared/errors.js";
 import { isId } from "../../shared/ids.js";
@@ -64,7 +64,8 @@ export function authServiceRoutes(tokens: AccessTokens) {
         );
         const agents = narrow(req.agents, caller.token?.agents, "agent");
         let expireTime = new Date(Date.now() + ttlMs);
-        const ownExpiry = caller.token?.expireTime;
+        // Never past the calling token's expiry, nor past the expiry of the key it all derives from.
+        const ownExpiry = earliest(caller.token?.expireTime, caller.keyExpireTime);
         if (ownExpiry && expireTime > ownExpiry) {
           if (req.ttl) widening("ttl past the caller's own expiry");
           expireTime = ownExpiry;

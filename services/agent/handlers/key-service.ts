@@ -44,6 +44,15 @@ export function keyServiceRoutes(deps: { sql: Sql }) {
     router.service(KeyService, {
       async createKey(req, ctx) {
         const caller = principalOf(ctx);
+        // A key outlives any token (no expiry, no task or agent limit): a token minting one
+        // would widen itself, so only an API key creates keys, whatever the token's scopes.
+        if (caller.token) {
+          throw rpcError(
+            Code.PermissionDenied,
+            "TOKEN_CANNOT_CREATE_KEYS",
+            "an access token cannot create API keys: call with an API key",
+          );
+        }
         const v = new Violations();
         const scopes = parseRequestedScopes(v, req.scopes, caller.scopes);
         if (req.name.length > MAX_NAME) v.add("name", `must be at most ${MAX_NAME} characters`);

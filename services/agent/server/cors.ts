@@ -50,9 +50,12 @@ export function createOriginCheck(patterns: readonly string[]): (origin: string)
   };
 }
 
-/** `handler` behind CORS for `origins` (AGENTD_CORS_ORIGINS, plus the dev loopback patterns). */
+/**
+ * `handler` behind CORS for `origins` (AGENTD_CORS_ORIGINS, plus the dev loopback patterns).
+ * With no origins listed every preflight is still answered here, with 403: passed on, it would
+ * reach the RPC routes as an unknown OPTIONS request (405), which tells a developer nothing.
+ */
 export function withCors(handler: NodeHandlerFn, origins: readonly string[]): NodeHandlerFn {
-  if (origins.length === 0) return handler;
   const allowed = createOriginCheck(origins);
   return (req: NodeRequest, res: NodeResponse) => {
     const origin = req.headers.origin;

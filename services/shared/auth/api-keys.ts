@@ -106,12 +106,15 @@ export async function findActiveApiKey(sql: Sql, key: string): Promise<ApiKeyInf
   return row ? toInfo(row) : undefined;
 }
 
-/** The active (not revoked) key with this id, if any: the parent of an access token. */
+/**
+ * The active (neither revoked nor expired) key with this id, if any: the parent of an access
+ * token, which ends with it — a token never outlives the key it was minted from.
+ */
 export async function findActiveApiKeyById(sql: Sql, keyId: string): Promise<ApiKeyInfo | undefined> {
   if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(keyId)) return undefined;
   const [row] = await sql<KeyRow[]>`
-    SELECT tenant_id, key_id, key_prefix, name, scopes, create_time, revoke_time FROM api_keys
-    WHERE key_id = ${keyId}::uuid AND revoke_time IS NULL
+    SELECT tenant_id, key_id, key_prefix, name, scopes, create_time, revoke_time, expire_time FROM api_keys
+    WHERE key_id = ${keyId}::uuid AND revoke_time IS NULL AND (expire_time IS NULL OR expire_time > now())
   `;
   return row ? toInfo(row) : undefined;
 }

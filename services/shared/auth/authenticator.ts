@@ -28,6 +28,12 @@ export interface Principal {
   keyExpireTime?: Date;
 }
 
+/** The earlier of two optional times. */
+export function earliest(a: Date | undefined, b: Date | undefined): Date | undefined {
+  if (!a || !b) return a ?? b;
+  return a.getTime() <= b.getTime() ? a : b;
+}
+
 export type AuthFailure = {
   ok: false;
   reason: "MISSING_CREDENTIALS" | "INVALID_API_KEY" | "INVALID_ACCESS_TOKEN";
@@ -100,6 +106,8 @@ export function createAuthenticator(
         ...(claims.agents ? { agents: claims.agents } : {}),
         expireTime: claims.expireTime,
       },
+      // The token ends with its key: at the key's expiry when that comes first.
+      ...(parent.expireTime ? { keyExpireTime: parent.expireTime } : {}),
     };
   }
 
@@ -109,8 +117,8 @@ export function createAuthenticator(
     const cacheKey = key.length > 64 ? createHash("sha256").update(key).digest("base64") : key;
     const hit = cache.get(cacheKey);
     const fresh = hit && now - hit.fetched < Math.min(maxAgeMs, cacheMs);
-    // A cached token is good only until it expires, a cached key until its own expiry.
-    const expiry = hit?.info?.token?.expireTime ?? hit?.info?.keyExpireTime;
+    // A cached key is good only until its expiry, a cached token until its own or its key's.
+    const expiry = earliest(hit?.info?.token?.expireTime, hit?.info?.keyExpireTime);
     if (fresh && (!expiry || expiry.getTime() > now)) return hit.info;
     // Single flight: the calls in flight when an entry expires share one lookup.
     let pending = inFlight.get(cacheKey);

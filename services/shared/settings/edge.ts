@@ -137,6 +137,6 @@ export const EDGE_SETTINGS = [
     env: "AGENTD_CORS_ORIGINS",
     kind: "list",
     default: [],
-    help: "Comma-separated origins (e.g. https://app.example.com) whose pages may call the API from a browser (CORS); `*` allows any origin. `agentd dev` allows http://localhost:* and http://127.0.0.1:*.",
+    help: "Comma-separated origins (e.g. https://app.example.com) whose pages may call the API from a browser (CORS); `*` allows any origin. `agentd dev` allows http://localhost:* and http://127.0.0.1:*. Preflights from any other origin get 403.",
   }),
 ] as const satisfies readonly Setting[];

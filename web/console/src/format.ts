@@ -28,6 +28,14 @@ export function parseLabels(text: string): Record<string, string> {
   }
   return out;
 }
+/** Why `text` is not a list of key=value labels, or "" when it is (empty is fine). */
+export function labelsProblem(text: string): string {
+  const bad = text
+    .split(",")
+    .map((p) => p.trim())
+    .filter((p) => p !== "" && !/^[^=\s][^=]*=/.test(p));
+  return bad.length ? `Write labels as key=value, comma-separated (not "${bad[0]}").` : "";
+}
 export const showLabels = (labels: Record<string, string>) =>
   Object.entries(labels)
     .map(([k, v]) => `${k}=${v}`)

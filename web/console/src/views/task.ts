@@ -3,7 +3,7 @@
 // when the stream breaks); a form for an input request; cancel and delete.
 import type { JsonValue } from "@bufbuild/protobuf";
 import { html } from "htm/preact";
-import { useEffect, useState } from "preact/hooks";
+import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 import type { Artifact, Task, TaskEvent, ToolCall } from "../../../../gen/agentd/v1/task_pb.js";
 import { api, describeError, isAbort, type ShownError } from "../api.js";
 import { isTerminal, json, showLabels, stateName, time, toValue } from "../format.js";
@@ -68,6 +68,13 @@ export function TaskView(props: { id: string }) {
   const [streaming, setStreaming] = useState(false);
   const [busy, setBusy] = useState(false);
   const [deleted, setDeleted] = useState(false);
+  // The Delete button goes away with the task: focus moves to the message that says so.
+  const gone = useRef<HTMLParagraphElement>(null);
+  // The answer form goes away once it is sent: focus moves to the task's title, above its state.
+  const title = useRef<HTMLHeadingElement>(null);
+  useEffect(() => {
+    if (deleted) gone.current?.focus();
+  }, [deleted]);
 
   useEffect(() => {
     const abort = new AbortController();
@@ -126,6 +133,7 @@ export function TaskView(props: { id: string }) {
     act(async () => {
       const r = await api.tasks.provideInput({ taskId: props.id, value: toValue(value) });
       if (r.task) setLive((l) => ({ ...l, task: r.task! }));
+      title.current?.focus();
     });
   const cancel = () =>
     act(async () => {
@@ -140,7 +148,8 @@ export function TaskView(props: { id: string }) {
     });
   };
 
-  if (deleted) return html`<p>Task ${props.id} was deleted. <a href="#/tasks">Back to tasks</a></p>`;
+  if (deleted)
+    return html`<p ref=${gone} tabindex="-1" role="status">Task ${props.id} was deleted. <a href="#/tasks">Back to tasks</a></p>`;
   const t = live.task;
   if (!t)
     return html`<p><a href="#/tasks">← Tasks</a></p>${error ? html`<${ErrorBox} error=${error} />` : html`<p aria-busy="true">Loading task…</p>`}`;
@@ -150,7 +159,7 @@ export function TaskView(props: { id: string }) {
   const tools = [...live.tools.values()];
 
   return html`<p><a href="#/tasks">← Tasks</a></p>
-    <h1 class="task-title">Task <code>${t.id}</code></h1>
+    <h1 class="task-title" ref=${title} tabindex="-1">Task <code>${t.id}</code></h1>
     <div class="summary">
       <span class=${`state ${state}`} data-testid="task-state" aria-live="polite">${state}</span>
       <span>agent <a href=${`#/agents/${encodeURIComponent(t.agent)}`}>${t.agent}</a> v${t.agentVersion}</span>
@@ -194,7 +203,7 @@ export function TaskView(props: { id: string }) {
     }
     ${
       (t.artifacts.length ? t.artifacts : live.artifacts).length
-        ? html`<section class="panel"><h2>Artifacts</h2>${(t.artifacts.length ? t.artifacts : live.artifacts).map((a) => html`<${ArtifactView} artifact=${a} />`)}</section>`
+        ? html`<section class="panel"><h2>Artifacts</h2>${(t.artifacts.length ? t.artifacts : live.artifacts).map((a) => html`<${ArtifactView} key=${a.name} artifact=${a} />`)}</section>`
         : null
     }
     ${
@@ -211,7 +220,7 @@ export function TaskView(props: { id: string }) {
       <details><summary>Input</summary><pre>${json(t.input)}</pre></details>
     </section>
     <details class="panel events"><summary>Event log (${live.events.length})</summary>
-      <ul class="event-list">${live.events.map((e) => html`<li><code>#${String(e.sequence)}</code> ${time(e.time)} <strong>${e.event.case}</strong> <code class="small">${summarize(e)}</code></li>`)}</ul>
+      <ul class="event-list">${live.events.map((e) => html`<li key=${String(e.sequence)}><code>#${String(e.sequence)}</code> ${time(e.time)} <strong>${e.event.case}</strong> <code class="small">${summarize(e)}</code></li>`)}</ul>
     </details>`;
 }
 
@@ -237,9 +246,20 @@ function summarize(e: TaskEvent): string {
   }
 }
 
+/** A blob: URL for binary content while it is shown (made once, released when it goes away). */
+function useObjectUrl(bytes: Uint8Array | undefined, type: string): string {
+  const url = useMemo(
+    () => (bytes ? URL.createObjectURL(new Blob([bytes as Uint8Array<ArrayBuffer>], { type })) : ""),
+    [bytes, type],
+  );
+  useEffect(() => () => URL.revokeObjectURL(url), [url]);
+  return url;
+}
+
 function ArtifactView(props: { artifact: Artifact }) {
   const a = props.artifact;
   const c = a.content;
+  const url = useObjectUrl(c.case === "data" ? c.value : undefined, a.mimeType || "application/octet-stream");
   let body: unknown = null;
   if (c.case === "text") {
     body =
@@ -247,9 +267,6 @@ function ArtifactView(props: { artifact: Artifact }) {
         ? html`<div class="markdown" dangerouslySetInnerHTML=${{ __html: renderMarkdown(c.value) }}></div>`
         : html`<pre>${c.value}</pre>`;
   } else if (c.case === "data") {
-    const url = URL.createObjectURL(
-      new Blob([c.value as Uint8Array<ArrayBuffer>], { type: a.mimeType || "application/octet-stream" }),
-    );
     body = /^image\/(png|jpeg|gif|webp)$/.test(a.mimeType)
       ? html`<img src=${url} alt=${a.name} />`
       : html`<a href=${url} download=${a.name}>Download (${c.value.byteLength} bytes)</a>`;

@@ -106,7 +106,7 @@ export function WebhooksView() {
             : html`<ul class="endpoints">${endpoints.map(
                 (
                   ep,
-                ) => html`<li><code>${ep.url}</code> ${ep.enabled ? html`<span class="tag">enabled</span>` : html`<span class="tag bad" title=${ep.disabledReason}>disabled</span>`}
+                ) => html`<li key=${ep.id}><code>${ep.url}</code> ${ep.enabled ? html`<span class="tag">enabled</span>` : html`<span class="tag bad" title=${ep.disabledReason}>disabled</span>`}
                 <small>${ep.eventTypes.join(", ") || "all events"}</small> <small class="id">${ep.id}</small></li>`,
               )}</ul>`
       }
@@ -144,7 +144,8 @@ export function WebhooksView() {
         deliveries.length === 0
           ? html`<p>No deliveries.</p>`
           : html`<ul class="deliveries">${deliveries.map(
-              (d) => html`<li class="delivery" data-testid="delivery">
+              // Keyed by id: the list refreshes, and a focused Retry must stay on its own delivery.
+              (d) => html`<li key=${d.id} class="delivery" data-testid="delivery">
               <div class="row">
                 <span class=${`state ${deliveryStateName(d.state)}`}>${deliveryStateName(d.state)}</span>
                 <code>${d.eventType}</code>
@@ -156,7 +157,9 @@ export function WebhooksView() {
               <div class="table-wrap"><table class="attempts">
                 <thead><tr><th>#</th><th>Time</th><th>Status</th><th>Latency</th><th>Error / response</th></tr></thead>
                 <tbody>${d.attempts.map(
-                  (a) => html`<tr><td>${a.attempt}</td><td>${time(a.time)}</td><td>${a.statusCode || "—"}</td>
+                  (
+                    a,
+                  ) => html`<tr key=${a.attempt}><td>${a.attempt}</td><td>${time(a.time)}</td><td>${a.statusCode || "—"}</td>
                     <td>${a.latency ? `${Number(a.latency.seconds) * 1000 + Math.round(a.latency.nanos / 1e6)} ms` : "—"}</td>
                     <td><code class="small">${[a.error, a.responseBody].filter(Boolean).join(" — ")}</code></td></tr>`,
                 )}</tbody></table></div>
