@@ -13,8 +13,11 @@ import {
   SpanStatusCode,
   trace,
 } from "@opentelemetry/api";
+import { AsyncLocalStorageContextManager } from "@opentelemetry/context-async-hooks";
+import { CompositePropagator, W3CBaggagePropagator, W3CTraceContextPropagator } from "@opentelemetry/core";
 import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-proto";
-import { BatchSpanProcessor, NodeTracerProvider, type SpanProcessor } from "@opentelemetry/sdk-trace-node";
+import { defaultResource, detectResources, envDetector } from "@opentelemetry/resources";
+import { BatchSpanProcessor, type SpanProcessor, TracerProvider } from "@opentelemetry/sdk-trace";
 
 export { SpanKind };
 
@@ -35,14 +38,31 @@ export interface Tracing {
 }
 
 /** Registers a global tracer provider (W3C traceparent propagation, async
- * context) with the given processors, or the OTLP exporter from OTEL_*. */
+ * context) with the given processors, or the OTLP exporter from OTEL_*.
+ * SDK 3 has no NodeTracerProvider.register(), so the three globals it used to
+ * set are set here; the resource reads OTEL_SERVICE_NAME and
+ * OTEL_RESOURCE_ATTRIBUTES through the env detector (the provider alone no
+ * longer does). */
 export function startTracing(opts: { serviceName?: string; processors?: SpanProcessor[] } = {}): Tracing {
   if (opts.serviceName && !process.env.OTEL_SERVICE_NAME) process.env.OTEL_SERVICE_NAME = opts.serviceName;
-  const provider = new NodeTracerProvider({
-    spanProcessors: opts.processors ?? [new BatchSpanProcessor(new OTLPTraceExporter())],
+  const provider = new TracerProvider({
+    resource: defaultResource().merge(detectResources({ detectors: [envDetector] })),
+    spanProcessors: opts.processors ?? [new BatchSpanProcessor({ exporter: new OTLPTraceExporter() })],
   });
-  provider.register();
-  return { shutdown: () => provider.shutdown() };
+  const contextManager = new AsyncLocalStorageContextManager().enable();
+  context.setGlobalContextManager(contextManager);
+  propagation.setGlobalPropagator(
+    new CompositePropagator({ propagators: [new W3CTraceContextPropagator(), new W3CBaggagePropagator()] }),
+  );
+  trace.setGlobalTracerProvider(provider);
+  return {
+    shutdown: async () => {
+      await provider.shutdown();
+      trace.disable();
+      propagation.disable();
+      context.disable();
+    },
+  };
 }
 
 /** Starts tracing when the environment asks for it; undefined otherwise. */
