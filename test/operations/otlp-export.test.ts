@@ -1,7 +1,9 @@
 // Traces leave the process: `agentd serve` configured only with the standard
 // OTEL_* variables sends its spans, OTLP over HTTP/protobuf, to a receiver this
 // test runs on loopback (tracing.test.ts covers the spans themselves, in memory).
-// The same run has AGENTD_ACCESS_LOG_LEVEL=silent: no access-log line at all.
+// It samples with OTEL_TRACES_SAMPLER=parentbased_traceidratio at ratio 0: a
+// caller's sampled trace is continued, nothing else is traced. The same run has
+// AGENTD_ACCESS_LOG_LEVEL=silent: no access-log line at all.
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -10,7 +12,7 @@ import { createApiKey } from "../../services/shared/auth/api-keys.js";
 import { SCOPES } from "../../services/shared/auth/scopes.js";
 import { type Database, openDatabase } from "../../services/shared/db/database.js";
 import { runMigrations } from "../../services/shared/db/migrate.js";
-import { type AgentdProcess, clientsFor, spawnAgentd } from "../support/agentd.js";
+import { type AgentdProcess, clientsFor, spawnAgentd, spawnAgentdCommand } from "../support/agentd.js";
 import { startSharedTestDatabase } from "../support/database.js";
 import { value } from "../support/json.js";
 
@@ -49,6 +51,8 @@ beforeAll(async () => {
     env: {
       OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${port}`,
       OTEL_SERVICE_NAME: "agentd-otlp-test",
+      OTEL_TRACES_SAMPLER: "parentbased_traceidratio",
+      OTEL_TRACES_SAMPLER_ARG: "0",
       AGENTD_ACCESS_LOG_LEVEL: "silent",
     },
   });
@@ -71,6 +75,9 @@ describe("OTLP export", () => {
     );
     const done = await client.tasks.waitTask({ taskId: task!.id, timeout: { seconds: 20n } });
     expect(done.task?.state).toBe(TaskState.SUCCEEDED);
+    // No traceparent: a root span, which ratio 0 does not sample.
+    const { task: untraced } = await client.tasks.createTask({ agent: "simulate", input: value({ steps: 0 }) });
+    await client.tasks.waitTask({ taskId: untraced!.id, timeout: { seconds: 20n } });
     // A graceful stop flushes the batch still buffered.
     expect(await agentd.kill("SIGTERM")).toBe(0);
 
@@ -85,9 +92,24 @@ describe("OTLP export", () => {
     for (const text of ["agentd-otlp-test", "agentd.v1.TaskService/CreateTask", "task.queue", "agent.run simulate"])
       expect(sent.includes(Buffer.from(text)), text).toBe(true);
     expect(sent.includes(Buffer.from(task!.id))).toBe(true);
+    expect(sent.includes(Buffer.from(untraced!.id))).toBe(false);
 
     // AGENTD_ACCESS_LOG_LEVEL=silent: RPCs were served, and none was logged.
     expect(agentd.logs.some((l) => l.msg === "agentd is serving")).toBe(true);
     expect(agentd.logs.filter((l) => l.msg === "rpc")).toEqual([]);
+  });
+
+  it("refuses to start with a sampler the spec does not name, naming the variable (exit 2)", async () => {
+    const failed = await spawnAgentdCommand("serve", {
+      databaseUrl: shared.url,
+      ready: "agentd is serving",
+      args: ["--port", "0"],
+      env: { OTEL_EXPORTER_OTLP_ENDPOINT: "http://127.0.0.1:9", OTEL_TRACES_SAMPLER: "sometimes" },
+    }).then(
+      () => undefined,
+      (error: Error) => error.message,
+    );
+    expect(failed).toContain("exited (2)");
+    expect(failed).toContain('invalid setting OTEL_TRACES_SAMPLER="sometimes"');
   });
 });
