@@ -88,8 +88,9 @@ describe("two replicas", () => {
         }
       }),
     );
-    // The cache holds a key 4 s; the rest is slack for a slow machine.
-    for (const ms of refusedAfter) expect(ms).toBeLessThan(6_000);
+    // The promise is 5 s (README, KeyService). The cache holds a key at most 3 s, which leaves
+    // 2 s for the probing calls themselves on a loaded machine.
+    for (const ms of refusedAfter) expect(ms).toBeLessThan(5_000);
   });
 
   it("/metrics counts RPCs by code, tasks by state, the queue, the database and the process", async () => {
