@@ -1,7 +1,7 @@
 // A runner killed mid-task, as in production: another replica's lease sweep
 // finds the lease lost and queues the task for another attempt, and its
-// /metrics says so (leases lost; attempts retried, reason lease_lost). Also the
-// database pool's gauges on the same scrape.
+// /metrics says so (leases lost; attempts retried, reason lease_lost; the queue
+// depth by agent). Also the database pool's gauges on the same scrape.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { TaskState } from "../../gen/agentd/v1/task_pb.js";
 import { createApiKey } from "../../services/shared/auth/api-keys.js";
@@ -75,6 +75,8 @@ describe("a runner killed mid-task", () => {
     expect(sample(text, "agentd_task_leases_lost_total")).toBe(1);
     expect(sample(text, 'agentd_task_attempts_retried_total{agent="simulate",reason="lease_lost"}')).toBe(1);
     expect(text).toMatch(/^# HELP agentd_task_attempts_retried_total .*store_outage.*shutdown/m);
+    // Queue depth by agent, read from the database: the requeued task waits for a runner.
+    expect(sample(text, 'agentd_tasks_queued{agent="simulate"}')).toBe(1);
     // The database pool: its size, and a ping that waits for a free connection.
     expect(sample(text, "agentd_db_pool_max_connections")).toBe(3);
     expect(sample(text, "agentd_db_up")).toBe(1);
