@@ -3,6 +3,7 @@
 // every RPC leaves one access-log line; no log line holds a secret.
 import { Code, createClient } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { AuthService } from "../../gen/agentd/v1/auth_service_pb.js";
 import { KeyService } from "../../gen/agentd/v1/key_service_pb.js";
 import { TaskState } from "../../gen/agentd/v1/task_pb.js";
 import { createApiKey } from "../../services/shared/auth/api-keys.js";
@@ -138,6 +139,12 @@ describe("two replicas", () => {
     secrets.push(rotated.signingSecret);
     const made = await keysAt(b, adminKey).createKey({ scopes: ["all"] });
     secrets.push(made.secret);
+    // An access token, used for a call (so it passes authentication and the access log) and refused once mangled.
+    const auth = createClient(AuthService, transportFor(b.url, "connect", adminKey));
+    const { accessToken } = await auth.createAccessToken({ scopes: ["tasks:read"] });
+    secrets.push(accessToken);
+    await clientsFor(b.url, accessToken).tasks.listTasks({});
+    await expectCode(clientsFor(b.url, `${accessToken}x`).tasks.listTasks({}), Code.Unauthenticated);
     await client.tasks.listTasks({}, { headers: { "x-request-id": "trace-me-42" } });
     await expectCode(clientsFor(b.url, `${adminKey}x`).tasks.listTasks({}), Code.Unauthenticated);
     // Shut both down, so every line is written.
@@ -160,7 +167,7 @@ describe("two replicas", () => {
     expect(access.filter((l) => l.rpc === "agentd.v1.KeyService/CreateKey")).toHaveLength(1);
 
     const everything = JSON.stringify([...a.logs, ...b.logs]);
-    expect(secrets.length).toBeGreaterThanOrEqual(5);
+    expect(secrets.length).toBeGreaterThanOrEqual(6);
     for (const secret of secrets) {
       expect(secret.length).toBeGreaterThan(20);
       expect(everything).not.toContain(secret);
