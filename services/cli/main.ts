@@ -169,7 +169,18 @@ function environmentHelp(): string {
         : ` [default: ${Array.isArray(s.default) ? s.default.join(",") || "none" : String(s.default)}]`;
     return `  ${s.env.padEnd(34)} ${s.help}${fallback}`;
   });
-  return `\nEnvironment variables (a command's flag, where it has one, wins):\n${lines.join("\n")}\n`;
+  // Tracing reads the standard OpenTelemetry variables (services/shared/tracing.ts), not agentd settings.
+  const tracing = [
+    "  OTEL_EXPORTER_OTLP_ENDPOINT        OTLP over HTTP/protobuf receiver for traces (or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT). Unset: no tracing.",
+    "  OTEL_SERVICE_NAME                  Service name on the spans. [default: agentd; the notifier: agentd-notifier]",
+    "  OTEL_TRACES_SAMPLER                always_on, always_off, traceidratio, parentbased_always_on, parentbased_always_off or parentbased_traceidratio (ratio in OTEL_TRACES_SAMPLER_ARG). [default: parentbased_always_on]",
+    "  OTEL_EXPORTER_OTLP_HEADERS         Headers sent with each export, e.g. authorization=Bearer%20…; OTEL_EXPORTER_OTLP_TIMEOUT, _COMPRESSION and _CERTIFICATE apply too.",
+    "  OTEL_TRACES_EXPORTER               none (or OTEL_SDK_DISABLED=true) turns tracing off. [default: otlp]",
+  ];
+  return (
+    `\nEnvironment variables (a command's flag, where it has one, wins):\n${lines.join("\n")}\n` +
+    `\nTracing (OpenTelemetry's standard variables):\n${tracing.join("\n")}\n`
+  );
 }
 
 function packageVersion(): string {

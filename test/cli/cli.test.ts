@@ -85,6 +85,8 @@ describe("configuration", () => {
     const { stdout } = await agentd(["--help"]);
     expect(stdout).toContain("AGENTD_RUNNER_CONCURRENCY");
     expect(stdout).toContain("DATABASE_URL");
+    for (const otel of ["OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_SERVICE_NAME", "OTEL_TRACES_SAMPLER"])
+      expect(stdout).toContain(otel);
     const serve = await agentd(["serve", "--help"]);
     expect(serve.stdout).toContain("--concurrency");
   });

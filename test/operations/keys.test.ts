@@ -120,4 +120,27 @@ describe("TaskEvent.actor", () => {
     expect(cancelled?.actor).toBe(canceller.key!.id);
     expect(JSON.stringify(events.map((e) => e.actor))).not.toContain(canceller.secret);
   });
+
+  it("records which key answered the agent's question", async () => {
+    const admin = keysOf(agentd.key);
+    const answerer = await admin.createKey({ scopes: ["tasks:write"], name: "answerer" });
+    const { task } = await agentd.client.tasks.createTask({
+      agent: "simulate",
+      input: value({ steps: 0, ask: [{ prompt: "Proceed?", schema: { type: "boolean" } }] }),
+    });
+    const waited = await agentd.client.tasks.waitTask({ taskId: task!.id, timeout: { seconds: 20n } });
+    expect(waited.task?.state).toBe(TaskState.INPUT_REQUIRED);
+    await agentd.clients(answerer.secret).tasks.provideInput({ taskId: task!.id, value: value(true) });
+    const done = await agentd.client.tasks.waitTask({ taskId: task!.id, timeout: { seconds: 20n } });
+    expect(done.task?.state).toBe(TaskState.SUCCEEDED);
+    const { events } = await agentd.client.tasks.listTaskEvents({ taskId: task!.id, pageSize: 1000 });
+    // The question is the agent's (no actor); the state change its answer caused is the answerer's.
+    const asked = events.findIndex((e) => e.event.case === "inputRequest");
+    expect(asked).toBeGreaterThan(0);
+    expect(events[asked]?.actor).toBe("");
+    const requeued = events
+      .slice(asked)
+      .find((e) => e.event.case === "stateChange" && e.event.value.state === TaskState.QUEUED);
+    expect(requeued?.actor).toBe(answerer.key!.id);
+  });
 });

@@ -19,6 +19,7 @@ import { value } from "../support/json.js";
 let shared: Awaited<ReturnType<typeof startSharedTestDatabase>>;
 let db: Database;
 let adminKey: string;
+let adminKeyId: string;
 let a: AgentdProcess;
 let b: AgentdProcess;
 /** Every secret this run created: none may appear in any log line. */
@@ -28,12 +29,14 @@ beforeAll(async () => {
   shared = await startSharedTestDatabase();
   db = await openDatabase({ url: shared.url, dataDir: "unused", maxConnections: 1 });
   await runMigrations(db.sql);
-  adminKey = (await createApiKey(db.sql, { tenantId: "ops", scopes: [...SCOPES] })).key;
+  const admin = await createApiKey(db.sql, { tenantId: "ops", scopes: [...SCOPES] });
+  adminKey = admin.key;
+  adminKeyId = admin.info.keyId;
   secrets.push(adminKey);
-  // debug: the most a log could say.
+  // debug: the most a log could say. The access log at a level other than the default, to see it applied.
   const env = {
     AGENTD_LOG_LEVEL: "debug",
-    AGENTD_ACCESS_LOG_LEVEL: "info",
+    AGENTD_ACCESS_LOG_LEVEL: "debug",
     AGENTD_WEBHOOK_ALLOW_HTTP: "true",
     AGENTD_WEBHOOK_ALLOW_CIDRS: "127.0.0.0/8",
   };
@@ -87,8 +90,9 @@ describe("two replicas", () => {
         }
       }),
     );
-    // The cache holds a key 4 s; the rest is slack for a slow machine.
-    for (const ms of refusedAfter) expect(ms).toBeLessThan(6_000);
+    // The promise is 5 s (README, KeyService). The cache holds a key at most 3 s, which leaves
+    // 2 s for the probing calls themselves on a loaded machine.
+    for (const ms of refusedAfter) expect(ms).toBeLessThan(5_000);
   });
 
   it("/metrics counts RPCs by code, tasks by state, the queue, the database and the process", async () => {
@@ -159,12 +163,16 @@ describe("two replicas", () => {
     const access = b.logs.filter((l) => l.msg === "rpc");
     const listed = access.find((l) => l.requestId === "trace-me-42");
     expect(listed).toMatchObject({
+      level: 20, // pino's debug: AGENTD_ACCESS_LOG_LEVEL
       rpc: "agentd.v1.TaskService/ListTasks",
       code: "ok",
       tenant: "ops",
-      keyId: expect.any(String),
+      keyId: adminKeyId,
     });
-    expect(typeof listed?.ms).toBe("number");
+    expect(listed?.ms).toBeGreaterThanOrEqual(0);
+    expect(access.every((l) => l.level === 20)).toBe(true);
+    // Every RPC has a request id: the caller's, or one the server made up.
+    expect(access.every((l) => typeof l.requestId === "string" && l.requestId.length > 0)).toBe(true);
     expect(access.find((l) => l.code === "unauthenticated")).toMatchObject({ rpc: "agentd.v1.TaskService/ListTasks" });
     expect(access.filter((l) => l.rpc === "agentd.v1.KeyService/CreateKey")).toHaveLength(1);
 

@@ -2,7 +2,7 @@
 // task's queue wait, its run on another replica, its tool calls and its webhook
 // attempts, and the webhook POST carries the trace on. In-memory exporter.
 import { SpanKind } from "@opentelemetry/api";
-import { InMemorySpanExporter, type ReadableSpan, SimpleSpanProcessor } from "@opentelemetry/sdk-trace-node";
+import { InMemorySpanExporter, type ReadableSpan, SimpleSpanProcessor } from "@opentelemetry/sdk-trace";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { TaskState } from "../../gen/agentd/v1/task_pb.js";
 import type { AgentDefinition } from "../../services/agent/agents/agent.js";
@@ -31,7 +31,7 @@ const lookup: AgentDefinition<{ word: string }, { length: number }> = {
 };
 
 beforeAll(async () => {
-  tracing = startTracing({ processors: [new SimpleSpanProcessor(exporter)] });
+  tracing = startTracing({ processors: [new SimpleSpanProcessor({ exporter })] });
   // Replica A serves the API only; replica B, on the same database, runs the tasks.
   harness = await startWebhookHarness({ config: { runnerConcurrency: 0 }, agents: [lookup] });
   runnerReplica = await startAgentd({ url: harness.agentd.db.url, agents: [lookup] });

@@ -1,8 +1,9 @@
 // The Node agentd runs on: the suite itself (run by `npm test`), `npx agentd` from a shell whose
 // own Node may be older, and the launcher's refusal of a Node below `engines`.
 import { execFile, execFileSync } from "node:child_process";
-import { readFileSync } from "node:fs";
-import { delimiter } from "node:path";
+import { mkdtempSync, readFileSync, realpathSync, rmSync, symlinkSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { delimiter, join } from "node:path";
 import { promisify } from "node:util";
 import { describe, expect, it } from "vitest";
 import { repoRoot } from "../support/agentd.js";
@@ -10,8 +11,31 @@ import { repoRoot } from "../support/agentd.js";
 const run = promisify(execFile);
 const pkg = JSON.parse(readFileSync(`${repoRoot}package.json`, "utf8")) as {
   version: string;
+  engines: { node: string };
   devDependencies: Record<string, string>;
 };
+/** The pinned `node` dev dependency's version. */
+const pinned = pkg.devDependencies.node ?? "";
+
+type Version = [number, number, number];
+const parse = (v: string): Version => {
+  const [major = 0, minor = 0, patch = 0] = v.split(".").map((x) => (x === "x" ? 0 : Number(x)));
+  return [major, minor, patch];
+};
+const atLeast = (v: Version, floor: Version) =>
+  v[0] !== floor[0] ? v[0] > floor[0] : v[1] !== floor[1] ? v[1] > floor[1] : v[2] >= floor[2];
+
+/** Whether `version` satisfies an `engines.node` range of the forms packages use here
+ * (`>=a.b.c`, `^a.b`, `>= 10.x`, alternatives joined by `||`); any other form fails the test. */
+function satisfies(version: string, range: string): boolean {
+  const v = parse(version);
+  return range.split("||").some((alternative) => {
+    const m = /^(>=|\^)\s*(\d+(?:\.(?:\d+|x)){0,2})$/.exec(alternative.trim());
+    if (!m) throw new Error(`engines range not understood: ${range}`);
+    const floor = parse(m[2]!);
+    return atLeast(v, floor) && (m[1] === ">=" || v[0] === floor[0]);
+  });
+}
 
 /** The PATH of a user's shell: npm's node_modules/.bin entries removed, so `node` is the system's. */
 const shellPath = (process.env.PATH ?? "")
@@ -35,6 +59,38 @@ describe("Node runtime", () => {
     expect(Number(process.versions.node.split(".")[0])).toBeGreaterThanOrEqual(24);
   });
 
+  it("`engines` is honest: its floor and the pinned Node meet every production dependency's own `engines`", async () => {
+    const floor = /^>=(\d+\.\d+(?:\.\d+)?)$/.exec(pkg.engines.node)?.[1];
+    expect(floor, `engines.node ${pkg.engines.node} is a plain >= floor`).toBeDefined();
+    expect(Number(pinned.split(".")[0])).toBe(24);
+    expect(satisfies(pinned, pkg.engines.node)).toBe(true);
+    const { stdout } = await run("npm", ["query", ".prod"], { cwd: repoRoot, maxBuffer: 64 << 20 });
+    const packages = JSON.parse(stdout) as { name: string; version: string; engines?: { node?: string } }[];
+    expect(packages.length).toBeGreaterThan(20);
+    const unmet = packages
+      .filter((p) => p.engines?.node)
+      .filter((p) => !satisfies(floor!, p.engines!.node!) || !satisfies(pinned, p.engines!.node!))
+      .map((p) => `${p.name}@${p.version} needs node ${p.engines!.node}`);
+    expect(unmet).toEqual([]);
+  });
+
+  it("on a machine whose own Node is 24, a bare `node bin/agentd.js` and `npx agentd` both run on it", async () => {
+    // A shell PATH whose first `node` is a Node 24 outside node_modules, as on a machine that has one installed.
+    const machine = mkdtempSync(join(tmpdir(), "agentd-node24-"));
+    try {
+      symlinkSync(realpathSync(`${repoRoot}node_modules/.bin/node`), join(machine, "node"));
+      const env = { ...process.env, PATH: [machine, shellPath].join(delimiter) };
+      const own = execFileSync("node", ["--version"], { env, encoding: "utf8" }).trim();
+      expect(Number(own.slice(1).split(".")[0])).toBe(24);
+      const bare = await run("node", [`${repoRoot}bin/agentd.js`, "--version"], { cwd: repoRoot, env });
+      expect(bare.stdout.trim()).toBe(`agentd ${pkg.version} (Node ${own})`);
+      const viaNpx = await run("npx", ["agentd", "--version"], { cwd: repoRoot, env });
+      expect(viaNpx.stdout.trim()).toBe(`agentd ${pkg.version} (Node v${pinned})`);
+    } finally {
+      rmSync(machine, { recursive: true, force: true });
+    }
+  });
+
   it.skipIf(system === undefined)("`npx agentd` runs on the pinned Node 24 whatever the shell's Node is", async () => {
     const { stdout } = await run("npx", ["agentd", "--version"], { cwd: repoRoot, env: shellEnv });
     expect(stdout.trim()).toBe(`agentd ${pkg.version} (Node v${pkg.devDependencies.node})`);
@@ -53,7 +109,7 @@ describe("Node runtime", () => {
         (error: { code: number; stderr: string }) => error,
       );
       expect(failed?.code).toBe(1);
-      expect(failed?.stderr).toContain("needs Node 22.12 or later");
+      expect(failed?.stderr).toContain("needs Node 22.15 or later");
       expect(failed?.stderr).toContain("npx agentd");
     },
   );

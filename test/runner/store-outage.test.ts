@@ -2,11 +2,15 @@
 // stops, the task is queued again and succeeds once the store answers, and no
 // driver text (addresses, error codes) ever reaches the task. The runner runs on
 // a real database; only the writer it is given fails on demand, as a dropped
-// Postgres connection does.
+// Postgres connection does. The attempt given back counts as retried for reason
+// store_outage on the service's metrics.
+import { Registry } from "prom-client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { defineAgent } from "../../services/agent/agents/agent.js";
 import { createAgentRegistry } from "../../services/agent/agents/registry.js";
 import type { TaskRow } from "../../services/agent/model/task.js";
+import { createServiceMetrics } from "../../services/agent/observe/service-metrics.js";
+import { observeTaskWriter } from "../../services/agent/observe/task-observer.js";
 import { createTaskRunner, type TaskRunner } from "../../services/agent/runner/task-runner.js";
 import { findTask } from "../../services/agent/store/find-task.js";
 import { createTaskWriter, type TaskWriter } from "../../services/agent/store/task-writer.js";
@@ -83,8 +87,11 @@ describe("a store outage inside an attempt", () => {
     });
     const bus = createLocalWakeupBus();
     const realWriter = createTaskWriter({ sql: db.sql, bus });
+    // Observed as the service observes its writer (service.ts).
+    const registry = new Registry();
+    const observed = observeTaskWriter(realWriter, createServiceMetrics({ registry, sql: db.sql, poolMax: 1 }));
     const runner = createTaskRunner({
-      writer: flakyWriter(realWriter, down),
+      writer: flakyWriter(observed, down),
       registry: createAgentRegistry([agent]),
       bus,
       logger: silentLogger(),
@@ -155,5 +162,8 @@ describe("a store outage inside an attempt", () => {
     const text = JSON.stringify(events);
     expect(text).toMatch(/task store was unavailable/);
     expect(text).not.toMatch(/ECONNREFUSED|127\.0\.0\.1|54999/);
+
+    const retried = await registry.getSingleMetric("agentd_task_attempts_retried_total")?.get();
+    expect(retried?.values).toEqual([{ labels: { agent: "outage-probe", reason: "store_outage" }, value: 1 }]);
   });
 });

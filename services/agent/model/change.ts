@@ -71,7 +71,14 @@ export type TaskPatch = Partial<
 export interface TaskChange {
   patch: TaskPatch;
   events?: EventDraft[];
+  /** Set when the change gives a running attempt back to the queue to run again: why
+   * (the attempts-retried metric's `reason`; the writer itself ignores it). */
+  retry?: RetryReason;
 }
+
+/** Why a running task went back to the queue: its runner stopped renewing the lease,
+ * the task store was unreachable, or its runner shut down. */
+export type RetryReason = "lease_lost" | "store_outage" | "shutdown";
 
 /** Decides a change from the locked current row: pure; may throw to refuse,
  * or return null when there is nothing to do. */

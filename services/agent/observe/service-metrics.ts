@@ -113,7 +113,7 @@ export function createServiceMetrics(deps: {
     }),
     attemptsRetried: new Counter({
       name: "agentd_task_attempts_retried_total",
-      help: "Attempts given back to the queue to be retried, by agent and reason (lease_lost, error).",
+      help: "Attempts given back to the queue to run again, by agent and reason: lease_lost (its runner stopped renewing the lease), store_outage (the task store was unreachable), shutdown (its runner shut down).",
       labelNames: ["agent", "reason"],
       registers,
     }),

@@ -4,11 +4,12 @@
 //   (`trace_parent`), so whichever replica runs it joins the same trace;
 // - claim: the queue wait (from when the task could be claimed), as a metric and a span;
 // - every applied change: tasks that ended, and their run time;
-// - the lease sweep: leases lost and attempts retried.
+// - the lease sweep: leases lost;
+// - every change that gives a running attempt back to the queue: attempts retried, by reason.
 import { SpanKind } from "@opentelemetry/api";
 import { contextOf, inSpan, traceparentOf, tracer } from "../../shared/tracing.js";
 import { withoutActor } from "../model/actor.js";
-import type { ChangeResult, StoredEvent } from "../model/change.js";
+import type { ChangeResult, Decide, RetryReason, StoredEvent } from "../model/change.js";
 import { isTerminal, stateOfJsonName, type TaskRow, type TaskStateName } from "../model/task.js";
 import type { TaskWriter } from "../store/task-writer.js";
 import type { ServiceMetrics } from "./service-metrics.js";
@@ -30,8 +31,25 @@ export function observeTaskWriter(writer: TaskWriter, metrics: ServiceMetrics): 
     for (const event of events)
       if (event.kind === "stateChange") entered(task, stateOfJsonName(event.data.state), event.time);
   }
-  const changed = (result: ChangeResult): ChangeResult => {
-    if (result.status === "changed") ended(result.task, result.events);
+  /** `decide`, noting in `reasons` why each task it sends back to the queue goes (the last
+   * decision per task wins, as the writer may decide again after a conflict). */
+  const noting =
+    (decide: Decide, reasons: Map<string, RetryReason>): Decide =>
+    (task) => {
+      const change = decide(task);
+      if (change?.retry) reasons.set(task.task_id, change.retry);
+      else reasons.delete(task.task_id);
+      return change;
+    };
+  function retried(task: TaskRow, reasons: Map<string, RetryReason>): void {
+    const reason = reasons.get(task.task_id);
+    if (reason && task.state === "QUEUED") metrics.attemptsRetried.inc({ agent: task.agent, reason });
+  }
+  const changed = (result: ChangeResult, reasons: Map<string, RetryReason>): ChangeResult => {
+    if (result.status === "changed") {
+      retried(result.task, reasons);
+      ended(result.task, result.events);
+    }
     return result;
   };
   const finishedRows = (rows: TaskRow[]) => {
@@ -50,15 +68,22 @@ export function observeTaskWriter(writer: TaskWriter, metrics: ServiceMetrics): 
       }
       return result;
     },
-    change: async (key, decide, fence) => changed(await writer.change(key, decide, fence)),
-    changeHeld: async (current, decide, fence) => changed(await writer.changeHeld(current, decide, fence)),
+    async change(key, decide, fence) {
+      const reasons = new Map<string, RetryReason>();
+      return changed(await writer.change(key, noting(decide, reasons), fence), reasons);
+    },
+    async changeHeld(current, decide, fence) {
+      const reasons = new Map<string, RetryReason>();
+      return changed(await writer.changeHeld(current, noting(decide, reasons), fence), reasons);
+    },
     async claim(limit, decide) {
       return queued(await writer.claim(limit, decide));
     },
     async sweepExpiredLeases(limit, decide) {
-      const rows = await writer.sweepExpiredLeases(limit, decide);
+      const reasons = new Map<string, RetryReason>();
+      const rows = await writer.sweepExpiredLeases(limit, noting(decide, reasons));
       metrics.leasesLost.inc(rows.length);
-      for (const row of rows) if (row.state === "QUEUED") metrics.attemptsRetried.inc({ agent: row.agent });
+      for (const row of rows) retried(row, reasons);
       return finishedRows(rows);
     },
     sweepExpiredInputs: async (limit, decide) => finishedRows(await writer.sweepExpiredInputs(limit, decide)),

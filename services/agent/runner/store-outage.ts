@@ -45,6 +45,7 @@ export function handBackAfterOutage(now = new Date()): Decide {
           },
         },
       ],
+      retry: "store_outage",
     };
   };
 }

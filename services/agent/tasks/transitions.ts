@@ -79,6 +79,7 @@ export function requeueLost(backoffMs: (attempt: number) => number, now = new Da
         ...noLease,
       },
       events: [log],
+      retry: "lease_lost",
     };
   };
 }
@@ -90,6 +91,7 @@ export function handBack(now = new Date()): Decide {
     return {
       patch: { state: "QUEUED", run_after: now, ...noLease },
       events: [{ kind: "log", data: { level: "info", message: "runner shut down; task handed back to the queue" } }],
+      retry: "shutdown",
     };
   };
 }
