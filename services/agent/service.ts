@@ -13,6 +13,7 @@ import { createAccessTokens, databaseAccessTokenKey } from "../shared/auth/acces
 import { createAuthenticator } from "../shared/auth/authenticator.js";
 import type { Config } from "../shared/config.js";
 import type { Database } from "../shared/db/database.js";
+import { withStatementDeadline } from "../shared/db/statement-deadline.js";
 import { newId } from "../shared/ids.js";
 import type { Logger } from "../shared/log.js";
 import type { WakeupBus } from "../shared/wakeup/bus.js";
@@ -192,6 +193,8 @@ function rpcOptions(
     interceptors: [
       rpcObserver({ metrics, logger, level: config.accessLogLevel }),
       edgeInterceptor(logger),
+      // Each database statement of a call answers within AGENTD_DB_STATEMENT_TIMEOUT_MS, or the call is UNAVAILABLE.
+      (next) => (req) => withStatementDeadline(config.dbStatementTimeoutMs, () => next(req)),
       gate.interceptor,
       authInterceptor(auth),
       inputInterceptor(limits),

@@ -11,6 +11,7 @@ export interface Config {
   dataDir: string;
   databaseUrl: string | undefined;
   dbMaxConnections: number;
+  dbStatementTimeoutMs: number;
   runnerConcurrency: number;
   maxConcurrentRuns: number;
   leaseMs: number;
