@@ -1,13 +1,17 @@
 // Chaos (issue 7, part 5): agentd child processes on a Postgres cluster this test
 // starts itself (test/chaos/cluster.ts; never the machine's server), then
-// (a) stops and restarts that Postgres under load, and (b) kill -9s runners and
-// notifiers over a few hundred tasks. Bounds are generous on purpose: what is
+// (a) stops and restarts that Postgres under load, (b) kill -9s runners and
+// notifiers over a few hundred tasks, and (c) freezes Postgres (SIGSTOP: connections
+// stay open, nothing answers) while calls are made. Bounds are generous on purpose: what is
 // asserted is that nothing is lost, failed, repeated or leaked, not how fast.
 //
 // Runs in the real-Postgres run of `npm test` (DATABASE_URL set), and skips in
 // the embedded-PGlite run: it starts its own cluster either way, so a second run
 // would cost CI minutes and prove nothing new. AGENTD_CHAOS=1 runs it regardless.
+import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type TaskEvent, TaskState } from "../../gen/agentd/v1/task_pb.js";
@@ -405,4 +409,82 @@ describe.skipIf(skipReason !== undefined)("runners and notifiers killed with SIG
     // The runner kills hit attempts in flight: some task ran again under a new attempt, and still succeeded.
     expect(retried).toBeGreaterThan(0);
   }, 300_000);
+});
+
+/** The cluster's server processes: the postmaster (postmaster.pid) and its children. */
+function serverProcesses(): number[] {
+  const postmaster = Number(readFileSync(join(cluster.dataDir, "postmaster.pid"), "utf8").split("\n")[0]);
+  const children = execFileSync("pgrep", ["-P", String(postmaster)], { encoding: "utf8" })
+    .split("\n")
+    .filter(Boolean)
+    .map(Number);
+  return [postmaster, ...children];
+}
+
+describe.skipIf(skipReason !== undefined)("Postgres frozen (SIGSTOP): connections open, no answers", () => {
+  it("answers UNAVAILABLE within the statement deadline, and fails no task", async () => {
+    await cluster.start(); // a no-op, unless a test before failed during its outage
+    const { url, key } = await prepareDatabase();
+    const env = { AGENTD_LEASE_MS: "15000", AGENTD_HEARTBEAT_MS: "500", AGENTD_DB_STATEMENT_TIMEOUT_MS: "2000" };
+    const replica = await serve(url, env);
+    const client = clientsFor(replica.url, key);
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      const { task } = await client.tasks.createTask({
+        agent: "simulate",
+        input: value({ steps: 20, step_delay_ms: 200 }),
+      });
+      ids.push(task!.id);
+    }
+    await sleep(1000);
+
+    const frozen = serverProcesses();
+    process.kill(frozen[0]!, "SIGSTOP");
+    for (const pid of frozen.slice(1)) process.kill(pid, "SIGSTOP");
+    let answers: { code: Code | undefined; message: string; ms: number }[];
+    try {
+      // The connect timeout does not help here: connections are open and the server never answers.
+      answers = await Promise.all(
+        [
+          () => client.tasks.getTask({ taskId: ids[0]! }, { timeoutMs: 30_000 }),
+          () => client.tasks.listTasks({}, { timeoutMs: 30_000 }),
+          () => client.tasks.createTask({ agent: "simulate" }, { timeoutMs: 30_000 }),
+        ].map(async (call) => {
+          const started = Date.now();
+          const error = await call().then(
+            () => undefined,
+            (e: unknown) => ConnectError.from(e),
+          );
+          return { code: error?.code, message: error?.rawMessage ?? "", ms: Date.now() - started };
+        }),
+      );
+      await sleep(2000);
+    } finally {
+      for (const pid of frozen) process.kill(pid, "SIGCONT");
+    }
+    const thawedAt = Date.now();
+    console.info(
+      `frozen Postgres: calls answered ${answers.map((a) => `${Code[a.code ?? 0]} in ${a.ms} ms`).join(", ")}`,
+    );
+    for (const a of answers) {
+      expect(a.code).toBe(Code.Unavailable);
+      expect(a.message).not.toMatch(/ECONNREFUSED|127\.0\.0\.1|:\d{4,5}\b|postgres|statement/i);
+      // The deadline is 2 s, the client's 30 s: generous for a loaded machine.
+      expect(a.ms).toBeLessThan(15_000);
+    }
+
+    await until(
+      () => client.tasks.getTask({ taskId: ids[0]! }, { timeoutMs: 5000 }),
+      () => true,
+      { what: "first OK after the thaw", ms: 30_000, everyMs: 100, retryErrors: true },
+    );
+    console.info(`frozen Postgres: first OK ${Date.now() - thawedAt} ms after SIGCONT`);
+    const finals = await until(
+      () => Promise.all(ids.map((taskId) => client.tasks.getTask({ taskId }, { timeoutMs: 10_000 }))),
+      (all) => all.every((r) => r.task && TERMINAL.has(r.task.state)),
+      { what: "every task ended", ms: 120_000, everyMs: 500, retryErrors: true },
+    );
+    expect(finals.filter((r) => r.task!.state !== TaskState.SUCCEEDED).map((r) => r.task!.error)).toEqual([]);
+    expect(replica.child.exitCode).toBeNull();
+  }, 240_000);
 });
