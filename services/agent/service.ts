@@ -201,7 +201,7 @@ function rpcOptions(
       tokenLimitsInterceptor(),
     ],
     // A request without a valid API key is refused before its body is read.
-    beforeBody: authenticateBeforeBody(auth),
+    beforeBody: authenticateBeforeBody(auth, config.dbStatementTimeoutMs),
     // Each RPC knows its connection, for the per-connection stream cap.
     contextValues: connectionContext,
     fallback: (req, res) => {
