@@ -446,20 +446,34 @@ describe.skipIf(skipReason !== undefined)("Postgres frozen (SIGSTOP): connection
       // Past the API key cache (3 s), so that authenticating the calls needs the database too.
       await sleep(3500);
       // The connect timeout does not help here: connections are open and the server never answers.
-      answers = await Promise.all(
-        [
-          () => client.tasks.getTask({ taskId: ids[0]! }, { timeoutMs: 30_000 }),
-          () => client.tasks.listTasks({}, { timeoutMs: 30_000 }),
-          () => client.tasks.createTask({ agent: "simulate" }, { timeoutMs: 30_000 }),
-        ].map(async (call) => {
-          const started = Date.now();
-          const error = await call().then(
-            () => undefined,
-            (e: unknown) => ConnectError.from(e),
-          );
-          return { code: error?.code, message: error?.rawMessage ?? "", ms: Date.now() - started };
+      const measure = async (call: () => Promise<unknown>) => {
+        const started = Date.now();
+        const error = await call().then(
+          () => undefined,
+          (e: unknown) => ConnectError.from(e),
+        );
+        return { code: error?.code, message: error?.rawMessage ?? "", ms: Date.now() - started };
+      };
+      // SSE first and alone (a key lookup in flight is shared by concurrent calls): its look-ups
+      // before the stream are bounded too, and 503 is its UNAVAILABLE.
+      answers = [
+        await measure(async () => {
+          const res = await fetch(`${replica.url}/v1/tasks/${ids[0]}/events`, {
+            headers: { authorization: `Bearer ${key}` },
+            signal: AbortSignal.timeout(30_000),
+          });
+          const body = await res.text();
+          if (res.status === 503) throw new ConnectError(JSON.parse(body).message, Code.Unavailable);
+          throw new Error(`SSE answered ${res.status}: ${body.slice(0, 200)}`);
         }),
-      );
+        ...(await Promise.all(
+          [
+            () => client.tasks.getTask({ taskId: ids[0]! }, { timeoutMs: 30_000 }),
+            () => client.tasks.listTasks({}, { timeoutMs: 30_000 }),
+            () => client.tasks.createTask({ agent: "simulate" }, { timeoutMs: 30_000 }),
+          ].map(measure),
+        )),
+      ];
       await sleep(2000);
     } finally {
       for (const pid of frozen) process.kill(pid, "SIGCONT");

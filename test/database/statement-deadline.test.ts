@@ -49,6 +49,16 @@ describe.skipIf(!process.env.DATABASE_URL)("a database statement that gets no an
         () => agentd.client.tasks.getTask({ taskId }, { timeoutMs: 30_000 }),
         () => agentd.client.tasks.listTasks({}, { timeoutMs: 30_000 }),
         () => agentd.client.tasks.createTask({ agent: "simulate" }, { timeoutMs: 30_000 }),
+        // SSE: the look-up of the task before the stream starts; 503 is its UNAVAILABLE.
+        async () => {
+          const res = await fetch(`${agentd.url}/v1/tasks/${taskId}/events`, {
+            headers: { authorization: `Bearer ${agentd.key}` },
+            signal: AbortSignal.timeout(30_000),
+          });
+          const body = await res.text();
+          if (res.status === 503) throw new ConnectError(JSON.parse(body).message, Code.Unavailable);
+          throw new Error(`SSE answered ${res.status}: ${body.slice(0, 200)}`);
+        },
       ];
       const answers = await Promise.all(
         calls.map(async (call) => {
