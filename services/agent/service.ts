@@ -13,6 +13,7 @@ import { createAccessTokens, databaseAccessTokenKey } from "../shared/auth/acces
 import { createAuthenticator } from "../shared/auth/authenticator.js";
 import type { Config } from "../shared/config.js";
 import type { Database } from "../shared/db/database.js";
+import { withStatementDeadline } from "../shared/db/statement-deadline.js";
 import { newId } from "../shared/ids.js";
 import type { Logger } from "../shared/log.js";
 import type { WakeupBus } from "../shared/wakeup/bus.js";
@@ -206,13 +207,15 @@ function rpcOptions(
     interceptors: [
       rpcObserver({ metrics, logger, level: config.accessLogLevel }),
       edgeInterceptor(logger),
+      // Each database statement of a call answers within AGENTD_DB_STATEMENT_TIMEOUT_MS, or the call is UNAVAILABLE.
+      (next) => (req) => withStatementDeadline(config.dbStatementTimeoutMs, () => next(req)),
       gate.interceptor,
       authInterceptor(auth),
       inputInterceptor(limits),
       tokenLimitsInterceptor(),
     ],
     // A request without a valid API key is refused before its body is read.
-    beforeBody: authenticateBeforeBody(auth),
+    beforeBody: authenticateBeforeBody(auth, config.dbStatementTimeoutMs),
     // Each RPC knows its connection, for the per-connection stream cap.
     contextValues: connectionContext,
     fallback: (req, res) => {

@@ -12,6 +12,7 @@ export interface Config {
   databaseUrl: string | undefined;
   dbMaxConnections: number;
   groupCommitRows: number;
+  dbStatementTimeoutMs: number;
   runnerConcurrency: number;
   maxConcurrentRuns: number;
   leaseMs: number;

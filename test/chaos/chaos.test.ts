@@ -1,13 +1,17 @@
 // Chaos (issue 7, part 5): agentd child processes on a Postgres cluster this test
 // starts itself (test/chaos/cluster.ts; never the machine's server), then
-// (a) stops and restarts that Postgres under load, and (b) kill -9s runners and
-// notifiers over a few hundred tasks. Bounds are generous on purpose: what is
+// (a) stops and restarts that Postgres under load, (b) kill -9s runners and
+// notifiers over a few hundred tasks, and (c) freezes Postgres (SIGSTOP: connections
+// stay open, nothing answers) while calls are made. Bounds are generous on purpose: what is
 // asserted is that nothing is lost, failed, repeated or leaked, not how fast.
 //
 // Runs in the real-Postgres run of `npm test` (DATABASE_URL set), and skips in
 // the embedded-PGlite run: it starts its own cluster either way, so a second run
 // would cost CI minutes and prove nothing new. AGENTD_CHAOS=1 runs it regardless.
+import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type TaskEvent, TaskState } from "../../gen/agentd/v1/task_pb.js";
@@ -291,10 +295,13 @@ describe.skipIf(skipReason !== undefined)("runners and notifiers killed with SIG
     const receiver = await startReceiver(() => ({ status: 200, delayMs: Math.floor(Math.random() * 20) }));
     receivers.push(receiver);
 
+    // Tasks keep coming for as long as processes are being killed (at least 200, at most 600),
+    // so every kill lands while there is work: runners die with attempts in flight.
     const ids: string[] = [];
     const createErrors: string[] = [];
+    let killing = true;
     const creating = (async () => {
-      for (let i = 0; i < 200; i++) {
+      while ((killing || ids.length < 200) && ids.length + createErrors.length < 600) {
         try {
           const { task } = await client.tasks.createTask({
             agent: "simulate",
@@ -306,22 +313,25 @@ describe.skipIf(skipReason !== undefined)("runners and notifiers killed with SIG
         } catch (error) {
           createErrors.push(ConnectError.from(error).message);
         }
+        await sleep(30);
       }
     })();
 
-    // A kill every second or so; each victim is replaced in the background
-    // (starting a process is slow on a loaded machine), and one of each kind is always left.
-    let kills = 0;
+    // KILLS kills, runners and notifiers in turn, 0.5–1.2 s apart; each victim is replaced in the
+    // background (starting a process is slow on a loaded machine), and one of each kind is always left.
+    const KILLS = 8;
+    const killed = { runners: 0, notifiers: 0 };
     const replacements: Promise<unknown>[] = [];
-    const deadline = Date.now() + 20_000;
-    while (kills < 6 && Date.now() < deadline) {
-      await sleep(800 + Math.random() * 700);
-      const pool = Math.random() < 0.5 ? runners : notifiers;
-      if (pool.length < 2) continue;
+    const deadline = Date.now() + 90_000;
+    while (killed.runners + killed.notifiers < KILLS && Date.now() < deadline) {
+      await sleep(500 + Math.random() * 700);
+      const kind = (killed.runners + killed.notifiers) % 2 === 0 ? "runners" : "notifiers";
+      const pool = kind === "runners" ? runners : notifiers;
+      if (pool.length < 2) continue; // its last kill's replacement is still starting
       const [victim] = pool.splice(Math.floor(Math.random() * pool.length), 1);
       await victim!.kill("SIGKILL");
-      kills++;
-      const next = pool === runners ? serve(url, { ...env, AGENTD_RUNNER_CONCURRENCY: "8" }) : notifier(url, env);
+      killed[kind]++;
+      const next = kind === "runners" ? serve(url, { ...env, AGENTD_RUNNER_CONCURRENCY: "8" }) : notifier(url, env);
       // A replacement too slow to start on a loaded machine costs capacity, not correctness.
       replacements.push(
         next
@@ -329,10 +339,14 @@ describe.skipIf(skipReason !== undefined)("runners and notifiers killed with SIG
           .catch((e: unknown) => console.warn(`a replacement did not start: ${String(e).slice(0, 200)}`)),
       );
     }
+    killing = false;
     await creating;
     await Promise.all(replacements);
     expect(createErrors).toEqual([]);
-    expect(kills).toBeGreaterThan(0);
+    // Enough kills of each kind to mean something (the deadline is generous for a loaded machine).
+    expect(killed.runners).toBeGreaterThanOrEqual(KILLS / 2 - 1);
+    expect(killed.notifiers).toBeGreaterThanOrEqual(KILLS / 2 - 1);
+    expect(ids.length).toBeGreaterThanOrEqual(200);
 
     const finals = await until(
       () => Promise.all(ids.map((taskId) => client.tasks.getTask({ taskId }, { timeoutMs: 10_000 }))),
@@ -390,7 +404,103 @@ describe.skipIf(skipReason !== undefined)("runners and notifiers killed with SIG
     for (const [k, webhookIds] of byEvent)
       expect(webhookIds.size, `event ${k} delivered under several webhook-ids`).toBe(1);
     console.info(
-      `chaos kill -9: ${kills} kills, ${ids.length} tasks, ${retried} retried attempts, ${receiver.received.length} webhook requests for ${expected.size} events`,
+      `chaos kill -9: ${killed.runners} runner and ${killed.notifiers} notifier kills, ${ids.length} tasks, ${retried} retried attempts, ${receiver.received.length} webhook requests for ${expected.size} events`,
     );
+    // The runner kills hit attempts in flight: some task ran again under a new attempt, and still succeeded.
+    expect(retried).toBeGreaterThan(0);
   }, 300_000);
+});
+
+/** The cluster's server processes: the postmaster (postmaster.pid) and its children. */
+function serverProcesses(): number[] {
+  const postmaster = Number(readFileSync(join(cluster.dataDir, "postmaster.pid"), "utf8").split("\n")[0]);
+  const children = execFileSync("pgrep", ["-P", String(postmaster)], { encoding: "utf8" })
+    .split("\n")
+    .filter(Boolean)
+    .map(Number);
+  return [postmaster, ...children];
+}
+
+describe.skipIf(skipReason !== undefined)("Postgres frozen (SIGSTOP): connections open, no answers", () => {
+  it("answers UNAVAILABLE within the statement deadline, and fails no task", async () => {
+    await cluster.start(); // a no-op, unless a test before failed during its outage
+    const { url, key } = await prepareDatabase();
+    const env = { AGENTD_LEASE_MS: "15000", AGENTD_HEARTBEAT_MS: "500", AGENTD_DB_STATEMENT_TIMEOUT_MS: "2000" };
+    const replica = await serve(url, env);
+    const client = clientsFor(replica.url, key);
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      const { task } = await client.tasks.createTask({
+        agent: "simulate",
+        input: value({ steps: 20, step_delay_ms: 200 }),
+      });
+      ids.push(task!.id);
+    }
+    await sleep(1000);
+
+    const frozen = serverProcesses();
+    process.kill(frozen[0]!, "SIGSTOP");
+    for (const pid of frozen.slice(1)) process.kill(pid, "SIGSTOP");
+    let answers: { code: Code | undefined; message: string; ms: number }[];
+    try {
+      // Past the API key cache (3 s), so that authenticating the calls needs the database too.
+      await sleep(3500);
+      // The connect timeout does not help here: connections are open and the server never answers.
+      const measure = async (call: () => Promise<unknown>) => {
+        const started = Date.now();
+        const error = await call().then(
+          () => undefined,
+          (e: unknown) => ConnectError.from(e),
+        );
+        return { code: error?.code, message: error?.rawMessage ?? "", ms: Date.now() - started };
+      };
+      // SSE first and alone (a key lookup in flight is shared by concurrent calls): its look-ups
+      // before the stream are bounded too, and 503 is its UNAVAILABLE.
+      answers = [
+        await measure(async () => {
+          const res = await fetch(`${replica.url}/v1/tasks/${ids[0]}/events`, {
+            headers: { authorization: `Bearer ${key}` },
+            signal: AbortSignal.timeout(30_000),
+          });
+          const body = await res.text();
+          if (res.status === 503) throw new ConnectError(JSON.parse(body).message, Code.Unavailable);
+          throw new Error(`SSE answered ${res.status}: ${body.slice(0, 200)}`);
+        }),
+        ...(await Promise.all(
+          [
+            () => client.tasks.getTask({ taskId: ids[0]! }, { timeoutMs: 30_000 }),
+            () => client.tasks.listTasks({}, { timeoutMs: 30_000 }),
+            () => client.tasks.createTask({ agent: "simulate" }, { timeoutMs: 30_000 }),
+          ].map(measure),
+        )),
+      ];
+      await sleep(2000);
+    } finally {
+      for (const pid of frozen) process.kill(pid, "SIGCONT");
+    }
+    const thawedAt = Date.now();
+    console.info(
+      `frozen Postgres: calls answered ${answers.map((a) => `${Code[a.code ?? 0]} in ${a.ms} ms`).join(", ")}`,
+    );
+    for (const a of answers) {
+      expect(a.code).toBe(Code.Unavailable);
+      expect(a.message).not.toMatch(/ECONNREFUSED|127\.0\.0\.1|:\d{4,5}\b|postgres|statement/i);
+      // The deadline is 2 s, the client's 30 s: generous for a loaded machine.
+      expect(a.ms).toBeLessThan(15_000);
+    }
+
+    await until(
+      () => client.tasks.getTask({ taskId: ids[0]! }, { timeoutMs: 5000 }),
+      () => true,
+      { what: "first OK after the thaw", ms: 30_000, everyMs: 100, retryErrors: true },
+    );
+    console.info(`frozen Postgres: first OK ${Date.now() - thawedAt} ms after SIGCONT`);
+    const finals = await until(
+      () => Promise.all(ids.map((taskId) => client.tasks.getTask({ taskId }, { timeoutMs: 10_000 }))),
+      (all) => all.every((r) => r.task && TERMINAL.has(r.task.state)),
+      { what: "every task ended", ms: 120_000, everyMs: 500, retryErrors: true },
+    );
+    expect(finals.filter((r) => r.task!.state !== TaskState.SUCCEEDED).map((r) => r.task!.error)).toEqual([]);
+    expect(replica.child.exitCode).toBeNull();
+  }, 240_000);
 });

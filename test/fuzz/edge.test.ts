@@ -9,15 +9,30 @@
 //
 // Bounded for CI (FUZZ_RUNS cases per property); deeper: `npm run fuzz -- --long`
 // or AGENTD_FUZZ_RUNS=5000.
+import { readdirSync } from "node:fs";
 import * as http2 from "node:http2";
+import { join } from "node:path";
 import { create, fromJson, toBinary } from "@bufbuild/protobuf";
 import { ValueSchema } from "@bufbuild/protobuf/wkt";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CreateTaskRequestSchema } from "../../gen/agentd/v1/task_service_pb.js";
+import { CONSOLE_DIST } from "../../services/agent/server/console.js";
+import { buildConsoleIfStale } from "../../services/agent/server/console-build.js";
 import { startAgentd, type TestAgentd } from "../support/agentd.js";
+import { value } from "../support/json.js";
 import { healthOk, rawExchange, statusOf } from "./child.js";
-import { headerArb, methodArb, pathArb, payloadArb, protocolArb, rpcArb } from "./inputs.js";
+import {
+  headerArb,
+  methodArb,
+  pathArb,
+  payloadArb,
+  protocolArb,
+  routeArb,
+  routeHeaderArb,
+  routePaths,
+  rpcArb,
+} from "./inputs.js";
 import {
   createWire,
   FUZZ_RUNS,
@@ -272,6 +287,133 @@ describe("raw HTTP: methods, paths and headers", () => {
       }),
       { numRuns: FUZZ_RUNS },
     );
+    await expectHealthy();
+  });
+});
+
+/**
+ * The one port's HTTP routes besides the RPCs: probes, API docs, the console's static files and a
+ * real task's SSE stream (one finished, one still running), with hostile methods, paths,
+ * percent-encoding, queries and headers, over HTTP/1.1 and HTTP/2. Never a 5xx, never more than
+ * MAX_ANSWER_BYTES, and the server answers health afterwards.
+ */
+describe("raw HTTP: every route of the one port", () => {
+  let doneId: string;
+  let liveId: string;
+  let asset: string;
+  let session: http2.ClientHttp2Session;
+
+  beforeAll(async () => {
+    // The console's real files (npm ci builds them; a checkout without a build gets one here).
+    await buildConsoleIfStale();
+    asset = `/assets/${readdirSync(join(CONSOLE_DIST, "assets"))[0]}`;
+    const done = await agentd.client.agents.run({ agent: "simulate", input: value({ steps: 2 }) });
+    doneId = done.task!.id;
+    const { task } = await agentd.client.tasks.createTask({
+      agent: "simulate",
+      input: value({ steps: 1, step_delay_ms: 600_000 }),
+    });
+    liveId = task!.id;
+    session = http2.connect(agentd.url);
+    session.on("error", () => {});
+  }, 120_000);
+
+  afterAll(async () => {
+    session?.destroy();
+    if (liveId) await agentd.client.tasks.cancelTask({ taskId: liveId });
+  });
+
+  const routes = () => routePaths([doneId, liveId], [asset]);
+  // A static file is as large as it is (swagger-ui-bundle.js is 1.7 MB) whatever was asked;
+  // every other answer is held to MAX_ANSWER_BYTES.
+  const MAX_FILE_BYTES = 4 << 20;
+  const isStaticFile = (head: string) => /(text\/javascript|text\/css)/i.test(head);
+  const tooLarge = (a: { bytes: number; head: string }) =>
+    a.bytes > (isStaticFile(a.head) ? MAX_FILE_BYTES : MAX_ANSWER_BYTES);
+  // A running task's stream stays open: the client closes it after a short while.
+  const waitFor = (path: string) => (path.includes(liveId) ? 1_000 : 3_000);
+
+  async function overHttp1(
+    method: string,
+    path: string,
+    headers: Record<string, string>,
+    withKey: boolean,
+    http10 = false,
+  ) {
+    // HTTP/1.0 without a Host header once crashed the Connect adapter (issue 7, part 1).
+    const lines = http10
+      ? [`${method} ${path} HTTP/1.0`, "content-length: 0"]
+      : [`${method} ${path} HTTP/1.1`, "host: fuzz", "connection: close", "content-length: 0"];
+    for (const [name, v] of Object.entries(headers)) lines.push(`${name}: ${v}`);
+    if (withKey && !("authorization" in headers)) lines.push(`authorization: Bearer ${agentd.key}`);
+    const { data } = await rawExchange(agentd.port, Buffer.from(`${lines.join("\r\n")}\r\n\r\n`, "latin1"), {
+      timeoutMs: waitFor(path),
+      maxBytes: MAX_FILE_BYTES + 1,
+    });
+    const head = data.subarray(0, data.indexOf("\r\n\r\n") + 1).toString("latin1");
+    return { status: statusOf(data), bytes: data.byteLength, head, text: data.subarray(0, 300).toString("latin1") };
+  }
+
+  async function overHttp2(method: string, path: string, headers: Record<string, string>, withKey: boolean) {
+    const h: http2.OutgoingHttpHeaders = { ":method": method, ":path": path, ...headers };
+    // Node's HTTP/2 client refuses to send any other `te` (a connection header in HTTP/1.1).
+    if ("te" in h) h.te = "trailers";
+    if (withKey && !("authorization" in headers)) h.authorization = `Bearer ${agentd.key}`;
+    const raw = await sendH2(session, h, new Uint8Array(0), waitFor(path), MAX_FILE_BYTES + 1);
+    const head = JSON.stringify(raw.headers);
+    return { status: raw.status, bytes: raw.body.byteLength, head, text: raw.body.subarray(0, 300).toString("latin1") };
+  }
+
+  it("each route, plainly asked, is served (so the fuzzing below reaches real handlers)", {
+    timeout: 60_000,
+  }, async () => {
+    for (const send of [overHttp1, overHttp2]) {
+      for (const path of routes()) {
+        const answer = await send("GET", path, {}, true);
+        expect(answer.status, `${send.name} GET ${path}: ${answer.text}`).toBeLessThan(500);
+        expect(tooLarge(answer), `${send.name} GET ${path}: ${answer.bytes} bytes`).toBe(false);
+      }
+      expect((await send("GET", "/healthz", {}, false)).status).toBe(200);
+      expect((await send("GET", "/readyz", {}, false)).status).toBe(200);
+      expect((await send("GET", "/openapi.json", {}, false)).status).toBe(200);
+      expect((await send("GET", "/docs", {}, false)).status).toBe(200);
+      expect((await send("GET", "/", {}, false)).status).toBe(200);
+      expect((await send("GET", asset, {}, false)).status).toBe(200);
+      const finished = await send("GET", `/v1/tasks/${doneId}/events`, {}, true);
+      expect(finished.status).toBe(200);
+      expect(finished.head).toContain("text/event-stream");
+      expect(finished.bytes).toBeGreaterThan(100); // its events, replayed
+      const running = await send("GET", `/v1/tasks/${liveId}/events`, {}, true);
+      expect(running.status).toBe(200);
+      expect(running.head).toContain("text/event-stream");
+    }
+  });
+
+  it("any method, path, query and headers on a route get an answer below 500, bounded in size", {
+    timeout: FUZZ_TIMEOUT_MS,
+  }, async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.constantFrom(overHttp1, overHttp2),
+        // Mostly the methods the routes serve, so most cases get past the method check.
+        fc.oneof({ weight: 2, arbitrary: fc.constantFrom("GET", "HEAD") }, { weight: 1, arbitrary: methodArb }),
+        fc.constant(null).chain(() => routeArb([doneId, liveId], [asset])),
+        routeHeaderArb,
+        fc.boolean(),
+        fc.boolean(),
+        async (send, method, path, headers, withKey, http10) => {
+          const answer = await send(method, path, headers, withKey, http10);
+          if (answer.status >= 500 || tooLarge(answer)) {
+            throw new Error(
+              `${send.name} ${method} ${path} ${JSON.stringify(headers)}: HTTP ${answer.status}, ${answer.bytes} bytes: ${answer.text}`,
+            );
+          }
+        },
+      ),
+      { numRuns: FUZZ_RUNS * 4 },
+    );
+    expect((await overHttp1("GET", "/healthz", {}, false)).status).toBe(200);
+    expect((await overHttp2("GET", `/v1/tasks/${doneId}/events`, {}, true)).status).toBe(200);
     await expectHealthy();
   });
 });

@@ -163,3 +163,132 @@ export const methodArb = fc.constantFrom(
   "BREW",
   "post",
 );
+
+/** The HTTP routes of the one port besides the RPCs, as a client would name them. */
+export function routePaths(taskIds: string[], files: string[] = []): string[] {
+  return [
+    "/healthz",
+    "/readyz",
+    "/openapi.json",
+    "/docs",
+    "/docs/",
+    "/docs/init.js",
+    "/docs/swagger-ui.css",
+    "/docs/swagger-ui-bundle.js",
+    "/docs/swagger-ui-standalone-preset.js",
+    "/",
+    "/index.html",
+    "/favicon.svg",
+    "/assets/",
+    "/assets/index.js",
+    "/metrics",
+    ...files,
+    ...taskIds.flatMap((id) => [`/v1/tasks/${id}/events`, `/v1/tasks/${id}/events/`]),
+  ];
+}
+
+/** Hostile ways to write a path: percent-encoding (valid, malformed, of separators), dot segments, queries. */
+const pathMutation = fc.oneof(
+  { weight: 3, arbitrary: fc.constant((p: string) => p) },
+  fc.constantFrom(
+    (p: string) => p.replace(/[a-z]/, (c) => `%${c.charCodeAt(0).toString(16)}`), // "/%68ealthz"
+    (p: string) => p.replace(/[a-z]/, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`),
+    (p: string) => p.replaceAll("/", "%2F"),
+    (p: string) => p.replaceAll("/", "%2f"),
+    (p: string) => `/${p}`,
+    (p: string) => `${p}/`,
+    (p: string) => `${p}//`,
+    (p: string) => `${p}/..`,
+    (p: string) => `${p}/.`,
+    (p: string) => `/x/..${p}`,
+    (p: string) => `/.${p}`,
+    (p: string) => `${p}%`,
+    (p: string) => `${p}%ZZ`,
+    (p: string) => `${p}%00`,
+    (p: string) => `${p}%C0%AE%C0%AE`,
+    (p: string) => `${p}%ED%A0%80`,
+    (p: string) => p.toUpperCase(),
+    (p: string) => `${p};jsessionid=1`,
+    (p: string) => `${p}#frag`,
+    (p: string) => `${p}\\..\\x`,
+    // The segment before the last (a task id in the SSE route), malformed or traversing.
+    (p: string) => p.replace(/[^/]+(?=\/[^/]*$)/, (seg) => `${seg}%ZZ`),
+    (p: string) => p.replace(/[^/]+(?=\/[^/]*$)/, "%"),
+    (p: string) => p.replace(/[^/]+(?=\/[^/]*$)/, "%E0%A4%A"),
+    (p: string) => p.replace(/[^/]+(?=\/[^/]*$)/, "%00"),
+    (p: string) => p.replace(/[^/]+(?=\/[^/]*$)/, "..%2F..%2Fetc"),
+    (p: string) => p.replace(/[^/]+(?=\/[^/]*$)/, (seg) => encodeURIComponent(encodeURIComponent(seg))),
+  ),
+  fc
+    .string({ maxLength: 30 })
+    .map((s) => (p: string) => `${p}/${s.replace(/[^\x21-\x7e]/g, (c) => encodeURIComponent(c).slice(0, 3))}`),
+);
+
+/** Hostile query strings, the SSE route's `after_sequence` among them. */
+const queryArb = fc.oneof(
+  { weight: 3, arbitrary: fc.constant("") },
+  fc.constantFrom(
+    "?",
+    "??",
+    "?after_sequence=",
+    "?after_sequence=0",
+    "?after_sequence=3",
+    "?after_sequence=-1",
+    "?after_sequence=1e3",
+    "?after_sequence=0x10",
+    "?after_sequence=99999999999999999999",
+    "?after_sequence=9223372036854775808",
+    "?after_sequence=%ZZ",
+    "?after_sequence=1&after_sequence=2",
+    "?%ZZ",
+    "?a=%00",
+    "?&&&=",
+  ),
+  fc.string({ maxLength: 30 }).map((s) => `?${s.replace(/[^\x21-\x7e]/g, "%").replaceAll("#", "%23")}`),
+);
+
+/** A route of the one port, written as a hostile client might. */
+export function routeArb(taskIds: string[], files: string[] = []): fc.Arbitrary<string> {
+  return fc
+    .tuple(fc.constantFrom(...routePaths(taskIds, files)), pathMutation, queryArb)
+    .map(([path, mutate, query]) => `${mutate(path)}${query}`);
+}
+
+/** Headers that matter to static files, probes and SSE, beside the RPC headers. */
+export const routeHeaderArb = fc
+  .tuple(
+    headerArb,
+    fc.dictionary(
+      fc.constantFrom(
+        "range",
+        "if-none-match",
+        "if-modified-since",
+        "accept-encoding",
+        "origin",
+        "cookie",
+        "last-event-id",
+        "cache-control",
+        "accept",
+      ),
+      fc.oneof(
+        headerValue,
+        fc.constantFrom(
+          "bytes=0-0",
+          "bytes=-1",
+          "bytes=99999999999-",
+          "*",
+          'W/"x"',
+          "Thu, 01 Jan 1970 00:00:00 GMT",
+          "not a date",
+          "gzip, br;q=0",
+          "null",
+          "text/event-stream",
+          "-1",
+          "99999999999999999999",
+          "%ZZ",
+        ),
+      ),
+      { maxKeys: 3 },
+    ),
+  )
+  .map(([a, b]) => ({ ...a, ...b }));

@@ -183,6 +183,8 @@ export function sendH2(
   headers: http2.OutgoingHttpHeaders,
   body: Uint8Array,
   waitMs: number,
+  /** The client stops reading (and cancels the stream) past this many body bytes. */
+  maxBytes = MAX_ANSWER_BYTES + 1,
 ): Promise<RawAnswer> {
   return new Promise((resolve) => {
     const out: RawAnswer = { status: 0, headers: {}, trailers: {}, body: Buffer.alloc(0), timedOut: false };
@@ -208,7 +210,7 @@ export function sendH2(
     });
     stream.on("data", (chunk: Buffer) => {
       size += chunk.length;
-      if (size <= MAX_ANSWER_BYTES + 1) chunks.push(chunk);
+      if (size <= maxBytes) chunks.push(chunk);
       else stream.close(http2.constants.NGHTTP2_CANCEL);
     });
     stream.on("error", (error) => {
@@ -222,7 +224,9 @@ export function sendH2(
         error: out.error ?? (stream.rstCode ? `RST_STREAM ${stream.rstCode}` : undefined),
       });
     });
-    stream.end(body);
+    // Node ends a GET or HEAD at its headers (END_STREAM): writing to it then fails the stream,
+    // and its answer would be lost.
+    if (!stream.writableEnded) stream.end(body);
   });
 }
 

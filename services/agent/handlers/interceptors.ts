@@ -13,6 +13,7 @@ import {
 import type { Authentication, Authenticator, Principal } from "../../shared/auth/authenticator.js";
 import { endOnRevocation } from "../../shared/auth/revocation.js";
 import { SCOPES, type Scope } from "../../shared/auth/scopes.js";
+import { withStatementDeadline } from "../../shared/db/statement-deadline.js";
 import { invalidArgument, rpcError } from "../../shared/errors.js";
 import type { Logger } from "../../shared/log.js";
 import { principalKey, requestIdKey } from "../model/request-context.js";
@@ -22,6 +23,11 @@ import { checkMessage, type RequestCheckLimits } from "./request-check.js";
 /** The caller's authentication, when it was made from the headers before the body was read. */
 const earlyAuthenticationKey = createContextKey<Authentication | undefined>(undefined, {
   description: "authentication before the body",
+});
+
+/** Why authenticating from the headers failed (the database did not answer): the interceptor answers with it. */
+const earlyFailureKey = createContextKey<{ error: unknown } | undefined>(undefined, {
+  description: "authentication failure before the body",
 });
 
 /** The scopes that allow each RPC (any one suffices). Services not listed are open (health, reflection). */
@@ -66,6 +72,9 @@ export function authInterceptor(auth: Authenticator): Interceptor {
       }
       return next(req);
     }
+    // A lookup that already failed before the body is not tried again: the call would wait twice.
+    const early = req.contextValues.get(earlyFailureKey);
+    if (early) throw early.error;
     const result =
       req.contextValues.get(earlyAuthenticationKey) ?? (await auth.authenticate(req.header.get("authorization")));
     if (!result.ok) throw rpcError(Code.Unauthenticated, result.reason, result.message);
@@ -124,8 +133,8 @@ function requestIdOf(header: string | null): string {
 /** For the RPC handler's `beforeBody`: authenticates from the headers alone, so that a request
  * without a valid key is refused without reading (or buffering) its body. The result is kept for
  * `authInterceptor`, which then answers in the protocol's form. A failed lookup (database down)
- * leaves it to the interceptor. */
-export function authenticateBeforeBody(auth: Authenticator) {
+ * is kept for the interceptor too, which answers with it (UNAVAILABLE) after the body. */
+export function authenticateBeforeBody(auth: Authenticator, statementTimeoutMs = 0) {
   return async (
     req: { headers: Record<string, string | string[] | undefined> },
     rpc: { service: string; method: string },
@@ -135,8 +144,12 @@ export function authenticateBeforeBody(auth: Authenticator) {
     const header = req.headers.authorization;
     let result: Authentication;
     try {
-      result = await auth.authenticate(typeof header === "string" ? header : null);
-    } catch {
+      // Outside the interceptors, so the call's statement deadline is set here too.
+      result = await withStatementDeadline(statementTimeoutMs, () =>
+        auth.authenticate(typeof header === "string" ? header : null),
+      );
+    } catch (error) {
+      values.set(earlyFailureKey, { error });
       return { readBody: true };
     }
     values.set(earlyAuthenticationKey, result);

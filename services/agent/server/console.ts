@@ -1,6 +1,8 @@
 // The web console (web/console), served same-origin at GET / from its Vite build in dist/console.
 // Only files of the build are served: the path is looked up in the folder's listing, read once,
 // never joined from request text. Without a build, / answers a short page saying how to make one.
+// Only files of the listing are ever cached, so the cache is bounded by the build's size however
+// many distinct made-up paths clients ask for.
 import { readdir, readFile } from "node:fs/promises";
 import { join, relative } from "node:path";
 import type { NodeHandlerFn } from "./one-port.js";
@@ -11,6 +13,8 @@ type Response = Parameters<NodeHandlerFn>[1];
 export interface ConsoleSite {
   /** Serves GET/HEAD of / and the build's files; false for any other request. */
   handle(req: Request, res: Response): boolean;
+  /** How many files are held in memory (at most the build's file count). */
+  cachedFiles(): number;
 }
 
 /** Where `npm run build:console` writes the console. */
@@ -60,16 +64,17 @@ export function createConsoleSite(opts: { root?: string } = {}): ConsoleSite {
   let listing: Promise<Map<string, string>> | undefined;
   const cache = new Map<string, Promise<File | undefined>>();
 
-  const load = (path: string): Promise<File | undefined> => {
+  const load = async (path: string): Promise<File | undefined> => {
+    listing ??= listFiles(root).catch(() => new Map());
+    const full = (await listing).get(path);
+    // A path that is not a file of the build is answered without a trace: no cache entry.
+    if (!full) return undefined;
     let file = cache.get(path);
     if (!file) {
-      listing ??= listFiles(root).catch(() => new Map());
-      file = listing.then(async (files) => {
-        const full = files.get(path);
-        if (!full) return undefined;
-        const ext = path.slice(path.lastIndexOf(".") + 1);
-        return { body: await readFile(full), type: TYPES[ext] ?? "application/octet-stream" };
-      });
+      const ext = path.slice(path.lastIndexOf(".") + 1);
+      file = readFile(full).then((body) => ({ body, type: TYPES[ext] ?? "application/octet-stream" }));
+      // A read that failed (the file went away) is tried again next time, not remembered.
+      file.catch(() => cache.delete(path));
       cache.set(path, file);
     }
     return file;
@@ -110,5 +115,6 @@ export function createConsoleSite(opts: { root?: string } = {}): ConsoleSite {
       );
       return true;
     },
+    cachedFiles: () => cache.size,
   };
 }

@@ -16,6 +16,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { RetryInfoSchema } from "../../../gen/google/rpc/error_details_pb.js";
 import type { Authenticator, AuthFailure } from "../../shared/auth/authenticator.js";
 import type { Sql } from "../../shared/db/database.js";
+import { withStatementDeadline } from "../../shared/db/statement-deadline.js";
 import { parseId } from "../../shared/ids.js";
 import type { Logger } from "../../shared/log.js";
 import { isTerminal } from "../model/task.js";
@@ -114,6 +115,8 @@ export interface SseDeps {
   limits: StreamLimits;
   auth: Authenticator;
   logger: Logger;
+  /** AGENTD_DB_STATEMENT_TIMEOUT_MS, for the look-ups before the stream starts (0: unbounded). */
+  statementTimeoutMs?: number;
 }
 
 /** Handles `GET /v1/tasks/{id}/events`; returns false for any other path. */
@@ -151,7 +154,10 @@ export function createSseHandler(deps: SseDeps): (req: NodeRequest, res: NodeRes
       return;
     }
     const authorization = req.headers.authorization;
-    const auth = await deps.auth.authenticate(typeof authorization === "string" ? authorization : null);
+    // The look-ups before the stream answer 503 within the statement deadline when the database
+    // does not answer; the stream itself is not bounded (the hub's tail retries on its own).
+    const bounded = <T>(fn: () => Promise<T>) => withStatementDeadline(deps.statementTimeoutMs ?? 0, fn);
+    const auth = await bounded(() => deps.auth.authenticate(typeof authorization === "string" ? authorization : null));
     if (!auth.ok) {
       sendError(res, 401, "unauthenticated", auth.reason, auth.message, { "www-authenticate": "Bearer" });
       return;
@@ -171,7 +177,7 @@ export function createSseHandler(deps: SseDeps): (req: NodeRequest, res: NodeRes
     if (id === null) return notFound();
     // An access token limited to tasks sees only those (token-limits.ts).
     if (principal.token?.taskIds && !principal.token.taskIds.includes(id)) return notFound();
-    const task = await findTask(deps.sql, { tenantId: principal.tenantId, taskId: id });
+    const task = await bounded(() => findTask(deps.sql, { tenantId: principal.tenantId, taskId: id }));
     if (!task) return notFound();
     if (isTerminal(task.state) && cursor.after >= Number(task.last_sequence)) {
       // Everything was sent: 204 tells EventSource not to reconnect.

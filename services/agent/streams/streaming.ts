@@ -34,7 +34,12 @@ export function createStreaming(deps: {
   logger: Logger;
   config: Pick<
     Config,
-    "pollMs" | "streamKeepAliveMs" | "maxStreamsPerConnection" | "maxStreamsPerTenant" | "streamWindowEvents"
+    | "pollMs"
+    | "streamKeepAliveMs"
+    | "maxStreamsPerConnection"
+    | "maxStreamsPerTenant"
+    | "streamWindowEvents"
+    | "dbStatementTimeoutMs"
   >;
 }): Streaming {
   const { config } = deps;
@@ -54,7 +59,14 @@ export function createStreaming(deps: {
     perTenant: config.maxStreamsPerTenant,
     metrics,
   });
-  const sse = createSseHandler({ sql: deps.sql, hub, limits, auth: deps.auth, logger });
+  const sse = createSseHandler({
+    sql: deps.sql,
+    hub,
+    limits,
+    auth: deps.auth,
+    logger,
+    statementTimeoutMs: config.dbStatementTimeoutMs,
+  });
 
   return {
     hub,

@@ -5,6 +5,7 @@ import { type Logger, silentLogger } from "../log.js";
 import { parseDatabaseUrl } from "./database-url.js";
 import { startEmbeddedPostgres } from "./embedded.js";
 import { createPrimaryLocator, NO_PRIMARY, type PrimaryLocator, primaryOnlyOptions } from "./primary-locator.js";
+import { boundStatement, boundTransaction, STATEMENT_TIMEOUT } from "./statement-deadline.js";
 
 /** A postgres.js client (a pool of connections). */
 export type Sql = postgres.Sql;
@@ -202,9 +203,16 @@ function createRecyclableClient(
   recyclers.add(recycle);
   installDriverGuard(logger);
   // Calls (tagged templates, helpers) and properties (begin, json, end…) go to the current pool.
+  // Statements and transactions made inside an RPC get its statement deadline (statement-deadline.ts).
+  const pool = () => current as unknown as Record<PropertyKey, (...a: unknown[]) => unknown>;
   const sql = new Proxy(function recyclableSql() {} as unknown as Sql, {
-    apply: (_target, _this, args: unknown[]) => (current as unknown as (...a: unknown[]) => unknown)(...args),
-    get: (_target, prop) => (current as unknown as Record<PropertyKey, unknown>)[prop],
+    apply: (_target, _this, args: unknown[]) =>
+      boundStatement((current as unknown as (...a: unknown[]) => unknown)(...args)),
+    get: (_target, prop) => {
+      if (prop === "unsafe") return (...a: unknown[]) => boundStatement(pool().unsafe!(...a));
+      if (prop === "begin") return (...a: unknown[]) => boundTransaction(pool().begin!(...a) as Promise<unknown>);
+      return pool()[prop];
+    },
   });
   return {
     sql,
@@ -305,6 +313,8 @@ const UNAVAILABLE_CODES = new Set([
   "25006",
   // No host of a multi-host DATABASE_URL is a writable primary (failover in progress).
   NO_PRIMARY,
+  // A statement of an RPC got no answer within AGENTD_DB_STATEMENT_TIMEOUT_MS (a hung server, a stuck lock).
+  STATEMENT_TIMEOUT,
 ]);
 
 /** A deadlock or serialization failure: the transaction rolled back, so the call is safe to retry. */

@@ -56,6 +56,15 @@ export const SERVICE_SETTINGS = [
     help: "Group commit: new tasks, and runners' changes to different tasks (deltas, progress, completions), that arrive while earlier writes are in flight are written together, up to this many in one statement (each still answered only once its own rows are durable). 1: each alone.",
   }),
   s({
+    key: "dbStatementTimeoutMs",
+    env: "AGENTD_DB_STATEMENT_TIMEOUT_MS",
+    kind: "int",
+    min: 0,
+    max: 600000,
+    default: 5000,
+    help: "Longest an RPC waits for one Postgres statement (a free connection included) before it answers UNAVAILABLE: a database that accepts connections but does not answer (hung, locked) fails calls promptly, not at the client's deadline. 0: no bound.",
+  }),
+  s({
     key: "runnerConcurrency",
     env: "AGENTD_RUNNER_CONCURRENCY",
     flag: "--concurrency",
