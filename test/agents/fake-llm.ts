@@ -1,7 +1,8 @@
 // A small OpenAI-compatible Chat Completions server for tests and the LLM benchmark, on
 // loopback port 0. It speaks the real wire format: `POST /v1/chat/completions` with
 // `stream: true` answers `text/event-stream` with `data: {chat.completion.chunk}` lines,
-// tool-call deltas split across chunks, a usage chunk and `data: [DONE]`; errors are JSON
+// tool-call deltas split across chunks, a usage chunk and `data: [DONE]`; without it, one
+// `chat.completion` JSON body (what simple clients such as examples/agents ask for); errors are JSON
 // bodies `{"error": {message, type, code}}` with their HTTP status. What it answers is
 // scripted per request by the test.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
@@ -83,6 +84,37 @@ export async function startFakeLlm(): Promise<FakeLlm> {
     }
     const id = `chatcmpl-${fake.requests.length}`;
     const created = Math.floor(Date.now() / 1000);
+    if (seen.body.stream !== true) {
+      // Without `stream: true` the answer is one `chat.completion` JSON body, as real servers send it.
+      const tokens = reply.tokens ?? [];
+      const calls = reply.toolCalls ?? [];
+      const message = {
+        role: "assistant",
+        content: calls.length > 0 && tokens.length === 0 ? null : tokens.join(""),
+        ...(calls.length > 0
+          ? {
+              tool_calls: calls.map((c) => ({
+                id: c.id,
+                type: "function",
+                function: { name: c.name, arguments: c.arguments },
+              })),
+            }
+          : {}),
+      };
+      res.writeHead(200, { "content-type": "application/json" });
+      res.end(
+        JSON.stringify({
+          id,
+          object: "chat.completion",
+          created,
+          model: seen.body.model,
+          choices: [{ index: 0, message, finish_reason: reply.finishReason ?? (calls.length ? "tool_calls" : "stop") }],
+          usage: { prompt_tokens: 10, completion_tokens: tokens.length, total_tokens: 10 + tokens.length },
+        }),
+      );
+      seen.finished = true;
+      return;
+    }
     const chunk = (delta: object, finish: string | null = null, usage?: object) =>
       `data: ${JSON.stringify({
         id,
