@@ -233,6 +233,37 @@ describe("chat: conversations", () => {
     expect(history).toEqual(["user:Hi", "assistant:Reply number 1.", "user:And again?"]);
   });
 
+  it("holds two turns over WatchTask + ProvideInput, answering each input_request as it is watched", async () => {
+    countingModel();
+    const { task } = await agentd.client.tasks.createTask({
+      agent: "chat",
+      input: value({ prompt: "Hi", conversation: true }),
+    });
+    const texts: string[] = [];
+    const prompts: string[] = [];
+    let final: TaskState | undefined;
+    for await (const res of agentd.client.tasks.watchTask({ taskId: task!.id })) {
+      const e = res.event?.event;
+      if (e?.case === "delta") texts.push(e.value.text);
+      if (e?.case === "inputRequest") {
+        prompts.push(e.value.prompt);
+        const answer = prompts.length === 1 ? { message: "And again?" } : { done: true };
+        await agentd.client.tasks.provideInput({ taskId: task!.id, value: value(answer) });
+      }
+      if (e?.case === "stateChange" && [TaskState.SUCCEEDED, TaskState.FAILED].includes(e.value.state)) {
+        final = e.value.state;
+        break;
+      }
+    }
+    expect(final).toBe(TaskState.SUCCEEDED);
+    expect(prompts).toEqual(["Reply number 1.", "Reply number 2."]);
+    expect(texts.join("")).toBe("Reply number 1.Reply number 2.");
+    const history = llm.requests.at(-1)!.body.messages.map((m) => `${m.role}:${m.content}`);
+    expect(history).toEqual(["user:Hi", "assistant:Reply number 1.", "user:And again?"]);
+    const done = (await agentd.client.tasks.getTask({ taskId: task!.id })).task!;
+    expect(plain(done.output)).toMatchObject({ reply: "Reply number 2.", turns: 2 });
+  });
+
   it("holds two turns over ProvideInput, across a restart of the service between turns", async () => {
     countingModel();
     const database = await createTestDatabase();
@@ -308,6 +339,48 @@ describe("chat: cancellation and upstream failures", () => {
     expect(task?.state).toBe(TaskState.SUCCEEDED);
     expect(calls).toBe(2);
     expect(Date.now() - started).toBeGreaterThanOrEqual(900);
+  });
+
+  it("retries 5xx with backoff, honouring Retry-After, then succeeds", async () => {
+    const at: number[] = [];
+    llm.respond = () => {
+      at.push(Date.now());
+      if (at.length === 1)
+        return { kind: "error", status: 503, message: "overloaded", headers: { "retry-after": "1" } };
+      if (at.length === 2) return { kind: "error", status: 500, message: "internal error" };
+      return { kind: "stream", tokens: ["Fine."] };
+    };
+    const { task } = await agentd.client.agents.run({ agent: "chat", input: value({ prompt: "hi" }) });
+    expect(task?.state).toBe(TaskState.SUCCEEDED);
+    expect(plain<{ reply: string }>(task!.output).reply).toBe("Fine.");
+    expect(at).toHaveLength(3);
+    // The 503's Retry-After (1 s) was waited out; the 500, without one, got the second backoff (1 s ±20 %).
+    expect(at[1]! - at[0]!).toBeGreaterThanOrEqual(900);
+    expect(at[2]! - at[1]!).toBeGreaterThanOrEqual(700);
+  });
+
+  it("gives up on 5xx after its retries with UPSTREAM_ERROR (retryable), and at once when Retry-After is too long", async () => {
+    let calls = 0;
+    llm.respond = () => {
+      calls++;
+      return { kind: "error", status: 502, message: "bad gateway", headers: { "retry-after": "0" } };
+    };
+    const { task } = await agentd.client.agents.run({ agent: "chat", input: value({ prompt: "hi" }) });
+    expect(task?.state).toBe(TaskState.FAILED);
+    expect(task?.error).toMatchObject({ code: "UPSTREAM_ERROR", retryable: true });
+    expect(task?.error?.message).toContain("HTTP 502");
+    expect(calls).toBe(5); // the first try and 4 retries
+
+    calls = 0;
+    llm.respond = () => {
+      calls++;
+      return { kind: "error", status: 503, message: "maintenance", headers: { "retry-after": "3600" } };
+    };
+    const started = Date.now();
+    const late = (await agentd.client.agents.run({ agent: "chat", input: value({ prompt: "hi" }) })).task!;
+    expect(late.error).toMatchObject({ code: "UPSTREAM_ERROR", retryable: true });
+    expect(calls).toBe(1);
+    expect(Date.now() - started).toBeLessThan(30_000);
   });
 
   it("fails with UPSTREAM_UNAUTHORIZED on 401, and the API key appears in no error or event", async () => {
