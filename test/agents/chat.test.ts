@@ -106,6 +106,52 @@ describe("chat: streaming", () => {
   });
 });
 
+describe("chat: input", () => {
+  it("sends messages, system, temperature and max_tokens upstream; tools: [] offers none", async () => {
+    llm.respond = () => ({ kind: "stream", tokens: ["Four."] });
+    const { task } = await agentd.client.agents.run({
+      agent: "chat",
+      input: value({
+        system: "Answer with one word.",
+        messages: [
+          { role: "user", content: "2+2?" },
+          { role: "assistant", content: "Four." },
+          { role: "user", content: "And 2*2?" },
+        ],
+        temperature: 0.2,
+        max_tokens: 16,
+        tools: [],
+      }),
+    });
+    expect(task?.state).toBe(TaskState.SUCCEEDED);
+    const body = llm.requests.at(-1)!.body;
+    expect(body).toMatchObject({ model: "fake-model", temperature: 0.2, max_tokens: 16, stream: true });
+    expect(body.tools).toBeUndefined();
+    expect(body.messages.map((m) => `${m.role}:${m.content}`)).toEqual([
+      "system:Answer with one word.",
+      "user:2+2?",
+      "assistant:Four.",
+      "user:And 2*2?",
+    ]);
+    expect(plain<{ messages: unknown[] }>(task!.output).messages).toHaveLength(5);
+  });
+
+  it("refuses input without prompt or messages (INVALID_ARGUMENT) and fails on an unknown tool (UNKNOWN_TOOL)", async () => {
+    await expectCode(
+      agentd.client.agents.run({ agent: "chat", input: value({ system: "alone" }) }),
+      Code.InvalidArgument,
+    );
+    const before = llm.requests.length;
+    const { task } = await agentd.client.agents.run({
+      agent: "chat",
+      input: value({ prompt: "hi", tools: ["calculator", "rm-rf"] }),
+    });
+    expect(task?.error).toMatchObject({ code: "UNKNOWN_TOOL", retryable: false });
+    expect(task?.error?.message).toContain("rm-rf");
+    expect(llm.requests.length).toBe(before); // refused before asking the model
+  });
+});
+
 describe("chat: tools", () => {
   it("runs the calculator and summarize from tool-call deltas split across chunks, recorded as tool_call events", async () => {
     const article =
@@ -157,6 +203,8 @@ describe("chat: tools", () => {
     const { task } = await agentd.client.agents.run({ agent: "chat", input: value({ prompt: "1/0?" }) });
     expect(task?.state).toBe(TaskState.SUCCEEDED);
     expect(JSON.parse(llm.requests.at(-1)!.body.messages.at(-1)!.content!)).toEqual({ error: "division by zero" });
+    const call = (await listAllEvents(agentd.client, task!.id)).find((e) => e.event.case === "toolCall")!;
+    expect(call.event.value).toMatchObject({ name: "calculator", error: "division by zero" });
   });
 
   it("fails with TOOL_ROUNDS_EXCEEDED when the model keeps calling tools", async () => {
