@@ -69,6 +69,12 @@ describe("chat: streaming", () => {
     const seen = llm.requests.at(-1)!;
     expect(seen.body).toMatchObject({ model: "fake-model", stream: true });
     expect(seen.authorization).toBe(`Bearer ${API_KEY}`);
+    // Offered by default: the calculator and every other agent whose card says `callable`, with
+    // the agent's input schema as the function's parameters (not simulate, analyze-document or chat).
+    const offered = new Map(seen.body.tools?.map((t) => [t.function.name, t.function]));
+    expect([...offered.keys()].sort()).toEqual(["calculator", "summarize", "validate"]);
+    const summarize = (await agentd.client.agents.getAgent({ name: "summarize" })).agent!;
+    expect((offered.get("summarize") as { parameters?: unknown }).parameters).toEqual(summarize.inputSchema);
   });
 
   it("streams the reply over SSE", async () => {
