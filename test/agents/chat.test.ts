@@ -437,6 +437,19 @@ describe("chat: cancellation and upstream failures", () => {
     expect(Date.now() - started).toBeLessThan(30_000);
   });
 
+  it("waits out Retry-After only within the task's timeout", async () => {
+    llm.respond = () => ({ kind: "error", status: 503, message: "busy", headers: { "retry-after": "20" } });
+    const started = Date.now();
+    const { task } = await agentd.client.agents.run({
+      agent: "chat",
+      input: value({ prompt: "hi" }),
+      timeout: { seconds: 1n },
+    });
+    expect(task?.state).toBe(TaskState.FAILED);
+    expect(task?.error?.code).toBe("TIMEOUT");
+    expect(Date.now() - started).toBeLessThan(15_000); // not the 20 s the server asked for
+  });
+
   it("fails with UPSTREAM_UNAUTHORIZED on 401, and the API key appears in no error or event", async () => {
     llm.respond = () => ({ kind: "error", status: 401, message: `Incorrect API key provided: ${API_KEY}` });
     const { task } = await agentd.client.agents.run({ agent: "chat", input: value({ prompt: "hi" }) });
@@ -504,6 +517,27 @@ describe("chat: without configuration", () => {
       const err = await expectCode(call, Code.FailedPrecondition);
       expect(errorInfo(err)?.reason).toBe("AGENT_UNAVAILABLE");
     }
+    // The streaming RPCs refuse it as well, at once rather than hanging.
+    const streamed = await expectCode(
+      drain(bare.client.agents.runStream({ agent: "chat", input: value({ prompt: "hi" }) })),
+      Code.FailedPrecondition,
+    );
+    expect(errorInfo(streamed)?.reason).toBe("AGENT_UNAVAILABLE");
+    const out = pipe();
+    out.push({ msg: { case: "start", value: { agent: "chat", input: value({ prompt: "hi", conversation: true }) } } });
+    const conversed = await expectCode(
+      (async () => {
+        try {
+          for await (const _ of bare.client.agents.converse(out)) {
+            // nothing is expected before the error
+          }
+        } finally {
+          out.end();
+        }
+      })(),
+      Code.FailedPrecondition,
+    );
+    expect(errorInfo(conversed)?.reason).toBe("AGENT_UNAVAILABLE");
     expect((await agentd.client.agents.getAgent({ name: "chat" })).agent?.available).toBe(true);
   });
 });
