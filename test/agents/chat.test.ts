@@ -201,6 +201,30 @@ describe("chat: tools", () => {
     expect(plain<{ reply: string }>(task!.output).reply).toBe("It is 0.7, and the bridge is closed.");
   });
 
+  it("assembles parallel tool calls whose argument pieces arrive interleaved", async () => {
+    llm.respond = (req) =>
+      req.body.messages.at(-1)!.role === "user"
+        ? {
+            kind: "stream",
+            interleaveToolCalls: true,
+            toolCalls: [
+              { id: "a", name: "calculator", arguments: JSON.stringify({ expression: "123 * 456" }) },
+              { id: "b", name: "calculator", arguments: JSON.stringify({ expression: "2 ^ 10 - 24" }) },
+            ],
+          }
+        : { kind: "stream", tokens: ["56088 and 1000."] };
+    const { task } = await agentd.client.agents.run({ agent: "chat", input: value({ prompt: "Two sums." }) });
+    expect(task?.state).toBe(TaskState.SUCCEEDED);
+    const results = llm.requests
+      .at(-1)!
+      .body.messages.filter((m) => m.role === "tool")
+      .map((m) => [m.tool_call_id, JSON.parse(m.content!)]);
+    expect(results).toEqual([
+      ["a", { result: 56088 }],
+      ["b", { result: 1000 }],
+    ]);
+  });
+
   it("tells the model about a failing tool call instead of failing the task", async () => {
     llm.respond = (req) =>
       req.body.messages.at(-1)!.role === "user"
@@ -480,6 +504,27 @@ describe("chat: cancellation and upstream failures", () => {
     expect(task?.state).toBe(TaskState.FAILED);
     expect(task?.error).toMatchObject({ code: "UPSTREAM_BAD_RESPONSE", retryable: true });
     expect(deltasOf(await listAllEvents(agentd.client, task!.id)).join("")).toBe(tokensOf(ANSWER).slice(0, 3).join(""));
+  });
+
+  it("an error object mid-stream is UPSTREAM_ERROR (retryable) with the server's message; a chunk that is not JSON is UPSTREAM_BAD_RESPONSE", async () => {
+    llm.respond = () => ({
+      kind: "stream",
+      tokens: tokensOf(ANSWER),
+      breakWith: {
+        after: 2,
+        line: JSON.stringify({ error: { message: "the model crashed", type: "server_error", code: null } }),
+      },
+    });
+    const broken = (await agentd.client.agents.run({ agent: "chat", input: value({ prompt: "hi" }) })).task!;
+    expect(broken.error).toMatchObject({ code: "UPSTREAM_ERROR", retryable: true });
+    expect(broken.error?.message).toContain("the model crashed");
+    expect(deltasOf(await listAllEvents(agentd.client, broken.id)).join("")).toBe(
+      tokensOf(ANSWER).slice(0, 2).join(""),
+    );
+
+    llm.respond = () => ({ kind: "stream", tokens: tokensOf(ANSWER), breakWith: { after: 1, line: "{not json" } });
+    const garbled = (await agentd.client.agents.run({ agent: "chat", input: value({ prompt: "hi" }) })).task!;
+    expect(garbled.error).toMatchObject({ code: "UPSTREAM_BAD_RESPONSE", retryable: false });
   });
 
   it("a server that never answers ends in the task's TIMEOUT and the connection is closed", async () => {
