@@ -377,10 +377,12 @@ describe("chat: conversations", () => {
         input: value({ prompt: "x", conversation: true }),
       });
       await waitForState(second.client, paused2.task!.id, TaskState.INPUT_REQUIRED);
-      await expectCode(
-        second.client.tasks.provideInput({ taskId: paused2.task!.id, value: value({ msg: "typo" }) }),
-        Code.InvalidArgument,
-      );
+      for (const wrong of [{ msg: "typo" }, {}, { done: false }]) {
+        await expectCode(
+          second.client.tasks.provideInput({ taskId: paused2.task!.id, value: value(wrong) }),
+          Code.InvalidArgument,
+        );
+      }
     } finally {
       if (first) await first.close();
       await second?.close();
