@@ -4,7 +4,7 @@
 // routed by name@version — and an installed agent package named by its package name. A module
 // with a bad schema stops start-up with an error naming it.
 import { execFile, spawn } from "node:child_process";
-import { mkdir, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
@@ -18,6 +18,7 @@ import { runMigrations } from "../../services/shared/db/migrate.js";
 import { CHILD_TEST_ENV, clientsFor, repoRoot } from "../support/agentd.js";
 import { startSharedTestDatabase } from "../support/database.js";
 import { plain, value } from "../support/json.js";
+import { packAgentd } from "../support/pack.js";
 
 const run = promisify(execFile);
 
@@ -81,8 +82,7 @@ beforeAll(async () => {
   project = await mkdtemp(join(tmpdir(), "agentd-user-project-"));
   const packDir = join(project, "pack");
   await mkdir(packDir);
-  await run("npm", ["pack", "--silent", "--pack-destination", packDir], { cwd: repoRoot, maxBuffer: 16 * 1024 * 1024 });
-  const [tarball] = (await readdir(packDir)).filter((f) => f.endsWith(".tgz"));
+  const tarball = await packAgentd(packDir);
   await writeFile(
     join(project, "package.json"),
     JSON.stringify({

@@ -16,6 +16,7 @@ import { type FakeLlm, startFakeLlm, tokensOf } from "../agents/fake-llm.js";
 import { asJson, listAllEvents, waitForState } from "../streams/support.js";
 import { clientsFor, repoRoot } from "../support/agentd.js";
 import { plain, value } from "../support/json.js";
+import { packAgentd } from "../support/pack.js";
 
 const run = promisify(execFile);
 const LLM_KEY = "sk-example-project-0123456789";
@@ -81,12 +82,7 @@ beforeAll(async () => {
     if (entry === "node_modules" || entry === "package-lock.json") continue; // its lock points at ../..
     await cp(join(example, entry), join(project, entry), { recursive: true });
   }
-  await run("npm", ["pack", "--silent", "--pack-destination", project], {
-    cwd: repoRoot,
-    maxBuffer: 16 * 1024 * 1024,
-  });
-  const tarball = (await readdir(project)).find((f) => f.startsWith("agentd-server-") && f.endsWith(".tgz"));
-  expect(tarball).toBeDefined();
+  const tarball = await packAgentd(project);
   // The README's install from a tarball.
   await npm(["install", "--no-audit", "--no-fund", "--prefer-offline", `./${tarball}`]);
   llm = await startFakeLlm();
