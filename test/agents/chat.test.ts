@@ -421,6 +421,21 @@ describe("chat: cancellation and upstream failures", () => {
     expect(Date.now() - started).toBeGreaterThanOrEqual(900);
   });
 
+  it("honours Retry-After given as an HTTP date, and gives up on 429 after its retries with UPSTREAM_RATE_LIMITED (retryable)", async () => {
+    const at: number[] = [];
+    llm.respond = () => {
+      at.push(Date.now());
+      // The first answer asks for 2 s by date (whole seconds: at least 1 s from now); then "0" each time.
+      const retryAfter = at.length === 1 ? new Date(Date.now() + 2000).toUTCString() : "0";
+      return { kind: "error", status: 429, message: "rate limited", headers: { "retry-after": retryAfter } };
+    };
+    const { task } = await agentd.client.agents.run({ agent: "chat", input: value({ prompt: "hi" }) });
+    expect(task?.state).toBe(TaskState.FAILED);
+    expect(task?.error).toMatchObject({ code: "UPSTREAM_RATE_LIMITED", retryable: true });
+    expect(at).toHaveLength(5); // the first try and 4 retries
+    expect(at[1]! - at[0]!).toBeGreaterThanOrEqual(900);
+  });
+
   it("retries 5xx with backoff, honouring Retry-After, then succeeds", async () => {
     const at: number[] = [];
     llm.respond = () => {
