@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { TaskState } from "../../gen/agentd/v1/task_pb.js";
 import { splitSections } from "../../services/agent/agents/analyze/sections.js";
 import { type AnalyzeOutput, analyzeDocumentAgent } from "../../services/agent/agents/analyze-document.js";
+import { createAgentRegistry } from "../../services/agent/agents/registry.js";
 import { createApiKey } from "../../services/shared/auth/api-keys.js";
 import { SCOPES } from "../../services/shared/auth/scopes.js";
 import { type Database, openDatabase } from "../../services/shared/db/database.js";
@@ -65,6 +66,14 @@ describe("analyze-document (known answers)", () => {
     expect(output.sections[0]?.sentiment.label).toBe("positive"); // "a truth universally acknowledged … good fortune"
     expect(output.sections[5]?.sentiment.label).toBe("negative"); // "cried his wife impatiently … no objection"
     expect(output.keywords.map((k) => k.term)).toContain("bennet");
+  });
+
+  it("refuses a text of only whitespace as invalid input", () => {
+    const registry = createAgentRegistry([analyzeDocumentAgent]);
+    expect(registry.validateInput("analyze-document", { text: " \n\n\t " }).map((v) => v.field)).toEqual([
+      "input.text",
+    ]);
+    expect(registry.validateInput("analyze-document", { text: "\n\nWords." })).toEqual([]);
   });
 
   it("resumes from a checkpoint without redoing finished sections", async () => {

@@ -69,6 +69,12 @@ describe("chat: streaming", () => {
     const seen = llm.requests.at(-1)!;
     expect(seen.body).toMatchObject({ model: "fake-model", stream: true });
     expect(seen.authorization).toBe(`Bearer ${API_KEY}`);
+    // Offered by default: the calculator and every other agent whose card says `callable`, with
+    // the agent's input schema as the function's parameters (not simulate, analyze-document or chat).
+    const offered = new Map(seen.body.tools?.map((t) => [t.function.name, t.function]));
+    expect([...offered.keys()].sort()).toEqual(["calculator", "summarize", "validate"]);
+    const summarize = (await agentd.client.agents.getAgent({ name: "summarize" })).agent!;
+    expect((offered.get("summarize") as { parameters?: unknown }).parameters).toEqual(summarize.inputSchema);
   });
 
   it("streams the reply over SSE", async () => {
@@ -103,6 +109,52 @@ describe("chat: streaming", () => {
     expect(terminal).toBe(true);
     expect(texts.join("")).toBe(ANSWER);
     expect(texts.length).toBeGreaterThan(1);
+  });
+});
+
+describe("chat: input", () => {
+  it("sends messages, system, temperature and max_tokens upstream; tools: [] offers none", async () => {
+    llm.respond = () => ({ kind: "stream", tokens: ["Four."] });
+    const { task } = await agentd.client.agents.run({
+      agent: "chat",
+      input: value({
+        system: "Answer with one word.",
+        messages: [
+          { role: "user", content: "2+2?" },
+          { role: "assistant", content: "Four." },
+          { role: "user", content: "And 2*2?" },
+        ],
+        temperature: 0.2,
+        max_tokens: 16,
+        tools: [],
+      }),
+    });
+    expect(task?.state).toBe(TaskState.SUCCEEDED);
+    const body = llm.requests.at(-1)!.body;
+    expect(body).toMatchObject({ model: "fake-model", temperature: 0.2, max_tokens: 16, stream: true });
+    expect(body.tools).toBeUndefined();
+    expect(body.messages.map((m) => `${m.role}:${m.content}`)).toEqual([
+      "system:Answer with one word.",
+      "user:2+2?",
+      "assistant:Four.",
+      "user:And 2*2?",
+    ]);
+    expect(plain<{ messages: unknown[] }>(task!.output).messages).toHaveLength(5);
+  });
+
+  it("refuses input without prompt or messages (INVALID_ARGUMENT) and fails on an unknown tool (UNKNOWN_TOOL)", async () => {
+    await expectCode(
+      agentd.client.agents.run({ agent: "chat", input: value({ system: "alone" }) }),
+      Code.InvalidArgument,
+    );
+    const before = llm.requests.length;
+    const { task } = await agentd.client.agents.run({
+      agent: "chat",
+      input: value({ prompt: "hi", tools: ["calculator", "rm-rf"] }),
+    });
+    expect(task?.error).toMatchObject({ code: "UNKNOWN_TOOL", retryable: false });
+    expect(task?.error?.message).toContain("rm-rf");
+    expect(llm.requests.length).toBe(before); // refused before asking the model
   });
 });
 
@@ -149,6 +201,30 @@ describe("chat: tools", () => {
     expect(plain<{ reply: string }>(task!.output).reply).toBe("It is 0.7, and the bridge is closed.");
   });
 
+  it("assembles parallel tool calls whose argument pieces arrive interleaved", async () => {
+    llm.respond = (req) =>
+      req.body.messages.at(-1)!.role === "user"
+        ? {
+            kind: "stream",
+            interleaveToolCalls: true,
+            toolCalls: [
+              { id: "a", name: "calculator", arguments: JSON.stringify({ expression: "123 * 456" }) },
+              { id: "b", name: "calculator", arguments: JSON.stringify({ expression: "2 ^ 10 - 24" }) },
+            ],
+          }
+        : { kind: "stream", tokens: ["56088 and 1000."] };
+    const { task } = await agentd.client.agents.run({ agent: "chat", input: value({ prompt: "Two sums." }) });
+    expect(task?.state).toBe(TaskState.SUCCEEDED);
+    const results = llm.requests
+      .at(-1)!
+      .body.messages.filter((m) => m.role === "tool")
+      .map((m) => [m.tool_call_id, JSON.parse(m.content!)]);
+    expect(results).toEqual([
+      ["a", { result: 56088 }],
+      ["b", { result: 1000 }],
+    ]);
+  });
+
   it("tells the model about a failing tool call instead of failing the task", async () => {
     llm.respond = (req) =>
       req.body.messages.at(-1)!.role === "user"
@@ -157,6 +233,8 @@ describe("chat: tools", () => {
     const { task } = await agentd.client.agents.run({ agent: "chat", input: value({ prompt: "1/0?" }) });
     expect(task?.state).toBe(TaskState.SUCCEEDED);
     expect(JSON.parse(llm.requests.at(-1)!.body.messages.at(-1)!.content!)).toEqual({ error: "division by zero" });
+    const call = (await listAllEvents(agentd.client, task!.id)).find((e) => e.event.case === "toolCall")!;
+    expect(call.event.value).toMatchObject({ name: "calculator", error: "division by zero" });
   });
 
   it("fails with TOOL_ROUNDS_EXCEEDED when the model keeps calling tools", async () => {
@@ -233,6 +311,37 @@ describe("chat: conversations", () => {
     expect(history).toEqual(["user:Hi", "assistant:Reply number 1.", "user:And again?"]);
   });
 
+  it("holds two turns over WatchTask + ProvideInput, answering each input_request as it is watched", async () => {
+    countingModel();
+    const { task } = await agentd.client.tasks.createTask({
+      agent: "chat",
+      input: value({ prompt: "Hi", conversation: true }),
+    });
+    const texts: string[] = [];
+    const prompts: string[] = [];
+    let final: TaskState | undefined;
+    for await (const res of agentd.client.tasks.watchTask({ taskId: task!.id })) {
+      const e = res.event?.event;
+      if (e?.case === "delta") texts.push(e.value.text);
+      if (e?.case === "inputRequest") {
+        prompts.push(e.value.prompt);
+        const answer = prompts.length === 1 ? { message: "And again?" } : { done: true };
+        await agentd.client.tasks.provideInput({ taskId: task!.id, value: value(answer) });
+      }
+      if (e?.case === "stateChange" && [TaskState.SUCCEEDED, TaskState.FAILED].includes(e.value.state)) {
+        final = e.value.state;
+        break;
+      }
+    }
+    expect(final).toBe(TaskState.SUCCEEDED);
+    expect(prompts).toEqual(["Reply number 1.", "Reply number 2."]);
+    expect(texts.join("")).toBe("Reply number 1.Reply number 2.");
+    const history = llm.requests.at(-1)!.body.messages.map((m) => `${m.role}:${m.content}`);
+    expect(history).toEqual(["user:Hi", "assistant:Reply number 1.", "user:And again?"]);
+    const done = (await agentd.client.tasks.getTask({ taskId: task!.id })).task!;
+    expect(plain(done.output)).toMatchObject({ reply: "Reply number 2.", turns: 2 });
+  });
+
   it("holds two turns over ProvideInput, across a restart of the service between turns", async () => {
     countingModel();
     const database = await createTestDatabase();
@@ -268,10 +377,12 @@ describe("chat: conversations", () => {
         input: value({ prompt: "x", conversation: true }),
       });
       await waitForState(second.client, paused2.task!.id, TaskState.INPUT_REQUIRED);
-      await expectCode(
-        second.client.tasks.provideInput({ taskId: paused2.task!.id, value: value({ msg: "typo" }) }),
-        Code.InvalidArgument,
-      );
+      for (const wrong of [{ msg: "typo" }, {}, { done: false }]) {
+        await expectCode(
+          second.client.tasks.provideInput({ taskId: paused2.task!.id, value: value(wrong) }),
+          Code.InvalidArgument,
+        );
+      }
     } finally {
       if (first) await first.close();
       await second?.close();
@@ -310,6 +421,76 @@ describe("chat: cancellation and upstream failures", () => {
     expect(Date.now() - started).toBeGreaterThanOrEqual(900);
   });
 
+  it("honours Retry-After given as an HTTP date, and gives up on 429 after its retries with UPSTREAM_RATE_LIMITED (retryable)", async () => {
+    const at: number[] = [];
+    llm.respond = () => {
+      at.push(Date.now());
+      // The first answer asks for 2 s by date (whole seconds: at least 1 s from now); then "0" each time.
+      const retryAfter = at.length === 1 ? new Date(Date.now() + 2000).toUTCString() : "0";
+      return { kind: "error", status: 429, message: "rate limited", headers: { "retry-after": retryAfter } };
+    };
+    const { task } = await agentd.client.agents.run({ agent: "chat", input: value({ prompt: "hi" }) });
+    expect(task?.state).toBe(TaskState.FAILED);
+    expect(task?.error).toMatchObject({ code: "UPSTREAM_RATE_LIMITED", retryable: true });
+    expect(at).toHaveLength(5); // the first try and 4 retries
+    expect(at[1]! - at[0]!).toBeGreaterThanOrEqual(900);
+  });
+
+  it("retries 5xx with backoff, honouring Retry-After, then succeeds", async () => {
+    const at: number[] = [];
+    llm.respond = () => {
+      at.push(Date.now());
+      if (at.length === 1)
+        return { kind: "error", status: 503, message: "overloaded", headers: { "retry-after": "1" } };
+      if (at.length === 2) return { kind: "error", status: 500, message: "internal error" };
+      return { kind: "stream", tokens: ["Fine."] };
+    };
+    const { task } = await agentd.client.agents.run({ agent: "chat", input: value({ prompt: "hi" }) });
+    expect(task?.state).toBe(TaskState.SUCCEEDED);
+    expect(plain<{ reply: string }>(task!.output).reply).toBe("Fine.");
+    expect(at).toHaveLength(3);
+    // The 503's Retry-After (1 s) was waited out; the 500, without one, got the second backoff (1 s ±20 %).
+    expect(at[1]! - at[0]!).toBeGreaterThanOrEqual(900);
+    expect(at[2]! - at[1]!).toBeGreaterThanOrEqual(700);
+  });
+
+  it("gives up on 5xx after its retries with UPSTREAM_ERROR (retryable), and at once when Retry-After is too long", async () => {
+    let calls = 0;
+    llm.respond = () => {
+      calls++;
+      return { kind: "error", status: 502, message: "bad gateway", headers: { "retry-after": "0" } };
+    };
+    const { task } = await agentd.client.agents.run({ agent: "chat", input: value({ prompt: "hi" }) });
+    expect(task?.state).toBe(TaskState.FAILED);
+    expect(task?.error).toMatchObject({ code: "UPSTREAM_ERROR", retryable: true });
+    expect(task?.error?.message).toContain("HTTP 502");
+    expect(calls).toBe(5); // the first try and 4 retries
+
+    calls = 0;
+    llm.respond = () => {
+      calls++;
+      return { kind: "error", status: 503, message: "maintenance", headers: { "retry-after": "3600" } };
+    };
+    const started = Date.now();
+    const late = (await agentd.client.agents.run({ agent: "chat", input: value({ prompt: "hi" }) })).task!;
+    expect(late.error).toMatchObject({ code: "UPSTREAM_ERROR", retryable: true });
+    expect(calls).toBe(1);
+    expect(Date.now() - started).toBeLessThan(30_000);
+  });
+
+  it("waits out Retry-After only within the task's timeout", async () => {
+    llm.respond = () => ({ kind: "error", status: 503, message: "busy", headers: { "retry-after": "20" } });
+    const started = Date.now();
+    const { task } = await agentd.client.agents.run({
+      agent: "chat",
+      input: value({ prompt: "hi" }),
+      timeout: { seconds: 1n },
+    });
+    expect(task?.state).toBe(TaskState.FAILED);
+    expect(task?.error?.code).toBe("TIMEOUT");
+    expect(Date.now() - started).toBeLessThan(15_000); // not the 20 s the server asked for
+  });
+
   it("fails with UPSTREAM_UNAUTHORIZED on 401, and the API key appears in no error or event", async () => {
     llm.respond = () => ({ kind: "error", status: 401, message: `Incorrect API key provided: ${API_KEY}` });
     const { task } = await agentd.client.agents.run({ agent: "chat", input: value({ prompt: "hi" }) });
@@ -340,6 +521,27 @@ describe("chat: cancellation and upstream failures", () => {
     expect(task?.state).toBe(TaskState.FAILED);
     expect(task?.error).toMatchObject({ code: "UPSTREAM_BAD_RESPONSE", retryable: true });
     expect(deltasOf(await listAllEvents(agentd.client, task!.id)).join("")).toBe(tokensOf(ANSWER).slice(0, 3).join(""));
+  });
+
+  it("an error object mid-stream is UPSTREAM_ERROR (retryable) with the server's message; a chunk that is not JSON is UPSTREAM_BAD_RESPONSE", async () => {
+    llm.respond = () => ({
+      kind: "stream",
+      tokens: tokensOf(ANSWER),
+      breakWith: {
+        after: 2,
+        line: JSON.stringify({ error: { message: "the model crashed", type: "server_error", code: null } }),
+      },
+    });
+    const broken = (await agentd.client.agents.run({ agent: "chat", input: value({ prompt: "hi" }) })).task!;
+    expect(broken.error).toMatchObject({ code: "UPSTREAM_ERROR", retryable: true });
+    expect(broken.error?.message).toContain("the model crashed");
+    expect(deltasOf(await listAllEvents(agentd.client, broken.id)).join("")).toBe(
+      tokensOf(ANSWER).slice(0, 2).join(""),
+    );
+
+    llm.respond = () => ({ kind: "stream", tokens: tokensOf(ANSWER), breakWith: { after: 1, line: "{not json" } });
+    const garbled = (await agentd.client.agents.run({ agent: "chat", input: value({ prompt: "hi" }) })).task!;
+    expect(garbled.error).toMatchObject({ code: "UPSTREAM_BAD_RESPONSE", retryable: false });
   });
 
   it("a server that never answers ends in the task's TIMEOUT and the connection is closed", async () => {
@@ -377,6 +579,27 @@ describe("chat: without configuration", () => {
       const err = await expectCode(call, Code.FailedPrecondition);
       expect(errorInfo(err)?.reason).toBe("AGENT_UNAVAILABLE");
     }
+    // The streaming RPCs refuse it as well, at once rather than hanging.
+    const streamed = await expectCode(
+      drain(bare.client.agents.runStream({ agent: "chat", input: value({ prompt: "hi" }) })),
+      Code.FailedPrecondition,
+    );
+    expect(errorInfo(streamed)?.reason).toBe("AGENT_UNAVAILABLE");
+    const out = pipe();
+    out.push({ msg: { case: "start", value: { agent: "chat", input: value({ prompt: "hi", conversation: true }) } } });
+    const conversed = await expectCode(
+      (async () => {
+        try {
+          for await (const _ of bare.client.agents.converse(out)) {
+            // nothing is expected before the error
+          }
+        } finally {
+          out.end();
+        }
+      })(),
+      Code.FailedPrecondition,
+    );
+    expect(errorInfo(conversed)?.reason).toBe("AGENT_UNAVAILABLE");
     expect((await agentd.client.agents.getAgent({ name: "chat" })).agent?.available).toBe(true);
   });
 });

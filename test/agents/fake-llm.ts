@@ -1,7 +1,8 @@
 // A small OpenAI-compatible Chat Completions server for tests and the LLM benchmark, on
 // loopback port 0. It speaks the real wire format: `POST /v1/chat/completions` with
 // `stream: true` answers `text/event-stream` with `data: {chat.completion.chunk}` lines,
-// tool-call deltas split across chunks, a usage chunk and `data: [DONE]`; errors are JSON
+// tool-call deltas split across chunks, a usage chunk and `data: [DONE]`; without it, one
+// `chat.completion` JSON body (what simple clients such as examples/agents ask for); errors are JSON
 // bodies `{"error": {message, type, code}}` with their HTTP status. What it answers is
 // scripted per request by the test.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
@@ -23,6 +24,10 @@ export type Reply =
       finishReason?: string;
       /** Destroy the connection after this many content tokens, with no finish and no [DONE]. */
       cutAfter?: number;
+      /** After this many content tokens, send `data: <line>` (an error object, garbage) and end the stream. */
+      breakWith?: { after: number; line: string };
+      /** Send the tool calls' argument pieces round-robin across calls rather than call by call. */
+      interleaveToolCalls?: boolean;
       /** Called with each token's write time (ms, performance.now()) — for the benchmark. */
       onToken?: (index: number, at: number) => void;
     }
@@ -83,6 +88,37 @@ export async function startFakeLlm(): Promise<FakeLlm> {
     }
     const id = `chatcmpl-${fake.requests.length}`;
     const created = Math.floor(Date.now() / 1000);
+    if (seen.body.stream !== true) {
+      // Without `stream: true` the answer is one `chat.completion` JSON body, as real servers send it.
+      const tokens = reply.tokens ?? [];
+      const calls = reply.toolCalls ?? [];
+      const message = {
+        role: "assistant",
+        content: calls.length > 0 && tokens.length === 0 ? null : tokens.join(""),
+        ...(calls.length > 0
+          ? {
+              tool_calls: calls.map((c) => ({
+                id: c.id,
+                type: "function",
+                function: { name: c.name, arguments: c.arguments },
+              })),
+            }
+          : {}),
+      };
+      res.writeHead(200, { "content-type": "application/json" });
+      res.end(
+        JSON.stringify({
+          id,
+          object: "chat.completion",
+          created,
+          model: seen.body.model,
+          choices: [{ index: 0, message, finish_reason: reply.finishReason ?? (calls.length ? "tool_calls" : "stop") }],
+          usage: { prompt_tokens: 10, completion_tokens: tokens.length, total_tokens: 10 + tokens.length },
+        }),
+      );
+      seen.finished = true;
+      return;
+    }
     const chunk = (delta: object, finish: string | null = null, usage?: object) =>
       `data: ${JSON.stringify({
         id,
@@ -108,21 +144,37 @@ export async function startFakeLlm(): Promise<FakeLlm> {
         req.socket.destroy();
         return;
       }
+      if (reply.breakWith && i >= reply.breakWith.after) {
+        res.end(`data: ${reply.breakWith.line}\n\n`);
+        seen.finished = true;
+        return;
+      }
       res.write(chunk({ content: tokens[i] }));
       reply.onToken?.(i, performance.now());
     }
     // Tool calls: the first piece of each carries index, id, type and name; the arguments
     // follow in three pieces, in separate chunks, as real servers send them.
-    (reply.toolCalls ?? []).forEach((call, index) => {
+    const calls = reply.toolCalls ?? [];
+    const header = (index: number) => {
+      const call = calls[index]!;
       res.write(
         chunk({ tool_calls: [{ index, id: call.id, type: "function", function: { name: call.name, arguments: "" } }] }),
       );
-      const a = call.arguments;
+    };
+    const piece = (index: number, p: number) => {
+      const a = calls[index]!.arguments;
       const cuts = [0, Math.floor(a.length / 3), Math.floor((2 * a.length) / 3), a.length];
-      for (let p = 0; p < 3; p++) {
-        res.write(chunk({ tool_calls: [{ index, function: { arguments: a.slice(cuts[p], cuts[p + 1]) } }] }));
+      res.write(chunk({ tool_calls: [{ index, function: { arguments: a.slice(cuts[p], cuts[p + 1]) } }] }));
+    };
+    if (reply.interleaveToolCalls) {
+      for (let index = 0; index < calls.length; index++) header(index);
+      for (let p = 0; p < 3; p++) for (let index = 0; index < calls.length; index++) piece(index, p);
+    } else {
+      for (let index = 0; index < calls.length; index++) {
+        header(index);
+        for (let p = 0; p < 3; p++) piece(index, p);
       }
-    });
+    }
     const finish = reply.finishReason ?? (reply.toolCalls?.length ? "tool_calls" : "stop");
     res.write(chunk({}, finish));
     res.write(

@@ -1,9 +1,10 @@
 // Bring your own agent, from another project: the packed package installs into a fresh project,
 // which writes agents with `import { defineAgent, AgentFailure } from "agentd-server"` (types
 // checked by tsc), and `agentd serve --agents <folder>` serves them — two versions at once,
-// routed by name@version. A module with a bad schema stops start-up with an error naming it.
+// routed by name@version — and an installed agent package named by its package name. A module
+// with a bad schema stops start-up with an error naming it.
 import { execFile, spawn } from "node:child_process";
-import { mkdir, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
@@ -17,6 +18,7 @@ import { runMigrations } from "../../services/shared/db/migrate.js";
 import { CHILD_TEST_ENV, clientsFor, repoRoot } from "../support/agentd.js";
 import { startSharedTestDatabase } from "../support/database.js";
 import { plain, value } from "../support/json.js";
+import { packAgentd } from "../support/pack.js";
 
 const run = promisify(execFile);
 
@@ -80,8 +82,7 @@ beforeAll(async () => {
   project = await mkdtemp(join(tmpdir(), "agentd-user-project-"));
   const packDir = join(project, "pack");
   await mkdir(packDir);
-  await run("npm", ["pack", "--silent", "--pack-destination", packDir], { cwd: repoRoot, maxBuffer: 16 * 1024 * 1024 });
-  const [tarball] = (await readdir(packDir)).filter((f) => f.endsWith(".tgz"));
+  const tarball = await packAgentd(packDir);
   await writeFile(
     join(project, "package.json"),
     JSON.stringify({
@@ -169,6 +170,34 @@ describe("an agent project using the packed package", () => {
     await expect(client.agents.run({ agent: "greet@3.0.0", input: value({ name: "x" }) })).rejects.toMatchObject({
       code: 5,
     });
+  });
+
+  it("serves the agents of an installed package named in --agents", async () => {
+    // An agent package as another team would publish it: plain JavaScript importing the SDK.
+    const pkg = join(project, "node_modules/@acme/shouting-agents");
+    await mkdir(pkg, { recursive: true });
+    await writeFile(
+      join(pkg, "package.json"),
+      JSON.stringify({ name: "@acme/shouting-agents", version: "1.2.0", type: "module", exports: "./index.js" }),
+    );
+    await writeFile(
+      join(pkg, "index.js"),
+      `import { defineAgent } from "agentd-server";
+export default defineAgent({
+  name: "shout",
+  version: "1.2.0",
+  description: "Repeats a text in capitals.",
+  inputSchema: { type: "object", properties: { text: { type: "string" } }, required: ["text"], additionalProperties: false },
+  outputSchema: { type: "object", properties: { text: { type: "string" } }, required: ["text"] },
+  async run(input) { return { text: input.text.toUpperCase() }; },
+});
+`,
+    );
+    const { url } = await serve(["--agents", "@acme/shouting-agents"]);
+    const client = clientsFor(url, key);
+    const task = (await client.agents.run({ agent: "shout", input: value({ text: "hello" }) })).task!;
+    expect(task).toMatchObject({ state: TaskState.SUCCEEDED, agent: "shout", agentVersion: "1.2.0" });
+    expect(plain(task.output)).toEqual({ text: "HELLO" });
   });
 
   it("refuses to start with a module whose schema is bad, naming the file", async () => {

@@ -111,6 +111,39 @@ describe("validate (known answers)", () => {
     expect(out.errors.map((e) => e.path)).toEqual(["/a~1b~0c"]);
   });
 
+  it('validates recursive schemas that refer to their root with $ref: "#" (draft-07 and 2020-12)', async () => {
+    // A tree of named nodes, the classic recursive schema; the same root-less shape twice in a
+    // row (the second from the cache) and once more as 2020-12.
+    const tree = {
+      type: "object",
+      properties: { name: { type: "string" }, children: { type: "array", items: { $ref: "#" } } },
+      required: ["name"],
+    };
+    const data: Json = { name: "root", children: [{ name: "a", children: [{ name: 7 }] }, { children: [] }] };
+    const expected = [
+      { path: "/children/0/children/0/name", keyword: "type" },
+      { path: "/children/1", keyword: "required" },
+    ];
+    for (const schema of [tree, tree, { $schema: "https://json-schema.org/draft/2020-12/schema", ...tree }]) {
+      const out = await validate(schema, data);
+      expect(out.valid).toBe(false);
+      expect(out.errors.map(({ path, keyword }) => ({ path, keyword }))).toEqual(expected);
+    }
+    expect((await validate(tree, { name: "leaf", children: [{ name: "x" }] })).valid).toBe(true);
+    // With a $id of its own the root is found by that id.
+    const withId = { $id: "https://example.com/tree.json", ...tree };
+    expect((await validate(withId, data)).errors).toHaveLength(2);
+  });
+
+  it("fails with INVALID_SCHEMA, not a crash, for a schema that refers to itself without end", async () => {
+    const agent = createValidateAgent();
+    await expect(agent.run({ schema: { $ref: "#" }, data: 1 }, createFakeContext().ctx)).rejects.toMatchObject({
+      code: "INVALID_SCHEMA",
+      retryable: false,
+      message: expect.stringContaining("refers to itself without end"),
+    });
+  });
+
   it("fails with INVALID_SCHEMA and the compiler's message for a schema that does not compile", async () => {
     const agent = createValidateAgent();
     const ctx = createFakeContext().ctx;

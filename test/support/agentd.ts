@@ -142,6 +142,8 @@ export interface AgentdProcess {
   logs: Record<string, unknown>[];
   /** Everything it wrote to stdout so far. */
   output(): string;
+  /** Everything it wrote to stderr so far. */
+  errorOutput(): string;
   /** Resolves with the exit code or signal. */
   exited: Promise<number | NodeJS.Signals | null>;
   kill(signal?: NodeJS.Signals): Promise<number | NodeJS.Signals | null>;
@@ -247,6 +249,7 @@ async function spawnBin(
     child,
     logs,
     output: () => stdout,
+    errorOutput: () => stderr,
     exited,
     async kill(signal: NodeJS.Signals = "SIGKILL") {
       if (child.exitCode === null && child.signalCode === null) child.kill(signal);

@@ -85,7 +85,14 @@ const readabilitySchema: Json = {
 const inputSchema: Json = {
   type: "object",
   properties: {
-    text: { type: "string", minLength: 1, maxLength: 2_000_000, description: "Plain text or Markdown." },
+    text: {
+      type: "string",
+      minLength: 1,
+      maxLength: 2_000_000,
+      // Only whitespace would make an empty report: refused as INVALID_ARGUMENT instead.
+      pattern: "\\S",
+      description: "Plain text or Markdown (not only whitespace).",
+    },
     title: { type: "string", maxLength: 500 },
     summary_words: {
       type: "integer",

@@ -147,9 +147,13 @@ const NEXT_MESSAGE: Json = {
   type: "object",
   properties: {
     message: { type: "string", minLength: 1, maxLength: MAX_TEXT, description: "The next user message." },
-    done: { type: "boolean", description: "true ends the conversation." },
+    done: { type: "boolean", const: true, description: "true ends the conversation." },
   },
-  minProperties: 1,
+  // {message} goes on, {done: true} ends; {} or {done: false} alone would be neither.
+  anyOf: [
+    { type: "object", properties: { message: true }, required: ["message"] },
+    { type: "object", properties: { done: true }, required: ["done"] },
+  ],
   additionalProperties: false,
 };
 

@@ -77,7 +77,13 @@ export function createValidateAgent(
         if (!(err instanceof InvalidSchema)) throw err;
         throw new AgentFailure("INVALID_SCHEMA", `the schema does not compile: ${err.message}`, { retryable: false });
       }
-      const errors = compiled.validate(input.data ?? null);
+      let errors: Violation[];
+      try {
+        errors = compiled.validate(input.data ?? null);
+      } catch (err) {
+        if (!(err instanceof InvalidSchema)) throw err;
+        throw new AgentFailure("INVALID_SCHEMA", err.message, { retryable: false });
+      }
       return { valid: errors.length === 0, dialect: compiled.dialect, errors };
     },
   };

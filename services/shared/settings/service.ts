@@ -152,7 +152,7 @@ export const SERVICE_SETTINGS = [
     flag: "--agents",
     kind: "list",
     default: [],
-    help: "Comma-separated paths of agent modules to load beside the built-in agents.",
+    help: "Agents to serve beside the built-in ones, comma-separated: module files (.ts, .js, .mjs), folders (every module in it, or its package entry) and installed package names. Each is checked at start-up; a bad one stops it, naming the file.",
   }),
   s({
     key: "logLevel",

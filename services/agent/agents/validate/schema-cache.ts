@@ -32,7 +32,8 @@ export interface Violation {
 
 interface CompiledSchema {
   dialect: Dialect;
-  /** Every violation (`allErrors`), at most `maxErrors`; `[]` when `data` is valid. */
+  /** Every violation (`allErrors`), at most `maxErrors`; `[]` when `data` is valid. Throws
+   * {@link InvalidSchema} when the schema recurses without end on `data`. */
   validate(data: unknown): Violation[];
 }
 
@@ -129,11 +130,20 @@ export function createSchemaCache(opts: { maxEntries?: number; maxErrors?: numbe
       const own = structuredClone(schema) as AnySchema;
       let validate: ValidateFunction;
       warnings = [];
+      // Ajv finds a root without $id (the target of `$ref: "#"`, as in recursive tree schemas)
+      // only under the key "" of its registry, which addUsedSchema: false leaves empty. Such a
+      // root is registered there for its compilation and the key cleared after; schemas with
+      // a $id stay out of the registry, so two callers' schemas may share one.
+      const rootless = typeof own === "object" && typeof (own as { $id?: unknown }).$id !== "string";
+      ajv.opts.addUsedSchema = rootless;
       try {
         validate = ajv.compile(own);
       } catch (err) {
         ajv.removeSchema(own);
         throw new InvalidSchema(err instanceof Error ? err.message : String(err), { cause: err });
+      } finally {
+        ajv.opts.addUsedSchema = false;
+        delete ajv.refs[""];
       }
       const unknownFormat = warnings.find((w) => w.includes("unknown format"));
       if (unknownFormat) {
@@ -143,7 +153,18 @@ export function createSchemaCache(opts: { maxEntries?: number; maxErrors?: numbe
       const compiled: CompiledSchema = {
         dialect,
         validate(data) {
-          if (validate(data)) return [];
+          try {
+            if (validate(data)) return [];
+          } catch (err) {
+            // A schema that refers to itself without consuming data (`{"$ref": "#"}` at the root)
+            // recurses for ever: that is the schema's fault, not the data's nor ours.
+            if (err instanceof RangeError) {
+              throw new InvalidSchema("the schema refers to itself without end (validation recursed too deeply)", {
+                cause: err,
+              });
+            }
+            throw err;
+          }
           return (validate.errors ?? []).slice(0, maxErrors).map(toViolation);
         },
       };
