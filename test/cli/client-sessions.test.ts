@@ -2,7 +2,7 @@
 // (detach and re-attach where it says, or cancel with --cancel-on-interrupt), tool calls and
 // artifacts as one-line entries on a terminal, and the CLI and typed client with an access token.
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -34,9 +34,9 @@ function cli(args: string[], env: Record<string, string>, onSpawn?: (child: Chil
 }
 
 /** Runs a command on a pseudo-terminal (util-linux `script`), as a user at a terminal would. */
-function onTerminal(args: string[], env: Record<string, string>): Promise<Result> {
+function onTerminal(args: string[], env: Record<string, string>, opts: { dropStderr?: boolean } = {}): Promise<Result> {
   const quoted = args.map((a) => `'${a.replace(/'/g, "'\\''")}'`).join(" ");
-  const command = `${process.execPath} ${repoRoot}bin/agentd.js ${quoted}`;
+  const command = `${process.execPath} ${repoRoot}bin/agentd.js ${quoted}${opts.dropStderr ? " 2>/dev/null" : ""}`;
   return new Promise((resolve) => {
     const child = spawn("script", ["-qec", command, "/dev/null"], {
       cwd: repoRoot,
@@ -147,6 +147,23 @@ describe("agentd client sessions", { timeout: 300_000 }, () => {
     const analyzed = await onTerminal(["run", "analyze-document", `text=${text}`], env);
     expect(analyzed.code).toBe(0);
     expect(analyzed.stdout).toMatch(/▣ artifact report\.md \(text\/markdown, [^)]+\)/);
+  });
+
+  it("--json on a terminal: stdout is NDJSON events only", async () => {
+    const result = await onTerminal(["run", "simulate", "steps=2", "deltas=2", "--json"], env, { dropStderr: true });
+    expect(result.code).toBe(0);
+    const printed = result.stdout.split(/\r?\n/).filter(Boolean);
+    expect(printed.length).toBeGreaterThan(3);
+    for (const line of printed) expect(() => JSON.parse(line), line).not.toThrow();
+    const events = printed.map((l) => JSON.parse(l) as { sequence: string });
+    expect(events.map((e) => Number(e.sequence))).toEqual(events.map((_, i) => i + 1));
+  });
+
+  it("--version names the version and the Node it runs on", async () => {
+    const { version } = JSON.parse(await readFile(join(repoRoot, "package.json"), "utf8")) as { version: string };
+    const result = await cli(["--version"], {});
+    expect(result.code).toBe(0);
+    expect(result.stdout.trim()).toMatch(new RegExp(`^agentd ${version.replace(/\./g, "\\.")} \\(Node v\\d+`));
   });
 
   it("an access token works with the CLI (--key) and the typed client, within its limits", async () => {
