@@ -2,7 +2,7 @@
 // (detach and re-attach where it says, or cancel with --cancel-on-interrupt), tool calls and
 // artifacts as one-line entries on a terminal, and the CLI and typed client with an access token.
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -147,6 +147,18 @@ describe("agentd client sessions", { timeout: 300_000 }, () => {
     const analyzed = await onTerminal(["run", "analyze-document", `text=${text}`], env);
     expect(analyzed.code).toBe(0);
     expect(analyzed.stdout).toMatch(/▣ artifact report\.md \(text\/markdown, [^)]+\)/);
+  });
+
+  it("without --key it sends the dev key file of the data folder, when there is one", async () => {
+    const data = join(dir, "dev-data");
+    await mkdir(data, { recursive: true });
+    const without = await cli(["agents", "list"], { AGENTD_URL: server.url, AGENTD_DATA_DIR: data });
+    expect(without.code).toBe(3);
+    expect(without.stderr).toContain("unauthenticated");
+    await writeFile(join(data, "dev-api-key"), `${server.key}\n`);
+    const withFile = await cli(["agents", "list", "--data", data], { AGENTD_URL: server.url });
+    expect(withFile.code).toBe(0);
+    expect(withFile.stdout).toContain("simulate");
   });
 
   it("--json on a terminal: stdout is NDJSON events only", async () => {
