@@ -66,7 +66,7 @@ const BAD: Partial<Record<keyof Config, { value: string; says: string }[]>> = {
 const ANY_TEXT: Partial<Record<keyof Config, string>> = {
   host: "the listen call names the address it cannot bind",
   dataDir: "any folder; the database names it when it cannot open it",
-  tlsCert: "the file is read at start: a ConfigError naming it (test/platform TLS tests)",
+  tlsCert: "the file is read at start: a ConfigError naming it (test/protocols/tls.test.ts)",
   tlsKey: "as tlsCert",
   llmApiKey: "any secret",
   llmModel: "any model name",
