@@ -2,6 +2,7 @@
 // environment variable) and the value; the agentd command exits 2 (a usage error) on it.
 import { execFile } from "node:child_process";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { type AddressInfo, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -164,4 +165,28 @@ describe("the agentd command on a bad setting", () => {
       expect(failed?.stderr).toContain(says);
     },
   );
+
+  it("a port in use or an address not on this machine names --port / --host (exit 2)", {
+    timeout: 60_000,
+  }, async () => {
+    const busy = createServer();
+    await new Promise<void>((resolve) => busy.listen(0, "127.0.0.1", resolve));
+    const port = (busy.address() as AddressInfo).port;
+    try {
+      const inUse = await agentd(["serve", "--port", String(port)]).then(
+        () => undefined,
+        (error: { code: number; stderr: string }) => error,
+      );
+      expect(inUse?.code).toBe(2);
+      expect(inUse?.stderr).toContain(`invalid setting --port / AGENTD_PORT=${port}: the port is in use`);
+    } finally {
+      busy.close();
+    }
+    const away = await agentd(["serve", "--port", "0", "--host", "192.0.2.1"]).then(
+      () => undefined,
+      (error: { code: number; stderr: string }) => error,
+    );
+    expect(away?.code).toBe(2);
+    expect(away?.stderr).toContain('invalid setting --host / AGENTD_HOST="192.0.2.1"');
+  });
 });
