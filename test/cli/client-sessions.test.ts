@@ -106,16 +106,21 @@ describe("agentd client sessions", { timeout: 300_000 }, () => {
   it("Ctrl-C on watch detaches (exit 130) and names the re-attach command, which resumes after the last event", async () => {
     const created = await cli(["tasks", "create", "simulate", "steps=8", "step_delay_ms=400"], env);
     const id = (lines(created.stdout)[0]!.task as { id: string }).id;
-    const detached = await cli(["tasks", "watch", id], env, interruptAfter(2));
+    // Given as a flag, the URL is repeated in the re-attach command (the key, a secret, is not).
+    const detached = await cli(
+      ["tasks", "watch", id, "--url", server.url],
+      { AGENTD_API_KEY: server.key },
+      interruptAfter(2),
+    );
     expect(detached.code).toBe(130);
     const seen = lines(detached.stdout);
     const lastSeen = seen.at(-1)!.sequence;
     expect(detached.stderr).toContain(`detached from ${id}; it keeps running`);
-    const reattach = /^ {2}agentd (tasks watch \S+ --after \d+)$/m.exec(detached.stderr)?.[1];
-    expect(reattach).toBe(`tasks watch ${id} --after ${lastSeen}`);
+    const reattach = /^ {2}agentd (tasks watch .+)$/m.exec(detached.stderr)?.[1];
+    expect(reattach).toBe(`tasks watch ${id} --after ${lastSeen} --url ${server.url}`);
 
     // The task was not cancelled: the printed command follows it to the end, from the next event.
-    const resumed = await cli(reattach!.split(" "), env);
+    const resumed = await cli(reattach!.split(" "), { AGENTD_API_KEY: server.key });
     expect(resumed.code).toBe(0);
     const rest = lines(resumed.stdout);
     expect(Number(rest[0]!.sequence)).toBe(Number(lastSeen) + 1);
