@@ -145,7 +145,11 @@ export function createClientWithTransport(transport: Transport): AgentdClient {
           yield event;
           if (event.event.case === "stateChange" && isTerminal(event.event.value.state)) return;
         }
-        // Ended without the terminal event (a proxy or a server closing): resume.
+        // Ended without the terminal event: either the task had already ended and the cursor is at (or
+        // past) its last event, which the server answers by completing at once, or a proxy or a server
+        // closing cut it. Only the second is resumed; the first would reconnect forever.
+        const { task } = await tasks.getTask({ taskId }, { signal: opts.signal });
+        if (task && isTerminal(task.state) && task.lastSequence <= cursor) return;
       } catch (err) {
         lastError = toAgentdError(err);
         if (opts.signal?.aborted) throw lastError;

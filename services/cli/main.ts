@@ -15,6 +15,7 @@ import { createLogger, type Logger } from "../shared/log.js";
 import { startTracingFromEnv } from "../shared/tracing.js";
 import { applyCliConventions, registerClientCommands } from "./client-commands/index.js";
 import { registerKeyCommands } from "./key-commands.js";
+import { listenErrorAsSetting } from "./listen-errors.js";
 import { loadAgents, openRuntime, withDatabase } from "./runtime.js";
 import { writeServerFile } from "./server-file.js";
 import { addSettingOptions, configFrom, type Flags } from "./setting-options.js";
@@ -60,7 +61,9 @@ async function serve(config: Config, opts: { dev: boolean }): Promise<void> {
   // Without a writable primary (a standby, a failover) the replica listens and answers UNAVAILABLE until there is one.
   const runtime = await openRuntime(config, logger, { whileNoPrimary: opts.dev ? "wait" : "serve" });
   const service = createAgentService({ db: runtime.db, bus: runtime.bus, registry, config, logger });
-  const running = await service.start(runtime.waiting() ? { databaseReady: runtime.ready } : {});
+  const running = await service.start(runtime.waiting() ? { databaseReady: runtime.ready } : {}).catch((error) => {
+    throw listenErrorAsSetting(error, config);
+  });
   // The embedded database belongs to this process alone, so its notifier must run here too.
   const notifier =
     opts.dev || runtime.db.embedded
@@ -115,7 +118,9 @@ async function notify(config: Config): Promise<void> {
   const logger = createLogger({ level: config.logLevel, name: "agentd-notifier" });
   const tracing = startTracingFromEnv("agentd-notifier");
   const runtime = await openRuntime(config, logger, { whileNoPrimary: "wait" });
-  const running = await startNotifierService({ db: runtime.db, bus: runtime.bus, config, logger });
+  const running = await startNotifierService({ db: runtime.db, bus: runtime.bus, config, logger }).catch((error) => {
+    throw listenErrorAsSetting(error, config);
+  });
   logger.info(
     { owner: running.notifier.owner, embedded: runtime.db.embedded, metrics: running.metricsUrl },
     "agentd notifier is running",

@@ -3,7 +3,7 @@
 import { join } from "node:path";
 import { builtinAgents } from "../agent/agents/builtin.js";
 import { type AgentRegistry, createAgentRegistry, loadAgentModules } from "../agent/agents/registry.js";
-import type { Config } from "../shared/config.js";
+import { type Config, ConfigError, settingName } from "../shared/config.js";
 import { type Database, openDatabase } from "../shared/db/database.js";
 import { redactDatabaseUrl } from "../shared/db/database-url.js";
 import { runMigrations } from "../shared/db/migrate.js";
@@ -118,13 +118,34 @@ function waitingRuntime(db: Database, prepared: Promise<WakeupBus>, stop: AbortC
   };
 }
 
+/**
+ * The built-in agents and those of --agents / AGENTD_AGENTS. An entry that cannot be loaded (not
+ * found, fails to import, exports no agent, a name taken twice) is a bad setting: a ConfigError
+ * naming the setting and the entry, so start-up stops with exit code 2.
+ */
 export async function loadAgents(config: Config): Promise<AgentRegistry> {
+  const invalid = (entry: string, error: unknown) =>
+    new ConfigError(
+      `invalid setting ${settingName("agentModules")}=${JSON.stringify(entry)}: ${error instanceof Error ? error.message : String(error)}`,
+      { cause: error },
+    );
+  const loaded = [];
+  for (const entry of config.agentModules) {
+    try {
+      loaded.push(...(await loadAgentModules([entry])));
+    } catch (error) {
+      throw invalid(entry, error);
+    }
+  }
   // `chat` offers the replica's other agents as tools, so it reads the registry it is part of.
   let registry: AgentRegistry | undefined;
-  registry = createAgentRegistry([
-    ...builtinAgents({ config, agents: () => registry }),
-    ...(await loadAgentModules(config.agentModules)),
-  ]);
+  try {
+    registry = createAgentRegistry([...builtinAgents({ config, agents: () => registry }), ...loaded]);
+  } catch (error) {
+    // A duplicate name or a bad schema among the loaded modules (the built-in agents alone are tested).
+    if (loaded.length === 0) throw error;
+    throw invalid(config.agentModules.join(","), error);
+  }
   return registry;
 }
 

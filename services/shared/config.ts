@@ -77,8 +77,26 @@ export class ConfigError extends Error {
   override name = "ConfigError";
 }
 
+/** How a setting is named in messages: `--flag / ENV`, or `ENV` when it has no flag. */
+export function settingName(key: keyof Config): string {
+  const setting = (SETTINGS as readonly Setting[]).find((s) => s.key === key);
+  if (!setting) return key;
+  return setting.flag ? `${setting.flag} / ${setting.env}` : setting.env;
+}
+
+/**
+ * A browser origin the CORS check can match: `*`, `scheme://host[:port]` or `scheme://host:*`.
+ * A path, a query or a missing scheme would never equal an `Origin` header, so it is refused
+ * at start rather than silently matching nothing.
+ */
+function isOriginPattern(raw: string): boolean {
+  const pattern = raw.replace(/\/+$/, "");
+  if (pattern === "*") return true;
+  return /^[a-z][a-z0-9+.-]*:\/\/(\[[0-9a-f:.]+\]|[a-z0-9.-]+)(:(\d{1,5}|\*))?$/i.test(pattern);
+}
+
 function parse(setting: Setting, raw: string): unknown {
-  const where = setting.flag ? `${setting.flag} / ${setting.env}` : setting.env;
+  const where = settingName(setting.key);
   // A URL may carry a password: it is never echoed.
   const shown = setting.kind === "url" ? redactDatabaseUrl(raw) : raw;
   const fail = (why: string) => new ConfigError(`invalid setting ${where}=${JSON.stringify(shown)}: ${why}`);
@@ -135,14 +153,16 @@ export function loadConfig(
     config[setting.key] = raw === undefined || raw === "" ? setting.default : parse(setting, raw);
   }
   const result = { ...(config as unknown as Config), ...overrides };
+  const bad = (key: keyof Config, value: unknown, why: string) =>
+    new ConfigError(`invalid setting ${settingName(key)}=${JSON.stringify(value)}: ${why}`);
   if (result.heartbeatMs * 3 > result.leaseMs) {
-    throw new ConfigError(
-      `invalid setting AGENTD_HEARTBEAT_MS=${result.heartbeatMs}: must be at most a third of AGENTD_LEASE_MS (${result.leaseMs})`,
-    );
+    throw bad("heartbeatMs", result.heartbeatMs, `must be at most a third of AGENTD_LEASE_MS (${result.leaseMs})`);
   }
   if (result.notifierLeaseMs < result.webhookTimeoutMs + 1000) {
-    throw new ConfigError(
-      `invalid setting AGENTD_NOTIFIER_LEASE_MS=${result.notifierLeaseMs}: must be at least AGENTD_WEBHOOK_TIMEOUT_MS + 1000 (${result.webhookTimeoutMs + 1000}), or a slow attempt could be sent twice at once`,
+    throw bad(
+      "notifierLeaseMs",
+      result.notifierLeaseMs,
+      `must be at least AGENTD_WEBHOOK_TIMEOUT_MS + 1000 (${result.webhookTimeoutMs + 1000}), or a slow attempt could be sent twice at once`,
     );
   }
   if ((result.tlsCert === undefined) !== (result.tlsKey === undefined)) {
@@ -151,32 +171,34 @@ export function loadConfig(
     );
   }
   if (result.metricsPort !== 0 && result.metricsPort === result.port) {
-    throw new ConfigError(
-      `invalid setting AGENTD_METRICS_PORT=${result.metricsPort}: must differ from the main port (0 serves /metrics on the main port)`,
-    );
+    throw bad("metricsPort", result.metricsPort, "must differ from the main port (0 serves /metrics on the main port)");
   }
-  if (!["trace", "debug", "info", "warn", "error", "silent"].includes(result.accessLogLevel)) {
-    throw new ConfigError(
-      `invalid setting AGENTD_ACCESS_LOG_LEVEL=${JSON.stringify(result.accessLogLevel)}: must be trace, debug, info, warn, error or silent`,
-    );
+  if (!LOG_LEVELS.includes(result.accessLogLevel)) {
+    throw bad("accessLogLevel", result.accessLogLevel, `must be one of ${LOG_LEVELS.join(", ")}`);
   }
   if (result.headersTimeoutMs > result.requestTimeoutMs) {
-    throw new ConfigError(
-      `invalid setting AGENTD_HEADERS_TIMEOUT_MS=${result.headersTimeoutMs}: must be at most AGENTD_REQUEST_TIMEOUT_MS (${result.requestTimeoutMs})`,
+    throw bad(
+      "headersTimeoutMs",
+      result.headersTimeoutMs,
+      `must be at most --request-timeout-ms / AGENTD_REQUEST_TIMEOUT_MS (${result.requestTimeoutMs})`,
     );
   }
   if (result.llmBaseUrl !== undefined && !/^https?:\/\/[^/]/.test(result.llmBaseUrl)) {
-    throw new ConfigError(`invalid setting --llm-base-url / AGENTD_LLM_BASE_URL: must be an http:// or https:// URL`);
+    throw bad("llmBaseUrl", result.llmBaseUrl, "must be an http:// or https:// URL, e.g. http://127.0.0.1:11434/v1");
   }
   if (!LOG_LEVELS.includes(result.logLevel)) {
-    throw new ConfigError(
-      `invalid setting --log-level / AGENTD_LOG_LEVEL=${JSON.stringify(result.logLevel)}: must be one of ${LOG_LEVELS.join(", ")}`,
-    );
+    throw bad("logLevel", result.logLevel, `must be one of ${LOG_LEVELS.join(", ")}`);
   }
   const badCidr = result.webhookAllowCidrs.find((c) => parseCidr(c) === null);
   if (badCidr !== undefined) {
-    throw new ConfigError(
-      `invalid setting AGENTD_WEBHOOK_ALLOW_CIDRS=${JSON.stringify(badCidr)}: must be CIDRs like 10.0.0.0/8 or fd00::/8`,
+    throw bad("webhookAllowCidrs", badCidr, "must be CIDRs like 10.0.0.0/8 or fd00::/8");
+  }
+  const badOrigin = result.corsOrigins.find((o) => !isOriginPattern(o));
+  if (badOrigin !== undefined) {
+    throw bad(
+      "corsOrigins",
+      badOrigin,
+      "must be origins like https://app.example.com or http://localhost:8080 (scheme://host[:port], no path), scheme://host:* for any port, or * for any origin",
     );
   }
   return result;

@@ -2,7 +2,7 @@
 // valid OpenAPI 3.1 by a stock validator, served at /openapi.json with the
 // reference page at /docs, and true: operations called exactly as the document
 // describes them answer what it says, in the schemas it gives.
-import { readFile } from "node:fs/promises";
+import { readdir, readFile } from "node:fs/promises";
 import { Validator } from "@seriousme/openapi-schema-validator";
 import { Ajv2020 } from "ajv/dist/2020.js";
 import addFormats from "ajv-formats";
@@ -30,6 +30,51 @@ beforeAll(async () => {
 afterAll(async () => {
   await server?.close();
 });
+
+/** Connect's HTTP status for each code (connectrpc.com/docs/protocol#error-codes). */
+const CONNECT_STATUS: Record<string, number> = {
+  INVALID_ARGUMENT: 400,
+  FAILED_PRECONDITION: 400,
+  OUT_OF_RANGE: 400,
+  UNAUTHENTICATED: 401,
+  PERMISSION_DENIED: 403,
+  NOT_FOUND: 404,
+  ALREADY_EXISTS: 409,
+  ABORTED: 409,
+  RESOURCE_EXHAUSTED: 429,
+  UNIMPLEMENTED: 501,
+  UNAVAILABLE: 503,
+  DEADLINE_EXCEEDED: 504,
+};
+
+interface ProtoRpc {
+  path: string;
+  comment: string;
+  streaming: boolean;
+}
+
+/** Every rpc of proto/agentd, with its leading comment, read from the .proto text itself. */
+async function protoRpcs(): Promise<ProtoRpc[]> {
+  const rpcs: ProtoRpc[] = [];
+  for (const file of (await readdir(`${repoRoot}proto/agentd/v1`)).filter((f) => f.endsWith(".proto"))) {
+    const text = await readFile(`${repoRoot}proto/agentd/v1/${file}`, "utf8");
+    for (const service of text.matchAll(/^service (\w+) \{([\s\S]*?)^\}/gm)) {
+      for (const rpc of service[2]!.matchAll(
+        /((?:^ {2}\/\/.*\n)+)^ {2}rpc (\w+)\((stream )?\w+\) returns \((stream )?/gm,
+      )) {
+        rpcs.push({
+          path: `/agentd.v1.${service[1]}/${rpc[2]}`,
+          comment: rpc[1]!
+            .replace(/^ {2}\/\/ ?/gm, "")
+            .replace(/\s+/g, " ")
+            .trim(),
+          streaming: Boolean(rpc[3] || rpc[4]),
+        });
+      }
+    }
+  }
+  return rpcs;
+}
 
 /** Checks a body against a schema of the document (its $refs resolved within it). */
 function checker() {
@@ -134,5 +179,29 @@ describe("OpenAPI document", () => {
     expect(check(invalid.schema, invalid.json)).toEqual([]);
     const unauthenticated = await call("TaskService_GetTask", { taskId }, "agentd_wrong");
     expect(unauthenticated.status).toBe(401);
+  });
+
+  it("has a path for every unary RPC in proto/, with its proto comment and its error codes as Connect's statuses", async () => {
+    const rpcs = await protoRpcs();
+    const unary = rpcs.filter((r) => !r.streaming);
+    expect(unary.length).toBeGreaterThanOrEqual(20);
+    for (const rpc of unary) {
+      const operation = doc.paths[rpc.path]?.post as (Operation & { description?: string }) | undefined;
+      expect(operation, `${rpc.path} has no path in the document`).toBeDefined();
+      expect(operation!.description?.replace(/\s+/g, " ").trim(), rpc.path).toBe(rpc.comment);
+      // Every caller can meet these; the codes the comment names come on top.
+      const named = [...(rpc.comment.split("Errors:")[1] ?? "").matchAll(/`([A-Z_]+)`/g)]
+        .map((m) => m[1]!)
+        .filter((code) => code in CONNECT_STATUS);
+      for (const code of ["UNAUTHENTICATED", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "UNAVAILABLE", ...named]) {
+        const response = operation!.responses[String(CONNECT_STATUS[code])];
+        expect(response, `${rpc.path}: ${code} (HTTP ${CONNECT_STATUS[code]}) is not listed`).toBeDefined();
+        expect(response!.content!["application/json"]!.schema).toEqual({ $ref: "#/components/schemas/connect.Error" });
+      }
+    }
+    // Streaming RPCs have no JSON POST path (the SSE route serves WatchTask).
+    for (const rpc of rpcs.filter((r) => r.streaming)) expect(doc.paths[rpc.path], rpc.path).toBeUndefined();
+    const documented = Object.keys(doc.paths).filter((p) => p.startsWith("/agentd."));
+    expect(documented.sort()).toEqual(unary.map((r) => r.path).sort());
   });
 });

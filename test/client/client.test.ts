@@ -76,6 +76,26 @@ describe("typed client", () => {
     expect(all.length).toBeGreaterThan(3);
     expect(later).toEqual(all.slice(2));
   });
+
+  it("watch from the last event of an ended task ends at once instead of reconnecting", async () => {
+    const client = createClient({ baseUrl: server.url, key: server.key });
+    try {
+      const task = await client.runAndWait({ agent: "simulate", input: { steps: 1 } });
+      let reconnects = 0;
+      const after = [];
+      for await (const e of client.watch(task.id, {
+        afterSequence: task.lastSequence,
+        maxRetries: 2,
+        onReconnect: () => void reconnects++,
+      })) {
+        after.push(e.sequence);
+      }
+      expect(after).toEqual([]);
+      expect(reconnects).toBe(0);
+    } finally {
+      client.close();
+    }
+  });
 });
 
 describe("watch across a server restart", () => {

@@ -101,6 +101,14 @@ async function follow(
     renderer: terminal ? createTerminalRenderer(out, { taskId }) : createNdjsonRenderer(out),
     interactive: terminal && Boolean(process.stdin.isTTY),
     cancelOnInterrupt: Boolean(flags.cancelOnInterrupt),
+    // So that the printed re-attach command reaches the same server; a key given as a flag is not echoed.
+    reattachFlags: [
+      flags.url !== undefined ? `--url ${flags.url}` : "",
+      flags.data !== undefined ? `--data ${flags.data}` : "",
+      flags.transport && flags.transport !== "grpc" ? `--transport ${flags.transport}` : "",
+    ]
+      .filter(Boolean)
+      .join(" "),
   });
 }
 

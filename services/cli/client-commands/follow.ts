@@ -18,6 +18,8 @@ export interface FollowOptions {
   /** Ask input requests on this terminal. */
   interactive: boolean;
   cancelOnInterrupt: boolean;
+  /** Connection flags the user gave (e.g. `--url …`), repeated in the re-attach command; never the key. */
+  reattachFlags?: string;
 }
 
 export function exitCodeFor(task: Task | undefined): number {
@@ -70,7 +72,7 @@ export async function followTask(client: AgentdClient, taskId: string, opts: Fol
         return exitCodeFor(task) === EXIT.notEnded ? EXIT.failed : exitCodeFor(task);
       }
       opts.out.stderr.write(
-        `agentd: detached from ${taskId}; it keeps running. Re-attach with:\n  agentd tasks watch ${taskId} --after ${cursor}\n`,
+        `agentd: detached from ${taskId}; it keeps running. Re-attach with:\n  agentd tasks watch ${taskId} --after ${cursor}${opts.reattachFlags ? ` ${opts.reattachFlags}` : ""}\n`,
       );
       return EXIT.detached;
     }
