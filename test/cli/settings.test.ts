@@ -19,6 +19,8 @@ const BAD: Partial<Record<keyof Config, { value: string; says: string }[]>> = {
     { value: "70000", says: "must be at most 65535" },
   ],
   dbMaxConnections: [{ value: "0", says: "must be at least 1" }],
+  groupCommitRows: [{ value: "0", says: "must be at least 1" }],
+  dbStatementTimeoutMs: [{ value: "soon", says: "must be a whole number" }],
   runnerConcurrency: [{ value: "1.5", says: "must be a whole number" }],
   maxConcurrentRuns: [{ value: "lots", says: "must be a whole number" }],
   leaseMs: [{ value: "-5", says: "must be at least 200" }],
