@@ -11,7 +11,6 @@
 // process) or, for addJob and INSERT, this process's (they run in the caller), from
 // /proc; Postgres' own CPU is not counted. Postgres only: `npm run bench -- peers [--quick]`.
 import { type ChildProcess, spawn } from "node:child_process";
-import { readFileSync } from "node:fs";
 import { cpus, loadavg } from "node:os";
 import { createInterface } from "node:readline";
 import { fromJson } from "@bufbuild/protobuf";
@@ -24,6 +23,7 @@ import { TaskService } from "../gen/agentd/v1/task_service_pb.js";
 import { createApiKey } from "../services/shared/auth/api-keys.js";
 import { SCOPES } from "../services/shared/auth/scopes.js";
 import { runMigrations } from "../services/shared/db/migrate.js";
+import { closedLoop, cpuSeconds } from "./support.js";
 
 const root = new URL("..", import.meta.url).pathname;
 const silent = new Logger(() => () => {});
@@ -36,7 +36,6 @@ const ROUNDS = arg("rounds", 3);
 const N = arg("tasks", quick ? 1000 : 5000);
 const IN_FLIGHT = 64;
 const CONCURRENCY = 16;
-const TICK = 100; // clock ticks per second (/proc/<pid>/stat)
 
 // ---- the graphile-worker process: `peers.ts --graphile-worker <url>` ----
 if (process.argv[2] === "--graphile-worker") {
@@ -52,11 +51,6 @@ if (process.argv[2] === "--graphile-worker") {
   process.on("SIGTERM", () => void runner.stop().then(() => process.exit(0)));
   await new Promise(() => {});
 }
-
-const cpuSeconds = (pid: number | "self") => {
-  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
-  return (Number(fields[11]) + Number(fields[12])) / TICK; // utime, stime
-};
 
 function spawnReady(
   args: string[],
@@ -78,16 +72,6 @@ const stop = (child: ChildProcess) =>
     child.once("exit", () => resolve());
     child.kill("SIGTERM");
   });
-
-/** Runs `op` `n` times, `IN_FLIGHT` at a time. */
-async function closedLoop(n: number, op: (i: number) => Promise<unknown>): Promise<void> {
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: IN_FLIGHT }, async () => {
-      while (next < n) await op(next++);
-    }),
-  );
-}
 
 interface Sample {
   perSecond: number;
@@ -169,7 +153,7 @@ async function main() {
           N,
           () => cpuSeconds(child.pid!),
           async () => {
-            await closedLoop(N, () => client.createTask({ agent: "simulate", input: noop }, { headers }));
+            await closedLoop(N, IN_FLIGHT, () => client.createTask({ agent: "simulate", input: noop }, { headers }));
             await until(
               async () => (await sql`SELECT count(*)::int AS n FROM tasks WHERE state <> 'SUCCEEDED'`)[0]!.n === 0,
             );
@@ -191,7 +175,7 @@ async function main() {
           N,
           () => cpuSeconds(child.pid!),
           async () => {
-            await closedLoop(N, (i) => utils.addJob("noop", { i }));
+            await closedLoop(N, IN_FLIGHT, (i) => utils.addJob("noop", { i }));
             await until(async () => (await remaining()) === 0);
           },
         ),
@@ -211,7 +195,7 @@ async function main() {
         await measure(
           N,
           () => cpuSeconds(child.pid!),
-          () => closedLoop(N, () => client.createTask({ agent: "simulate", input: noop }, { headers })),
+          () => closedLoop(N, IN_FLIGHT, () => client.createTask({ agent: "simulate", input: noop }, { headers })),
         ),
       );
       await stop(child);
@@ -223,7 +207,7 @@ async function main() {
       await measure(
         N,
         () => cpuSeconds("self"),
-        () => closedLoop(N, (i) => utils.addJob("noop", { i })),
+        () => closedLoop(N, IN_FLIGHT, (i) => utils.addJob("noop", { i })),
       ),
     );
     await sql`DELETE FROM graphile_worker._private_jobs`;
@@ -232,7 +216,7 @@ async function main() {
       await measure(
         N,
         () => cpuSeconds("self"),
-        () => closedLoop(N, (i) => sql`INSERT INTO bench_rows (payload) VALUES (${sql.json({ i })})`),
+        () => closedLoop(N, IN_FLIGHT, (i) => sql`INSERT INTO bench_rows (payload) VALUES (${sql.json({ i })})`),
       ),
     );
   }

@@ -1,5 +1,6 @@
 // Shared by the benchmarks: a real agent service on a fresh database, a
 // closed-loop load generator, and percentiles. Not a test: run with `npm run bench`.
+import { readFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -75,6 +76,22 @@ export interface LoadResult {
   perSecond: number;
   p50Ms: number;
   p99Ms: number;
+}
+
+/** Seconds of CPU (user + system) a process has used so far, from /proc (Linux; 100 clock ticks a second). */
+export function cpuSeconds(pid: number | "self"): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+/** Runs `op` `n` times, `inFlight` calls at a time (a closed loop of a fixed amount of work). */
+export async function closedLoop(n: number, inFlight: number, op: (i: number) => Promise<unknown>): Promise<void> {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: inFlight }, async () => {
+      while (next < n) await op(next++);
+    }),
+  );
 }
 
 export function percentile(sorted: number[], p: number): number {

@@ -6,7 +6,6 @@
 // rounds, 64 calls in flight; median and range, and the server's CPU per call from /proc.
 // Postgres only: `DATABASE_URL=… npm run bench -- unary [--calls N] [--rounds R]`.
 import { type ChildProcess, spawn } from "node:child_process";
-import { readFileSync } from "node:fs";
 import { cpus, loadavg } from "node:os";
 import { createInterface } from "node:readline";
 import { fromJson } from "@bufbuild/protobuf";
@@ -19,6 +18,7 @@ import { Health } from "../gen/grpc/health/v1/health_pb.js";
 import { createApiKey } from "../services/shared/auth/api-keys.js";
 import { SCOPES } from "../services/shared/auth/scopes.js";
 import { runMigrations } from "../services/shared/db/migrate.js";
+import { closedLoop, cpuSeconds } from "./support.js";
 
 const root = new URL("..", import.meta.url).pathname;
 const arg = (name: string, fallback: number) => {
@@ -28,20 +28,6 @@ const arg = (name: string, fallback: number) => {
 const CALLS = arg("calls", 2000);
 const ROUNDS = arg("rounds", 3);
 const IN_FLIGHT = 64;
-
-const cpuSeconds = (pid: number) => {
-  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
-  return (Number(fields[11]) + Number(fields[12])) / 100; // utime + stime, clock ticks
-};
-
-async function closedLoop(n: number, op: () => Promise<unknown>): Promise<void> {
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: IN_FLIGHT }, async () => {
-      while (next++ < n) await op();
-    }),
-  );
-}
 
 async function main() {
   const adminUrl = process.env.DATABASE_URL;
@@ -88,7 +74,7 @@ async function main() {
     "Run (simulate, no steps)": () => agents.run({ agent: "simulate", input: noop }),
     "Health/Check": () => health.check({}),
   } as const;
-  for (const op of Object.values(arms)) await closedLoop(200, op); // warm
+  for (const op of Object.values(arms)) await closedLoop(200, IN_FLIGHT, op); // warm
 
   const samples: Record<string, { perSecond: number; cpuMs: number; load: number }[]> = {};
   for (let round = 1; round <= ROUNDS; round++) {
@@ -96,7 +82,7 @@ async function main() {
     for (const [label, op] of Object.entries(arms)) {
       const cpu0 = cpuSeconds(child.pid!);
       const t0 = performance.now();
-      await closedLoop(CALLS, op);
+      await closedLoop(CALLS, IN_FLIGHT, op);
       const seconds = (performance.now() - t0) / 1000;
       samples[label] ??= [];
       samples[label].push({
