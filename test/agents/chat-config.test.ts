@@ -116,6 +116,8 @@ describe("chat configured on the command line", { timeout: 120_000 }, () => {
   it("a base URL that is not http(s) stops start-up naming the setting", async () => {
     await expect(
       spawnAgentd({ databaseUrl: shared.url, args: ["--llm-base-url", "localhost:11434/v1", "--llm-model", "m"] }),
-    ).rejects.toThrow(/--llm-base-url \/ AGENTD_LLM_BASE_URL: must be an http:\/\/ or https:\/\/ URL/);
+    ).rejects.toThrow(
+      /--llm-base-url \/ AGENTD_LLM_BASE_URL="localhost:11434\/v1": must be an http:\/\/ or https:\/\/ URL/,
+    );
   });
 });

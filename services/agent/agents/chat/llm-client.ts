@@ -68,12 +68,24 @@ export interface RetryPolicy {
 
 const DEFAULT_RETRY: RetryPolicy = { maxRetries: 4, baseDelayMs: 500, maxDelayMs: 30_000 };
 
-/** The client without an Authorization header when no key is configured (local servers). */
+/** The client without an Authorization header when no key is configured (local servers). The
+ * `openai` package insists on some credential (7.x throws "Missing credentials" without one, and
+ * would otherwise read OPENAI_API_KEY from the environment, a key meant for someone else): without
+ * a key it gets a placeholder that is never sent, and the header is explicitly omitted. */
 class Upstream extends OpenAI {
+  constructor(
+    options: ConstructorParameters<typeof OpenAI>[0],
+    private readonly sendsKey: boolean,
+  ) {
+    super(options);
+  }
+
   protected override async authHeaders(opts: Parameters<OpenAI["authHeaders"]>[0]) {
-    return this.apiKey ? super.authHeaders(opts) : undefined;
+    return this.sendsKey ? super.authHeaders(opts) : undefined;
   }
 }
+
+const NO_KEY = "agentd-no-api-key-configured";
 
 /** Milliseconds the server asked us to wait (`retry-after-ms`, `retry-after` seconds or date). */
 function retryAfterMs(headers: Headers | undefined, now = Date.now()): number | undefined {
@@ -105,13 +117,18 @@ class RetryableUpstream extends Error {
 
 export function createLlmClient(settings: LlmSettings, retry: Partial<RetryPolicy> = {}): LlmClient {
   const policy = { ...DEFAULT_RETRY, ...retry };
-  const client = new Upstream({
-    baseURL: settings.baseUrl,
-    apiKey: settings.apiKey ?? "",
-    maxRetries: 0, // ours, below
-    timeout: 24 * 3600 * 1000, // the task's timeout (its signal) bounds the call instead
-    logLevel: "off",
-  });
+  const sendsKey = Boolean(settings.apiKey);
+  const client = new Upstream(
+    {
+      baseURL: settings.baseUrl,
+      apiKey: settings.apiKey || NO_KEY,
+      ...(sendsKey ? {} : { defaultHeaders: { authorization: null } }),
+      maxRetries: 0, // ours, below
+      timeout: 24 * 3600 * 1000, // the task's timeout (its signal) bounds the call instead
+      logLevel: "off",
+    },
+    sendsKey,
+  );
 
   return {
     async complete(request, { signal, onText }) {
