@@ -9,7 +9,9 @@
 import type * as http from "node:http";
 import type * as http2 from "node:http2";
 import * as net from "node:net";
+import type { Duplex } from "node:stream";
 import { type Logger, silentLogger } from "../../shared/log.js";
+import { type H2Target, routeH2Connection } from "./h2-route.js";
 import { guardRequests, type NodeHandlerFn } from "./one-port-requests.js";
 import { SNIFF_TIMEOUT_MS, sniff } from "./one-port-sniff.js";
 import {
@@ -41,6 +43,21 @@ export interface OnePortOptions {
   logger?: Logger;
   /** TLS (tls.ts): each connection is decrypted first and ALPN, not sniffing, picks HTTP/2 or HTTP/1.1. */
   tls?: TlsTerminator;
+  /**
+   * A second HTTP/2 server for gRPC (a grpc-js `Server`'s connection injector). When set, each
+   * HTTP/2 connection is routed whole by its first request's content-type (h2-route.ts): gRPC
+   * to it, Connect and gRPC-Web to `handler`. Unset: `handler` serves every protocol.
+   */
+  grpc?: GrpcConnectionSink;
+  /** Counts each HTTP/2 connection by the server it was handed to. */
+  onH2Connection?: (server: "connect" | "grpc-js") => void;
+}
+
+/** What one-port needs of grpc-js's `ConnectionInjector`. */
+export interface GrpcConnectionSink {
+  injectConnection(connection: Duplex): void;
+  /** GOAWAY to every session now; sessions still open after `graceMs` are destroyed. */
+  drain(graceMs: number): void;
 }
 
 export interface OnePortServer {
@@ -75,6 +92,9 @@ interface PortState {
   readonly h1: http.Server;
   readonly h2: http2.Http2Server;
   readonly acceptTls: ((socket: net.Socket) => void) | undefined;
+  /** Hands an HTTP/2 socket (plain or decrypted) to its server. */
+  readonly acceptH2: (socket: Duplex) => void;
+  readonly grpc: GrpcConnectionSink | undefined;
 }
 
 export async function listenOnePort(opts: OnePortOptions): Promise<OnePortServer> {
@@ -97,7 +117,11 @@ export async function listenOnePort(opts: OnePortOptions): Promise<OnePortServer
     h1,
     h2,
     // TLS: the handshake's ALPN result routes the decrypted socket (h2 → http2, else HTTP/1.1).
-    acceptTls: opts.tls?.serve((protocol, secure) => (protocol === "h2" ? h2 : h1).emit("connection", secure)),
+    acceptTls: opts.tls?.serve((protocol, secure) =>
+      protocol === "h2" ? state.acceptH2(secure) : h1.emit("connection", secure),
+    ),
+    acceptH2: h2Acceptor(h2, opts, timeouts, log),
+    grpc: opts.grpc,
   };
   h2.on("session", (session) => {
     state.sessions.add(session);
@@ -144,7 +168,7 @@ export async function listenOnePort(opts: OnePortOptions): Promise<OnePortServer
 
 /** A socket the listener accepted: tracked until it closes, then routed by TLS ALPN or by sniffing. */
 function acceptConnection(state: PortState, socket: net.Socket): void {
-  const { sockets, drained, sniffing, log, h1, h2 } = state;
+  const { sockets, drained, sniffing, log, h1 } = state;
   sockets.add(socket);
   socket.once("close", () => {
     sockets.delete(socket);
@@ -167,9 +191,47 @@ function acceptConnection(state: PortState, socket: net.Socket): void {
     }
     // Also while closing: its request is under way. A new h2 session gets GOAWAY at once
     // (its streams are refused, which clients retry elsewhere); HTTP/1.1 gets Connection: close.
-    (protocol === "h2" ? h2 : h1).emit("connection", socket);
+    if (protocol === "h2") state.acceptH2(socket);
+    else h1.emit("connection", socket);
   });
   sniffing.set(socket, received);
+}
+
+/**
+ * Without a gRPC server every HTTP/2 connection goes to connect-node; with one, each is routed
+ * by its first request (h2-route.ts).
+ */
+function h2Acceptor(
+  h2: http2.Http2Server,
+  opts: OnePortOptions,
+  timeouts: ConnectionTimeouts,
+  log: Logger,
+): (socket: Duplex) => void {
+  const grpc = opts.grpc;
+  const count = opts.onH2Connection ?? (() => {});
+  if (!grpc) {
+    return (socket) => {
+      count("connect");
+      h2.emit("connection", socket);
+    };
+  }
+  return (socket) => {
+    routeH2Connection(socket, timeouts.headersMs, (target: H2Target | undefined, reason) => {
+      if (target === undefined) {
+        log.debug({ reason }, "http2 connection dropped before its first request");
+        socket.destroy();
+        return;
+      }
+      if (reason) log.debug({ reason, target }, "http2 connection routed without a readable first request");
+      if (target === "grpc") {
+        count("grpc-js");
+        grpc.injectConnection(socket);
+      } else {
+        count("connect");
+        h2.emit("connection", socket);
+      }
+    });
+  };
 }
 
 function allClosed(state: PortState): Promise<void> {
@@ -185,6 +247,7 @@ async function shutdown(state: PortState, tcp: net.Server, graceMs: number): Pro
     if (received() === 0) socket.destroy(); // connected but sent nothing: no call to finish
   }
   for (const session of sessions) session.close(); // GOAWAY; ends once its streams finish
+  state.grpc?.drain(graceMs);
   h1.closeIdleConnections();
   const sweep = setInterval(() => h1.closeIdleConnections(), IDLE_SWEEP_MS);
   let timer: NodeJS.Timeout | undefined;
