@@ -1,0 +1,238 @@
+// Serves the Connect service implementations through a grpc-js `Server`, so that gRPC calls
+// skip connect-node's per-call pipeline while running the same handlers and interceptors.
+// Routes are collected with a router that records each implementation instead of building
+// connect handlers; each RPC becomes a grpc-js method whose (de)serializers are protobuf-es
+// toBinary/fromBinary, invoked through connect's own implementation runner so that
+// interceptors see the same requests and errors as on the connect-node path.
+import { type DescMessage, type DescMethod, fromBinary, type MessageShape, toBinary } from "@bufbuild/protobuf";
+import {
+  Code,
+  ConnectError,
+  type ConnectRouter,
+  type ContextValues,
+  createContextValues,
+  createHandlerContext,
+  createMethodImplSpec,
+  createServiceImplSpec,
+  type HandlerContext,
+  type Interceptor,
+  type MethodImplSpec,
+  type ServiceImplSpec,
+} from "@connectrpc/connect";
+import { invokeUnaryImplementation, transformInvokeImplementation } from "@connectrpc/connect/protocol";
+import { setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
+import * as grpc from "@grpc/grpc-js";
+
+export interface GrpcJsAdapterOptions {
+  routes: (router: ConnectRouter) => void;
+  /** The same interceptors as the connect-node path, in the same order. */
+  interceptors?: Interceptor[];
+  /** Per-call context values (as `contextValues` of the connect-node adapter). */
+  contextValues?: (call: { metadata: grpc.Metadata; peer: string }) => ContextValues;
+}
+
+/** Longest error message sent, as on the connect-node path (rpc-handler.ts). */
+const MAX_ERROR_MESSAGE = 2048;
+
+/** The implementations `routes` registers, without building connect handlers. */
+export function collectServiceSpecs(routes: (router: ConnectRouter) => void): ServiceImplSpec[] {
+  const specs: ServiceImplSpec[] = [];
+  const router: ConnectRouter = {
+    handlers: [],
+    service(service, implementation) {
+      specs.push(createServiceImplSpec(service, implementation));
+      return router;
+    },
+    rpc(method, impl) {
+      const spec = createMethodImplSpec(method, impl);
+      specs.push({ service: method.parent, methods: { [method.localName]: spec } });
+      return router;
+    },
+  };
+  routes(router);
+  return specs;
+}
+
+/** Adds every service `routes` registers to a grpc-js server. */
+export function addConnectRoutes(server: grpc.Server, options: GrpcJsAdapterOptions): void {
+  for (const spec of collectServiceSpecs(options.routes)) {
+    const definition: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
+    const implementation: grpc.UntypedServiceImplementation = {};
+    for (const method of Object.values(spec.methods)) {
+      const name = method.method.name;
+      definition[name] = methodDefinition(method.method);
+      implementation[name] = methodHandler(method, options);
+    }
+    server.addService(definition as grpc.ServiceDefinition, implementation);
+  }
+}
+
+/**
+ * A request whose bytes do not decode. grpc-js answers a throwing deserializer with INTERNAL;
+ * the caller's bytes are INVALID_ARGUMENT, so the failure is carried to the handler instead.
+ */
+class UndecodableRequest {
+  constructor(readonly reason: string) {}
+}
+
+function methodDefinition(method: DescMethod): grpc.MethodDefinition<unknown, unknown> {
+  const input: DescMessage = method.input;
+  const output: DescMessage = method.output;
+  return {
+    path: `/${method.parent.typeName}/${method.name}`,
+    requestStream: method.methodKind === "client_streaming" || method.methodKind === "bidi_streaming",
+    responseStream: method.methodKind === "server_streaming" || method.methodKind === "bidi_streaming",
+    requestSerialize: (m) => Buffer.from(toBinary(input, m as MessageShape<DescMessage>)),
+    requestDeserialize: (bytes: Buffer) => {
+      try {
+        return fromBinary(input, bytes);
+      } catch (err) {
+        return new UndecodableRequest(`parse binary: ${(err as Error).message}`);
+      }
+    },
+    responseSerialize: (m) => Buffer.from(toBinary(output, m as MessageShape<DescMessage>)),
+    responseDeserialize: (bytes: Buffer) => fromBinary(output, bytes),
+  };
+}
+
+type AnyCall =
+  | grpc.ServerUnaryCall<unknown, unknown>
+  | grpc.ServerWritableStream<unknown, unknown>
+  | grpc.ServerDuplexStream<unknown, unknown>
+  | grpc.ServerReadableStream<unknown, unknown>;
+
+/** The connect HandlerContext of a grpc-js call: headers, deadline, cancellation, values. */
+function handlerContext(
+  spec: MethodImplSpec,
+  call: AnyCall,
+  options: GrpcJsAdapterOptions,
+): HandlerContext & { abort(reason?: unknown): void } {
+  const requestHeader = new Headers();
+  for (const [key, value] of Object.entries(call.metadata.getMap())) {
+    requestHeader.append(key, typeof value === "string" ? value : Buffer.from(value).toString("base64"));
+  }
+  // grpc-js keeps content-type out of the metadata; the codec here is always binary protobuf.
+  if (!requestHeader.has("content-type")) requestHeader.set("content-type", "application/grpc+proto");
+  const deadline = call.getDeadline();
+  const at = deadline instanceof Date ? deadline.getTime() : deadline;
+  const timeoutMs = Number.isFinite(at) ? Math.max(0, at - Date.now()) : undefined;
+  const ctx = createHandlerContext({
+    service: spec.method.parent,
+    method: spec.method,
+    protocolName: "grpc",
+    requestMethod: "POST",
+    url: `http://${call.getHost()}${call.getPath()}`,
+    timeoutMs,
+    requestHeader,
+    contextValues: options.contextValues?.({ metadata: call.metadata, peer: call.getPeer() }) ?? createContextValues(),
+  });
+  (call as NodeJS.EventEmitter).once("cancelled", () =>
+    ctx.abort(new ConnectError("client cancelled the call", Code.Canceled)),
+  );
+  return ctx;
+}
+
+function toMetadata(headers: Headers): grpc.Metadata {
+  const metadata = new grpc.Metadata();
+  headers.forEach((value, key) => {
+    if (key.endsWith("-bin")) metadata.add(key, Buffer.from(value, "base64"));
+    else metadata.add(key, value);
+  });
+  return metadata;
+}
+
+/** A failure as grpc-js sends it: code, clipped message, trailers with google.rpc.Status details. */
+function serviceError(err: unknown, trailer: Headers): Partial<grpc.StatusObject> {
+  const error = ConnectError.from(err);
+  const status = new Headers(trailer);
+  setTrailerStatus(status, error);
+  status.delete("grpc-status");
+  status.delete("grpc-message");
+  const message = error.rawMessage;
+  return {
+    code: error.code as number as grpc.status,
+    details: message.length > MAX_ERROR_MESSAGE ? `${message.slice(0, MAX_ERROR_MESSAGE)}…` : message,
+    metadata: toMetadata(status),
+  };
+}
+
+function undecodable(request: unknown): ConnectError | undefined {
+  return request instanceof UndecodableRequest ? new ConnectError(request.reason, Code.InvalidArgument) : undefined;
+}
+
+/** The request messages of a client stream, failing on the first that does not decode. */
+async function* requests(
+  call: grpc.ServerDuplexStream<unknown, unknown> | grpc.ServerReadableStream<unknown, unknown>,
+) {
+  for await (const message of call) {
+    const bad = undecodable(message);
+    if (bad) throw bad;
+    yield message as MessageShape<DescMessage>;
+  }
+}
+
+function methodHandler(spec: MethodImplSpec, options: GrpcJsAdapterOptions): grpc.UntypedHandleCall {
+  const interceptors = options.interceptors ?? [];
+  if (spec.kind === "unary") {
+    return (call: grpc.ServerUnaryCall<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) => {
+      const ctx = handlerContext(spec, call, options);
+      const bad = undecodable(call.request);
+      const result = bad
+        ? Promise.reject(bad)
+        : invokeUnaryImplementation(spec, ctx, call.request as MessageShape<DescMessage>, interceptors);
+      result.then(
+        (message) => {
+          sendHeader(call, ctx);
+          callback(null, message, toMetadata(ctx.responseTrailer));
+        },
+        (err: unknown) => {
+          sendHeader(call, ctx);
+          callback(serviceError(err, ctx.responseTrailer));
+        },
+      );
+    };
+  }
+  return (call: grpc.ServerWritableStream<unknown, unknown> | grpc.ServerDuplexStream<unknown, unknown>) => {
+    const ctx = handlerContext(spec, call, options);
+    const input: AsyncIterable<MessageShape<DescMessage>> =
+      spec.kind === "server_streaming"
+        ? single(call as grpc.ServerWritableStream<unknown, unknown>)
+        : requests(call as grpc.ServerDuplexStream<unknown, unknown>);
+    const output = transformInvokeImplementation(spec, ctx, interceptors)(input);
+    void (async () => {
+      try {
+        for await (const message of output) {
+          sendHeader(call, ctx);
+          if (!call.write(message)) await new Promise((resolve) => call.once("drain", resolve));
+          if (call.cancelled) return;
+        }
+        sendHeader(call, ctx);
+        call.end(toMetadata(ctx.responseTrailer));
+      } catch (err) {
+        if (call.cancelled) return;
+        sendHeader(call, ctx);
+        call.emit("error", serviceError(err, ctx.responseTrailer));
+      }
+    })();
+  };
+}
+
+/** A server stream's one request, as the iterable connect's runner takes. */
+async function* single(call: grpc.ServerWritableStream<unknown, unknown>) {
+  const bad = undecodable(call.request);
+  if (bad) throw bad;
+  yield call.request as MessageShape<DescMessage>;
+}
+
+const headerSent = new WeakSet<object>();
+
+/** Response headers the handler or interceptors set, sent once before the first message or status. */
+function sendHeader(call: AnyCall, ctx: HandlerContext): void {
+  if (headerSent.has(call)) return;
+  headerSent.add(call);
+  let any = false;
+  ctx.responseHeader.forEach(() => {
+    any = true;
+  });
+  if (any) call.sendMetadata(toMetadata(ctx.responseHeader));
+}
