@@ -3,6 +3,7 @@
 // Assembly steps, in order: the shared parts, the task side (writer, runner, TaskDeps),
 // the RPC handler options (interceptors, HTTP fallback, routes), then start and close.
 import { hostname } from "node:os";
+import * as grpc from "@grpc/grpc-js";
 import { file_agentd_v1_agent_service } from "../../gen/agentd/v1/agent_service_pb.js";
 import { file_agentd_v1_auth_service } from "../../gen/agentd/v1/auth_service_pb.js";
 import { file_agentd_v1_key_service } from "../../gen/agentd/v1/key_service_pb.js";
@@ -35,6 +36,7 @@ import { createTaskRunner, type TaskRunner } from "./runner/task-runner.js";
 import { createApiDocs } from "./server/api-docs.js";
 import { createConsoleSite } from "./server/console.js";
 import { withCors } from "./server/cors.js";
+import { addConnectRoutes, type GrpcJsAdapterOptions } from "./server/grpc-js-adapter.js";
 import { createHealthService, monitorDatabase } from "./server/health.js";
 import { createHttpProbes } from "./server/http-health.js";
 import { isMetricsRequest, listenMetrics, type MetricsListener } from "./server/metrics-listener.js";
@@ -95,7 +97,11 @@ export function createAgentService(deps: AgentServiceDeps) {
   const gate = createDatabaseGate();
   const rpc = rpcOptions(deps, { auth, tokens, streaming, metrics, outbox, taskDeps, urlPolicy, health, probes, gate });
   const handler = createRpcHandler(rpc);
-  const parts: Assembly = { streaming, writer, runner, health, probes, gate, handler };
+  const grpcJs =
+    config.grpcServer === "grpc-js"
+      ? createGrpcJsServer(rpc, config, authenticateBeforeBody(auth, config.dbStatementTimeoutMs))
+      : undefined;
+  const parts: Assembly = { streaming, writer, runner, health, probes, gate, handler, grpcJs, metrics };
 
   return {
     /** Every RPC of the service, unstarted: the in-memory test tier serves them with createRouterTransport. */
@@ -116,6 +122,31 @@ interface Assembly {
   probes: ReturnType<typeof createHttpProbes>;
   gate: ReturnType<typeof createDatabaseGate>;
   handler: ReturnType<typeof createRpcHandler>;
+  /** With AGENTD_GRPC_SERVER=grpc-js: the server gRPC connections are routed to. */
+  grpcJs: grpc.Server | undefined;
+  metrics: ReturnType<typeof createServiceMetrics>;
+}
+
+/**
+ * The grpc-js server for AGENTD_GRPC_SERVER=grpc-js: the same routes, interceptors and API-key
+ * check as the connect-node handler (grpc-js-adapter.ts). The per-connection stream cap is
+ * HTTP/2's own SETTINGS_MAX_CONCURRENT_STREAMS here (grpc-js does not expose a call's connection).
+ */
+function createGrpcJsServer(
+  rpc: RpcHandlerOptions,
+  config: AgentServiceDeps["config"],
+  beforeCall: GrpcJsAdapterOptions["beforeCall"],
+): grpc.Server {
+  const server = new grpc.Server({
+    "grpc.max_receive_message_length": config.maxRequestBytes,
+    "grpc.max_concurrent_streams": config.maxStreamsPerConnection,
+  });
+  addConnectRoutes(server, {
+    routes: rpc.routes,
+    interceptors: rpc.interceptors ?? [],
+    beforeCall,
+  });
+  return server;
 }
 
 /** The task side: the observed writer over the outbox, the runner, and what the task handlers share. */
@@ -288,6 +319,8 @@ async function startService(
     host: config.host,
     port: config.port,
     maxRequestBytes: config.maxRequestBytes,
+    ...(parts.grpcJs ? { grpc: parts.grpcJs.createConnectionInjector(grpc.ServerCredentials.createInsecure()) } : {}),
+    onH2Connection: (name) => parts.metrics.http2Connections.inc({ server: name }),
     timeouts: { idleMs: config.idleTimeoutMs, headersMs: config.headersTimeoutMs, requestMs: config.requestTimeoutMs },
     logger,
   }).catch(async (error: unknown) => {
@@ -332,6 +365,7 @@ async function startService(
         // Open streams end first (UNAVAILABLE: reconnect elsewhere), so they do not hold the grace period.
         await Promise.all([streaming.close(), inputExpiry?.stop()]);
         await Promise.all([server.close({ graceMs: config.shutdownGraceMs }), runner.stop(config.shutdownGraceMs)]);
+        parts.grpcJs?.forceShutdown(); // its connections were drained with the port's
         await metrics?.close();
       })();
       return closing;

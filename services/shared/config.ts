@@ -45,6 +45,7 @@ export interface Config {
   shutdownDelayMs: number;
   webhookMaxPayloadBytes: number;
   accessLogLevel: string;
+  grpcServer: string;
   idleTimeoutMs: number;
   headersTimeoutMs: number;
   requestTimeoutMs: number;
@@ -71,6 +72,8 @@ export const SETTINGS = [
   ...EDGE_SETTINGS,
 ] as const satisfies readonly Setting[];
 
+/** Which server answers gRPC (application/grpc) on the one port; see AGENTD_GRPC_SERVER. */
+const GRPC_SERVERS = ["connect", "grpc-js"];
 const LOG_LEVELS = ["trace", "debug", "info", "warn", "error", "silent"];
 
 export class ConfigError extends Error {
@@ -175,6 +178,9 @@ export function loadConfig(
   }
   if (!LOG_LEVELS.includes(result.accessLogLevel)) {
     throw bad("accessLogLevel", result.accessLogLevel, `must be one of ${LOG_LEVELS.join(", ")}`);
+  }
+  if (!GRPC_SERVERS.includes(result.grpcServer)) {
+    throw bad("grpcServer", result.grpcServer, `must be one of ${GRPC_SERVERS.join(", ")}`);
   }
   if (result.headersTimeoutMs > result.requestTimeoutMs) {
     throw bad(

@@ -14,6 +14,7 @@ export interface ServiceMetrics {
   leasesLost: Counter;
   insertBatchRows: Histogram;
   appendBatchChanges: Histogram;
+  http2Connections: Counter<"server">;
 }
 
 const SECONDS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300];
@@ -127,6 +128,12 @@ export function createServiceMetrics(deps: {
       name: "agentd_task_append_batch_changes",
       help: "Runners' changes (deltas, progress, tool calls, completions) written by one statement (group commit across tasks).",
       buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256],
+      registers,
+    }),
+    http2Connections: new Counter({
+      name: "agentd_http2_connections_total",
+      help: "HTTP/2 connections on the one port by the server that took them: connect (connect-node) or grpc-js (gRPC with AGENTD_GRPC_SERVER=grpc-js).",
+      labelNames: ["server"],
       registers,
     }),
     leasesLost: new Counter({

@@ -29,6 +29,16 @@ export interface GrpcJsAdapterOptions {
   interceptors?: Interceptor[];
   /** Per-call context values (as `contextValues` of the connect-node adapter). */
   contextValues?: (call: { metadata: grpc.Metadata; peer: string }) => ContextValues;
+  /**
+   * Runs once per call before the implementation (as `beforeBody` of rpc-handler.ts, e.g. the
+   * API-key check that leaves its result in `values` for the auth interceptor). grpc-js has read
+   * a unary body by then, so unlike on the connect-node path the body is not left unread.
+   */
+  beforeCall?: (
+    req: { headers: Record<string, string | undefined> },
+    rpc: { service: string; method: string },
+    values: ContextValues,
+  ) => Promise<unknown>;
 }
 
 /** Longest error message sent, as on the connect-node path (rpc-handler.ts). */
@@ -179,7 +189,9 @@ function methodHandler(spec: MethodImplSpec, options: GrpcJsAdapterOptions): grp
       const bad = undecodable(call.request);
       const result = bad
         ? Promise.reject(bad)
-        : invokeUnaryImplementation(spec, ctx, call.request as MessageShape<DescMessage>, interceptors);
+        : beforeCall(spec, ctx, options).then(() =>
+            invokeUnaryImplementation(spec, ctx, call.request as MessageShape<DescMessage>, interceptors),
+          );
       result.then(
         (message) => {
           sendHeader(call, ctx);
@@ -198,9 +210,10 @@ function methodHandler(spec: MethodImplSpec, options: GrpcJsAdapterOptions): grp
       spec.kind === "server_streaming"
         ? single(call as grpc.ServerWritableStream<unknown, unknown>)
         : requests(call as grpc.ServerDuplexStream<unknown, unknown>);
-    const output = transformInvokeImplementation(spec, ctx, interceptors)(input);
     void (async () => {
       try {
+        await beforeCall(spec, ctx, options);
+        const output = transformInvokeImplementation(spec, ctx, interceptors)(input);
         for await (const message of output) {
           sendHeader(call, ctx);
           if (!call.write(message)) await new Promise((resolve) => call.once("drain", resolve));
@@ -215,6 +228,19 @@ function methodHandler(spec: MethodImplSpec, options: GrpcJsAdapterOptions): grp
       }
     })();
   };
+}
+
+function beforeCall(spec: MethodImplSpec, ctx: HandlerContext, options: GrpcJsAdapterOptions): Promise<unknown> {
+  if (!options.beforeCall) return Promise.resolve();
+  const headers: Record<string, string> = {};
+  ctx.requestHeader.forEach((value, key) => {
+    headers[key] = value;
+  });
+  return options.beforeCall(
+    { headers },
+    { service: spec.method.parent.typeName, method: spec.method.name },
+    ctx.values,
+  );
 }
 
 /** A server stream's one request, as the iterable connect's runner takes. */

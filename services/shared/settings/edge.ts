@@ -47,6 +47,14 @@ export const EDGE_SETTINGS = [
     help: "Largest webhook body. A task too large for it is sent without its largest fields (input, output, …), named in data.omittedFields, for the receiver to fetch with GetTask.",
   }),
   s({
+    key: "grpcServer",
+    env: "AGENTD_GRPC_SERVER",
+    flag: "--grpc-server",
+    kind: "string",
+    default: "connect",
+    help: "Which server answers gRPC (content-type application/grpc) on the one port: connect (connect-node, beside Connect and gRPC-Web) or grpc-js (opt-in: each HTTP/2 connection is routed by its first request's content-type, gRPC ones to @grpc/grpc-js running the same handlers and interceptors).",
+  }),
+  s({
     key: "accessLogLevel",
     env: "AGENTD_ACCESS_LOG_LEVEL",
     kind: "string",
