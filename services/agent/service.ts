@@ -144,6 +144,7 @@ function createGrpcJsServer(
   addConnectRoutes(server, {
     routes: rpc.routes,
     interceptors: rpc.interceptors ?? [],
+    ...(rpc.binaryOptions ? { readOptions: rpc.binaryOptions } : {}),
     beforeCall,
   });
   return server;

@@ -4,7 +4,14 @@
 // connect handlers; each RPC becomes a grpc-js method whose (de)serializers are protobuf-es
 // toBinary/fromBinary, invoked through connect's own implementation runner so that
 // interceptors see the same requests and errors as on the connect-node path.
-import { type DescMessage, type DescMethod, fromBinary, type MessageShape, toBinary } from "@bufbuild/protobuf";
+import {
+  type BinaryReadOptions,
+  type DescMessage,
+  type DescMethod,
+  fromBinary,
+  type MessageShape,
+  toBinary,
+} from "@bufbuild/protobuf";
 import {
   Code,
   ConnectError,
@@ -27,6 +34,8 @@ export interface GrpcJsAdapterOptions {
   routes: (router: ConnectRouter) => void;
   /** The same interceptors as the connect-node path, in the same order. */
   interceptors?: Interceptor[];
+  /** protobuf-es binary read options (e.g. `recursionLimit`), as `binaryOptions` of the connect-node router. */
+  readOptions?: Partial<BinaryReadOptions>;
   /** Per-call context values (as `contextValues` of the connect-node adapter). */
   contextValues?: (call: { metadata: grpc.Metadata; peer: string }) => ContextValues;
   /**
@@ -70,7 +79,7 @@ export function addConnectRoutes(server: grpc.Server, options: GrpcJsAdapterOpti
     const implementation: grpc.UntypedServiceImplementation = {};
     for (const method of Object.values(spec.methods)) {
       const name = method.method.name;
-      definition[name] = methodDefinition(method.method);
+      definition[name] = methodDefinition(method.method, options.readOptions);
       implementation[name] = methodHandler(method, options);
     }
     server.addService(definition as grpc.ServiceDefinition, implementation);
@@ -85,7 +94,10 @@ class UndecodableRequest {
   constructor(readonly reason: string) {}
 }
 
-function methodDefinition(method: DescMethod): grpc.MethodDefinition<unknown, unknown> {
+function methodDefinition(
+  method: DescMethod,
+  readOptions: Partial<BinaryReadOptions> | undefined,
+): grpc.MethodDefinition<unknown, unknown> {
   const input: DescMessage = method.input;
   const output: DescMessage = method.output;
   return {
@@ -95,7 +107,7 @@ function methodDefinition(method: DescMethod): grpc.MethodDefinition<unknown, un
     requestSerialize: (m) => Buffer.from(toBinary(input, m as MessageShape<DescMessage>)),
     requestDeserialize: (bytes: Buffer) => {
       try {
-        return fromBinary(input, bytes);
+        return fromBinary(input, bytes, readOptions);
       } catch (err) {
         return new UndecodableRequest(`parse binary: ${(err as Error).message}`);
       }
