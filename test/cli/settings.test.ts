@@ -51,6 +51,7 @@ const BAD: Partial<Record<keyof Config, { value: string; says: string }[]>> = {
   shutdownDelayMs: [{ value: "700000", says: "must be at most 600000" }],
   webhookMaxPayloadBytes: [{ value: "100", says: "must be at least 4096" }],
   accessLogLevel: [{ value: "chatty", says: "must be one of trace, debug, info, warn, error, silent" }],
+  grpcServer: [{ value: "grpc", says: "must be one of connect, grpc-js" }],
   idleTimeoutMs: [{ value: "1", says: "must be at least 100" }],
   headersTimeoutMs: [{ value: "ten", says: "must be a whole number" }],
   requestTimeoutMs: [{ value: "99", says: "must be at least 100" }],
