@@ -1,0 +1,147 @@
+// gRPC served by connect-node vs by grpc-js (AGENTD_GRPC_SERVER, issue 13 part 1): two
+// `agentd serve` processes on one Postgres database, one per setting, runners off
+// (AGENTD_RUNNER_CONCURRENCY=0) so that only accepting the call is measured. `CreateTask` and
+// `grpc.health.v1.Health/Check` over gRPC (h2c, connect-node's client), interleaved connect,
+// grpc-js, connect, grpc-js… for `--rounds` rounds, 64 calls in flight; median and range, and
+// each server's CPU per call from /proc.
+// Postgres only: `DATABASE_URL=… npm run bench -- grpc-paths [--calls N] [--rounds R]`.
+import { type ChildProcess, spawn } from "node:child_process";
+import { cpus, loadavg } from "node:os";
+import { createInterface } from "node:readline";
+import { fromJson } from "@bufbuild/protobuf";
+import { ValueSchema } from "@bufbuild/protobuf/wkt";
+import { createClient } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import postgres from "postgres";
+import { TaskService } from "../gen/agentd/v1/task_service_pb.js";
+import { Health } from "../gen/grpc/health/v1/health_pb.js";
+import { createApiKey } from "../services/shared/auth/api-keys.js";
+import { SCOPES } from "../services/shared/auth/scopes.js";
+import { runMigrations } from "../services/shared/db/migrate.js";
+import { closedLoop, cpuSeconds } from "./support.js";
+
+const root = new URL("..", import.meta.url).pathname;
+const arg = (name: string, fallback: number) => {
+  const i = process.argv.indexOf(`--${name}`);
+  return i > 0 ? Number(process.argv[i + 1]) : fallback;
+};
+const CALLS = arg("calls", 2000);
+const ROUNDS = arg("rounds", 3);
+const IN_FLIGHT = 64;
+const SERVERS = ["connect", "grpc-js"] as const;
+
+async function serve(databaseUrl: string, grpcServer: string): Promise<{ child: ChildProcess; url: string }> {
+  const child: ChildProcess = spawn(process.execPath, [`${root}bin/agentd.js`, "serve", "--port", "0"], {
+    cwd: root,
+    env: {
+      ...process.env,
+      DATABASE_URL: databaseUrl,
+      AGENTD_GRPC_SERVER: grpcServer,
+      AGENTD_RUNNER_CONCURRENCY: "0",
+      AGENTD_LOG_LEVEL: "info",
+      AGENTD_ACCESS_LOG_LEVEL: "silent",
+    },
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  const url = await new Promise<string>((resolve, reject) => {
+    createInterface({ input: child.stdout! }).on("line", (line) => {
+      if (line.includes('"agentd is serving"')) resolve((JSON.parse(line) as { url: string }).url);
+    });
+    child.once("exit", (code) => reject(new Error(`agentd serve exited (${code})`)));
+  });
+  return { child, url };
+}
+
+async function main() {
+  const adminUrl = process.env.DATABASE_URL;
+  if (!adminUrl) {
+    console.log("### gRPC through connect-node vs grpc-js\n\nSkipped: needs DATABASE_URL.\n");
+    return;
+  }
+  const name = `agentd_grpcpaths_${Date.now().toString(36)}`;
+  const admin = postgres(adminUrl, { max: 1, onnotice: () => {} });
+  await admin.unsafe(`CREATE DATABASE ${name}`);
+  const u = new URL(adminUrl);
+  u.pathname = `/${name}`;
+  const sql = postgres(u.toString(), { max: 2, onnotice: () => {} });
+  await runMigrations(sql as never);
+  const key = (await createApiKey(sql as never, { tenantId: "bench", scopes: [...SCOPES] })).key;
+  const noop = fromJson(ValueSchema, { steps: 0 });
+
+  const arms: Array<{ label: string; server: string; child: ChildProcess; op: () => Promise<unknown> }> = [];
+  const children: ChildProcess[] = [];
+  for (const server of SERVERS) {
+    const { child, url } = await serve(u.toString(), server);
+    children.push(child);
+    const transport = createGrpcTransport({
+      baseUrl: url,
+      interceptors: [
+        (next) => (req) => {
+          req.header.set("authorization", `Bearer ${key}`);
+          return next(req);
+        },
+      ],
+    });
+    const tasks = createClient(TaskService, transport);
+    const health = createClient(Health, transport);
+    arms.push({
+      label: `CreateTask via ${server}`,
+      server,
+      child,
+      op: () => tasks.createTask({ agent: "simulate", input: noop }),
+    });
+    arms.push({ label: `Health/Check via ${server}`, server, child, op: () => health.check({}) });
+  }
+  for (const arm of arms) await closedLoop(300, IN_FLIGHT, arm.op); // warm
+
+  // Interleaved by server within each operation: connect, grpc-js, connect, grpc-js…
+  const order = [...arms].sort((a, b) => a.label.split(" ")[0]!.localeCompare(b.label.split(" ")[0]!));
+  const samples: Record<string, { perSecond: number; cpuMs: number; load: number }[]> = {};
+  for (let round = 1; round <= ROUNDS; round++) {
+    console.error(`round ${round}/${ROUNDS}`);
+    for (const arm of order) {
+      const cpu0 = cpuSeconds(arm.child.pid!);
+      const t0 = performance.now();
+      await closedLoop(CALLS, IN_FLIGHT, arm.op);
+      const seconds = (performance.now() - t0) / 1000;
+      samples[arm.label] ??= [];
+      samples[arm.label]!.push({
+        perSecond: CALLS / seconds,
+        cpuMs: ((cpuSeconds(arm.child.pid!) - cpu0) * 1000) / CALLS,
+        load: loadavg()[0]!,
+      });
+    }
+  }
+  for (const child of children) child.kill("SIGTERM");
+  await Promise.all(children.map((child) => new Promise((resolve) => child.once("exit", resolve))));
+  await sql.end();
+  await admin.unsafe(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+  await admin.end();
+
+  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+  console.log("### gRPC through connect-node vs grpc-js (AGENTD_GRPC_SERVER), same port design, Postgres\n");
+  console.log(
+    `${new Date().toISOString().slice(0, 10)}, ${cpus().length} × ${cpus()[0]?.model}, Node ${process.version}; ${ROUNDS} interleaved rounds, ${CALLS} calls per row, ${IN_FLIGHT} in flight, runners off.\n`,
+  );
+  console.log("| call | per second (median) | range | server CPU ms per call (median) | load average |");
+  console.log("| --- | ---: | ---: | ---: | ---: |");
+  for (const arm of order) {
+    const xs = samples[arm.label]!;
+    const rates = xs.map((s) => s.perSecond);
+    console.log(
+      `| ${arm.label} | ${median(rates).toFixed(0)} | ${Math.min(...rates).toFixed(0)}–${Math.max(...rates).toFixed(0)} | ${median(xs.map((s) => s.cpuMs)).toFixed(3)} | ${xs.map((s) => s.load.toFixed(1)).join(", ")} |`,
+    );
+  }
+  for (const op of ["CreateTask", "Health/Check"]) {
+    const a = samples[`${op} via connect`]!;
+    const b = samples[`${op} via grpc-js`]!;
+    const ratios = b.map((s, i) => s.perSecond / a[i]!.perSecond);
+    const cpu = median(b.map((s) => s.cpuMs)) / median(a.map((s) => s.cpuMs));
+    console.log(
+      `\n- ${op}: grpc-js / connect rate **${median(ratios).toFixed(2)}×** (${Math.min(...ratios).toFixed(2)}–${Math.max(...ratios).toFixed(2)} by round); server CPU per call ${cpu.toFixed(2)}× of connect's.`,
+    );
+  }
+  console.log("");
+}
+
+await main();
