@@ -140,6 +140,8 @@ function createGrpcJsServer(
   const server = new grpc.Server({
     "grpc.max_receive_message_length": config.maxRequestBytes,
     "grpc.max_concurrent_streams": config.maxStreamsPerConnection,
+    // As the connect-node side's idle reaper: a connection with no call for this long gets GOAWAY.
+    "grpc.max_connection_idle_ms": config.idleTimeoutMs,
   });
   addConnectRoutes(server, {
     routes: rpc.routes,

@@ -1,6 +1,7 @@
 // agentd with AGENTD_GRPC_SERVER=grpc-js: gRPC connections are served by grpc-js on the one port
 // (counted in agentd_http2_connections_total{server="grpc-js"}), with the same results, errors
 // and auth refusals as on connect-node; Connect and gRPC-Web on the same port keep working.
+import * as http2 from "node:http2";
 import { Code, ConnectError } from "@connectrpc/connect";
 import * as grpc from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -12,7 +13,7 @@ import { plain, value } from "../support/json.js";
 
 let agentd: TestAgentd;
 beforeAll(async () => {
-  agentd = await startAgentd({ config: { grpcServer: "grpc-js" } });
+  agentd = await startAgentd({ config: { grpcServer: "grpc-js", idleTimeoutMs: 500 } });
 });
 afterAll(async () => {
   await agentd?.close();
@@ -62,6 +63,27 @@ describe("gRPC served by grpc-js on the one port", () => {
       .catch((e: unknown) => ConnectError.from(e));
     expect((refused as ConnectError).code).toBe(Code.Unauthenticated);
     expect((refused as ConnectError).findDetails(ErrorInfoSchema).length).toBeGreaterThan(0);
+  });
+
+  it("closes a gRPC connection idle for AGENTD_IDLE_TIMEOUT_MS, as on the connect-node path", async () => {
+    const session = http2.connect(agentd.url);
+    session.on("error", () => {});
+    const stream = session.request({
+      ":method": "POST",
+      ":path": "/grpc.health.v1.Health/Check",
+      "content-type": "application/grpc",
+      te: "trailers",
+    });
+    stream.end(Buffer.alloc(5)); // an empty HealthCheckRequest
+    stream.resume();
+    await new Promise((resolve) => stream.on("close", resolve));
+    // Generous bound: the idle timeout is 0.5 s.
+    const goaway = await Promise.race([
+      new Promise((resolve) => session.once("goaway", () => resolve("goaway"))),
+      new Promise((resolve) => setTimeout(() => resolve("still open"), 10_000)),
+    ]);
+    session.destroy();
+    expect(goaway).toBe("goaway");
   });
 
   it.each<Protocol>(["connect", "connect-http1", "grpc-web", "grpc-web-http1"])(
