@@ -5,6 +5,7 @@ import { mkdtempSync, readFileSync, realpathSync, rmSync, symlinkSync } from "no
 import { tmpdir } from "node:os";
 import { delimiter, join } from "node:path";
 import { promisify } from "node:util";
+import semver from "semver";
 import { describe, expect, it } from "vitest";
 import { repoRoot } from "../support/agentd.js";
 
@@ -17,25 +18,9 @@ const pkg = JSON.parse(readFileSync(`${repoRoot}package.json`, "utf8")) as {
 /** The pinned `node` dev dependency's version. */
 const pinned = pkg.devDependencies.node ?? "";
 
-type Version = [number, number, number];
-const parse = (v: string): Version => {
-  const [major = 0, minor = 0, patch = 0] = v.split(".").map((x) => (x === "x" ? 0 : Number(x)));
-  return [major, minor, patch];
-};
-const atLeast = (v: Version, floor: Version) =>
-  v[0] !== floor[0] ? v[0] > floor[0] : v[1] !== floor[1] ? v[1] > floor[1] : v[2] >= floor[2];
-
-/** Whether `version` satisfies an `engines.node` range of the forms packages use here
- * (`>=a.b.c`, `^a.b`, `>= 10.x`, alternatives joined by `||`); any other form fails the test. */
-function satisfies(version: string, range: string): boolean {
-  const v = parse(version);
-  return range.split("||").some((alternative) => {
-    const m = /^(>=|\^)\s*(\d+(?:\.(?:\d+|x)){0,2})$/.exec(alternative.trim());
-    if (!m) throw new Error(`engines range not understood: ${range}`);
-    const floor = parse(m[2]!);
-    return atLeast(v, floor) && (m[1] === ">=" || v[0] === floor[0]);
-  });
-}
+/** Whether `version` (`22.15` counts as 22.15.0) satisfies an `engines.node` range, read as npm
+ * reads it (the `semver` package). */
+const satisfies = (version: string, range: string) => semver.satisfies(semver.coerce(version) ?? version, range);
 
 /** The PATH of a user's shell: npm's node_modules/.bin entries removed, so `node` is the system's. */
 const shellPath = (process.env.PATH ?? "")
