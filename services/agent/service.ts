@@ -36,7 +36,8 @@ import { createTaskRunner, type TaskRunner } from "./runner/task-runner.js";
 import { createApiDocs } from "./server/api-docs.js";
 import { createConsoleSite } from "./server/console.js";
 import { withCors } from "./server/cors.js";
-import { addConnectRoutes, type GrpcJsAdapterOptions } from "./server/grpc-js-adapter.js";
+import { addConnectRoutes, checkBeforeBody, type GrpcJsAdapterOptions } from "./server/grpc-js-adapter.js";
+import { createGrpcJsInjector } from "./server/grpc-js-injector.js";
 import { createHealthService, monitorDatabase } from "./server/health.js";
 import { createHttpProbes } from "./server/http-health.js";
 import { isMetricsRequest, listenMetrics, type MetricsListener } from "./server/metrics-listener.js";
@@ -122,13 +123,13 @@ interface Assembly {
   probes: ReturnType<typeof createHttpProbes>;
   gate: ReturnType<typeof createDatabaseGate>;
   handler: ReturnType<typeof createRpcHandler>;
-  /** With AGENTD_GRPC_SERVER=grpc-js: the server gRPC connections are routed to. */
+  /** Unless AGENTD_GRPC_SERVER=connect: the server gRPC connections are routed to. */
   grpcJs: grpc.Server | undefined;
   metrics: ReturnType<typeof createServiceMetrics>;
 }
 
 /**
- * The grpc-js server for AGENTD_GRPC_SERVER=grpc-js: the same routes, interceptors and API-key
+ * The grpc-js server (AGENTD_GRPC_SERVER=grpc-js, the default): the same routes, interceptors and API-key
  * check as the connect-node handler (grpc-js-adapter.ts). The per-connection stream cap is
  * HTTP/2's own SETTINGS_MAX_CONCURRENT_STREAMS here (grpc-js does not expose a call's connection).
  */
@@ -137,18 +138,21 @@ function createGrpcJsServer(
   config: AgentServiceDeps["config"],
   beforeCall: GrpcJsAdapterOptions["beforeCall"],
 ): grpc.Server {
+  const adapter: GrpcJsAdapterOptions = {
+    routes: rpc.routes,
+    interceptors: rpc.interceptors ?? [],
+    ...(rpc.binaryOptions ? { readOptions: rpc.binaryOptions } : {}),
+    beforeCall,
+  };
   const server = new grpc.Server({
     "grpc.max_receive_message_length": config.maxRequestBytes,
     "grpc.max_concurrent_streams": config.maxStreamsPerConnection,
     // As the connect-node side's idle reaper: a connection with no call for this long gets GOAWAY.
     "grpc.max_connection_idle_ms": config.idleTimeoutMs,
+    // The API key is checked before a body is read, as on the connect-node path.
+    interceptors: [checkBeforeBody(adapter)],
   });
-  addConnectRoutes(server, {
-    routes: rpc.routes,
-    interceptors: rpc.interceptors ?? [],
-    ...(rpc.binaryOptions ? { readOptions: rpc.binaryOptions } : {}),
-    beforeCall,
-  });
+  addConnectRoutes(server, adapter);
   return server;
 }
 
@@ -292,7 +296,7 @@ async function startService(
   opts: { databaseReady?: Promise<void> },
 ): Promise<RunningAgentService> {
   const { db, config, logger } = deps;
-  const { streaming, writer, runner, health, probes, gate, handler } = parts;
+  const { streaming, writer, runner, health, probes, gate, handler, grpcJs } = parts;
   for (const service of [
     "agentd.v1.AgentService",
     "agentd.v1.TaskService",
@@ -322,7 +326,7 @@ async function startService(
     host: config.host,
     port: config.port,
     maxRequestBytes: config.maxRequestBytes,
-    ...(parts.grpcJs ? { grpc: parts.grpcJs.createConnectionInjector(grpc.ServerCredentials.createInsecure()) } : {}),
+    ...(grpcJs ? { grpc: (otherStreams) => createGrpcJsInjector(grpcJs, otherStreams, logger) } : {}),
     onH2Connection: (name) => parts.metrics.http2Connections.inc({ server: name }),
     timeouts: { idleMs: config.idleTimeoutMs, headersMs: config.headersTimeoutMs, requestMs: config.requestTimeoutMs },
     logger,

@@ -12,9 +12,11 @@ import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 import { Health, HealthCheckResponse_ServingStatus as Status } from "../../gen/grpc/health/v1/health_pb.js";
 import * as v1 from "../../gen/grpc/reflection/v1/reflection_pb.js";
 import { addConnectRoutes } from "../../services/agent/server/grpc-js-adapter.js";
+import { createGrpcJsInjector } from "../../services/agent/server/grpc-js-injector.js";
 import { createHealthService } from "../../services/agent/server/health.js";
 import { listenOnePort, type OnePortServer } from "../../services/agent/server/one-port.js";
 import { createReflectionRoutes } from "../../services/agent/server/reflection.js";
+import { silentLogger } from "../../services/shared/log.js";
 import { grpcCheck, grpcHealthClient, reflectedFiles } from "./harness.js";
 
 describe("connect handlers served by grpc-js", () => {
@@ -50,7 +52,7 @@ describe("connect handlers served by grpc-js", () => {
       handler: adapter,
       host: "127.0.0.1",
       port: 0,
-      grpc: grpcServer.createConnectionInjector(grpc.ServerCredentials.createInsecure()),
+      grpc: (otherStreams) => createGrpcJsInjector(grpcServer, otherStreams, silentLogger()),
     });
     url = server.url;
   });

@@ -10,8 +10,8 @@ import {
   EMPTY_SETTINGS_FRAME,
   H2_PREFACE,
   hasSettingsAck,
-  isGrpcContentType,
   readFirstHeaders,
+  servedByGrpcJs,
   withoutFirstSettingsAck,
 } from "../../services/agent/server/h2-first-headers.js";
 
@@ -140,13 +140,33 @@ describe("the router's own SETTINGS", () => {
   });
 });
 
-describe("isGrpcContentType", () => {
-  it("accepts gRPC and its codecs, not gRPC-Web or Connect", () => {
-    for (const type of ["application/grpc", "application/grpc+proto", "Application/GRPC+json; charset=utf-8"]) {
-      expect(isGrpcContentType(type), type).toBe(true);
+describe("servedByGrpcJs", () => {
+  const served = (headers: Record<string, string>) => servedByGrpcJs((name) => headers[name]);
+  it("takes uncompressed binary gRPC with no or a valid grpc-timeout", () => {
+    for (const type of ["application/grpc", "application/grpc+proto", "Application/GRPC+Proto; charset=utf-8"]) {
+      expect(served({ "content-type": type }), type).toBe(true);
     }
-    for (const type of [undefined, "", "application/grpc-web", "application/grpc-web+proto", "application/proto"]) {
-      expect(isGrpcContentType(type), String(type)).toBe(false);
+    expect(
+      served({ "content-type": "application/grpc", "grpc-encoding": "identity", "grpc-timeout": "99999999S" }),
+    ).toBe(true);
+    expect(served({ "content-type": "application/grpc", "grpc-timeout": "1m" })).toBe(true);
+  });
+  it("leaves gRPC-Web, Connect, other gRPC codecs, compressed bodies and malformed timeouts to connect-node", () => {
+    for (const type of [
+      "",
+      "application/grpc-web",
+      "application/grpc-web+proto",
+      "application/proto",
+      "application/grpc+json",
+    ]) {
+      expect(served({ "content-type": type }), type).toBe(false);
+    }
+    expect(served({})).toBe(false);
+    for (const encoding of ["gzip", "br", "deflate", ""]) {
+      expect(served({ "content-type": "application/grpc", "grpc-encoding": encoding }), encoding).toBe(false);
+    }
+    for (const timeout of ["", "1", "-1S", "999999999S", "1 S", "1s", "xyz"]) {
+      expect(served({ "content-type": "application/grpc", "grpc-timeout": timeout }), timeout).toBe(false);
     }
   });
 });

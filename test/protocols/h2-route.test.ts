@@ -24,8 +24,10 @@ import {
   HealthCheckResponseSchema,
   HealthCheckResponse_ServingStatus as Status,
 } from "../../gen/grpc/health/v1/health_pb.js";
+import { createGrpcJsInjector } from "../../services/agent/server/grpc-js-injector.js";
 import { createHealthService } from "../../services/agent/server/health.js";
 import { listenOnePort, type OnePortServer } from "../../services/agent/server/one-port.js";
+import { silentLogger } from "../../services/shared/log.js";
 import { grpcCheck, grpcHealthClient } from "./harness.js";
 
 function codec<S extends GenMessage<never>>(schema: S) {
@@ -89,7 +91,6 @@ describe("one port routing HTTP/2 connections between connect-node and grpc-js",
         },
       },
     );
-    const injector = grpcServer.createConnectionInjector(grpc.ServerCredentials.createInsecure());
     server = await listenOnePort({
       handler: (rq, rs) => {
         answered.push("connect");
@@ -97,7 +98,7 @@ describe("one port routing HTTP/2 connections between connect-node and grpc-js",
       },
       host: "127.0.0.1",
       port: 0,
-      grpc: injector,
+      grpc: (otherStreams) => createGrpcJsInjector(grpcServer, otherStreams, silentLogger()),
       onH2Connection: (name) => counted.push(name),
     });
     url = server.url;
@@ -156,6 +157,45 @@ describe("one port routing HTTP/2 connections between connect-node and grpc-js",
     expect(answered).toEqual(["grpc-js", "connect", "connect", "connect"]);
     expect(counted).toContain("grpc-js");
     expect(counted).toContain("connect");
+  });
+
+  it("serves a Connect or gRPC-Web request on a connection grpc-js took through connect-node", async () => {
+    const client = http2.connect(url);
+    const ask = (headers: http2.OutgoingHttpHeaders, body: Buffer) =>
+      new Promise<{ status: number | undefined; body: string; trailers: http2.IncomingHttpHeaders }>(
+        (resolve, reject) => {
+          const stream = client.request({ ":method": "POST", ":path": "/grpc.health.v1.Health/Check", ...headers });
+          let status: number | undefined;
+          let trailers: http2.IncomingHttpHeaders = {};
+          const chunks: Buffer[] = [];
+          stream.on("response", (h) => {
+            status = h[":status"];
+          });
+          stream.on("trailers", (t) => {
+            trailers = t;
+          });
+          stream.on("data", (c: Buffer) => chunks.push(c));
+          stream.on("end", () => resolve({ status, body: Buffer.concat(chunks).toString("latin1"), trailers }));
+          stream.on("error", reject);
+          stream.end(body);
+        },
+      );
+    try {
+      answered.length = 0;
+      const first = await ask({ "content-type": "application/grpc", te: "trailers" }, grpcFrame(""));
+      expect(first.trailers["grpc-status"]).toBe("0");
+      const connect = await ask({ "content-type": "application/json" }, Buffer.from("{}"));
+      expect(connect.status).toBe(200);
+      expect(JSON.parse(connect.body)).toEqual({ status: "SERVING" });
+      const web = await ask({ "content-type": "application/grpc-web+proto" }, grpcFrame(""));
+      expect(web.status).toBe(200);
+      expect(web.body).toMatch(/grpc-status: ?0\r\n/);
+      const again = await ask({ "content-type": "application/grpc", te: "trailers" }, grpcFrame(""));
+      expect(again.trailers["grpc-status"]).toBe("0");
+      expect(answered).toEqual(["grpc-js", "connect", "connect", "grpc-js"]);
+    } finally {
+      client.close();
+    }
   });
 
   it("answers a client that sends its request only after the server's SETTINGS", async () => {

@@ -28,7 +28,7 @@ export const repoRoot = new URL("../..", import.meta.url).pathname;
 
 /** Settings that make tests fast: short leases and polls. */
 export const TEST_CONFIG: Partial<Config> = {
-  // AGENTD_TEST_GRPC_SERVER=grpc-js runs any test file against the grpc-js gRPC path.
+  // AGENTD_TEST_GRPC_SERVER=connect runs any test file with connect-node serving gRPC too (.ci/run does, for the protocol suites).
   ...(process.env.AGENTD_TEST_GRPC_SERVER ? { grpcServer: process.env.AGENTD_TEST_GRPC_SERVER } : {}),
   host: "127.0.0.1",
   port: 0,

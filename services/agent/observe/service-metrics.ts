@@ -132,7 +132,7 @@ export function createServiceMetrics(deps: {
     }),
     http2Connections: new Counter({
       name: "agentd_http2_connections_total",
-      help: "HTTP/2 connections on the one port by the server that took them: connect (connect-node) or grpc-js (gRPC with AGENTD_GRPC_SERVER=grpc-js).",
+      help: "HTTP/2 connections on the one port by the server that took them: grpc-js (a first request in binary gRPC, the default AGENTD_GRPC_SERVER) or connect (connect-node: everything else, and every connection with AGENTD_GRPC_SERVER=connect).",
       labelNames: ["server"],
       registers,
     }),

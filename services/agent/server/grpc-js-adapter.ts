@@ -4,8 +4,10 @@
 // connect handlers; each RPC becomes a grpc-js method whose (de)serializers are protobuf-es
 // toBinary/fromBinary, invoked through connect's own implementation runner so that
 // interceptors see the same requests and errors as on the connect-node path.
+
 import {
   type BinaryReadOptions,
+  create,
   type DescMessage,
   type DescMethod,
   fromBinary,
@@ -72,6 +74,101 @@ export function collectServiceSpecs(routes: (router: ConnectRouter) => void): Se
   return specs;
 }
 
+/** Each method's implementation by its gRPC path. */
+function specsByPath(routes: (router: ConnectRouter) => void): Map<string, MethodImplSpec> {
+  const byPath = new Map<string, MethodImplSpec>();
+  for (const spec of collectServiceSpecs(routes)) {
+    for (const method of Object.values(spec.methods)) {
+      byPath.set(`/${method.method.parent.typeName}/${method.method.name}`, method);
+    }
+  }
+  return byPath;
+}
+
+/**
+ * Calls whose `beforeCall` ran when their metadata arrived (checkBeforeBody), with the context
+ * values it filled, by the call's metadata (grpc-js hands the handler the same object).
+ */
+const checkedBeforeBody = new WeakMap<grpc.Metadata, ContextValues>();
+
+/**
+ * A grpc-js server interceptor that runs `beforeCall` (the API-key check) as soon as a call's
+ * metadata arrives, before any of its body is read, as connect-node's path does. A call it
+ * refuses is answered by the interceptors run on an empty request (so the client gets the same
+ * error, logged and counted the same way), and its body is never read: a client without a valid
+ * key cannot make the server read, or size-check, a large body. Pass it in the Server's
+ * `interceptors` option, with the same options as addConnectRoutes.
+ */
+export function checkBeforeBody(options: GrpcJsAdapterOptions): grpc.ServerInterceptor {
+  const specs = specsByPath(options.routes);
+  const check = options.beforeCall;
+  return (descriptor, call) => {
+    const spec = specs.get(descriptor.path);
+    if (!spec || !check) return new grpc.ServerInterceptingCall(call);
+    const intercepted: grpc.ServerInterceptingCall = new grpc.ServerInterceptingCall(call, {
+      start(next) {
+        next({
+          onReceiveMetadata(metadata, proceed) {
+            const source = {
+              metadata,
+              getDeadline: () => call.getDeadline(),
+              getHost: () => call.getHost(),
+              getPeer: () => call.getPeer(),
+            };
+            const values = newValues(source, options);
+            const headers: Record<string, string> = {};
+            for (const [key, value] of Object.entries(metadata.getMap())) {
+              if (typeof value === "string") headers[key] = value;
+            }
+            check({ headers }, { service: spec.method.parent.typeName, method: spec.method.name }, values).then(
+              (result) => {
+                checkedBeforeBody.set(metadata, values);
+                if (readsBody(result)) proceed(metadata);
+                else void refuseUnread(spec, contextOf(spec, source, descriptor.path, values), intercepted, options);
+              },
+              (err: unknown) => intercepted.sendStatus(serviceError(err, new Headers())),
+            );
+          },
+        });
+      },
+    });
+    return intercepted;
+  };
+}
+
+function readsBody(result: unknown): boolean {
+  return !(typeof result === "object" && result !== null && (result as { readBody?: unknown }).readBody === false);
+}
+
+/** Answers a call refused before its body: the interceptors run on an empty request and fail it. */
+async function refuseUnread(
+  spec: MethodImplSpec,
+  ctx: HandlerContext & { abort(reason?: unknown): void },
+  call: grpc.ServerInterceptingCall,
+  options: GrpcJsAdapterOptions,
+): Promise<void> {
+  const interceptors = options.interceptors ?? [];
+  const empty = create(spec.method.input);
+  let error: unknown = new ConnectError("the request was refused before its body was read", Code.Unauthenticated);
+  try {
+    if (spec.kind === "unary" || spec.kind === "client_streaming") {
+      await invokeUnaryImplementation(spec as MethodImplSpec & { kind: "unary" }, ctx, empty, interceptors);
+    } else {
+      for await (const _ of transformInvokeImplementation(spec, ctx, interceptors)(noRequests())) break;
+    }
+  } catch (err) {
+    error = err;
+  }
+  ctx.abort();
+  // Trailers-only: the response headers travel in the one HEADERS frame with the status.
+  const status = serviceError(error, ctx.responseTrailer);
+  status.metadata.merge(toMetadata(ctx.responseHeader));
+  // The unread body is stopped with the stream (grpc-js-injector.ts).
+  call.sendStatus(status);
+}
+
+async function* noRequests(): AsyncGenerator<never> {}
+
 /** Adds every service `routes` registers to a grpc-js server. */
 export function addConnectRoutes(server: grpc.Server, options: GrpcJsAdapterOptions): void {
   for (const spec of collectServiceSpecs(options.routes)) {
@@ -129,29 +226,50 @@ function handlerContext(
   call: AnyCall,
   options: GrpcJsAdapterOptions,
 ): HandlerContext & { abort(reason?: unknown): void } {
-  const requestHeader = new Headers();
-  for (const [key, value] of Object.entries(call.metadata.getMap())) {
-    requestHeader.append(key, typeof value === "string" ? value : Buffer.from(value).toString("base64"));
-  }
-  // grpc-js keeps content-type out of the metadata; the codec here is always binary protobuf.
-  if (!requestHeader.has("content-type")) requestHeader.set("content-type", "application/grpc+proto");
-  const deadline = call.getDeadline();
-  const at = deadline instanceof Date ? deadline.getTime() : deadline;
-  const timeoutMs = Number.isFinite(at) ? Math.max(0, at - Date.now()) : undefined;
-  const ctx = createHandlerContext({
-    service: spec.method.parent,
-    method: spec.method,
-    protocolName: "grpc",
-    requestMethod: "POST",
-    url: `http://${call.getHost()}${call.getPath()}`,
-    timeoutMs,
-    requestHeader,
-    contextValues: options.contextValues?.({ metadata: call.metadata, peer: call.getPeer() }) ?? createContextValues(),
-  });
+  const ctx = contextOf(spec, call, call.getPath(), checkedBeforeBody.get(call.metadata) ?? newValues(call, options));
   (call as NodeJS.EventEmitter).once("cancelled", () =>
     ctx.abort(new ConnectError("client cancelled the call", Code.Canceled)),
   );
   return ctx;
+}
+
+/** What a HandlerContext is built from: a call's metadata and a few of its properties. */
+interface CallSource {
+  metadata: grpc.Metadata;
+  getDeadline(): grpc.Deadline;
+  getHost(): string;
+  getPeer(): string;
+}
+
+function newValues(source: CallSource, options: GrpcJsAdapterOptions): ContextValues {
+  return options.contextValues?.({ metadata: source.metadata, peer: source.getPeer() }) ?? createContextValues();
+}
+
+function contextOf(
+  spec: MethodImplSpec,
+  source: CallSource,
+  path: string,
+  contextValues: ContextValues,
+): HandlerContext & { abort(reason?: unknown): void } {
+  const requestHeader = new Headers();
+  for (const [key, value] of Object.entries(source.metadata.getMap())) {
+    requestHeader.append(key, typeof value === "string" ? value : Buffer.from(value).toString("base64"));
+  }
+  // grpc-js keeps content-type out of the metadata; the codec here is always binary protobuf.
+  if (!requestHeader.has("content-type")) requestHeader.set("content-type", "application/grpc+proto");
+  const deadline = source.getDeadline();
+  const at = deadline instanceof Date ? deadline.getTime() : deadline;
+  const timeoutMs = Number.isFinite(at) ? Math.max(0, at - Date.now()) : undefined;
+  return createHandlerContext({
+    service: spec.method.parent,
+    method: spec.method,
+    protocolName: "grpc",
+    requestMethod: "POST",
+    url: `http://${source.getHost()}${path}`,
+    timeoutMs,
+    requestHeader,
+    contextValues,
+  });
 }
 
 function toMetadata(headers: Headers): grpc.Metadata {
@@ -164,7 +282,7 @@ function toMetadata(headers: Headers): grpc.Metadata {
 }
 
 /** A failure as grpc-js sends it: code, clipped message, trailers with google.rpc.Status details. */
-function serviceError(err: unknown, trailer: Headers): Partial<grpc.StatusObject> {
+function serviceError(err: unknown, trailer: Headers): grpc.StatusObject {
   const error = ConnectError.from(err);
   const status = new Headers(trailer);
   setTrailerStatus(status, error);
@@ -201,7 +319,7 @@ function methodHandler(spec: MethodImplSpec, options: GrpcJsAdapterOptions): grp
       const bad = undecodable(call.request);
       const result = bad
         ? Promise.reject(bad)
-        : beforeCall(spec, ctx, options).then(() =>
+        : beforeCall(spec, call, ctx, options).then(() =>
             invokeUnaryImplementation(spec, ctx, call.request as MessageShape<DescMessage>, interceptors),
           );
       result.then(
@@ -224,7 +342,7 @@ function methodHandler(spec: MethodImplSpec, options: GrpcJsAdapterOptions): grp
         : requests(call as grpc.ServerDuplexStream<unknown, unknown>);
     void (async () => {
       try {
-        await beforeCall(spec, ctx, options);
+        await beforeCall(spec, call, ctx, options);
         const output = transformInvokeImplementation(spec, ctx, interceptors)(input);
         for await (const message of output) {
           sendHeader(call, ctx);
@@ -242,8 +360,14 @@ function methodHandler(spec: MethodImplSpec, options: GrpcJsAdapterOptions): grp
   };
 }
 
-function beforeCall(spec: MethodImplSpec, ctx: HandlerContext, options: GrpcJsAdapterOptions): Promise<unknown> {
-  if (!options.beforeCall) return Promise.resolve();
+function beforeCall(
+  spec: MethodImplSpec,
+  call: AnyCall,
+  ctx: HandlerContext,
+  options: GrpcJsAdapterOptions,
+): Promise<unknown> {
+  // Already run by checkBeforeBody when the metadata arrived.
+  if (!options.beforeCall || checkedBeforeBody.has(call.metadata)) return Promise.resolve();
   const headers: Record<string, string> = {};
   ctx.requestHeader.forEach((value, key) => {
     headers[key] = value;

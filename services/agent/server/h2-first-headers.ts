@@ -171,9 +171,23 @@ export function withoutFirstSettingsAck(bytes: Buffer): Buffer {
   return bytes;
 }
 
-/** Whether a content-type names the gRPC protocol (application/grpc, application/grpc+proto…), not gRPC-Web. */
-export function isGrpcContentType(contentType: string | undefined): boolean {
+/** grpc-timeout as the gRPC spec writes it: up to 8 digits and a unit. */
+const GRPC_TIMEOUT = /^\d{1,8}[HMSmun]$/;
+
+/**
+ * Whether grpc-js serves a request exactly as connect-node would: gRPC with the binary protobuf
+ * codec (the adapter's serializers), an uncompressed body (connect-node also takes br, and
+ * answers a gzip body that does not inflate with INVALID_ARGUMENT where grpc-js says INTERNAL),
+ * and no grpc-timeout, or a valid one (grpc-js answers a malformed one with INTERNAL). Any other
+ * request goes to connect-node, which serves every protocol.
+ */
+export function servedByGrpcJs(header: (name: string) => string | undefined): boolean {
+  const contentType = header("content-type");
   if (contentType === undefined) return false;
   const type = (contentType.split(";", 1)[0] ?? "").trim().toLowerCase();
-  return type === "application/grpc" || type.startsWith("application/grpc+");
+  if (type !== "application/grpc" && type !== "application/grpc+proto") return false;
+  const encoding = header("grpc-encoding");
+  if (encoding !== undefined && encoding !== "identity") return false;
+  const timeout = header("grpc-timeout");
+  return timeout === undefined || GRPC_TIMEOUT.test(timeout);
 }

@@ -1,6 +1,6 @@
-// Routes a whole HTTP/2 connection to one of two servers by its first request's content-type:
-// gRPC (application/grpc, application/grpc+…) to grpc-js, everything else (Connect, gRPC-Web)
-// to connect-node. Both want whole connections, and gRPC clients do not mix protocols on one
+// Routes a whole HTTP/2 connection to one of two servers by its first request: gRPC that grpc-js
+// serves as connect-node would (servedByGrpcJs: binary protobuf, uncompressed) to grpc-js,
+// everything else (Connect, gRPC-Web, other gRPC) to connect-node. Both want whole connections, and gRPC clients do not mix protocols on one
 // connection, so the first request decides. The bytes read to decide are put back for the
 // chosen server, which then runs the connection as if it had read them itself.
 import type { Duplex } from "node:stream";
@@ -8,8 +8,8 @@ import {
   EMPTY_SETTINGS_FRAME,
   H2_PREFACE,
   hasSettingsAck,
-  isGrpcContentType,
   readFirstHeaders,
+  servedByGrpcJs,
   withoutFirstSettingsAck,
 } from "./h2-first-headers.js";
 
@@ -64,7 +64,7 @@ export function routeH2Connection(
       const first = readFirstHeaders(bytes);
       if (first.kind === "incomplete") return;
       if (first.kind === "invalid") return finish("connect", first.reason);
-      target = isGrpcContentType(first.headers.get("content-type")) ? "grpc" : "connect";
+      target = servedByGrpcJs((name) => first.headers.get(name)) ? "grpc" : "connect";
     }
     // The client acknowledges the router's SETTINGS promptly (RFC 9113 §6.5.3); wait for it so
     // that it can be removed before the real server sees the stream.

@@ -11,6 +11,7 @@ import type * as http2 from "node:http2";
 import * as net from "node:net";
 import type { Duplex } from "node:stream";
 import { type Logger, silentLogger } from "../../shared/log.js";
+import type { Http2StreamHandler } from "./grpc-js-injector.js";
 import { type H2Target, routeH2Connection } from "./h2-route.js";
 import { guardRequests, type NodeHandlerFn } from "./one-port-requests.js";
 import { SNIFF_TIMEOUT_MS, sniff } from "./one-port-sniff.js";
@@ -44,11 +45,13 @@ export interface OnePortOptions {
   /** TLS (tls.ts): each connection is decrypted first and ALPN, not sniffing, picks HTTP/2 or HTTP/1.1. */
   tls?: TlsTerminator;
   /**
-   * A second HTTP/2 server for gRPC (a grpc-js `Server`'s connection injector). When set, each
-   * HTTP/2 connection is routed whole by its first request's content-type (h2-route.ts): gRPC
-   * to it, Connect and gRPC-Web to `handler`. Unset: `handler` serves every protocol.
+   * A second HTTP/2 server for gRPC (a grpc-js `Server`'s connection injector, grpc-js-injector.ts),
+   * built with the port's way to serve any other stream of its connections through `handler`.
+   * When set, each HTTP/2 connection is routed whole by its first request's content-type
+   * (h2-route.ts): gRPC to it, Connect and gRPC-Web to `handler`. Unset: `handler` serves every
+   * protocol.
    */
-  grpc?: GrpcConnectionSink;
+  grpc?: (otherStreams: Http2StreamHandler) => GrpcConnectionSink;
   /** Counts each HTTP/2 connection by the server it was handed to. */
   onH2Connection?: (server: "connect" | "grpc-js") => void;
 }
@@ -106,6 +109,10 @@ export async function listenOnePort(opts: OnePortOptions): Promise<OnePortServer
   // Requests arrive only after `state` exists (the listener is not open before).
   const onRequest = guardRequests(opts.handler, opts.maxRequestBytes, () => state.closing, failures);
   const { h1, h2 } = createProtocolServers(onRequest, timeouts, log);
+  // A Connect or gRPC-Web stream on a connection grpc-js took is served as if h2 had read it.
+  const grpc = opts.grpc?.((stream, headers, flags, rawHeaders) =>
+    h2.emit("stream", stream, headers, flags, rawHeaders),
+  );
   const state: PortState = {
     log,
     timeouts,
@@ -120,8 +127,8 @@ export async function listenOnePort(opts: OnePortOptions): Promise<OnePortServer
     acceptTls: opts.tls?.serve((protocol, secure) =>
       protocol === "h2" ? state.acceptH2(secure) : h1.emit("connection", secure),
     ),
-    acceptH2: h2Acceptor(h2, opts, timeouts, log),
-    grpc: opts.grpc,
+    acceptH2: h2Acceptor(h2, grpc, opts, timeouts, log),
+    grpc,
   };
   h2.on("session", (session) => {
     state.sessions.add(session);
@@ -203,11 +210,11 @@ function acceptConnection(state: PortState, socket: net.Socket): void {
  */
 function h2Acceptor(
   h2: http2.Http2Server,
+  grpc: GrpcConnectionSink | undefined,
   opts: OnePortOptions,
   timeouts: ConnectionTimeouts,
   log: Logger,
 ): (socket: Duplex) => void {
-  const grpc = opts.grpc;
   const count = opts.onH2Connection ?? (() => {});
   if (!grpc) {
     return (socket) => {

@@ -51,8 +51,8 @@ export const EDGE_SETTINGS = [
     env: "AGENTD_GRPC_SERVER",
     flag: "--grpc-server",
     kind: "string",
-    default: "connect",
-    help: "Which server answers gRPC (content-type application/grpc) on the one port: connect (connect-node, beside Connect and gRPC-Web) or grpc-js (opt-in: each HTTP/2 connection is routed by its first request's content-type, gRPC ones to @grpc/grpc-js running the same handlers and interceptors).",
+    default: "grpc-js",
+    help: "Which server answers gRPC on the one port: grpc-js (each HTTP/2 connection whose first request is binary gRPC goes to @grpc/grpc-js running the same handlers and interceptors, at about half connect-node's CPU per call; Connect, gRPC-Web and any other request on it still reach connect-node) or connect (connect-node serves every protocol, as before).",
   }),
   s({
     key: "accessLogLevel",
