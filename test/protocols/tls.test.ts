@@ -112,7 +112,31 @@ describe("TLS on the one port", () => {
     await expect(fetch(`http://127.0.0.1:${agentd.port}/healthz`)).rejects.toThrow();
   });
 
+  /** agentd_http2_connections_total for one server, read over HTTPS/2 with the test CA. */
+  async function connectionsBy(server: string): Promise<number> {
+    const session = http2.connect(agentd.url, { ca: first.pem });
+    try {
+      const text = await new Promise<string>((resolve, reject) => {
+        const stream = session.request({ ":path": "/metrics" });
+        let body = "";
+        stream.setEncoding("utf8");
+        stream.on("data", (chunk: string) => {
+          body += chunk;
+        });
+        stream.on("end", () => resolve(body));
+        stream.on("error", reject);
+      });
+      const line = text.split("\n").find((l) => l.startsWith(`agentd_http2_connections_total{server="${server}"}`));
+      return line ? Number(line.split(" ").at(-1)) : 0;
+    } finally {
+      session.close();
+    }
+  }
+
   it("answers gRPC from grpc-js with TLS credentials", async () => {
+    // gRPC over TLS reaches grpc-js, the default gRPC server (unless the run sets connect).
+    const viaGrpcJs = (process.env.AGENTD_TEST_GRPC_SERVER ?? "grpc-js") === "grpc-js";
+    const before = await connectionsBy("grpc-js");
     const definition = protoLoader.loadSync("agentd/v1/agent_service.proto", {
       includeDirs: [join(repoRoot, "proto")],
       longs: String,
@@ -145,6 +169,7 @@ describe("TLS on the one port", () => {
     } finally {
       client.close();
     }
+    expect(await connectionsBy("grpc-js")).toBe(viaGrpcJs ? before + 1 : before);
   });
 
   const interceptors: Interceptor[] = [
