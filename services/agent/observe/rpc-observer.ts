@@ -2,8 +2,17 @@
 // incoming `traceparent`), the RPC metrics, and one access-log line with
 // method, code, duration, tenant, key id and request id — never a secret.
 // Streams are measured until their last message.
-import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
-import { context, propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
+import { Code, ConnectError, type ContextValues, type Interceptor } from "@connectrpc/connect";
+import {
+  type Context,
+  context,
+  propagation,
+  ROOT_CONTEXT,
+  type Span,
+  SpanKind,
+  SpanStatusCode,
+  trace,
+} from "@opentelemetry/api";
 import type { Logger } from "../../shared/log.js";
 import { tracer } from "../../shared/tracing.js";
 import { withActor } from "../model/actor.js";
@@ -19,11 +28,58 @@ const headerGetter = {
   get: (h: Headers, key: string) => h.get(key) ?? undefined,
 };
 
+/** One RPC being observed: what `finish` records once it ends. */
+interface Observation {
+  service: string;
+  method: string;
+  started: number;
+  span: Span;
+  contextValues: ContextValues;
+  finished: boolean;
+}
+
+type ObserverDeps = { metrics: ServiceMetrics; logger: Logger; level: AccessLevel };
+
+// Any pino level name; "silent" turns access logging off.
+type AccessLevel = "trace" | "debug" | "info" | "warn" | "error" | "silent";
+
+/** Records an RPC's end once: metrics, span, access-log line. */
+function finish(deps: ObserverDeps, o: Observation, error: unknown): void {
+  if (o.finished) return;
+  o.finished = true;
+  const { service, method } = o;
+  const code = error === undefined ? undefined : ConnectError.from(error).code;
+  const seconds = (performance.now() - o.started) / 1000;
+  const name = codeName(code);
+  deps.metrics.rpcs.inc({ service, method, code: name });
+  deps.metrics.rpcSeconds.observe({ service, method }, seconds);
+  o.span.setAttribute("rpc.grpc.status_code", code ?? 0);
+  if (code !== undefined) o.span.setStatus({ code: SpanStatusCode.ERROR, message: name });
+  o.span.end();
+  const { logger, level } = deps;
+  if (level === "silent" || !logger.isLevelEnabled(level)) return;
+  const principal = o.contextValues.get(principalKey);
+  logger[level](
+    {
+      rpc: `${service}/${method}`,
+      code: name,
+      ms: Math.round(seconds * 1000),
+      requestId: o.contextValues.get(requestIdKey) || undefined,
+      tenant: principal?.tenantId,
+      keyId: principal?.keyId,
+    },
+    "rpc",
+  );
+}
+
+// The per-call path below makes no named closures: tsx (bin/agentd.js) compiles with esbuild's
+// keepNames, which gives each one an Object.defineProperty of its name, per call.
 export function rpcObserver(deps: { metrics: ServiceMetrics; logger: Logger; level: string }): Interceptor {
-  const { metrics } = deps;
-  const logger = deps.logger.child({ component: "access" });
-  // Any pino level name; "silent" turns access logging off.
-  const level = deps.level as "trace" | "debug" | "info" | "warn" | "error" | "silent";
+  const observer: ObserverDeps = {
+    metrics: deps.metrics,
+    logger: deps.logger.child({ component: "access" }),
+    level: deps.level as AccessLevel,
+  };
   return (next) => async (req) => {
     const service = req.service.typeName;
     const method = req.method.name;
@@ -35,68 +91,53 @@ export function rpcObserver(deps: { metrics: ServiceMetrics; logger: Logger; lev
       parent,
     );
     const spanContext = trace.setSpan(parent, span);
-    let finished = false;
-    const finish = (error: unknown) => {
-      if (finished) return;
-      finished = true;
-      const code = error === undefined ? undefined : ConnectError.from(error).code;
-      const seconds = (performance.now() - started) / 1000;
-      const name = codeName(code);
-      metrics.rpcs.inc({ service, method, code: name });
-      metrics.rpcSeconds.observe({ service, method }, seconds);
-      span.setAttribute("rpc.grpc.status_code", code ?? 0);
-      if (code !== undefined) span.setStatus({ code: SpanStatusCode.ERROR, message: name });
-      span.end();
-      if (level === "silent" || !logger.isLevelEnabled(level)) return;
-      const principal = req.contextValues.get(principalKey);
-      logger[level](
-        {
-          rpc: `${service}/${method}`,
-          code: name,
-          ms: Math.round(seconds * 1000),
-          requestId: req.contextValues.get(requestIdKey) || undefined,
-          tenant: principal?.tenantId,
-          keyId: principal?.keyId,
-        },
-        "rpc",
-      );
-    };
+    const o: Observation = { service, method, started, span, contextValues: req.contextValues, finished: false };
+    const values = req.contextValues;
     try {
-      const actor = () => req.contextValues.get(principalKey)?.keyId;
-      const res = await withActor(actor, () => context.with(spanContext, () => next(req)));
+      const res = await withActor(
+        () => values.get(principalKey)?.keyId,
+        () => context.with(spanContext, next, undefined, req),
+      );
       if (!res.stream) {
-        finish(undefined);
+        finish(observer, o, undefined);
         return res;
       }
-      const messages = res.message[Symbol.asyncIterator]();
-      return {
-        ...res,
-        // The handler's generator runs as messages are pulled: each pull runs in the RPC's span.
-        message: {
-          [Symbol.asyncIterator]() {
-            return {
-              async next() {
-                try {
-                  const r = await withActor(actor, () => context.with(spanContext, () => messages.next()));
-                  if (r.done) finish(undefined);
-                  return r;
-                } catch (error) {
-                  finish(error);
-                  throw error;
-                }
-              },
-              async return(value?: unknown) {
-                // The client went away before the stream ended.
-                finish(new ConnectError("stream closed by the client", Code.Canceled));
-                return (await messages.return?.(value)) ?? { done: true as const, value: undefined };
-              },
-            };
-          },
-        },
-      } as typeof res;
+      return { ...res, message: observedStream(observer, o, spanContext, res.message) } as typeof res;
     } catch (error) {
-      finish(error);
+      finish(observer, o, error);
       throw error;
     }
+  };
+}
+
+/** A response stream measured until its last message; each pull runs in the RPC's span and actor scope. */
+function observedStream<T>(
+  deps: ObserverDeps,
+  o: Observation,
+  spanContext: Context,
+  stream: AsyncIterable<T>,
+): AsyncIterable<T> {
+  const messages = stream[Symbol.asyncIterator]();
+  const actor = () => o.contextValues.get(principalKey)?.keyId;
+  return {
+    [Symbol.asyncIterator]() {
+      return {
+        async next() {
+          try {
+            const r = await withActor(actor, () => context.with(spanContext, () => messages.next()));
+            if (r.done) finish(deps, o, undefined);
+            return r;
+          } catch (error) {
+            finish(deps, o, error);
+            throw error;
+          }
+        },
+        async return(value?: unknown) {
+          // The client went away before the stream ended.
+          finish(deps, o, new ConnectError("stream closed by the client", Code.Canceled));
+          return (await messages.return?.(value)) ?? { done: true as const, value: undefined };
+        },
+      };
+    },
   };
 }
