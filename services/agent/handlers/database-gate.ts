@@ -17,9 +17,9 @@ export interface DatabaseGate {
 export function createDatabaseGate(): DatabaseGate {
   let held = false;
   return {
-    interceptor: (next) => async (req) => {
+    interceptor: (next) => (req) => {
       if (held && req.service.typeName.startsWith("agentd.")) {
-        throw unavailable("the database has no writable primary yet; retry with backoff");
+        return Promise.reject(unavailable("the database has no writable primary yet; retry with backoff"));
       }
       return next(req);
     },

@@ -50,10 +50,27 @@ const REQUIRED_SCOPES: Record<string, readonly Scope[]> = {
   "agentd.v1.AuthService/CreateAccessToken": SCOPES,
 };
 
-function requiredScopes(service: string, method: string): readonly Scope[] | undefined {
+function scopesOf(service: string, method: string): readonly Scope[] | undefined {
   if (service.startsWith("agentd.v1.WebhookService")) return ["webhooks:manage"];
   if (service === "agentd.v1.KeyService") return ["keys:manage"];
   return REQUIRED_SCOPES[`${service}/${method}`];
+}
+
+/** scopesOf by service and method name, remembered (null: open); names come from the route table, so few. */
+const scopesByService = new Map<string, Map<string, readonly Scope[] | null>>();
+
+function requiredScopes(service: string, method: string): readonly Scope[] | undefined {
+  let byMethod = scopesByService.get(service);
+  let scopes = byMethod?.get(method);
+  if (scopes === undefined) {
+    scopes = scopesOf(service, method) ?? null;
+    if (!byMethod && scopesByService.size < 100) {
+      byMethod = new Map();
+      scopesByService.set(service, byMethod);
+    }
+    if (byMethod && byMethod.size < 100) byMethod.set(method, scopes);
+  }
+  return scopes ?? undefined;
 }
 
 /** The caller of an authenticated RPC. */
@@ -64,35 +81,64 @@ export function principalOf(ctx: HandlerContext): Principal {
 }
 
 export function authInterceptor(auth: Authenticator): Interceptor {
-  return (next) => async (req) => {
+  return (next) => (req) => {
     const scopes = requiredScopes(req.service.typeName, req.method.name);
     if (scopes === undefined) {
       if (req.service.typeName.startsWith("agentd.")) {
-        throw rpcError(Code.PermissionDenied, "NO_SCOPE", `${req.method.name} is not open to any API key`);
+        return Promise.reject(
+          rpcError(Code.PermissionDenied, "NO_SCOPE", `${req.method.name} is not open to any API key`),
+        );
       }
       return next(req);
     }
     // A lookup that already failed before the body is not tried again: the call would wait twice.
     const early = req.contextValues.get(earlyFailureKey);
-    if (early) throw early.error;
-    const result =
-      req.contextValues.get(earlyAuthenticationKey) ?? (await auth.authenticate(req.header.get("authorization")));
-    if (!result.ok) throw rpcError(Code.Unauthenticated, result.reason, result.message);
-    const { principal } = result;
-    if (!scopes.some((s) => principal.scopes.has(s))) {
-      throw rpcError(
-        Code.PermissionDenied,
-        "MISSING_SCOPE",
-        `${req.method.name} needs an API key with scope ${scopes.join(" or ")}`,
-        { metadata: { required: scopes.join(",") } },
-      );
+    if (early) return Promise.reject(early.error);
+    const known = req.contextValues.get(earlyAuthenticationKey);
+    // Authenticated before the body (every call of the servers): no await before the handler.
+    if (known && !req.stream) {
+      try {
+        authorize(req, scopes, known);
+      } catch (error) {
+        return Promise.reject(error);
+      }
+      return next(req);
     }
-    req.contextValues.set(principalKey, principal);
-    const res = await next(req);
-    // A stream outlives its authentication: it ends once its key is revoked.
-    if (!res.stream) return res;
-    return { ...res, message: endOnRevocation(res.message, auth, req.header.get("authorization") ?? "") };
+    return authorizedCall(auth, next, req, scopes, known);
   };
+}
+
+async function authorizedCall(
+  auth: Authenticator,
+  next: Parameters<Interceptor>[0],
+  req: Parameters<ReturnType<Interceptor>>[0],
+  scopes: readonly Scope[],
+  known: Authentication | undefined,
+) {
+  authorize(req, scopes, known ?? (await auth.authenticate(req.header.get("authorization"))));
+  const res = await next(req);
+  // A stream outlives its authentication: it ends once its key is revoked.
+  if (!res.stream) return res;
+  return { ...res, message: endOnRevocation(res.message, auth, req.header.get("authorization") ?? "") };
+}
+
+/** Puts the principal of `result` in the call's context, or throws why the call may not proceed. */
+function authorize(
+  req: { method: { name: string }; contextValues: ContextValues },
+  scopes: readonly Scope[],
+  result: Authentication,
+): void {
+  if (!result.ok) throw rpcError(Code.Unauthenticated, result.reason, result.message);
+  const { principal } = result;
+  if (!scopes.some((s) => principal.scopes.has(s))) {
+    throw rpcError(
+      Code.PermissionDenied,
+      "MISSING_SCOPE",
+      `${req.method.name} needs an API key with scope ${scopes.join(" or ")}`,
+      { metadata: { required: scopes.join(",") } },
+    );
+  }
+  req.contextValues.set(principalKey, principal);
 }
 
 /** Checks every request message (request-check.ts) before the handler runs; bad input is
@@ -104,9 +150,13 @@ export function inputInterceptor(limits: RequestCheckLimits): Interceptor {
     const violations = checkMessage(desc, message, limits);
     if (violations.length > 0) throw invalidArgument(violations);
   };
-  return (next) => async (req) => {
+  return (next) => (req) => {
     if (!req.stream) {
-      check(req.method.input, req.message);
+      try {
+        check(req.method.input, req.message);
+      } catch (error) {
+        return Promise.reject(error);
+      }
       return next(req);
     }
     if (req.method.methodKind !== "server_streaming") return next(req);
@@ -135,36 +185,57 @@ function requestIdOf(header: string | null): string {
  * `authInterceptor`, which then answers in the protocol's form. A failed lookup (database down)
  * is kept for the interceptor too, which answers with it (UNAVAILABLE) after the body. */
 export function authenticateBeforeBody(auth: Authenticator, statementTimeoutMs = 0) {
-  return async (
+  return (
     req: { headers: Record<string, string | string[] | undefined> },
     rpc: { service: string; method: string },
     values: ContextValues,
-  ) => {
-    if (requiredScopes(rpc.service, rpc.method) === undefined) return { readBody: true };
+  ): Promise<{ readBody: boolean }> => {
+    if (requiredScopes(rpc.service, rpc.method) === undefined) return Promise.resolve({ readBody: true });
     const header = req.headers.authorization;
-    let result: Authentication;
-    try {
-      // Outside the interceptors, so the call's statement deadline is set here too.
-      result = await withStatementDeadline(statementTimeoutMs, () =>
-        auth.authenticate(typeof header === "string" ? header : null),
-      );
-    } catch (error) {
-      values.set(earlyFailureKey, { error });
-      return { readBody: true };
+    const authorization = typeof header === "string" ? header : null;
+    // Most calls find their key in the authenticator's cache: answered without a lookup.
+    const cached = auth.cached?.(authorization);
+    if (cached) {
+      values.set(earlyAuthenticationKey, cached);
+      return Promise.resolve({ readBody: cached.ok });
     }
-    values.set(earlyAuthenticationKey, result);
-    return { readBody: result.ok };
+    return lookUpBeforeBody(auth, authorization, statementTimeoutMs, values);
   };
 }
 
-/** The error the client gets (wire/errors.ts), logged as what it is. */
-function mapError(error: unknown, log: Logger, requestId: string): ConnectError {
+async function lookUpBeforeBody(
+  auth: Authenticator,
+  authorization: string | null,
+  statementTimeoutMs: number,
+  values: ContextValues,
+): Promise<{ readBody: boolean }> {
+  let result: Authentication;
+  try {
+    // Outside the interceptors, so the call's statement deadline is set here too.
+    result = await withStatementDeadline(statementTimeoutMs, () => auth.authenticate(authorization));
+  } catch (error) {
+    values.set(earlyFailureKey, { error });
+    return { readBody: true };
+  }
+  values.set(earlyAuthenticationKey, result);
+  return { readBody: result.ok };
+}
+
+/** The error the client gets (wire/errors.ts), logged as what it is. The call's logger is made
+ * only when something is logged: a pino child per call cost more than the rest of the edge. */
+function mapError(
+  error: unknown,
+  logger: Logger,
+  requestId: string,
+  req: { service: { typeName: string }; method: { name: string } },
+): ConnectError {
   const wire = toWireError(error, { requestId });
+  const log = () => logger.child({ requestId, rpc: `${req.service.typeName}/${req.method.name}` });
   if (error instanceof ConnectError) {
-    if (error.code === Code.Internal || error.code === Code.Unknown) log.error({ err: error }, "rpc failed");
-  } else if (wire.code === Code.Aborted) log.warn({ err: error }, "transaction conflict");
-  else if (wire.code === Code.Unavailable) log.warn({ err: error }, "database unavailable");
-  else log.error({ err: error }, "rpc failed unexpectedly");
+    if (error.code === Code.Internal || error.code === Code.Unknown) log().error({ err: error }, "rpc failed");
+  } else if (wire.code === Code.Aborted) log().warn({ err: error }, "transaction conflict");
+  else if (wire.code === Code.Unavailable) log().warn({ err: error }, "database unavailable");
+  else log().error({ err: error }, "rpc failed unexpectedly");
   return wire;
 }
 
@@ -172,7 +243,6 @@ export function edgeInterceptor(logger: Logger): Interceptor {
   return (next) => async (req) => {
     const requestId = requestIdOf(req.header.get("x-request-id"));
     req.contextValues.set(requestIdKey, requestId);
-    const log = logger.child({ requestId, rpc: `${req.service.typeName}/${req.method.name}` });
     try {
       const res = await next(req);
       res.header.set("x-request-id", requestId);
@@ -184,12 +254,12 @@ export function edgeInterceptor(logger: Logger): Interceptor {
           try {
             yield* messages;
           } catch (error) {
-            throw mapError(error, log, requestId);
+            throw mapError(error, logger, requestId, req);
           }
         })(),
       };
     } catch (error) {
-      const mapped = mapError(error, log, requestId);
+      const mapped = mapError(error, logger, requestId, req);
       mapped.metadata.set("x-request-id", requestId);
       throw mapped;
     }

@@ -68,29 +68,38 @@ function checkCreate(limits: Limits, agent: string): void {
 
 /** Runs after `authInterceptor` (which puts the principal in the context). */
 export function tokenLimitsInterceptor(): Interceptor {
-  return (next) => async (req) => {
+  return (next) => (req) => {
     const limits = req.contextValues.get(principalKey)?.token;
+    // Most calls carry an API key, not a limited token: no await of their own here.
     if (!limits || (!limits.taskIds && !limits.agents)) return next(req);
-    const rpc = `${req.service.typeName}/${req.method.name}`;
-    if (!req.stream) {
-      checkTokenLimits(limits, rpc, req.message as unknown as Record<string, unknown>);
-      const res = await next(req);
-      if (rpc === "agentd.v1.TaskService/ListTasks" && limits.taskIds && !res.stream) {
-        // Only its tasks are listed (a page may then hold fewer than page_size; the page token goes on).
-        const message = res.message as unknown as { tasks: { id: string }[] };
-        message.tasks = message.tasks.filter((t) => limits.taskIds!.includes(t.id));
-      }
-      return res;
-    }
-    const messages = req.message;
-    return next({
-      ...req,
-      message: (async function* () {
-        for await (const message of messages) {
-          checkTokenLimits(limits, rpc, message as unknown as Record<string, unknown>);
-          yield message;
-        }
-      })(),
-    });
+    return limitedCall(next, req, limits);
   };
+}
+
+async function limitedCall(
+  next: Parameters<Interceptor>[0],
+  req: Parameters<ReturnType<Interceptor>>[0],
+  limits: Limits,
+): ReturnType<ReturnType<Interceptor>> {
+  const rpc = `${req.service.typeName}/${req.method.name}`;
+  if (!req.stream) {
+    checkTokenLimits(limits, rpc, req.message as unknown as Record<string, unknown>);
+    const res = await next(req);
+    if (rpc === "agentd.v1.TaskService/ListTasks" && limits.taskIds && !res.stream) {
+      // Only its tasks are listed (a page may then hold fewer than page_size; the page token goes on).
+      const message = res.message as unknown as { tasks: { id: string }[] };
+      message.tasks = message.tasks.filter((t) => limits.taskIds!.includes(t.id));
+    }
+    return res;
+  }
+  const messages = req.message;
+  return next({
+    ...req,
+    message: (async function* () {
+      for await (const message of messages) {
+        checkTokenLimits(limits, rpc, message as unknown as Record<string, unknown>);
+        yield message;
+      }
+    })(),
+  });
 }

@@ -44,6 +44,9 @@ export type Authentication = { ok: true; principal: Principal } | AuthFailure;
 
 export interface Authenticator {
   authenticate(authorization: string | null): Promise<Authentication>;
+  /** What `authenticate` would answer, when that needs no lookup (no credentials, or a fresh
+   * cache entry); undefined otherwise. Lets a hot caller skip a promise and a statement scope. */
+  cached?(authorization: string | null): Authentication | undefined;
   /** Calls `onRevoked` (once) when the credentials in `authorization`, valid now, stop
    * authenticating: checked at least every `watchMs`. Returns the function that stops
    * watching; call it when the stream ends. */
@@ -111,15 +114,23 @@ export function createAuthenticator(
     };
   }
 
+  // Tokens run to kilobytes: the cache holds their digest, so that its size stays bounded.
+  const cacheKeyOf = (key: string) => (key.length > 64 ? createHash("sha256").update(key).digest("base64") : key);
+
+  /** The cache entry of `cacheKey` while it may still be used, else undefined. */
+  function freshEntry(cacheKey: string, now: number, maxAgeMs: number) {
+    const hit = cache.get(cacheKey);
+    if (!hit || now - hit.fetched >= Math.min(maxAgeMs, cacheMs)) return undefined;
+    // A cached key is good only until its expiry, a cached token until its own or its key's.
+    const expiry = earliest(hit.info?.token?.expireTime, hit.info?.keyExpireTime);
+    return !expiry || expiry.getTime() > now ? hit : undefined;
+  }
+
   async function lookup(key: string, maxAgeMs = cacheMs): Promise<Principal | undefined> {
     const now = Date.now();
-    // Tokens run to kilobytes: the cache holds their digest, so that its size stays bounded.
-    const cacheKey = key.length > 64 ? createHash("sha256").update(key).digest("base64") : key;
-    const hit = cache.get(cacheKey);
-    const fresh = hit && now - hit.fetched < Math.min(maxAgeMs, cacheMs);
-    // A cached key is good only until its expiry, a cached token until its own or its key's.
-    const expiry = earliest(hit?.info?.token?.expireTime, hit?.info?.keyExpireTime);
-    if (fresh && (!expiry || expiry.getTime() > now)) return hit.info;
+    const cacheKey = cacheKeyOf(key);
+    const hit = freshEntry(cacheKey, now, maxAgeMs);
+    if (hit) return hit.info;
     // Single flight: the calls in flight when an entry expires share one lookup.
     let pending = inFlight.get(cacheKey);
     if (!pending) {
@@ -154,23 +165,17 @@ export function createAuthenticator(
   return {
     async authenticate(authorization) {
       const match = authorization ? BEARER.exec(authorization) : null;
-      if (!match) {
-        return {
-          ok: false,
-          reason: "MISSING_CREDENTIALS",
-          message: "missing API key: send the header `authorization: Bearer <api key>`",
-        };
-      }
+      if (!match) return missingCredentials();
       const credential = match[1]!;
-      const principal = await lookup(credential);
-      if (principal) return { ok: true, principal };
-      return isAccessToken(credential)
-        ? {
-            ok: false,
-            reason: "INVALID_ACCESS_TOKEN",
-            message: "the access token is invalid or expired, or its API key was revoked",
-          }
-        : { ok: false, reason: "INVALID_API_KEY", message: "the API key is unknown, revoked or expired" };
+      return authentication(credential, await lookup(credential));
+    },
+
+    cached(authorization) {
+      const match = authorization ? BEARER.exec(authorization) : null;
+      if (!match) return missingCredentials();
+      const credential = match[1]!;
+      const hit = freshEntry(cacheKeyOf(credential), Date.now(), cacheMs);
+      return hit ? authentication(credential, hit.info) : undefined;
     },
 
     watch(authorization, onRevoked) {
@@ -201,4 +206,24 @@ export function createAuthenticator(
       };
     },
   };
+}
+
+function missingCredentials(): AuthFailure {
+  return {
+    ok: false,
+    reason: "MISSING_CREDENTIALS",
+    message: "missing API key: send the header `authorization: Bearer <api key>`",
+  };
+}
+
+/** The answer for `credential`, given what it resolved to. */
+function authentication(credential: string, principal: Principal | undefined): Authentication {
+  if (principal) return { ok: true, principal };
+  return isAccessToken(credential)
+    ? {
+        ok: false,
+        reason: "INVALID_ACCESS_TOKEN",
+        message: "the access token is invalid or expired, or its API key was revoked",
+      }
+    : { ok: false, reason: "INVALID_API_KEY", message: "the API key is unknown, revoked or expired" };
 }
