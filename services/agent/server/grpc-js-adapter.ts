@@ -245,11 +245,18 @@ function stacklessError(message: string, code: Code): ConnectError {
 /** The connect HandlerContext of a grpc-js call: headers, deadline, cancellation, values. */
 function handlerContext(spec: MethodImplSpec, call: AnyCall, options: GrpcJsAdapterOptions): CallContext {
   const ctx = contextOf(spec, call, call.getPath(), checkedBeforeBody.get(call.metadata) ?? newValues(call, options));
-  (call as NodeJS.EventEmitter).once("cancelled", () =>
-    ctx.abort(stacklessError("client cancelled the call", Code.Canceled)),
-  );
+  (call as NodeJS.EventEmitter).once("cancelled", () => {
+    if (!ctx.signal.aborted) ctx.abort(stacklessError("client cancelled the call", Code.Canceled));
+  });
   return ctx;
 }
+
+/**
+ * The abort reason of a unary call that has been answered (connect-node aborts a finished call's
+ * signal too). One shared instance: grpc-js reports every call as cancelled once its stream
+ * closes, and nothing can throw this into another call's answer.
+ */
+const CALL_ENDED = stacklessError("the call has ended", Code.Canceled);
 
 /** What a HandlerContext is built from: a call's metadata and a few of its properties. */
 interface CallSource {
@@ -371,10 +378,12 @@ function methodHandler(spec: MethodImplSpec, options: GrpcJsAdapterOptions): grp
         (message) => {
           sendUnaryHeader(call, ctx);
           callback(null, message, toMetadata(ctx.responseTrailer));
+          ctx.abort(CALL_ENDED);
         },
         (err: unknown) => {
           sendUnaryHeader(call, ctx);
           callback(serviceError(err, ctx.responseTrailer));
+          ctx.abort(CALL_ENDED);
         },
       );
     };
