@@ -43,6 +43,26 @@ function joinPath(prefix: string, name: string): string {
   return prefix === "" ? name : `${prefix}.${name}`;
 }
 
+/**
+ * Where a value is, spelled out only when something there is reported: most requests have no
+ * problem, and building every field's path text up front was most of this check's cost.
+ */
+type Path = string | PathStep;
+type PathStep =
+  | { up: Path; field: string } // joinPath(up, field)
+  | { up: Path; mapKey: string } // up[key]
+  | { up: Path; index: number } // up[index]
+  | { up: Path; structKey: string }; // up.key
+
+function pathText(path: Path): string {
+  if (typeof path === "string") return path;
+  const up = pathText(path.up);
+  if ("field" in path) return joinPath(up, path.field);
+  if ("mapKey" in path) return `${up}[${keyInPath(path.mapKey)}]`;
+  if ("index" in path) return `${up}[${path.index}]`;
+  return `${up}.${keyInPath(path.structKey)}`;
+}
+
 /** Every problem in `message` (of type `desc`), each with its path from `prefix`. */
 export function checkMessage(
   desc: DescMessage,
@@ -58,7 +78,7 @@ export function checkMessage(
 function walkMessage(
   desc: DescMessage,
   msg: Record<string, unknown>,
-  path: string,
+  path: Path,
   limits: RequestCheckLimits,
   out: FieldViolation[],
 ): void {
@@ -87,12 +107,12 @@ function walkMessage(
 function walkField(
   field: DescField,
   value: unknown,
-  prefix: string,
+  prefix: Path,
   limits: RequestCheckLimits,
   out: FieldViolation[],
 ): void {
   if (value === undefined || value === null) return;
-  const path = joinPath(prefix, field.name);
+  const path: Path = { up: prefix, field: field.name };
   switch (field.fieldKind) {
     case "scalar":
       if (field.scalar === ScalarType.STRING) checkString(value as string, path, out);
@@ -105,17 +125,19 @@ function walkField(
     case "list":
       (value as unknown[]).forEach((item, i) => {
         if (field.listKind === "scalar" && field.scalar === ScalarType.STRING)
-          checkString(item as string, `${path}[${i}]`, out);
+          checkString(item as string, { up: path, index: i }, out);
         else if (field.listKind === "message")
-          walkMessage(field.message, item as Record<string, unknown>, `${path}[${i}]`, limits, out);
+          walkMessage(field.message, item as Record<string, unknown>, { up: path, index: i }, limits, out);
       });
       return;
     case "map":
       for (const [key, item] of Object.entries(value as Record<string, unknown>)) {
-        const itemPath = `${path}[${keyInPath(key)}]`;
+        const itemPath: Path = { up: path, mapKey: key };
         if (field.mapKey === ScalarType.STRING) {
           const problem = stringProblem(key);
-          if (problem) out.push({ field: itemPath, description: `key ${problem}`, reason: "INVALID_CHARACTER" });
+          if (problem) {
+            out.push({ field: pathText(itemPath), description: `key ${problem}`, reason: "INVALID_CHARACTER" });
+          }
         }
         if (field.mapKind === "scalar" && field.scalar === ScalarType.STRING)
           checkString(item as string, itemPath, out);
@@ -126,15 +148,15 @@ function walkField(
   }
 }
 
-function checkString(text: string, path: string, out: FieldViolation[]): void {
+function checkString(text: string, path: Path, out: FieldViolation[]): void {
   const problem = stringProblem(text);
-  if (problem) out.push({ field: path, description: problem, reason: "INVALID_CHARACTER" });
+  if (problem) out.push({ field: pathText(path), description: problem, reason: "INVALID_CHARACTER" });
 }
 
 /** A Value tree, without recursion (it may be deep), stopping below the depth limit. */
-function walkValue(root: Value, rootPath: string, maxDepth: number, out: FieldViolation[]): void {
+function walkValue(root: Value, rootPath: Path, maxDepth: number, out: FieldViolation[]): void {
   // depth = how many objects and arrays enclose this value's own contents (as jsonDepth counts).
-  const stack: [Value, string, number][] = [[root, rootPath, 0]];
+  const stack: [Value, Path, number][] = [[root, rootPath, 0]];
   let tooDeepReported = false;
   while (stack.length > 0) {
     const [value, path, depth] = stack.pop()!;
@@ -142,7 +164,7 @@ function walkValue(root: Value, rootPath: string, maxDepth: number, out: FieldVi
     switch (kind.case) {
       case undefined:
         out.push({
-          field: path,
+          field: pathText(path),
           description: "is a google.protobuf.Value with no kind set (use null_value for null)",
           reason: "INVALID_VALUE",
         });
@@ -150,7 +172,7 @@ function walkValue(root: Value, rootPath: string, maxDepth: number, out: FieldVi
       case "numberValue":
         if (!Number.isFinite(kind.value)) {
           out.push({
-            field: path,
+            field: pathText(path),
             description: "must be a finite number (JSON has no NaN or Infinity)",
             reason: "INVALID_VALUE",
           });
@@ -164,7 +186,7 @@ function walkValue(root: Value, rootPath: string, maxDepth: number, out: FieldVi
         if (depth + 1 > maxDepth) {
           if (!tooDeepReported) {
             out.push({
-              field: rootPath,
+              field: pathText(rootPath),
               description: `is nested deeper than ${maxDepth} levels`,
               reason: "INPUT_TOO_DEEP",
             });
@@ -174,14 +196,16 @@ function walkValue(root: Value, rootPath: string, maxDepth: number, out: FieldVi
         }
         if (kind.case === "structValue") {
           for (const [key, child] of Object.entries(kind.value.fields)) {
-            const childPath = `${path}.${keyInPath(key)}`;
+            const childPath: Path = { up: path, structKey: key };
             const problem = stringProblem(key);
-            if (problem) out.push({ field: childPath, description: `key ${problem}`, reason: "INVALID_CHARACTER" });
+            if (problem) {
+              out.push({ field: pathText(childPath), description: `key ${problem}`, reason: "INVALID_CHARACTER" });
+            }
             stack.push([child, childPath, depth + 1]);
           }
         } else {
           kind.value.values.forEach((child, i) => {
-            stack.push([child, `${path}[${i}]`, depth + 1]);
+            stack.push([child, { up: path, index: i }, depth + 1]);
           });
         }
         break;
@@ -190,37 +214,41 @@ function walkValue(root: Value, rootPath: string, maxDepth: number, out: FieldVi
   }
 }
 
-function checkDuration(d: { seconds: bigint; nanos: number }, path: string, out: FieldViolation[]): void {
+function checkDuration(d: { seconds: bigint; nanos: number }, at: Path, out: FieldViolation[]): void {
   const { seconds, nanos } = d;
   if (seconds > MAX_DURATION_SECONDS || seconds < -MAX_DURATION_SECONDS) {
     out.push({
-      field: joinPath(path, "seconds"),
+      field: joinPath(pathText(at), "seconds"),
       description: "must be within ±315576000000 (10,000 years)",
       reason: "INVALID_DURATION",
     });
   }
   if (!Number.isInteger(nanos) || nanos > 999_999_999 || nanos < -999_999_999) {
-    out.push({ field: joinPath(path, "nanos"), description: "must be within ±999999999", reason: "INVALID_DURATION" });
+    out.push({
+      field: joinPath(pathText(at), "nanos"),
+      description: "must be within ±999999999",
+      reason: "INVALID_DURATION",
+    });
   } else if ((seconds > 0n && nanos < 0) || (seconds < 0n && nanos > 0)) {
     out.push({
-      field: joinPath(path, "nanos"),
+      field: joinPath(pathText(at), "nanos"),
       description: "must have the sign of seconds",
       reason: "INVALID_DURATION",
     });
   }
 }
 
-function checkTimestamp(t: { seconds: bigint; nanos: number }, path: string, out: FieldViolation[]): void {
+function checkTimestamp(t: { seconds: bigint; nanos: number }, at: Path, out: FieldViolation[]): void {
   if (t.seconds < MIN_TIMESTAMP_SECONDS || t.seconds > MAX_TIMESTAMP_SECONDS) {
     out.push({
-      field: joinPath(path, "seconds"),
+      field: joinPath(pathText(at), "seconds"),
       description: "must be between 0001-01-01 and 9999-12-31",
       reason: "INVALID_TIMESTAMP",
     });
   }
   if (!Number.isInteger(t.nanos) || t.nanos < 0 || t.nanos > 999_999_999) {
     out.push({
-      field: joinPath(path, "nanos"),
+      field: joinPath(pathText(at), "nanos"),
       description: "must be between 0 and 999999999",
       reason: "INVALID_TIMESTAMP",
     });
