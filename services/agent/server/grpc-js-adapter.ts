@@ -26,6 +26,8 @@ import {
   type Interceptor,
   type MethodImplSpec,
   type ServiceImplSpec,
+  type UnaryRequest,
+  type UnaryResponse,
 } from "@connectrpc/connect";
 import { invokeUnaryImplementation, transformInvokeImplementation } from "@connectrpc/connect/protocol";
 import { setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
@@ -224,7 +226,7 @@ type AnyCall =
   | grpc.ServerDuplexStream<unknown, unknown>
   | grpc.ServerReadableStream<unknown, unknown>;
 
-type CallContext = HandlerContext & { abort(reason?: unknown): void };
+type CallContext = HandlerContext & { abort(reason?: unknown): void; [callAbort]: CallAbort };
 
 /**
  * An error built without a stack trace. The abort reasons below are made once per call (every
@@ -242,11 +244,42 @@ function stacklessError(message: string, code: Code): ConnectError {
   }
 }
 
+/**
+ * A call's cancellation. Its AbortSignal is made only when something asks for it: most unary
+ * handlers never do, and then ending the call (or its deadline) costs no controller and no abort
+ * event. Once made, it is aborted as a connect-node call's would be.
+ */
+class CallAbort {
+  private controller: AbortController | undefined;
+  aborted = false;
+  private reason: unknown;
+  timer: NodeJS.Timeout | undefined;
+
+  get signal(): AbortSignal {
+    if (!this.controller) {
+      this.controller = new AbortController();
+      if (this.aborted) this.controller.abort(this.reason);
+    }
+    return this.controller.signal;
+  }
+
+  abort(reason: unknown): void {
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.timer = undefined;
+    if (this.aborted) return;
+    this.aborted = true;
+    this.reason = reason;
+    this.controller?.abort(reason);
+  }
+}
+
+const callAbort = Symbol("the call's cancellation");
+
 /** The connect HandlerContext of a grpc-js call: headers, deadline, cancellation, values. */
 function handlerContext(spec: MethodImplSpec, call: AnyCall, options: GrpcJsAdapterOptions): CallContext {
   const ctx = contextOf(spec, call, call.getPath(), checkedBeforeBody.get(call.metadata) ?? newValues(call, options));
   (call as NodeJS.EventEmitter).once("cancelled", () => {
-    if (!ctx.signal.aborted) ctx.abort(stacklessError("client cancelled the call", Code.Canceled));
+    if (!ctx[callAbort].aborted) ctx.abort(stacklessError("client cancelled the call", Code.Canceled));
   });
   return ctx;
 }
@@ -274,7 +307,8 @@ function newValues(source: CallSource, options: GrpcJsAdapterOptions): ContextVa
  * A HandlerContext built here rather than by connect's createHandlerContext, which copies the
  * request headers into a second Headers and links three AbortControllers (the call's, a
  * deadline's, and one joining them) per call; this one has the same fields and behaviour with
- * one controller, a timer only when the call has a deadline, and the headers read once.
+ * at most one controller (made when the signal is first read, see CallAbort), a timer only when
+ * the call has a deadline, and the headers read once.
  */
 function contextOf(spec: MethodImplSpec, source: CallSource, path: string, contextValues: ContextValues): CallContext {
   const map = source.metadata.getMap();
@@ -287,15 +321,14 @@ function contextOf(spec: MethodImplSpec, source: CallSource, path: string, conte
   if (!("content-type" in map)) requestHeader.append("content-type", "application/grpc+proto");
   const deadline = source.getDeadline();
   const at = deadline instanceof Date ? deadline.getTime() : deadline;
-  const controller = new AbortController();
-  let timer: NodeJS.Timeout | undefined;
+  const state = new CallAbort();
   let timeoutMs: () => number | undefined = noTimeout;
   if (Number.isFinite(at)) {
     const initial = Math.max(0, at - Date.now());
     const end = Date.now() + initial;
     timeoutMs = () => end - Date.now();
-    if (initial <= 0) controller.abort(stacklessError("the operation timed out", Code.DeadlineExceeded));
-    else timer = setTimeout(timedOut, initial, controller);
+    if (initial <= 0) state.abort(stacklessError("the operation timed out", Code.DeadlineExceeded));
+    else state.timer = setTimeout(timedOut, initial, state);
   }
   return {
     service: spec.method.parent,
@@ -304,15 +337,17 @@ function contextOf(spec: MethodImplSpec, source: CallSource, path: string, conte
     requestMethod: "POST",
     url: `http://${source.getHost()}${path}`,
     timeoutMs,
-    signal: controller.signal,
+    get signal() {
+      return state.signal;
+    },
     requestHeader,
     responseHeader: new Headers(),
     responseTrailer: new Headers(),
     values: contextValues,
     abort(reason?: unknown) {
-      if (timer !== undefined) clearTimeout(timer);
-      controller.abort(reason);
+      state.abort(reason);
     },
+    [callAbort]: state,
   };
 }
 
@@ -320,8 +355,90 @@ function noTimeout(): undefined {
   return undefined;
 }
 
-function timedOut(controller: AbortController): void {
-  controller.abort(stacklessError("the operation timed out", Code.DeadlineExceeded));
+function timedOut(state: CallAbort): void {
+  state.abort(stacklessError("the operation timed out", Code.DeadlineExceeded));
+}
+
+/**
+ * A unary call through the interceptors to its implementation, as connect's
+ * invokeUnaryImplementation does (same request and response fields, same handler context),
+ * except that the request's and the handler's `signal` are read from the call's context only
+ * when asked for (see CallAbort).
+ */
+async function invokeUnary(
+  spec: MethodImplSpec & { kind: "unary" },
+  ctx: CallContext,
+  input: MessageShape<DescMessage>,
+  interceptors: Interceptor[],
+): Promise<MessageShape<DescMessage>> {
+  let next = implementation(spec, ctx);
+  for (let i = interceptors.length - 1; i >= 0; i--) next = interceptors[i]!(next);
+  const req: UnaryRequest = {
+    stream: false,
+    message: input,
+    method: spec.method,
+    requestMethod: ctx.requestMethod,
+    url: ctx.url,
+    get signal() {
+      return ctx.signal;
+    },
+    header: ctx.requestHeader,
+    service: spec.method.parent,
+    contextValues: ctx.values,
+  };
+  const res = (await next(req)) as UnaryResponse;
+  copyHeaders(res.header, ctx.responseHeader);
+  copyHeaders(res.trailer, ctx.responseTrailer);
+  return res.message;
+}
+
+/** The innermost step of the chain. (Made here, not in a `let`: tsx's keepNames would name it per call.) */
+function implementation(spec: MethodImplSpec & { kind: "unary" }, ctx: CallContext): Parameters<Interceptor>[0] {
+  return ((req: UnaryRequest) => runUnary(spec, ctx, req)) as Parameters<Interceptor>[0];
+}
+
+async function runUnary(
+  spec: MethodImplSpec & { kind: "unary" },
+  ctx: CallContext,
+  req: UnaryRequest,
+): Promise<UnaryResponse> {
+  // As connect's mergeRequest: the call's context with what the interceptors may have replaced.
+  const handlerCtx: HandlerContext & { abort(reason?: unknown): void } = {
+    service: req.service,
+    method: ctx.method,
+    protocolName: ctx.protocolName,
+    requestMethod: ctx.requestMethod,
+    url: ctx.url,
+    timeoutMs: ctx.timeoutMs,
+    get signal() {
+      return req.signal;
+    },
+    requestHeader: req.header,
+    responseHeader: ctx.responseHeader,
+    responseTrailer: ctx.responseTrailer,
+    values: req.contextValues,
+    abort(reason?: unknown) {
+      ctx.abort(reason);
+    },
+  };
+  const output = await spec.impl(req.message, handlerCtx);
+  return {
+    stream: false,
+    message: create(spec.method.output, output),
+    method: spec.method,
+    service: spec.method.parent,
+    header: ctx.responseHeader,
+    trailer: ctx.responseTrailer,
+  };
+}
+
+/** As connect's copyHeaders: `to` becomes a copy of `from` (nothing to do when they are one). */
+function copyHeaders(from: Headers, to: Headers): void {
+  if (from === to) return;
+  for (const key of [...to.keys()]) to.delete(key);
+  from.forEach((value, key) => {
+    to.set(key, value);
+  });
 }
 
 function toMetadata(headers: Headers): grpc.Metadata {
@@ -372,7 +489,7 @@ function methodHandler(spec: MethodImplSpec, options: GrpcJsAdapterOptions): grp
       const result = bad
         ? Promise.reject(bad)
         : beforeCall(spec, call, ctx, options).then(() =>
-            invokeUnaryImplementation(spec, ctx, call.request as MessageShape<DescMessage>, interceptors),
+            invokeUnary(spec, ctx, call.request as MessageShape<DescMessage>, interceptors),
           );
       result.then(
         (message) => {
