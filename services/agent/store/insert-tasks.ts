@@ -14,7 +14,7 @@ export interface NewTaskRows {
 export async function insertTasks(sql: Sql, sink: TaskEventSink | undefined, batch: NewTaskRows[]): Promise<boolean[]> {
   const statement = (q: Sql | Tx) => q<{ task_id: string }[]>`
     WITH input AS (
-      SELECT * FROM jsonb_to_recordset(${sql.json(batch.map(({ task }, position) => ({ ...taskRecord(task), position })) as never)}::jsonb) AS t(
+      SELECT * FROM jsonb_to_recordset(${sql.json(batch.map(({ task }, position) => taskRecord(task, position)) as never)}::jsonb) AS t(
         tenant_id text, task_id uuid, agent text, agent_version text, state text, input jsonb, labels jsonb,
         artifacts jsonb, webhook jsonb, request_id text, request_fingerprint text, attempt integer,
         max_attempts integer, timeout_ms bigint, last_sequence bigint, create_time timestamptz,
@@ -56,7 +56,7 @@ export async function insertTasks(sql: Sql, sink: TaskEventSink | undefined, bat
   });
 }
 
-function taskRecord(task: TaskRow) {
+function taskRecord(task: TaskRow, position: number) {
   return {
     tenant_id: task.tenant_id,
     task_id: task.task_id,
@@ -81,6 +81,7 @@ function taskRecord(task: TaskRow) {
     lease_id: task.lease_id,
     lease_expires_at: task.lease_expires_at?.toISOString() ?? null,
     trace_parent: task.trace_parent ?? null,
+    position,
   };
 }
 
