@@ -4,7 +4,10 @@
 // `grpc.health.v1.Health/Check` over gRPC (h2c, connect-node's client), interleaved connect,
 // grpc-js, connect, grpc-js… for `--rounds` rounds, 64 calls in flight; median and range, and
 // each server's CPU per call from /proc.
-// Postgres only: `DATABASE_URL=… npm run bench -- grpc-paths [--calls N] [--rounds R]`.
+// Postgres only: `DATABASE_URL=… npm run bench -- grpc-paths [--calls N] [--rounds R] [--baseline DIR]`.
+// `--baseline DIR` (another checkout of agentd, e.g. a `git worktree` of an earlier commit, with
+// node_modules) adds a third server, grpc-js from DIR, interleaved with the other two: this tree's
+// grpc-js against the baseline's on the same database and machine load.
 import { type ChildProcess, spawn } from "node:child_process";
 import { cpus, loadavg } from "node:os";
 import { createInterface } from "node:readline";
@@ -28,11 +31,21 @@ const arg = (name: string, fallback: number) => {
 const CALLS = arg("calls", 2000);
 const ROUNDS = arg("rounds", 3);
 const IN_FLIGHT = 64;
-const SERVERS = ["connect", "grpc-js"] as const;
+const baselineAt = process.argv.indexOf("--baseline");
+const BASELINE = baselineAt > 0 ? `${process.argv[baselineAt + 1]!.replace(/\/$/, "")}/` : undefined;
+const SERVERS: { name: string; grpcServer: string; root: string }[] = [
+  { name: "connect", grpcServer: "connect", root },
+  { name: "grpc-js", grpcServer: "grpc-js", root },
+  ...(BASELINE ? [{ name: "grpc-js-baseline", grpcServer: "grpc-js", root: BASELINE }] : []),
+];
 
-async function serve(databaseUrl: string, grpcServer: string): Promise<{ child: ChildProcess; url: string }> {
-  const child: ChildProcess = spawn(process.execPath, [`${root}bin/agentd.js`, "serve", "--port", "0"], {
-    cwd: root,
+async function serve(
+  databaseUrl: string,
+  grpcServer: string,
+  from: string,
+): Promise<{ child: ChildProcess; url: string }> {
+  const child: ChildProcess = spawn(process.execPath, [`${from}bin/agentd.js`, "serve", "--port", "0"], {
+    cwd: from,
     env: {
       ...process.env,
       DATABASE_URL: databaseUrl,
@@ -70,8 +83,8 @@ async function main() {
 
   const arms: Array<{ label: string; server: string; child: ChildProcess; op: () => Promise<unknown> }> = [];
   const children: ChildProcess[] = [];
-  for (const server of SERVERS) {
-    const { child, url } = await serve(u.toString(), server);
+  for (const { name: server, grpcServer, root: from } of SERVERS) {
+    const { child, url } = await serve(u.toString(), grpcServer, from);
     children.push(child);
     const transport = createGrpcTransport({
       baseUrl: url,
@@ -94,7 +107,7 @@ async function main() {
   }
   for (const arm of arms) await closedLoop(300, IN_FLIGHT, arm.op); // warm
 
-  // Interleaved by server within each operation: connect, grpc-js, connect, grpc-js…
+  // Interleaved by server within each operation: connect, grpc-js[, grpc-js-baseline], connect, grpc-js…
   const order = [...arms].sort((a, b) => a.label.split(" ")[0]!.localeCompare(b.label.split(" ")[0]!));
   const samples: Record<string, { perSecond: number; cpuMs: number; load: number }[]> = {};
   for (let round = 1; round <= ROUNDS; round++) {
@@ -140,6 +153,14 @@ async function main() {
     console.log(
       `\n- ${op}: grpc-js / connect rate **${median(ratios).toFixed(2)}×** (${Math.min(...ratios).toFixed(2)}–${Math.max(...ratios).toFixed(2)} by round); server CPU per call ${cpu.toFixed(2)}× of connect's.`,
     );
+    const base = samples[`${op} via grpc-js-baseline`];
+    if (base) {
+      // Round by round: the two grpc-js servers ran back to back, under about the same load.
+      const cpuRatios = b.map((s, i) => s.cpuMs / base[i]!.cpuMs);
+      console.log(
+        `- ${op}: grpc-js CPU per call / the baseline's **${median(cpuRatios).toFixed(2)}×** (${Math.min(...cpuRatios).toFixed(2)}–${Math.max(...cpuRatios).toFixed(2)} by round).`,
+      );
+    }
   }
   console.log("");
 }
