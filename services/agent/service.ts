@@ -149,6 +149,8 @@ function createGrpcJsServer(
     "grpc.max_concurrent_streams": config.maxStreamsPerConnection,
     // As the connect-node side's idle reaper: a connection with no call for this long gets GOAWAY.
     "grpc.max_connection_idle_ms": config.idleTimeoutMs,
+    // channelz (grpc-js's introspection service) is not served here; its per-call bookkeeping is skipped.
+    "grpc.enable_channelz": 0,
     // The API key is checked before a body is read, as on the connect-node path.
     interceptors: [checkBeforeBody(adapter)],
   });
