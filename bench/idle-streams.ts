@@ -13,8 +13,8 @@
 //
 // Postgres only: `DATABASE_URL=… npm run bench -- idle-streams [--idle 10000] [--rounds 3]`.
 // BENCH_SERVER_NODE_ARGS (e.g. "--heapsnapshot-signal=SIGUSR2") is passed to every server
-// process; with BENCH_HEAPSNAP=ms each server gets SIGUSR2 once its streams are open, and the
-// bench waits that long for the snapshot.
+// process; with BENCH_HEAPSNAP=ms each server gets SIGUSR2 before and once its streams are open,
+// and the bench waits that long for each snapshot.
 import { type ChildProcess, fork, spawn } from "node:child_process";
 import { readFile } from "node:fs/promises";
 import * as http2 from "node:http2";
@@ -215,6 +215,10 @@ async function measure(arm: ArmName, ctx: { databaseUrl: string; key: string; ta
     // Warm-up: the first calls compile code and fill caches in every server alike.
     await (await openStreams(target, WARMUP))();
     await sleep(1500);
+    if (process.env.BENCH_HEAPSNAP) {
+      process.kill(child.pid!, "SIGUSR2");
+      await sleep(Number(process.env.BENCH_HEAPSNAP));
+    }
     const before = await rssOf(child.pid!);
     const started = performance.now();
     const close = await openStreams(target, IDLE);
