@@ -34,7 +34,18 @@ import type { StoredEvent } from "../model/change.js";
 import { isTerminal, type TaskKey, type TaskRow } from "../model/task.js";
 import { listEvents } from "../store/list-events.js";
 import { isTerminalEvent } from "../wire/event-forms.js";
-import { acquire, type Hub, notify, poll, READ_PAGE, refresh, release, type Tail, type Waiter } from "./hub-tails.js";
+import {
+  acquire,
+  type Hub,
+  notify,
+  poll,
+  READ_PAGE,
+  refresh,
+  release,
+  type Tail,
+  type TaskSeed,
+  type Waiter,
+} from "./hub-tails.js";
 import type { StreamMetrics } from "./stream-metrics.js";
 
 export type WatchItem = { event: StoredEvent; keepAlive?: undefined } | { event?: undefined; keepAlive: Date };
@@ -115,7 +126,15 @@ export function createEventHub(opts: EventHubOptions): EventHub {
   }
 
   return {
-    watch: (task, afterSequence, signal) => watch(hub, task, afterSequence, signal),
+    // Only what the watch needs of the row: a suspended watch keeps its arguments for as long
+    // as the stream is open, and a whole task row (input, dates, …) is most of an idle stream's own memory.
+    watch: (task, afterSequence, signal) =>
+      watch(
+        hub,
+        { tenant_id: task.tenant_id, task_id: task.task_id, state: task.state, last_sequence: task.last_sequence },
+        afterSequence,
+        signal,
+      ),
     start() {
       if (unsubscribe || hub.closed) return;
       unsubscribe = opts.bus.subscribe("task", (taskId) => {
@@ -141,7 +160,7 @@ export function createEventHub(opts: EventHubOptions): EventHub {
 
 async function* watch(
   hub: Hub,
-  task: TaskRow,
+  task: TaskSeed,
   afterSequence: number,
   signal: AbortSignal,
 ): AsyncGenerator<WatchItem, void> {

@@ -66,7 +66,10 @@ export interface Waiter {
 
 const mapKeyOf = (key: TaskKey) => `${key.tenantId}/${key.taskId}`;
 
-export function acquire(hub: Hub, task: TaskRow): Tail {
+/** What a watch needs of the task row it starts from. */
+export type TaskSeed = Pick<TaskRow, "tenant_id" | "task_id" | "state" | "last_sequence">;
+
+export function acquire(hub: Hub, task: TaskSeed): Tail {
   const key = { tenantId: task.tenant_id, taskId: task.task_id };
   const mapKey = mapKeyOf(key);
   let tail = hub.tails.get(mapKey);
