@@ -11,6 +11,7 @@ import {
   type DescMessage,
   type DescMethod,
   fromBinary,
+  type MessageInitShape,
   type MessageShape,
   toBinary,
 } from "@bufbuild/protobuf";
@@ -19,6 +20,7 @@ import {
   ConnectError,
   type ConnectRouter,
   type ContextValues,
+  createContextKey,
   createContextValues,
   createMethodImplSpec,
   createServiceImplSpec,
@@ -26,6 +28,8 @@ import {
   type Interceptor,
   type MethodImplSpec,
   type ServiceImplSpec,
+  type StreamRequest,
+  type StreamResponse,
   type UnaryRequest,
   type UnaryResponse,
 } from "@connectrpc/connect";
@@ -505,27 +509,27 @@ function methodHandler(spec: MethodImplSpec, options: GrpcJsAdapterOptions): grp
       );
     };
   }
-  return (call: grpc.ServerWritableStream<unknown, unknown> | grpc.ServerDuplexStream<unknown, unknown>) => {
+  if (spec.kind === "client_streaming") return clientStreamHandler(spec, options);
+  return streamHandler(spec as StreamSpec, options);
+}
+
+/** Client streams (none in agentd's API today) go through connect's own runner. */
+function clientStreamHandler(spec: MethodImplSpec, options: GrpcJsAdapterOptions): grpc.UntypedHandleCall {
+  const interceptors = options.interceptors ?? [];
+  return (call: grpc.ServerReadableStream<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) => {
     const ctx = handlerContext(spec, call, options);
-    const input: AsyncIterable<MessageShape<DescMessage>> =
-      spec.kind === "server_streaming"
-        ? single(call as grpc.ServerWritableStream<unknown, unknown>)
-        : requests(call as grpc.ServerDuplexStream<unknown, unknown>);
     void (async () => {
       try {
         await beforeCall(spec, call, ctx, options);
-        const output = transformInvokeImplementation(spec, ctx, interceptors)(input);
-        for await (const message of output) {
-          sendHeader(call, ctx);
-          if (!call.write(message)) await new Promise((resolve) => call.once("drain", resolve));
-          if (call.cancelled) return;
+        let response: unknown;
+        for await (const message of transformInvokeImplementation(spec, ctx, interceptors)(requests(call))) {
+          response = message;
         }
         sendHeader(call, ctx);
-        call.end(toMetadata(ctx.responseTrailer));
+        callback(null, response, toMetadata(ctx.responseTrailer));
       } catch (err) {
-        if (call.cancelled) return;
         sendHeader(call, ctx);
-        call.emit("error", serviceError(err, ctx.responseTrailer));
+        callback(serviceError(err, ctx.responseTrailer));
       }
     })();
   };
@@ -540,6 +544,288 @@ function sendUnaryHeader(call: grpc.ServerUnaryCall<unknown, unknown>, ctx: Hand
     else metadata.add(key, value);
   });
   if (metadata) call.sendMetadata(metadata);
+}
+
+// ------------------------------------------------------------------------- streams --
+//
+// Server and bidi streams skip connect's runner (transformInvokeImplementation), whose chain of
+// down-compiled async generators, linked abort controllers and per-call interceptor closures
+// stays alive as long as the stream: an idle WatchTask held far more memory in them than in
+// grpc-js's own call. Here the interceptor chain is built once per method (the call's context
+// travels in its context values), the context is one small object, and messages go from the
+// interceptors' iterable straight to the call. Interceptors see the same requests, responses
+// (normalized messages) and errors as on the connect-node path.
+
+/** The context of the call an interceptor chain is running for. */
+const streamContextKey = createContextKey<StreamContext | undefined>(undefined, { description: "grpc-js stream" });
+
+type StreamSpec = Extract<MethodImplSpec, { kind: "server_streaming" | "bidi_streaming" }>;
+
+type StreamCall = grpc.ServerWritableStream<unknown, unknown> | grpc.ServerDuplexStream<unknown, unknown>;
+
+function streamHandler(spec: StreamSpec, options: GrpcJsAdapterOptions): grpc.UntypedHandleCall {
+  const method = spec.method;
+  const invoke = chain(
+    async (req: StreamRequest<DescMessage, DescMessage>): Promise<StreamResponse<DescMessage, DescMessage>> => {
+      const ctx = req.contextValues.get(streamContextKey)!;
+      const handlerCtx = ctx.merged(req);
+      const messages =
+        spec.kind === "server_streaming"
+          ? spec.impl(await ensureSingle(req.message), handlerCtx)
+          : spec.impl(req.message, handlerCtx);
+      return {
+        stream: true,
+        message: new Normalized(method.output, messages as AsyncIterable<object>),
+        method,
+        service: method.parent,
+        header: ctx.responseHeader,
+        trailer: ctx.responseTrailer,
+      };
+    },
+    options.interceptors ?? [],
+  );
+  return (call: StreamCall) => {
+    const ctx = new StreamContext(spec, call, options);
+    const input: AsyncIterable<MessageShape<DescMessage>> =
+      spec.kind === "server_streaming"
+        ? new SingleRequest((call as grpc.ServerWritableStream<unknown, unknown>).request)
+        : requests(call as grpc.ServerDuplexStream<unknown, unknown>);
+    void runStream(spec, call, ctx, input, invoke, options);
+  };
+}
+
+function chain(
+  last: (req: StreamRequest<DescMessage, DescMessage>) => Promise<StreamResponse<DescMessage, DescMessage>>,
+  interceptors: Interceptor[],
+): (req: StreamRequest<DescMessage, DescMessage>) => Promise<StreamResponse<DescMessage, DescMessage>> {
+  let next = last as Parameters<Interceptor>[0];
+  for (const interceptor of [...interceptors].reverse()) next = interceptor(next);
+  return next as typeof last;
+}
+
+async function runStream(
+  spec: StreamSpec,
+  call: StreamCall,
+  ctx: StreamContext,
+  input: AsyncIterable<MessageShape<DescMessage>>,
+  invoke: ReturnType<typeof chain>,
+  options: GrpcJsAdapterOptions,
+): Promise<void> {
+  try {
+    await beforeCall(spec, call, ctx, options);
+    const res = await invoke({
+      stream: true,
+      message: input,
+      method: spec.method,
+      service: spec.method.parent,
+      requestMethod: ctx.requestMethod,
+      url: ctx.url,
+      signal: ctx.signal,
+      header: ctx.requestHeader,
+      contextValues: ctx.values,
+    });
+    copyHeaders(res.header, ctx.responseHeader);
+    for await (const message of res.message) {
+      sendHeader(call, ctx);
+      if (!call.write(message)) await new Promise((resolve) => call.once("drain", resolve));
+      if (call.cancelled) return;
+    }
+    copyHeaders(res.trailer, ctx.responseTrailer);
+    sendHeader(call, ctx);
+    call.end(toMetadata(ctx.responseTrailer));
+  } catch (err) {
+    if (call.cancelled) return;
+    sendHeader(call, ctx);
+    call.emit("error", serviceError(err, ctx.responseTrailer));
+  } finally {
+    ctx.done();
+  }
+}
+
+const DEADLINE_EXCEEDED = () => new ConnectError("the operation timed out", Code.DeadlineExceeded);
+
+/**
+ * A stream's HandlerContext: as connect's createHandlerContext builds it (the same headers,
+ * values, deadline and cancellation), with one abort controller instead of three linked ones,
+ * no closures per call, and the response trailer made only when something sets it.
+ */
+class StreamContext implements HandlerContext {
+  readonly method: DescMethod;
+  readonly service: HandlerContext["service"];
+  readonly protocolName = "grpc";
+  readonly requestMethod = "POST";
+  readonly url: string;
+  readonly requestHeader: Headers;
+  readonly responseHeader = new Headers();
+  readonly values: ContextValues;
+  readonly signal: AbortSignal;
+  private readonly controller = new AbortController();
+  private readonly deadline: number | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private trailer: Headers | undefined;
+
+  constructor(spec: StreamSpec, call: StreamCall, options: GrpcJsAdapterOptions) {
+    this.method = spec.method;
+    this.service = spec.method.parent;
+    this.url = `http://${call.getHost()}${call.getPath()}`;
+    this.signal = this.controller.signal;
+    this.requestHeader = new Headers();
+    for (const [key, value] of Object.entries(call.metadata.getMap())) {
+      this.requestHeader.append(key, typeof value === "string" ? value : Buffer.from(value).toString("base64"));
+    }
+    // grpc-js keeps content-type out of the metadata; the codec here is always binary protobuf.
+    if (!this.requestHeader.has("content-type")) this.requestHeader.set("content-type", "application/grpc+proto");
+    this.values = checkedBeforeBody.get(call.metadata) ?? newValues(call, options);
+    this.values.set(streamContextKey, this);
+    const deadline = call.getDeadline();
+    const at = deadline instanceof Date ? deadline.getTime() : deadline;
+    if (Number.isFinite(at)) {
+      this.deadline = at;
+      if (at <= Date.now()) this.abort(DEADLINE_EXCEEDED());
+      else this.timer = setTimeout(abortAtDeadline, at - Date.now(), this);
+    }
+    cancelledCalls.set(call, this);
+    (call as NodeJS.EventEmitter).on("cancelled", abortCancelled);
+  }
+
+  get responseTrailer(): Headers {
+    this.trailer ??= new Headers();
+    return this.trailer;
+  }
+
+  timeoutMs(): number | undefined {
+    return this.deadline === undefined ? undefined : this.deadline - Date.now();
+  }
+
+  abort(reason?: unknown): void {
+    clearTimeout(this.timer);
+    this.controller.abort(reason);
+  }
+
+  /** The call is over: its deadline timer goes. */
+  done(): void {
+    clearTimeout(this.timer);
+  }
+
+  /** The context the implementation gets: this one, or (when an interceptor replaced the
+   * request's headers, signal, values or service) a copy with the request's, as connect's runner does. */
+  merged(req: StreamRequest<DescMessage, DescMessage>): HandlerContext {
+    if (
+      req.header === this.requestHeader &&
+      req.signal === this.signal &&
+      req.contextValues === this.values &&
+      req.service === this.service
+    ) {
+      return this;
+    }
+    return {
+      method: this.method,
+      service: req.service,
+      protocolName: this.protocolName,
+      requestMethod: this.requestMethod,
+      url: this.url,
+      requestHeader: req.header,
+      responseHeader: this.responseHeader,
+      responseTrailer: this.responseTrailer,
+      values: req.contextValues,
+      signal: req.signal,
+      timeoutMs: () => this.timeoutMs(),
+    };
+  }
+}
+
+function abortAtDeadline(ctx: StreamContext): void {
+  ctx.abort(DEADLINE_EXCEEDED());
+}
+
+const cancelledCalls = new WeakMap<object, StreamContext>();
+
+function abortCancelled(this: object): void {
+  cancelledCalls.get(this)?.abort(new ConnectError("client cancelled the call", Code.Canceled));
+}
+
+/** A server stream's one request (or the reason it does not decode), read once. */
+class SingleRequest implements AsyncIterable<MessageShape<DescMessage>>, AsyncIterator<MessageShape<DescMessage>> {
+  constructor(private request: unknown) {}
+
+  [Symbol.asyncIterator]() {
+    return this;
+  }
+
+  async next(): Promise<IteratorResult<MessageShape<DescMessage>>> {
+    const request = this.request;
+    if (request === undefined) return { done: true, value: undefined };
+    this.request = undefined;
+    const bad = undecodable(request);
+    if (bad) throw bad;
+    return { done: false, value: request as MessageShape<DescMessage> };
+  }
+
+  async return(): Promise<IteratorResult<MessageShape<DescMessage>>> {
+    this.request = undefined;
+    return { done: true, value: undefined };
+  }
+}
+
+/** The one message of a server stream's request, as connect's runner takes it. */
+async function ensureSingle(messages: AsyncIterable<MessageShape<DescMessage>>): Promise<MessageShape<DescMessage>> {
+  const it = messages[Symbol.asyncIterator]();
+  const first = await it.next();
+  if (first.done === true) {
+    throw new ConnectError("protocol error: missing input message for server-streaming method", Code.Unimplemented);
+  }
+  const second = await it.next();
+  if (second.done !== true) {
+    throw new ConnectError(
+      "protocol error: received extra input message for server-streaming method",
+      Code.Unimplemented,
+    );
+  }
+  return first.value;
+}
+
+/** The implementation's messages as full messages of the method's output (connect's normalizeIterable). */
+class Normalized implements AsyncIterable<MessageShape<DescMessage>>, AsyncIterator<MessageShape<DescMessage>> {
+  private it: AsyncIterator<object> | undefined;
+
+  constructor(
+    private readonly desc: DescMessage,
+    private readonly source: AsyncIterable<object>,
+  ) {}
+
+  [Symbol.asyncIterator]() {
+    this.it ??= this.source[Symbol.asyncIterator]();
+    return this;
+  }
+
+  next(): Promise<IteratorResult<MessageShape<DescMessage>>> {
+    // No async frame of its own: one reaction on the source's promise while the stream idles.
+    return this.iterator()
+      .next()
+      .then((result) => this.normalize(result));
+  }
+
+  async return(value?: unknown): Promise<IteratorResult<MessageShape<DescMessage>>> {
+    const it = this.iterator();
+    return it.return ? this.normalize(await it.return(value)) : { done: true, value: undefined };
+  }
+
+  async throw(error?: unknown): Promise<IteratorResult<MessageShape<DescMessage>>> {
+    const it = this.iterator();
+    if (!it.throw) throw error;
+    return this.normalize(await it.throw(error));
+  }
+
+  private iterator(): AsyncIterator<object> {
+    this.it ??= this.source[Symbol.asyncIterator]();
+    return this.it;
+  }
+
+  private normalize(result: IteratorResult<object>): IteratorResult<MessageShape<DescMessage>> {
+    return result.done === true
+      ? result
+      : { done: false, value: create(this.desc, result.value as MessageInitShape<DescMessage>) };
+  }
 }
 
 function beforeCall(
@@ -559,13 +845,6 @@ function beforeCall(
     { service: spec.method.parent.typeName, method: spec.method.name },
     ctx.values,
   );
-}
-
-/** A server stream's one request, as the iterable connect's runner takes. */
-async function* single(call: grpc.ServerWritableStream<unknown, unknown>) {
-  const bad = undecodable(call.request);
-  if (bad) throw bad;
-  yield call.request as MessageShape<DescMessage>;
 }
 
 const headerSent = new WeakSet<object>();
