@@ -19,6 +19,7 @@ import { type ChildProcess, fork, spawn } from "node:child_process";
 import { readFile } from "node:fs/promises";
 import * as http2 from "node:http2";
 import { cpus, loadavg, totalmem } from "node:os";
+import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { create, fromJson, toBinary } from "@bufbuild/protobuf";
@@ -45,8 +46,21 @@ const WARMUP = 500;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const nodeArgs = (process.env.BENCH_SERVER_NODE_ARGS ?? "").split(" ").filter(Boolean);
 
-type ArmName = "WatchTask, connect-node" | "WatchTask, grpc-js" | "bare grpc-js" | "bare connect-node";
-const ARMS: ArmName[] = ["WatchTask, connect-node", "WatchTask, grpc-js", "bare grpc-js", "bare connect-node"];
+type ArmName =
+  | "WatchTask, connect-node"
+  | "WatchTask, grpc-js"
+  | "WatchTask, grpc-js (before)"
+  | "bare grpc-js"
+  | "bare connect-node";
+/** BENCH_BEFORE=<another checkout of agentd>: one more arm, that checkout's `agentd serve` on grpc-js (before/after). */
+const BEFORE = process.env.BENCH_BEFORE;
+const ARMS: ArmName[] = [
+  "WatchTask, connect-node",
+  ...(BEFORE ? (["WatchTask, grpc-js (before)"] as const) : []),
+  "WatchTask, grpc-js",
+  "bare grpc-js",
+  "bare connect-node",
+];
 
 interface Target {
   child: ChildProcess;
@@ -69,9 +83,13 @@ function envelope(bytes: Uint8Array): Buffer {
   return frame;
 }
 
-async function startAgentd(databaseUrl: string, grpcServer: string): Promise<{ child: ChildProcess; url: string }> {
-  const child = spawn(process.execPath, [...nodeArgs, `${root}bin/agentd.js`, "serve", "--port", "0"], {
-    cwd: root,
+async function startAgentd(
+  databaseUrl: string,
+  grpcServer: string,
+  checkout = root,
+): Promise<{ child: ChildProcess; url: string }> {
+  const child = spawn(process.execPath, [...nodeArgs, join(checkout, "bin/agentd.js"), "serve", "--port", "0"], {
+    cwd: checkout,
     env: {
       ...process.env,
       DATABASE_URL: databaseUrl,
@@ -193,7 +211,11 @@ async function openStreams(target: Target, count: number): Promise<() => Promise
 
 async function measure(arm: ArmName, ctx: { databaseUrl: string; key: string; taskIds: string[] }) {
   const { child, url } = arm.startsWith("WatchTask")
-    ? await startAgentd(ctx.databaseUrl, arm.endsWith("grpc-js") ? "grpc-js" : "connect")
+    ? await startAgentd(
+        ctx.databaseUrl,
+        arm.includes("grpc-js") ? "grpc-js" : "connect",
+        arm.endsWith("(before)") ? BEFORE : root,
+      )
     : await startBare(arm === "bare grpc-js" ? "grpc-js" : "connect");
   try {
     const watch = arm.startsWith("WatchTask");
@@ -318,11 +340,12 @@ async function main() {
     if (!samples[watch] || !samples[floor]) return;
     const own = samples[watch]!.map((s, i) => s.perStream - samples[floor]![i]!.perStream);
     console.log(
-      `- agentd's own share on ${watch.split(", ")[1]} (WatchTask − ${floor}, by round): **${kib(median(own))} KiB** per stream (${kib(Math.min(...own))}–${kib(Math.max(...own))}).`,
+      `- agentd's own share on ${watch.slice("WatchTask, ".length)} (WatchTask − ${floor}, by round): **${kib(median(own))} KiB** per stream (${kib(Math.min(...own))}–${kib(Math.max(...own))}).`,
     );
   };
   console.log("");
   share("WatchTask, connect-node", "bare connect-node");
+  share("WatchTask, grpc-js (before)", "bare grpc-js");
   share("WatchTask, grpc-js", "bare grpc-js");
   console.log("");
   process.exit(0);
