@@ -247,21 +247,55 @@ export function edgeInterceptor(logger: Logger): Interceptor {
       const res = await next(req);
       res.header.set("x-request-id", requestId);
       if (!res.stream) return res;
-      const messages = res.message;
-      return {
-        ...res,
-        message: (async function* () {
-          try {
-            yield* messages;
-          } catch (error) {
-            throw mapError(error, logger, requestId, req);
-          }
-        })(),
-      };
+      return { ...res, message: new MappedErrors(res.message, logger, requestId, req) };
     } catch (error) {
       const mapped = mapError(error, logger, requestId, req);
       mapped.metadata.set("x-request-id", requestId);
       throw mapped;
     }
   };
+}
+
+/** A response stream whose errors are mapped as the call's (`mapError`): one plain iterator
+ * object per stream, not an async generator (whose suspended frame lived as long as the stream). */
+class MappedErrors<T> implements AsyncIterableIterator<T> {
+  private it: AsyncIterator<T> | undefined;
+
+  constructor(
+    private readonly messages: AsyncIterable<T>,
+    private readonly logger: Logger,
+    private readonly requestId: string,
+    private readonly req: { service: { typeName: string }; method: { name: string } },
+  ) {}
+
+  [Symbol.asyncIterator](): this {
+    return this;
+  }
+
+  next(): Promise<IteratorResult<T>> {
+    let pending: Promise<IteratorResult<T>>;
+    try {
+      this.it ??= this.messages[Symbol.asyncIterator]();
+      pending = this.it.next();
+    } catch (error) {
+      return Promise.reject(this.map(error));
+    }
+    return pending.then(undefined, (error) => {
+      throw this.map(error);
+    });
+  }
+
+  async return(value?: unknown): Promise<IteratorResult<T>> {
+    // As `yield*` did: the return goes on to the messages, once they have started.
+    try {
+      const r = await this.it?.return?.(value);
+      return r ?? { done: true, value: undefined };
+    } catch (error) {
+      throw this.map(error);
+    }
+  }
+
+  private map(error: unknown): ConnectError {
+    return mapError(error, this.logger, this.requestId, this.req);
+  }
 }

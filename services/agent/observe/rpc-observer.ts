@@ -6,6 +6,7 @@ import { Code, ConnectError, type ContextValues, type Interceptor } from "@conne
 import {
   type Context,
   context,
+  isSpanContextValid,
   propagation,
   ROOT_CONTEXT,
   type Span,
@@ -102,7 +103,7 @@ export function rpcObserver(deps: { metrics: ServiceMetrics; logger: Logger; lev
         finish(observer, o, undefined);
         return res;
       }
-      return { ...res, message: observedStream(observer, o, spanContext, res.message) } as typeof res;
+      return { ...res, message: new ObservedStream(observer, o, spanContext, res.message) } as typeof res;
     } catch (error) {
       finish(observer, o, error);
       throw error;
@@ -110,34 +111,64 @@ export function rpcObserver(deps: { metrics: ServiceMetrics; logger: Logger; lev
   };
 }
 
-/** A response stream measured until its last message; each pull runs in the RPC's span and actor scope. */
-function observedStream<T>(
-  deps: ObserverDeps,
-  o: Observation,
-  spanContext: Context,
-  stream: AsyncIterable<T>,
-): AsyncIterable<T> {
-  const messages = stream[Symbol.asyncIterator]();
-  const actor = () => o.contextValues.get(principalKey)?.keyId;
-  return {
-    [Symbol.asyncIterator]() {
-      return {
-        async next() {
-          try {
-            const r = await withActor(actor, () => context.with(spanContext, () => messages.next()));
-            if (r.done) finish(deps, o, undefined);
-            return r;
-          } catch (error) {
-            finish(deps, o, error);
-            throw error;
-          }
-        },
-        async return(value?: unknown) {
-          // The client went away before the stream ended.
-          finish(deps, o, new ConnectError("stream closed by the client", Code.Canceled));
-          return (await messages.return?.(value)) ?? { done: true as const, value: undefined };
-        },
-      };
-    },
-  };
+/** A response stream measured until its last message; each pull runs in the RPC's actor scope
+ * and, when the span is a real one (a tracer is configured or a trace came in), in its span.
+ * One plain iterator object per stream: an async `next` kept its frame and two closures per
+ * pull alive for as long as the stream was idle. */
+class ObservedStream<T> implements AsyncIterableIterator<T> {
+  private readonly messages: AsyncIterator<T>;
+  /** The span's context, or undefined when it carries no trace (no-op tracer, no parent). */
+  private readonly spanContext: Context | undefined;
+  /** The key id of the call, read at each write (the actor scope's store). */
+  private readonly actor: () => string | undefined;
+
+  constructor(
+    private readonly deps: ObserverDeps,
+    private readonly o: Observation,
+    spanContext: Context,
+    stream: AsyncIterable<T>,
+  ) {
+    this.messages = stream[Symbol.asyncIterator]();
+    this.spanContext = isSpanContextValid(o.span.spanContext()) ? spanContext : undefined;
+    this.actor = actorOf(o.contextValues);
+  }
+
+  [Symbol.asyncIterator](): this {
+    return this;
+  }
+
+  next(): Promise<IteratorResult<T>> {
+    let pending: Promise<IteratorResult<T>>;
+    try {
+      pending = withActor(this.actor, () =>
+        this.spanContext === undefined
+          ? this.messages.next()
+          : context.with(this.spanContext, () => this.messages.next()),
+      );
+    } catch (error) {
+      finish(this.deps, this.o, error);
+      return Promise.reject(error);
+    }
+    return pending.then(
+      (r) => {
+        if (r.done) finish(this.deps, this.o, undefined);
+        return r;
+      },
+      (error) => {
+        finish(this.deps, this.o, error);
+        throw error;
+      },
+    );
+  }
+
+  async return(value?: unknown): Promise<IteratorResult<T>> {
+    // The client went away before the stream ended.
+    finish(this.deps, this.o, new ConnectError("stream closed by the client", Code.Canceled));
+    return (await this.messages.return?.(value)) ?? { done: true as const, value: undefined };
+  }
+}
+
+// A returned arrow, not a named const: no per-stream name property under esbuild's keepNames.
+function actorOf(values: ContextValues): () => string | undefined {
+  return () => values.get(principalKey)?.keyId;
 }
