@@ -8,9 +8,8 @@
 // `--baseline DIR` (another checkout of agentd, e.g. a `git worktree` of an earlier commit, with
 // node_modules) adds a third server, grpc-js from DIR, interleaved with the other two: this tree's
 // grpc-js against the baseline's on the same database and machine load.
-import { type ChildProcess, spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { cpus, loadavg } from "node:os";
-import { createInterface } from "node:readline";
 import { fromJson } from "@bufbuild/protobuf";
 import { ValueSchema } from "@bufbuild/protobuf/wkt";
 import { createClient } from "@connectrpc/connect";
@@ -21,7 +20,7 @@ import { Health } from "../gen/grpc/health/v1/health_pb.js";
 import { createApiKey } from "../services/shared/auth/api-keys.js";
 import { SCOPES } from "../services/shared/auth/scopes.js";
 import { runMigrations } from "../services/shared/db/migrate.js";
-import { closedLoop, cpuSeconds } from "./support.js";
+import { closedLoop, cpuSeconds, spawnAgentdServe } from "./support.js";
 
 const root = new URL("..", import.meta.url).pathname;
 const arg = (name: string, fallback: number) => {
@@ -39,30 +38,17 @@ const SERVERS: { name: string; grpcServer: string; root: string }[] = [
   ...(BASELINE ? [{ name: "grpc-js-baseline", grpcServer: "grpc-js", root: BASELINE }] : []),
 ];
 
-async function serve(
-  databaseUrl: string,
-  grpcServer: string,
-  from: string,
-): Promise<{ child: ChildProcess; url: string }> {
-  const child: ChildProcess = spawn(process.execPath, [`${from}bin/agentd.js`, "serve", "--port", "0"], {
-    cwd: from,
-    env: {
-      ...process.env,
+function serve(databaseUrl: string, grpcServer: string, from: string) {
+  return spawnAgentdServe(
+    {
       DATABASE_URL: databaseUrl,
       AGENTD_GRPC_SERVER: grpcServer,
       AGENTD_RUNNER_CONCURRENCY: "0",
       AGENTD_LOG_LEVEL: "info",
       AGENTD_ACCESS_LOG_LEVEL: "silent",
     },
-    stdio: ["ignore", "pipe", "inherit"],
-  });
-  const url = await new Promise<string>((resolve, reject) => {
-    createInterface({ input: child.stdout! }).on("line", (line) => {
-      if (line.includes('"agentd is serving"')) resolve((JSON.parse(line) as { url: string }).url);
-    });
-    child.once("exit", (code) => reject(new Error(`agentd serve exited (${code})`)));
-  });
-  return { child, url };
+    { checkout: from },
+  );
 }
 
 async function main() {

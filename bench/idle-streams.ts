@@ -15,12 +15,10 @@
 // BENCH_SERVER_NODE_ARGS (e.g. "--heapsnapshot-signal=SIGUSR2") is passed to every server
 // process; with BENCH_HEAPSNAP=ms each server gets SIGUSR2 before and once its streams are open,
 // and the bench waits that long for each snapshot.
-import { type ChildProcess, fork, spawn } from "node:child_process";
+import { type ChildProcess, fork } from "node:child_process";
 import { readFile } from "node:fs/promises";
 import * as http2 from "node:http2";
 import { cpus, loadavg, totalmem } from "node:os";
-import { join } from "node:path";
-import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { create, fromJson, toBinary } from "@bufbuild/protobuf";
 import { ValueSchema } from "@bufbuild/protobuf/wkt";
@@ -33,6 +31,7 @@ import { Health, HealthCheckResponseSchema } from "../gen/grpc/health/v1/health_
 import { createApiKey } from "../services/shared/auth/api-keys.js";
 import { SCOPES } from "../services/shared/auth/scopes.js";
 import { runMigrations } from "../services/shared/db/migrate.js";
+import { spawnAgentdServe } from "./support.js";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 const arg = (name: string, fallback: number) => {
@@ -83,15 +82,9 @@ function envelope(bytes: Uint8Array): Buffer {
   return frame;
 }
 
-async function startAgentd(
-  databaseUrl: string,
-  grpcServer: string,
-  checkout = root,
-): Promise<{ child: ChildProcess; url: string }> {
-  const child = spawn(process.execPath, [...nodeArgs, join(checkout, "bin/agentd.js"), "serve", "--port", "0"], {
-    cwd: checkout,
-    env: {
-      ...process.env,
+function startAgentd(databaseUrl: string, grpcServer: string, checkout = root) {
+  return spawnAgentdServe(
+    {
       DATABASE_URL: databaseUrl,
       AGENTD_GRPC_SERVER: grpcServer,
       AGENTD_MAX_STREAMS_PER_CONNECTION: String(PER_CONNECTION),
@@ -99,15 +92,8 @@ async function startAgentd(
       AGENTD_LOG_LEVEL: "info",
       AGENTD_ACCESS_LOG_LEVEL: "silent",
     },
-    stdio: ["ignore", "pipe", "inherit"],
-  });
-  const url = await new Promise<string>((resolve, reject) => {
-    createInterface({ input: child.stdout! }).on("line", (line) => {
-      if (line.includes('"agentd is serving"')) resolve((JSON.parse(line) as { url: string }).url);
-    });
-    child.once("exit", (code) => reject(new Error(`agentd serve exited (${code})`)));
-  });
-  return { child, url };
+    { checkout, nodeArgs },
+  );
 }
 
 async function startBare(mode: "grpc-js" | "connect"): Promise<{ child: ChildProcess; url: string }> {

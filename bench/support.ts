@@ -1,9 +1,11 @@
 // Shared by the benchmarks: a real agent service on a fresh database, a
 // closed-loop load generator, and percentiles. Not a test: run with `npm run bench`.
+import { type ChildProcess, spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { createInterface } from "node:readline";
 import { builtinAgents } from "../services/agent/agents/builtin.js";
 import { createAgentRegistry } from "../services/agent/agents/registry.js";
 import { createAgentService, type RunningAgentService } from "../services/agent/service.js";
@@ -144,4 +146,31 @@ export async function load(
 
 export function formatRow(r: LoadResult): string {
   return `| ${r.name} | ${r.perSecond.toFixed(0)} | ${r.p50Ms.toFixed(2)} | ${r.p99Ms.toFixed(2)} | ${r.errors} |`;
+}
+
+/**
+ * `agentd serve --port 0` of a checkout (this tree by default) in its own process, with `env` on
+ * top of this process's environment; resolves with its URL once it logs that it serves.
+ */
+export async function spawnAgentdServe(
+  env: Record<string, string>,
+  opts: { checkout?: string; nodeArgs?: string[] } = {},
+): Promise<{ child: ChildProcess; url: string }> {
+  const checkout = opts.checkout ?? new URL("..", import.meta.url).pathname;
+  const child = spawn(
+    process.execPath,
+    [...(opts.nodeArgs ?? []), join(checkout, "bin/agentd.js"), "serve", "--port", "0"],
+    {
+      cwd: checkout,
+      env: { ...process.env, ...env },
+      stdio: ["ignore", "pipe", "inherit"],
+    },
+  );
+  const url = await new Promise<string>((resolve, reject) => {
+    createInterface({ input: child.stdout! }).on("line", (line) => {
+      if (line.includes('"agentd is serving"')) resolve((JSON.parse(line) as { url: string }).url);
+    });
+    child.once("exit", (code) => reject(new Error(`agentd serve exited (${code})`)));
+  });
+  return { child, url };
 }
