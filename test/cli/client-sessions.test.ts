@@ -104,7 +104,8 @@ describe("agentd client sessions", { timeout: 300_000 }, () => {
   });
 
   it("Ctrl-C on watch detaches (exit 130) and names the re-attach command, which resumes after the last event", async () => {
-    const created = await cli(["tasks", "create", "simulate", "steps=8", "step_delay_ms=400"], env);
+    // Long enough (8 s) that a slow CLI start on a loaded machine still finds it running.
+    const created = await cli(["tasks", "create", "simulate", "steps=20", "step_delay_ms=400"], env);
     const id = (lines(created.stdout)[0]!.task as { id: string }).id;
     // Given as a flag, the URL is repeated in the re-attach command (the key, a secret, is not).
     const detached = await cli(
