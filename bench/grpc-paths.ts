@@ -55,7 +55,14 @@ function serve(databaseUrl: string, grpcServer: string, from: string, name: stri
     {
       checkout: from,
       ...(PROFILE_DIR
-        ? { nodeArgs: ["--cpu-prof", `--cpu-prof-dir=${PROFILE_DIR}`, `--cpu-prof-name=${name}.cpuprofile`] }
+        ? {
+            nodeArgs: [
+              "--cpu-prof",
+              "--cpu-prof-interval=200",
+              `--cpu-prof-dir=${PROFILE_DIR}`,
+              `--cpu-prof-name=${name}.cpuprofile`,
+            ],
+          }
         : {}),
     },
   );

@@ -55,8 +55,7 @@ async function checkThenProceed(
     intercepted.sendStatus(ctx.status(err));
     return;
   }
-  ctx.checked = true;
-  checkedBeforeBody.set(metadata, ctx);
+  checkedBeforeBody(metadata, ctx);
   if (readsBody(result)) proceed(metadata);
   else await refuseUnread(method, ctx, intercepted);
 }
