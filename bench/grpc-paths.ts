@@ -8,6 +8,8 @@
 // `--baseline DIR` (another checkout of agentd, e.g. a `git worktree` of an earlier commit, with
 // node_modules) adds a third server, grpc-js from DIR, interleaved with the other two: this tree's
 // grpc-js against the baseline's on the same database and machine load.
+// `--only NAME` (connect, grpc-js or grpc-js-baseline; repeatable) runs those servers alone, and
+// `--cpu-prof DIR` runs each server under `node --cpu-prof`, its profile written to DIR on exit.
 import type { ChildProcess } from "node:child_process";
 import { cpus, loadavg } from "node:os";
 import { fromJson } from "@bufbuild/protobuf";
@@ -32,13 +34,16 @@ const ROUNDS = arg("rounds", 3);
 const IN_FLIGHT = 64;
 const baselineAt = process.argv.indexOf("--baseline");
 const BASELINE = baselineAt > 0 ? `${process.argv[baselineAt + 1]!.replace(/\/$/, "")}/` : undefined;
+const ONLY = process.argv.flatMap((a, i) => (process.argv[i - 1] === "--only" ? [a] : []));
+const profileAt = process.argv.indexOf("--cpu-prof");
+const PROFILE_DIR = profileAt > 0 ? process.argv[profileAt + 1] : undefined;
 const SERVERS: { name: string; grpcServer: string; root: string }[] = [
   { name: "connect", grpcServer: "connect", root },
   { name: "grpc-js", grpcServer: "grpc-js", root },
   ...(BASELINE ? [{ name: "grpc-js-baseline", grpcServer: "grpc-js", root: BASELINE }] : []),
-];
+].filter((s) => ONLY.length === 0 || ONLY.includes(s.name));
 
-function serve(databaseUrl: string, grpcServer: string, from: string) {
+function serve(databaseUrl: string, grpcServer: string, from: string, name: string) {
   return spawnAgentdServe(
     {
       DATABASE_URL: databaseUrl,
@@ -47,7 +52,19 @@ function serve(databaseUrl: string, grpcServer: string, from: string) {
       AGENTD_LOG_LEVEL: "info",
       AGENTD_ACCESS_LOG_LEVEL: "silent",
     },
-    { checkout: from },
+    {
+      checkout: from,
+      ...(PROFILE_DIR
+        ? {
+            nodeArgs: [
+              "--cpu-prof",
+              "--cpu-prof-interval=200",
+              `--cpu-prof-dir=${PROFILE_DIR}`,
+              `--cpu-prof-name=${name}.cpuprofile`,
+            ],
+          }
+        : {}),
+    },
   );
 }
 
@@ -70,7 +87,7 @@ async function main() {
   const arms: Array<{ label: string; server: string; child: ChildProcess; op: () => Promise<unknown> }> = [];
   const children: ChildProcess[] = [];
   for (const { name: server, grpcServer, root: from } of SERVERS) {
-    const { child, url } = await serve(u.toString(), grpcServer, from);
+    const { child, url } = await serve(u.toString(), grpcServer, from, server);
     children.push(child);
     const transport = createGrpcTransport({
       baseUrl: url,
@@ -132,15 +149,17 @@ async function main() {
     );
   }
   for (const op of ["CreateTask", "Health/Check"]) {
-    const a = samples[`${op} via connect`]!;
-    const b = samples[`${op} via grpc-js`]!;
-    const ratios = b.map((s, i) => s.perSecond / a[i]!.perSecond);
-    const cpu = median(b.map((s) => s.cpuMs)) / median(a.map((s) => s.cpuMs));
-    console.log(
-      `\n- ${op}: grpc-js / connect rate **${median(ratios).toFixed(2)}×** (${Math.min(...ratios).toFixed(2)}–${Math.max(...ratios).toFixed(2)} by round); server CPU per call ${cpu.toFixed(2)}× of connect's.`,
-    );
+    const a = samples[`${op} via connect`];
+    const b = samples[`${op} via grpc-js`];
+    if (a && b) {
+      const ratios = b.map((s, i) => s.perSecond / a[i]!.perSecond);
+      const cpu = median(b.map((s) => s.cpuMs)) / median(a.map((s) => s.cpuMs));
+      console.log(
+        `\n- ${op}: grpc-js / connect rate **${median(ratios).toFixed(2)}×** (${Math.min(...ratios).toFixed(2)}–${Math.max(...ratios).toFixed(2)} by round); server CPU per call ${cpu.toFixed(2)}× of connect's.`,
+      );
+    }
     const base = samples[`${op} via grpc-js-baseline`];
-    if (base) {
+    if (b && base) {
       // Round by round: the two grpc-js servers ran back to back, under about the same load.
       const cpuRatios = b.map((s, i) => s.cpuMs / base[i]!.cpuMs);
       console.log(

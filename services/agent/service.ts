@@ -36,7 +36,7 @@ import { createTaskRunner, type TaskRunner } from "./runner/task-runner.js";
 import { createApiDocs } from "./server/api-docs.js";
 import { createConsoleSite } from "./server/console.js";
 import { withCors } from "./server/cors.js";
-import { addConnectRoutes, checkBeforeBody, type GrpcJsAdapterOptions } from "./server/grpc-js-adapter.js";
+import { addConnectRoutes, checkBeforeBody, type GrpcJsAdapterOptions } from "./server/grpc-js/index.js";
 import { createGrpcJsInjector } from "./server/grpc-js-injector.js";
 import { createHealthService, monitorDatabase } from "./server/health.js";
 import { createHttpProbes } from "./server/http-health.js";
@@ -130,7 +130,7 @@ interface Assembly {
 
 /**
  * The grpc-js server (AGENTD_GRPC_SERVER=grpc-js, the default): the same routes, interceptors and API-key
- * check as the connect-node handler (grpc-js-adapter.ts). The per-connection stream cap is
+ * check as the connect-node handler (server/grpc-js/). The per-connection stream cap is
  * HTTP/2's own SETTINGS_MAX_CONCURRENT_STREAMS here (grpc-js does not expose a call's connection).
  */
 function createGrpcJsServer(

@@ -1,23 +1,80 @@
-// Connect service implementations served by a grpc-js Server (grpc-js-adapter.ts) on the one
+// Connect service implementations served by a grpc-js Server (server/grpc-js/) on the one
 // port, beside connect-node: unary, server streaming and bidi from real clients, interceptors
 // seeing every call, errors with their code and google.rpc.Status details, response headers and
 // trailers, and undecodable bytes answered INVALID_ARGUMENT, not INTERNAL.
 import * as http2 from "node:http2";
-import { create } from "@bufbuild/protobuf";
-import { Code, ConnectError, type ConnectRouter, createClient, type Interceptor } from "@connectrpc/connect";
+import { create, createFileRegistry, type DescMessage, type DescService } from "@bufbuild/protobuf";
+import {
+  FieldDescriptorProto_Label,
+  FieldDescriptorProto_Type,
+  FileDescriptorProtoSchema,
+} from "@bufbuild/protobuf/wkt";
+import {
+  Code,
+  ConnectError,
+  type ConnectRouter,
+  createClient,
+  type HandlerContext,
+  type Interceptor,
+} from "@connectrpc/connect";
 import { connectNodeAdapter, createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import * as grpc from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 import { Health, HealthCheckResponse_ServingStatus as Status } from "../../gen/grpc/health/v1/health_pb.js";
 import * as v1 from "../../gen/grpc/reflection/v1/reflection_pb.js";
-import { addConnectRoutes } from "../../services/agent/server/grpc-js-adapter.js";
+import { addConnectRoutes } from "../../services/agent/server/grpc-js/index.js";
 import { createGrpcJsInjector } from "../../services/agent/server/grpc-js-injector.js";
 import { createHealthService } from "../../services/agent/server/health.js";
 import { listenOnePort, type OnePortServer } from "../../services/agent/server/one-port.js";
 import { createReflectionRoutes } from "../../services/agent/server/reflection.js";
 import { silentLogger } from "../../services/shared/log.js";
 import { grpcCheck, grpcHealthClient, reflectedFiles } from "./harness.js";
+
+/** A client-streaming method, which agentd's API has none of: Tally/Add sums the counts it is sent. */
+function tallyService(): DescService {
+  const file = create(FileDescriptorProtoSchema, {
+    name: "test/tally.proto",
+    package: "test.tally",
+    syntax: "proto3",
+    messageType: [
+      {
+        name: "Count",
+        field: [
+          {
+            name: "n",
+            jsonName: "n",
+            number: 1,
+            type: FieldDescriptorProto_Type.INT32,
+            label: FieldDescriptorProto_Label.OPTIONAL,
+          },
+        ],
+      },
+    ],
+    service: [
+      {
+        name: "Tally",
+        method: [
+          { name: "Add", inputType: ".test.tally.Count", outputType: ".test.tally.Count", clientStreaming: true },
+        ],
+      },
+    ],
+  });
+  return createFileRegistry(file, () => undefined).getService("test.tally.Tally")!;
+}
+
+type Count = { n: number };
+
+const tally = tallyService();
+
+/** Adds up the counts; a negative total is refused, and the total also goes out as a trailer. */
+async function add(requests: AsyncIterable<Count>, ctx: HandlerContext): Promise<Count> {
+  let n = 0;
+  for await (const count of requests) n += count.n;
+  if (n < 0) throw new ConnectError("the total may not be negative", Code.InvalidArgument);
+  ctx.responseTrailer.set("x-total", String(n));
+  return { n };
+}
 
 describe("connect handlers served by grpc-js", () => {
   let server: OnePortServer;
@@ -32,6 +89,7 @@ describe("connect handlers served by grpc-js", () => {
     const routes = (router: ConnectRouter) => {
       health.routes(router);
       reflection(router);
+      router.service(tally, { add } as never);
     };
     // As the auth interceptor does: refuse before the handler, with details; stamp responses.
     const interceptor: Interceptor = (next) => async (req) => {
@@ -151,5 +209,30 @@ describe("connect handlers served by grpc-js", () => {
     } finally {
       client.close();
     }
+  });
+
+  it("serves a client stream through the interceptors, with the response's header and trailer", async () => {
+    intercepted.length = 0;
+    const client = createClient(tally, transport()) as unknown as {
+      add(
+        requests: AsyncIterable<Count>,
+        options: { onHeader(h: Headers): void; onTrailer(t: Headers): void },
+      ): Promise<DescMessage & Count>;
+    };
+    async function* counts(...ns: number[]) {
+      for (const n of ns) yield { n };
+    }
+    let header: Headers | undefined;
+    let trailer: Headers | undefined;
+    const sum = await client.add(counts(1, 2, 3), { onHeader: (h) => (header = h), onTrailer: (t) => (trailer = t) });
+    expect(sum.n).toBe(6);
+    expect(header?.get("x-served-by")).toBe("interceptor");
+    expect(trailer?.get("x-total")).toBe("6");
+    expect(intercepted).toEqual(["application/grpc+proto Add"]);
+    const refused = await client
+      .add(counts(1, -5), { onHeader: () => {}, onTrailer: () => {} })
+      .catch((e: unknown) => ConnectError.from(e));
+    expect((refused as ConnectError).code).toBe(Code.InvalidArgument);
+    expect((refused as ConnectError).rawMessage).toBe("the total may not be negative");
   });
 });
