@@ -6,10 +6,15 @@
 //   graphile-worker: addJob through WorkerUtils, run by `run()` with the same concurrency.
 // - Accept rate: CreateTask to a server whose runner is off (group commit on, and off with
 //   AGENTD_GROUP_COMMIT_ROWS=1), addJob with no worker, and a single-row INSERT through
-//   postgres.js, `inFlight` at a time.
+//   postgres.js, `inFlight` at a time. Each server is fresh, so it first takes `--warm` calls
+//   (default 1000) unmeasured: its first thousand calls cost about twice the CPU of later ones
+//   (lazy compilation, JIT), while addJob and INSERT run warm in this process after round 1.
+// - `--baseline DIR` (another checkout with node_modules, e.g. /work/main) adds "accept
+//   CreateTask, baseline": the same arm served from DIR, interleaved with this tree's.
+// - `--access-log-off` adds "accept CreateTask, access log off" (AGENTD_ACCESS_LOG_LEVEL=silent).
 // CPU per operation is the serving process's (agentd serve, the graphile-worker
 // process) or, for addJob and INSERT, this process's (they run in the caller), from
-// /proc; Postgres' own CPU is not counted. Postgres only: `npm run bench -- peers [--quick]`.
+// /proc; Postgres' own CPU is not counted. Postgres only: `npm run bench -- peers [--quick] [--rounds R] [--tasks N] [--warm W] [--baseline DIR] [--access-log-off]`.
 import { type ChildProcess, spawn } from "node:child_process";
 import { cpus, loadavg } from "node:os";
 import { createInterface } from "node:readline";
@@ -23,7 +28,7 @@ import { TaskService } from "../gen/agentd/v1/task_service_pb.js";
 import { createApiKey } from "../services/shared/auth/api-keys.js";
 import { SCOPES } from "../services/shared/auth/scopes.js";
 import { runMigrations } from "../services/shared/db/migrate.js";
-import { closedLoop, cpuSeconds } from "./support.js";
+import { closedLoop, cpuSeconds, spawnAgentdServe } from "./support.js";
 
 const root = new URL("..", import.meta.url).pathname;
 const silent = new Logger(() => () => {});
@@ -34,6 +39,10 @@ const arg = (name: string, fallback: number) => {
 };
 const ROUNDS = arg("rounds", 3);
 const N = arg("tasks", quick ? 1000 : 5000);
+const WARM = arg("warm", 1000);
+const ACCESS_LOG_OFF = process.argv.includes("--access-log-off");
+const baselineAt = process.argv.indexOf("--baseline");
+const BASELINE = baselineAt > 0 ? process.argv[baselineAt + 1] : undefined;
 const IN_FLIGHT = 64;
 const CONCURRENCY = 16;
 
@@ -115,17 +124,10 @@ async function main() {
     AGENTD_LOG_LEVEL: "warn",
     AGENTD_RUNNER_CONCURRENCY: String(concurrency),
   });
-  const serving = (line: string) => line.includes('"agentd is serving"');
-  const urlOf = async (concurrency: number, env: Record<string, string> = {}) => {
-    let serverUrl = "";
-    const child = await spawnReady(
-      [`${root}bin/agentd.js`, "serve", "--port", "0"],
+  const urlOf = async (concurrency: number, env: Record<string, string> = {}, checkout = root) => {
+    const { child, url: serverUrl } = await spawnAgentdServe(
       { ...agentdEnv(concurrency), AGENTD_LOG_LEVEL: "info", ...env },
-      (line) => {
-        if (!serving(line)) return false;
-        serverUrl = (JSON.parse(line) as { url: string }).url;
-        return true;
-      },
+      { checkout },
     );
     return { child, serverUrl };
   };
@@ -183,13 +185,20 @@ async function main() {
       await stop(child);
     }
     // Accept rates: CreateTask (runner off) with group commit on (the default) and off, addJob (no worker), INSERT.
-    for (const [label, env] of [
-      ["accept CreateTask", {}],
-      ["accept CreateTask, group commit off", { AGENTD_GROUP_COMMIT_ROWS: "1" }],
-    ] as const) {
-      const { child, serverUrl } = await urlOf(0, env);
+    const acceptArms: [label: string, env: Record<string, string>, checkout: string][] = [
+      ["accept CreateTask", {}, root],
+    ];
+    if (BASELINE) acceptArms.push(["accept CreateTask, baseline", {}, BASELINE]);
+    acceptArms.push(["accept CreateTask, group commit off", { AGENTD_GROUP_COMMIT_ROWS: "1" }, root]);
+    if (ACCESS_LOG_OFF)
+      acceptArms.push(["accept CreateTask, access log off", { AGENTD_ACCESS_LOG_LEVEL: "silent" }, root]);
+    for (const [label, env, checkout] of acceptArms) {
+      const { child, serverUrl } = await urlOf(0, env, checkout);
       const client = clientFor(serverUrl);
-      await client.createTask({ agent: "simulate", input: noop }, { headers });
+      // Warm, unmeasured: see the note at the top.
+      await closedLoop(Math.max(1, WARM), IN_FLIGHT, () =>
+        client.createTask({ agent: "simulate", input: noop }, { headers }),
+      );
       note(
         label,
         await measure(
@@ -230,7 +239,8 @@ async function main() {
   console.log(`### Peers — agentd vs graphile-worker, Postgres\n`);
   console.log(
     `${new Date().toISOString().slice(0, 10)}, ${cpus().length} × ${cpus()[0]?.model}, Node ${process.version}; ${ROUNDS} interleaved rounds, ` +
-      `${N} operations per row, ${IN_FLIGHT} in flight, runner/worker concurrency ${CONCURRENCY}.\n`,
+      `${N} operations per row, ${IN_FLIGHT} in flight, runner/worker concurrency ${CONCURRENCY}; ` +
+      `each CreateTask server warmed with ${WARM} calls first${BASELINE ? `; baseline ${BASELINE}` : ""}.\n`,
   );
   console.log(
     "| load | per second (median) | range | CPU ms per op (median) | load average |\n| --- | ---: | ---: | ---: | ---: |",
@@ -252,6 +262,23 @@ async function main() {
   console.log(
     `- Accept, group commit on / off (AGENTD_GROUP_COMMIT_ROWS=1): ${ratios("accept CreateTask", "accept CreateTask, group commit off")}.`,
   );
+  if (BASELINE) {
+    const cpu = (label: string) => results[label]!.map((s) => s.cpuMsPerOp);
+    const cpuRatios = cpu("accept CreateTask").map((c, i) => c / cpu("accept CreateTask, baseline")[i]!);
+    console.log(
+      `- Accept, this tree / baseline: rate ${ratios("accept CreateTask", "accept CreateTask, baseline")}; server CPU per accepted task ` +
+        `**${median(cpuRatios).toFixed(2)}×** (${Math.min(...cpuRatios).toFixed(2)}–${Math.max(...cpuRatios).toFixed(2)} by round).`,
+    );
+  }
+  if (ACCESS_LOG_OFF) {
+    const cpu = (label: string) => results[label]!.map((s) => s.cpuMsPerOp);
+    const off = cpu("accept CreateTask, access log off");
+    const diffs = cpu("accept CreateTask").map((c, i) => c - off[i]!);
+    console.log(
+      `- Access log at info (the default) minus off, server CPU per accepted task: **${median(diffs).toFixed(3)} ms** ` +
+        `(${Math.min(...diffs).toFixed(3)} to ${Math.max(...diffs).toFixed(3)} by round).`,
+    );
+  }
   console.log(
     `- Accept, CreateTask / INSERT: ${ratios("accept CreateTask", "accept INSERT (postgres.js)")} (aim ≥ 0.3×); medians ${m("accept CreateTask").toFixed(0)} vs ${m("accept INSERT (postgres.js)").toFixed(0)}/s.`,
   );

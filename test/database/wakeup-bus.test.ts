@@ -96,6 +96,20 @@ describe("wake-up payloads", () => {
       { s: "s", task: ["b"] },
     ]);
   });
+
+  it("send nothing for an empty batch, and leave out only an id that fits no payload", () => {
+    expect(encodePayloads("s", new Map(), 4000)).toEqual([]);
+    const huge = "x".repeat(100);
+    const payloads = encodePayloads(
+      "s",
+      new Map<WakeupTopic, Set<string>>([
+        ["task", new Set(["a", huge])],
+        ["queue", new Set(["b"])],
+      ]),
+      40,
+    );
+    expect(payloads.map((p) => JSON.parse(p))).toEqual([{ s: "s", task: ["a"], queue: ["b"] }]);
+  });
 });
 
 // A TCP relay to Postgres whose connections the test can cut, to play a network failure.

@@ -148,31 +148,33 @@ export function encodePayloads(
   batch: ReadonlyMap<WakeupTopic, ReadonlySet<string>>,
   maxBytes: number,
 ): string[] {
+  // No closures in the loops: tsx (bin/agentd.js) names each one with a defineProperty, per id.
   const payloads: string[] = [];
   const base = Buffer.byteLength(JSON.stringify({ s: sender }));
   let current: Partial<Record<WakeupTopic, string[]>> = {};
   let size = base;
-  let empty = true;
-  const finish = () => {
-    if (!empty) payloads.push(JSON.stringify({ s: sender, ...current }));
-    current = {};
-    size = base;
-    empty = true;
-  };
   for (const [topic, ids] of batch) {
+    // Upper bounds: `,"topic":[]` when the topic is new in a payload, and a comma per id.
+    const topicBytes = Buffer.byteLength(JSON.stringify(topic)) + 4;
     for (const id of ids) {
-      // Upper bounds: a comma per id, and `,"topic":[]` when the topic is new.
       const idBytes = Buffer.byteLength(JSON.stringify(id)) + 1;
-      const topicBytes = (existing: boolean) => (existing ? 0 : Buffer.byteLength(JSON.stringify(topic)) + 4);
-      if (base + topicBytes(false) + idBytes > maxBytes) continue; // an absurd id: not worth a hint
-      if (size + topicBytes(current[topic] !== undefined) + idBytes > maxBytes) finish();
-      size += topicBytes(current[topic] !== undefined) + idBytes;
-      const list = current[topic] ?? [];
-      current[topic] = list;
+      if (base + topicBytes + idBytes > maxBytes) continue; // an absurd id: not worth a hint
+      let list = current[topic];
+      if (size + (list ? 0 : topicBytes) + idBytes > maxBytes) {
+        payloads.push(JSON.stringify({ s: sender, ...current }));
+        current = {};
+        size = base;
+        list = undefined;
+      }
+      if (!list) {
+        list = [];
+        current[topic] = list;
+        size += topicBytes;
+      }
+      size += idBytes;
       list.push(id);
-      empty = false;
     }
   }
-  finish();
+  if (size > base) payloads.push(JSON.stringify({ s: sender, ...current }));
   return payloads;
 }
