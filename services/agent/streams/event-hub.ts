@@ -173,8 +173,7 @@ async function* watch(
   // A stream with nothing to replay says it is established with a keep-alive at once;
   // one with events to replay (the tail may still be reading them) waits for them.
   const waiter = new Watcher(tail, cursor >= Number(task.last_sequence) ? 0 : Date.now());
-  // The waiter is its own abort listener (handleEvent): no closure per stream.
-  signal.addEventListener("abort", waiter, { once: true });
+  signal.addEventListener("abort", waiter.onAbort, { once: true });
   try {
     for (;;) {
       if (signal.aborted) return;
@@ -207,7 +206,7 @@ async function* watch(
       await waiter.wait();
     }
   } finally {
-    signal.removeEventListener("abort", waiter);
+    signal.removeEventListener("abort", waiter.onAbort);
     tail.waiters.delete(waiter);
     release(hub, tail);
   }
@@ -223,8 +222,8 @@ function shuttingDown(cursor: number): ConnectError {
 }
 
 /** One watch's waiter, woken when its tail moves, its stream ends, or a keep-alive is due. A class
- * (its `wake` and abort listener on the prototype), not closures: an idle stream keeps it for its
- * whole life, and a named closure per stream cost more than the rest of the waiter. */
+ * (its `wake` on the prototype), not closures: an idle stream keeps it for its whole life, and a
+ * named closure (esbuild's keepNames gives it a name property) cost more than the rest of it. */
 class Watcher implements Waiter {
   /** Settles the pending `wait`; undefined while not waiting. */
   private resolve: (() => void) | undefined = undefined;
@@ -242,10 +241,9 @@ class Watcher implements Waiter {
     resolve();
   }
 
-  /** The stream's signal aborted. */
-  handleEvent(): void {
-    this.wake();
-  }
+  /** The stream's signal aborted: a bound function, as an object listener (handleEvent) gets an
+   * async closure per listener from Node's EventTarget, and a named closure a name property. */
+  readonly onAbort: () => void = this.wake.bind(this);
 
   /** Resolves when the tail moves, or when the waiter is woken otherwise (abort, keep-alive, close).
    * No timer per wait: with thousands of watchers, one keep-alive tick for all is far cheaper. */
