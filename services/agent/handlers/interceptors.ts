@@ -11,12 +11,13 @@ import {
   type Interceptor,
 } from "@connectrpc/connect";
 import type { Authentication, Authenticator, Principal } from "../../shared/auth/authenticator.js";
-import { endOnRevocation } from "../../shared/auth/revocation.js";
+import { RevocationWatch } from "../../shared/auth/revocation.js";
 import { SCOPES, type Scope } from "../../shared/auth/scopes.js";
 import { withStatementDeadline } from "../../shared/db/statement-deadline.js";
 import { invalidArgument, rpcError } from "../../shared/errors.js";
 import type { Logger } from "../../shared/log.js";
 import { principalKey, requestIdKey } from "../model/request-context.js";
+import { ResponseStream } from "../streams/response-stream.js";
 import { toWireError } from "../wire/errors.js";
 import { checkMessage, type RequestCheckLimits } from "./request-check.js";
 
@@ -119,7 +120,8 @@ async function authorizedCall(
   const res = await next(req);
   // A stream outlives its authentication: it ends once its key is revoked.
   if (!res.stream) return res;
-  return { ...res, message: endOnRevocation(res.message, auth, req.header.get("authorization") ?? "") };
+  const watch = new RevocationWatch(auth, req.header.get("authorization") ?? "");
+  return { ...res, message: ResponseStream.withInterrupter(res.message, watch) };
 }
 
 /** Puts the principal of `result` in the call's context, or throws why the call may not proceed. */
@@ -223,12 +225,9 @@ async function lookUpBeforeBody(
 
 /** The error the client gets (wire/errors.ts), logged as what it is. The call's logger is made
  * only when something is logged: a pino child per call cost more than the rest of the edge. */
-function mapError(
-  error: unknown,
-  logger: Logger,
-  requestId: string,
-  req: { service: { typeName: string }; method: { name: string } },
-): ConnectError {
+type Rpc = { service: { typeName: string }; method: { name: string } };
+
+function mapError(error: unknown, logger: Logger, requestId: string, req: Rpc): ConnectError {
   const wire = toWireError(error, { requestId });
   const log = () => logger.child({ requestId, rpc: `${req.service.typeName}/${req.method.name}` });
   if (error instanceof ConnectError) {
@@ -247,7 +246,8 @@ export function edgeInterceptor(logger: Logger): Interceptor {
       const res = await next(req);
       res.header.set("x-request-id", requestId);
       if (!res.stream) return res;
-      return { ...res, message: new MappedErrors(res.message, logger, requestId, req) };
+      const errors = new StreamErrors(logger, requestId, req.service, req.method);
+      return { ...res, message: ResponseStream.withErrorMapping(res.message, errors) };
     } catch (error) {
       const mapped = mapError(error, logger, requestId, req);
       mapped.metadata.set("x-request-id", requestId);
@@ -256,46 +256,17 @@ export function edgeInterceptor(logger: Logger): Interceptor {
   };
 }
 
-/** A response stream whose errors are mapped as the call's (`mapError`): one plain iterator
- * object per stream, not an async generator (whose suspended frame lived as long as the stream). */
-class MappedErrors<T> implements AsyncIterableIterator<T> {
-  private it: AsyncIterator<T> | undefined;
-
+/** A response stream's errors, mapped as the call's (`mapError`): a part of the stream's one
+ * wrapper (ResponseStream), which keeps the service and method, not the whole request. */
+class StreamErrors implements Rpc {
   constructor(
-    private readonly messages: AsyncIterable<T>,
     private readonly logger: Logger,
     private readonly requestId: string,
-    private readonly req: { service: { typeName: string }; method: { name: string } },
+    readonly service: Rpc["service"],
+    readonly method: Rpc["method"],
   ) {}
 
-  [Symbol.asyncIterator](): this {
-    return this;
-  }
-
-  next(): Promise<IteratorResult<T>> {
-    let pending: Promise<IteratorResult<T>>;
-    try {
-      this.it ??= this.messages[Symbol.asyncIterator]();
-      pending = this.it.next();
-    } catch (error) {
-      return Promise.reject(this.map(error));
-    }
-    return pending.then(undefined, (error) => {
-      throw this.map(error);
-    });
-  }
-
-  async return(value?: unknown): Promise<IteratorResult<T>> {
-    // As `yield*` did: the return goes on to the messages, once they have started.
-    try {
-      const r = await this.it?.return?.(value);
-      return r ?? { done: true, value: undefined };
-    } catch (error) {
-      throw this.map(error);
-    }
-  }
-
-  private map(error: unknown): ConnectError {
-    return mapError(error, this.logger, this.requestId, this.req);
+  map(error: unknown): ConnectError {
+    return mapError(error, this.logger, this.requestId, this);
   }
 }

@@ -16,8 +16,9 @@ import {
 } from "@opentelemetry/api";
 import type { Logger } from "../../shared/log.js";
 import { tracer } from "../../shared/tracing.js";
-import { withActor } from "../model/actor.js";
+import { type Actor, withActor } from "../model/actor.js";
 import { principalKey, requestIdKey } from "../model/request-context.js";
+import { ResponseStream, type StreamObserver } from "../streams/response-stream.js";
 import { connectCodeName } from "../wire/errors.js";
 import type { ServiceMetrics } from "./service-metrics.js";
 
@@ -29,48 +30,88 @@ const headerGetter = {
   get: (h: Headers, key: string) => h.get(key) ?? undefined,
 };
 
-/** One RPC being observed: what `finish` records once it ends. */
-interface Observation {
-  service: string;
-  method: string;
-  started: number;
-  span: Span;
-  contextValues: ContextValues;
-  finished: boolean;
-}
-
 type ObserverDeps = { metrics: ServiceMetrics; logger: Logger; level: AccessLevel };
 
 // Any pino level name; "silent" turns access logging off.
 type AccessLevel = "trace" | "debug" | "info" | "warn" | "error" | "silent";
 
-/** Records an RPC's end once: metrics, span, access-log line. */
-function finish(deps: ObserverDeps, o: Observation, error: unknown): void {
-  if (o.finished) return;
-  o.finished = true;
-  const { service, method } = o;
-  const code = error === undefined ? undefined : ConnectError.from(error).code;
-  const seconds = (performance.now() - o.started) / 1000;
-  const name = codeName(code);
-  deps.metrics.rpcs.inc({ service, method, code: name });
-  deps.metrics.rpcSeconds.observe({ service, method }, seconds);
-  o.span.setAttribute("rpc.grpc.status_code", code ?? 0);
-  if (code !== undefined) o.span.setStatus({ code: SpanStatusCode.ERROR, message: name });
-  o.span.end();
-  const { logger, level } = deps;
-  if (level === "silent" || !logger.isLevelEnabled(level)) return;
-  const principal = o.contextValues.get(principalKey);
-  logger[level](
-    {
-      rpc: `${service}/${method}`,
-      code: name,
-      ms: Math.round(seconds * 1000),
-      requestId: o.contextValues.get(requestIdKey) || undefined,
-      tenant: principal?.tenantId,
-      keyId: principal?.keyId,
-    },
-    "rpc",
-  );
+/**
+ * One RPC being observed: what is recorded once it ends (metrics, span, access-log line), and for
+ * a stream, the part of its one wrapper (ResponseStream) that runs each pull in the RPC's actor
+ * scope and, when the span is a real one (a tracer is configured or a trace came in), in its
+ * span; the observation is itself the scope's actor (no closure per call).
+ */
+class Observation implements Actor, StreamObserver {
+  private finished = false;
+  /** The span's context for a stream's pulls, or undefined when it carries no trace (no-op tracer, no parent). */
+  private spanContext: Context | undefined;
+
+  constructor(
+    private readonly deps: ObserverDeps,
+    private readonly service: string,
+    private readonly method: string,
+    private readonly started: number,
+    private readonly span: Span,
+    private readonly contextValues: ContextValues,
+  ) {}
+
+  /** The key id of the call, read at each write. */
+  actorKeyId(): string | undefined {
+    return this.contextValues.get(principalKey)?.keyId;
+  }
+
+  /** From now on, observes the response stream of the call, whose span context is `spanContext`. */
+  observeStream(spanContext: Context): void {
+    this.spanContext = isSpanContextValid(this.span.spanContext()) ? spanContext : undefined;
+  }
+
+  enter<S, R>(pull: (stream: S) => R, stream: S): R {
+    const spanContext = this.spanContext;
+    return spanContext === undefined
+      ? withActor(this, pull, stream)
+      : withActor(this, inSpan<S, R>, spanContext, pull, stream);
+  }
+
+  ended(error: unknown): void {
+    this.finish(error);
+  }
+
+  closedByClient(): void {
+    this.finish(new ConnectError("stream closed by the client", Code.Canceled));
+  }
+
+  /** Records the RPC's end once: metrics, span, access-log line. */
+  finish(error: unknown): void {
+    if (this.finished) return;
+    this.finished = true;
+    const { service, method, deps } = this;
+    const code = error === undefined ? undefined : ConnectError.from(error).code;
+    const seconds = (performance.now() - this.started) / 1000;
+    const name = codeName(code);
+    deps.metrics.rpcs.inc({ service, method, code: name });
+    deps.metrics.rpcSeconds.observe({ service, method }, seconds);
+    this.span.setAttribute("rpc.grpc.status_code", code ?? 0);
+    if (code !== undefined) this.span.setStatus({ code: SpanStatusCode.ERROR, message: name });
+    this.span.end();
+    const { logger, level } = deps;
+    if (level === "silent" || !logger.isLevelEnabled(level)) return;
+    const principal = this.contextValues.get(principalKey);
+    logger[level](
+      {
+        rpc: `${service}/${method}`,
+        code: name,
+        ms: Math.round(seconds * 1000),
+        requestId: this.contextValues.get(requestIdKey) || undefined,
+        tenant: principal?.tenantId,
+        keyId: principal?.keyId,
+      },
+      "rpc",
+    );
+  }
+}
+
+function inSpan<S, R>(spanContext: Context, pull: (stream: S) => R, stream: S): R {
+  return context.with(spanContext, pull, undefined, stream);
 }
 
 // The per-call path below makes no named closures: tsx (bin/agentd.js) compiles with esbuild's
@@ -92,83 +133,18 @@ export function rpcObserver(deps: { metrics: ServiceMetrics; logger: Logger; lev
       parent,
     );
     const spanContext = trace.setSpan(parent, span);
-    const o: Observation = { service, method, started, span, contextValues: req.contextValues, finished: false };
-    const values = req.contextValues;
+    const o = new Observation(observer, service, method, started, span, req.contextValues);
     try {
-      const res = await withActor(
-        () => values.get(principalKey)?.keyId,
-        () => context.with(spanContext, next, undefined, req),
-      );
+      const res = await withActor(o, () => context.with(spanContext, next, undefined, req));
       if (!res.stream) {
-        finish(observer, o, undefined);
+        o.finish(undefined);
         return res;
       }
-      return { ...res, message: new ObservedStream(observer, o, spanContext, res.message) } as typeof res;
+      o.observeStream(spanContext);
+      return { ...res, message: ResponseStream.withObserver(res.message, o) } as typeof res;
     } catch (error) {
-      finish(observer, o, error);
+      o.finish(error);
       throw error;
     }
   };
-}
-
-/** A response stream measured until its last message; each pull runs in the RPC's actor scope
- * and, when the span is a real one (a tracer is configured or a trace came in), in its span.
- * One plain iterator object per stream: an async `next` kept its frame and two closures per
- * pull alive for as long as the stream was idle. */
-class ObservedStream<T> implements AsyncIterableIterator<T> {
-  private readonly messages: AsyncIterator<T>;
-  /** The span's context, or undefined when it carries no trace (no-op tracer, no parent). */
-  private readonly spanContext: Context | undefined;
-  /** The key id of the call, read at each write (the actor scope's store). */
-  private readonly actor: () => string | undefined;
-
-  constructor(
-    private readonly deps: ObserverDeps,
-    private readonly o: Observation,
-    spanContext: Context,
-    stream: AsyncIterable<T>,
-  ) {
-    this.messages = stream[Symbol.asyncIterator]();
-    this.spanContext = isSpanContextValid(o.span.spanContext()) ? spanContext : undefined;
-    this.actor = actorOf(o.contextValues);
-  }
-
-  [Symbol.asyncIterator](): this {
-    return this;
-  }
-
-  next(): Promise<IteratorResult<T>> {
-    let pending: Promise<IteratorResult<T>>;
-    try {
-      pending = withActor(this.actor, () =>
-        this.spanContext === undefined
-          ? this.messages.next()
-          : context.with(this.spanContext, () => this.messages.next()),
-      );
-    } catch (error) {
-      finish(this.deps, this.o, error);
-      return Promise.reject(error);
-    }
-    return pending.then(
-      (r) => {
-        if (r.done) finish(this.deps, this.o, undefined);
-        return r;
-      },
-      (error) => {
-        finish(this.deps, this.o, error);
-        throw error;
-      },
-    );
-  }
-
-  async return(value?: unknown): Promise<IteratorResult<T>> {
-    // The client went away before the stream ended.
-    finish(this.deps, this.o, new ConnectError("stream closed by the client", Code.Canceled));
-    return (await this.messages.return?.(value)) ?? { done: true as const, value: undefined };
-  }
-}
-
-// A returned arrow, not a named const: no per-stream name property under esbuild's keepNames.
-function actorOf(values: ContextValues): () => string | undefined {
-  return () => values.get(principalKey)?.keyId;
 }

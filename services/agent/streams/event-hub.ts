@@ -172,9 +172,8 @@ async function* watch(
   let cursor = afterSequence;
   // A stream with nothing to replay says it is established with a keep-alive at once;
   // one with events to replay (the tail may still be reading them) waits for them.
-  const waiter: Waiter = { wake: undefined, lastSent: cursor >= Number(task.last_sequence) ? 0 : Date.now() };
-  const onAbort = () => waiter.wake?.();
-  signal.addEventListener("abort", onAbort, { once: true });
+  const waiter = new Watcher(tail, cursor >= Number(task.last_sequence) ? 0 : Date.now());
+  signal.addEventListener("abort", waiter.onAbort, { once: true });
   try {
     for (;;) {
       if (signal.aborted) return;
@@ -204,10 +203,10 @@ async function* watch(
         waiter.lastSent = Date.now();
         continue;
       }
-      await waitFor(tail, waiter);
+      await waiter.wait();
     }
   } finally {
-    signal.removeEventListener("abort", onAbort);
+    signal.removeEventListener("abort", waiter.onAbort);
     tail.waiters.delete(waiter);
     release(hub, tail);
   }
@@ -222,17 +221,38 @@ function shuttingDown(cursor: number): ConnectError {
   );
 }
 
-/** Resolves when the tail moves, or when the waiter is woken otherwise (abort, keep-alive, close).
- * No timer per wait: with thousands of watchers, one keep-alive tick for all is far cheaper. */
-function waitFor(tail: Tail, waiter: Waiter): Promise<void> {
-  return new Promise<void>((resolve) => {
-    waiter.wake = () => {
-      waiter.wake = undefined;
-      tail.waiters.delete(waiter);
-      resolve();
-    };
-    tail.waiters.add(waiter);
-  });
+/** One watch's waiter, woken when its tail moves, its stream ends, or a keep-alive is due. A class
+ * (its `wake` on the prototype), not closures: an idle stream keeps it for its whole life, and a
+ * named closure (esbuild's keepNames gives it a name property) cost more than the rest of it. */
+class Watcher implements Waiter {
+  /** Settles the pending `wait`; undefined while not waiting. */
+  private resolve: (() => void) | undefined = undefined;
+
+  constructor(
+    private readonly tail: Tail,
+    public lastSent: number,
+  ) {}
+
+  wake(): void {
+    const resolve = this.resolve;
+    if (resolve === undefined) return;
+    this.resolve = undefined;
+    this.tail.waiters.delete(this);
+    resolve();
+  }
+
+  /** The stream's signal aborted: a bound function, as an object listener (handleEvent) gets an
+   * async closure per listener from Node's EventTarget, and a named closure a name property. */
+  readonly onAbort: () => void = this.wake.bind(this);
+
+  /** Resolves when the tail moves, or when the waiter is woken otherwise (abort, keep-alive, close).
+   * No timer per wait: with thousands of watchers, one keep-alive tick for all is far cheaper. */
+  wait(): Promise<void> {
+    return new Promise<void>((resolve) => {
+      this.resolve = resolve;
+      this.tail.waiters.add(this);
+    });
+  }
 }
 
 /** Wakes the waiters that owe their client a keep-alive. Runs every `keepAliveTickMs`, so a
@@ -240,7 +260,7 @@ function waitFor(tail: Tail, waiter: Waiter): Promise<void> {
 function keepAliveTick(hub: Hub): void {
   const due = Date.now() - hub.opts.keepAliveMs;
   for (const tail of hub.tails.values()) {
-    for (const waiter of tail.waiters) if (waiter.lastSent <= due) waiter.wake?.();
+    for (const waiter of tail.waiters) if (waiter.lastSent <= due) waiter.wake();
   }
 }
 

@@ -59,7 +59,8 @@ export interface Tail {
 
 /** A watcher while it waits: woken when its tail moves, its stream ends, or a keep-alive is due. */
 export interface Waiter {
-  wake: (() => void) | undefined;
+  /** Ends its wait; nothing when it is not waiting. */
+  wake(): void;
   /** When the watcher last sent something. */
   lastSent: number;
 }
@@ -174,5 +175,5 @@ export async function poll(hub: Hub): Promise<void> {
 export function notify(tail: Tail): void {
   const waiters = [...tail.waiters];
   tail.waiters.clear();
-  for (const waiter of waiters) waiter.wake?.();
+  for (const waiter of waiters) waiter.wake();
 }

@@ -48,7 +48,7 @@ export function createStreamLimits(opts: {
 }): StreamLimits {
   const byConnection = new WeakMap<object, number>();
   const byTenant = new Map<string, number>();
-  let open = 0;
+  const counts: Counts = { byConnection, byTenant, open: 0, metrics: opts.metrics };
   return {
     admit(kind, tenantId, connection) {
       const onConnection = connection ? (byConnection.get(connection) ?? 0) : 0;
@@ -72,22 +72,43 @@ export function createStreamLimits(opts: {
       }
       if (connection) byConnection.set(connection, onConnection + 1);
       byTenant.set(tenantId, ofTenant + 1);
-      open++;
+      counts.open++;
       opts.metrics?.open.inc({ kind });
-      let released = false;
-      return {
-        release() {
-          if (released) return;
-          released = true;
-          if (connection) byConnection.set(connection, (byConnection.get(connection) ?? 1) - 1);
-          const left = (byTenant.get(tenantId) ?? 1) - 1;
-          if (left > 0) byTenant.set(tenantId, left);
-          else byTenant.delete(tenantId);
-          open--;
-          opts.metrics?.open.dec({ kind });
-        },
-      };
+      return new Slot(counts, kind, tenantId, connection);
     },
-    open: () => open,
+    open: () => counts.open,
   };
+}
+
+/** The counts slots are taken from, shared by the slots of one StreamLimits. */
+interface Counts {
+  byConnection: WeakMap<object, number>;
+  byTenant: Map<string, number>;
+  open: number;
+  metrics: StreamMetrics | undefined;
+}
+
+/** A taken slot: an object with its `release` on the prototype, not a closure per stream (a
+ * stream keeps its slot for its whole life). */
+class Slot implements StreamSlot {
+  private released = false;
+
+  constructor(
+    private readonly counts: Counts,
+    private readonly kind: StreamKind,
+    private readonly tenantId: string,
+    private readonly connection: object | undefined,
+  ) {}
+
+  release(): void {
+    if (this.released) return;
+    this.released = true;
+    const { counts, connection, tenantId } = this;
+    if (connection) counts.byConnection.set(connection, (counts.byConnection.get(connection) ?? 1) - 1);
+    const left = (counts.byTenant.get(tenantId) ?? 1) - 1;
+    if (left > 0) counts.byTenant.set(tenantId, left);
+    else counts.byTenant.delete(tenantId);
+    counts.open--;
+    counts.metrics?.open.dec({ kind: this.kind });
+  }
 }

@@ -1,8 +1,8 @@
-// Streams end when their key is revoked: a stream's messages, passed through
-// `endOnRevocation`, stop with UNAUTHENTICATED once the key that opened it no
-// longer authenticates (checked by `Authenticator.watch`, shared per key). The
-// protocol layer then aborts the call's signal, which ends the handler's watch
-// of the task and releases its stream slot.
+// Streams end when their key is revoked: a stream watched by a `RevocationWatch`
+// stops with UNAUTHENTICATED once the key that opened it no longer authenticates
+// (checked by `Authenticator.watch`, shared per key). The protocol layer then
+// aborts the call's signal, which ends the handler's watch of the task and
+// releases its stream slot.
 import { Code, type ConnectError } from "@connectrpc/connect";
 import { rpcError } from "../errors.js";
 import type { Authenticator, AuthFailure } from "./authenticator.js";
@@ -11,100 +11,82 @@ function revokedError(failure: AuthFailure): ConnectError {
   return rpcError(Code.Unauthenticated, failure.reason, failure.message);
 }
 
-const done = (): IteratorReturnResult<undefined> => ({ done: true, value: undefined });
-
-/** `messages`, ending with UNAUTHENTICATED as soon as `authorization` is revoked. */
-export function endOnRevocation<T>(
-  messages: AsyncIterable<T>,
-  auth: Authenticator,
-  authorization: string,
-): AsyncIterableIterator<T> {
-  return new RevocableStream(messages, auth, authorization);
+/** What a watch ends: the agent's response stream. */
+interface Interruptible {
+  interrupt(error: unknown): void;
 }
 
-// One plain iterator object per stream (an async generator kept its suspended frame, its request
-// queue and a closure per pull alive for as long as the stream was idle). The watch starts with
-// the first pull, as the generator's body did, and ends with the stream.
-class RevocableStream<T> implements AsyncIterableIterator<T> {
-  private it: AsyncIterator<T> | undefined;
-  private revoked: AuthFailure | undefined;
-  /** Ends the pending pull with the revocation. */
-  private interrupt: ((failure: AuthFailure) => void) | undefined;
-  private unwatch: (() => void) | undefined;
-  private closed = false;
+/** The open streams of one key, watched with one `Authenticator.watch` for all of them. */
+interface KeyStreams {
+  streams: Set<RevocationWatch>;
+  unwatch: () => void;
+}
+
+/** Per authenticator, per authorization header: the streams being watched. */
+const watchedKeys = new WeakMap<Authenticator, Map<string, KeyStreams>>();
+
+/**
+ * The revocation watch of one stream, as a part of the stream's one wrapper (the agent's
+ * ResponseStream calls `start` at the first pull and `stop` once the stream is over): it fails
+ * the stream's pending pull, or else its next one, with UNAUTHENTICATED as soon as
+ * `authorization` is revoked. The streams of one key share one watch (one listener for all), so
+ * an idle stream keeps only its entry in that key's set, not closures of its own.
+ */
+export class RevocationWatch {
+  private stream: Interruptible | undefined;
+  private key: KeyStreams | undefined;
 
   constructor(
-    private readonly messages: AsyncIterable<T>,
     private readonly auth: Authenticator,
     private readonly authorization: string,
   ) {}
 
-  [Symbol.asyncIterator](): this {
-    return this;
-  }
-
-  next(): Promise<IteratorResult<T>> {
-    if (this.closed) return Promise.resolve(done());
-    let it = this.it;
-    if (!it) {
-      this.unwatch = this.auth.watch(this.authorization, (failure) => {
-        this.revoked = failure;
-        this.interrupt?.(failure);
-      });
-      try {
-        it = this.it = this.messages[Symbol.asyncIterator]();
-      } catch (error) {
-        this.close();
-        return Promise.reject(error);
-      }
+  start(stream: Interruptible): void {
+    this.stream = stream;
+    let keys = watchedKeys.get(this.auth);
+    if (!keys) {
+      keys = new Map();
+      watchedKeys.set(this.auth, keys);
     }
-    if (this.revoked) return this.fail(this.revoked);
-    let pending: Promise<IteratorResult<T>>;
-    try {
-      pending = it.next();
-    } catch (error) {
-      this.close();
-      return Promise.reject(error);
-    }
-    // One settle per message (no reactions pile up on a long-lived promise).
-    return new Promise<IteratorResult<T>>((resolve, reject) => {
-      this.interrupt = (failure) => {
-        this.interrupt = undefined;
-        this.close();
-        reject(revokedError(failure));
-      };
-      pending.then(
-        (result) => {
-          if (this.interrupt === undefined) return;
-          this.interrupt = undefined;
-          if (result.done) this.close();
-          resolve(result);
-        },
-        (error) => {
-          if (this.interrupt === undefined) return;
-          this.interrupt = undefined;
-          this.close();
-          reject(error);
-        },
+    let key = keys.get(this.authorization);
+    if (!key) {
+      const streams = new Set<RevocationWatch>();
+      const fresh: KeyStreams = { streams, unwatch: noop };
+      keys.set(this.authorization, fresh);
+      fresh.unwatch = this.auth.watch(this.authorization, (failure) =>
+        revoked(keys, this.authorization, fresh, failure),
       );
-    });
+      key = fresh;
+    }
+    key.streams.add(this);
+    this.key = key;
   }
 
-  /** As the generator this was: stops watching; the messages themselves end with the call's signal. */
-  return(): Promise<IteratorResult<T>> {
-    this.close();
-    return Promise.resolve(done());
+  stop(): void {
+    const key = this.key;
+    this.key = undefined;
+    this.stream = undefined;
+    if (!key?.streams.delete(this) || key.streams.size > 0) return;
+    const keys = watchedKeys.get(this.auth);
+    if (keys?.get(this.authorization) === key) keys.delete(this.authorization);
+    key.unwatch();
   }
 
-  private fail(failure: AuthFailure): Promise<never> {
-    this.close();
-    return Promise.reject(revokedError(failure));
+  /** The key was revoked: the stream ends with its own UNAUTHENTICATED error. */
+  interrupt(failure: AuthFailure): void {
+    const stream = this.stream;
+    this.key = this.stream = undefined;
+    stream?.interrupt(revokedError(failure));
   }
+}
 
-  private close(): void {
-    this.closed = true;
-    const unwatch = this.unwatch;
-    this.unwatch = undefined;
-    unwatch?.();
-  }
+function noop(): void {}
+
+/** Ends every stream of the key; later streams of the key start a new watch. */
+function revoked(keys: Map<string, KeyStreams>, authorization: string, key: KeyStreams, failure: AuthFailure): void {
+  if (keys.get(authorization) === key) keys.delete(authorization);
+  key.unwatch();
+  const streams = [...key.streams];
+  key.streams.clear();
+  for (const watch of streams) watch.interrupt(failure);
 }
