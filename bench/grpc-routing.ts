@@ -17,7 +17,7 @@ import { connectNodeAdapter, createGrpcTransport, Http2SessionManager } from "@c
 import * as grpc from "@grpc/grpc-js";
 import { Health } from "../gen/grpc/health/v1/health_pb.js";
 import { addConnectRoutes } from "../services/agent/server/grpc-js/index.js";
-import { createGrpcJsInjector } from "../services/agent/server/grpc-js-injector.js";
+import { createGrpcJsInjector } from "../services/agent/server/grpc-js/injector.js";
 import { createHealthService } from "../services/agent/server/health.js";
 import { listenOnePort } from "../services/agent/server/one-port.js";
 import { silentLogger } from "../services/shared/log.js";

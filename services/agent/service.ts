@@ -37,7 +37,7 @@ import { createApiDocs } from "./server/api-docs.js";
 import { createConsoleSite } from "./server/console.js";
 import { withCors } from "./server/cors.js";
 import { addConnectRoutes, checkBeforeBody, type GrpcJsAdapterOptions } from "./server/grpc-js/index.js";
-import { createGrpcJsInjector } from "./server/grpc-js-injector.js";
+import { createGrpcJsInjector } from "./server/grpc-js/injector.js";
 import { createHealthService, monitorDatabase } from "./server/health.js";
 import { createHttpProbes } from "./server/http-health.js";
 import { isMetricsRequest, listenMetrics, type MetricsListener } from "./server/metrics-listener.js";

@@ -24,7 +24,7 @@ import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 import { Health, HealthCheckResponse_ServingStatus as Status } from "../../gen/grpc/health/v1/health_pb.js";
 import * as v1 from "../../gen/grpc/reflection/v1/reflection_pb.js";
 import { addConnectRoutes } from "../../services/agent/server/grpc-js/index.js";
-import { createGrpcJsInjector } from "../../services/agent/server/grpc-js-injector.js";
+import { createGrpcJsInjector } from "../../services/agent/server/grpc-js/injector.js";
 import { createHealthService } from "../../services/agent/server/health.js";
 import { listenOnePort, type OnePortServer } from "../../services/agent/server/one-port.js";
 import { createReflectionRoutes } from "../../services/agent/server/reflection.js";

@@ -24,7 +24,7 @@ import {
   HealthCheckResponseSchema,
   HealthCheckResponse_ServingStatus as Status,
 } from "../../gen/grpc/health/v1/health_pb.js";
-import { createGrpcJsInjector } from "../../services/agent/server/grpc-js-injector.js";
+import { createGrpcJsInjector } from "../../services/agent/server/grpc-js/injector.js";
 import { createHealthService } from "../../services/agent/server/health.js";
 import { listenOnePort, type OnePortServer } from "../../services/agent/server/one-port.js";
 import { silentLogger } from "../../services/shared/log.js";

@@ -11,7 +11,7 @@ import type * as http2 from "node:http2";
 import * as net from "node:net";
 import type { Duplex } from "node:stream";
 import { type Logger, silentLogger } from "../../shared/log.js";
-import type { Http2StreamHandler } from "./grpc-js-injector.js";
+import type { Http2StreamHandler } from "./grpc-js/injector.js";
 import { type H2Target, routeH2Connection } from "./h2-route.js";
 import { guardRequests, type NodeHandlerFn } from "./one-port-requests.js";
 import { SNIFF_TIMEOUT_MS, sniff } from "./one-port-sniff.js";
@@ -45,7 +45,7 @@ export interface OnePortOptions {
   /** TLS (tls.ts): each connection is decrypted first and ALPN, not sniffing, picks HTTP/2 or HTTP/1.1. */
   tls?: TlsTerminator;
   /**
-   * A second HTTP/2 server for gRPC (a grpc-js `Server`'s connection injector, grpc-js-injector.ts),
+   * A second HTTP/2 server for gRPC (a grpc-js `Server`'s connection injector, grpc-js/injector.ts),
    * built with the port's way to serve any other stream of its connections through `handler`.
    * When set, each HTTP/2 connection is routed whole by its first request's content-type
    * (h2-route.ts): gRPC to it, Connect and gRPC-Web to `handler`. Unset: `handler` serves every

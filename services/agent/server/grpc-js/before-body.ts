@@ -76,6 +76,6 @@ async function refuseUnread(method: AdaptedMethod, ctx: CallContext, call: grpc.
     if (key.endsWith("-bin")) status.metadata.add(key, Buffer.from(value, "base64"));
     else status.metadata.add(key, value);
   });
-  // The unread body is stopped with the stream (grpc-js-injector.ts).
+  // The unread body is stopped with the stream (injector.ts).
   call.sendStatus(status);
 }

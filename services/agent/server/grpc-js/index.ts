@@ -5,6 +5,8 @@
 // toBinary/fromBinary, run on one kind of call context (context.ts) through an interceptor chain
 // built once per method (unary.ts, streams.ts), so that interceptors see the same requests and
 // errors as on the connect-node path. The API key is checked before the body (before-body.ts).
+// The one port hands grpc-js its HTTP/2 connections, and each later stream of one, through
+// injector.ts.
 
 import type * as grpc from "@grpc/grpc-js";
 import { adaptedMethods, type GrpcJsAdapterOptions } from "./methods.js";

@@ -7,9 +7,9 @@
 // later stream by its own content-type keeps every protocol working on every connection.
 import * as http2 from "node:http2";
 import * as grpc from "@grpc/grpc-js";
-import type { Logger } from "../../shared/log.js";
-import { servedByGrpcJs } from "./h2-first-headers.js";
-import type { GrpcConnectionSink } from "./one-port.js";
+import type { Logger } from "../../../shared/log.js";
+import { servedByGrpcJs } from "../h2-first-headers.js";
+import type { GrpcConnectionSink } from "../one-port.js";
 
 /** An http2 server's 'stream' listener: how a stream of another server's session is handed over. */
 export type Http2StreamHandler = (
@@ -64,7 +64,7 @@ function headerValue(value: string | string[] | undefined): string | undefined {
 
 /**
  * grpc-js may answer a call before reading all of its body (a message over the size limit, a key
- * refused before the body: grpc-js-adapter.ts checkBeforeBody) and then leaves the stream open
+ * refused before the body: before-body.ts checkBeforeBody) and then leaves the stream open
  * while the client, blocked on flow control, waits to send the rest. A complete response followed
  * by RST_STREAM(NO_ERROR) tells the client to stop sending and keep the response (RFC 9113 §8.1),
  * as connect-node's path does. The status goes out as trailers (sendTrailers) or as a
