@@ -59,7 +59,7 @@ export function createTaskRunner(deps: {
   const byTask = new Map<string, Attempt>();
   let started = false;
   const stopped = new AbortController();
-  const claimer: Claimer = { wake: undefined, poked: false };
+  const claimer: Claimer = { wake: undefined };
   let heartbeatSoon: NodeJS.Timeout | undefined;
   const loops: Promise<void>[] = [];
   const unsubscribe: (() => void)[] = [];
@@ -118,7 +118,7 @@ export function createTaskRunner(deps: {
         }),
       );
       if (options.concurrency > 0) {
-        unsubscribe.push(bus.subscribe("queue", () => poke(claimer)));
+        unsubscribe.push(bus.subscribe("queue", () => claimer.wake?.()));
         loops.push(claimLoop({ ...deps, stopped: stopped.signal, running: () => byLease.size, execute, claimer }));
       }
       loops.push(...heartbeatAndSweep({ ...deps, heartbeat, journal, stopped: stopped.signal, unsubscribe }));
@@ -130,7 +130,7 @@ export function createTaskRunner(deps: {
     active: () => byLease.size,
     async stop(graceMs) {
       stopped.abort();
-      poke(claimer);
+      claimer.wake?.();
       clearTimeout(heartbeatSoon);
       for (const off of unsubscribe.splice(0)) off();
       await drain(() => [...byLease.values()], graceMs, writer, logger);
@@ -155,17 +155,9 @@ function logEnd(logger: Logger, task: TaskRow, row: TaskRow, signal: AbortSignal
   );
 }
 
-/** Where the claim loop, while it waits, leaves the call that wakes it early; and whether a task
- * was queued while a claim was in flight (a hint the claim's snapshot may have missed), so it
- * claims again at once instead of waiting for the next hint or the poll. */
+/** Where the claim loop, while it waits, leaves the call that wakes it early. */
 interface Claimer {
   wake: (() => void) | undefined;
-  poked: boolean;
-}
-
-function poke(claimer: Claimer): void {
-  claimer.poked = true;
-  claimer.wake?.();
 }
 
 /** Claims queued tasks into free slots and runs each through `execute`, until `stopped` fires. */
@@ -182,24 +174,19 @@ async function claimLoop(deps: {
   const { writer, logger, options, stopped, execute, claimer } = deps;
   const terms = { owner: options.owner, leaseMs: options.leaseMs };
   while (!stopped.aborted) {
-    claimer.poked = false;
     const free = options.concurrency - deps.running();
     let claimed = 0;
-    let failed = false;
     if (free > 0) {
       try {
         const tasks = await writer.claim(Math.min(free, 32), terms);
         claimed = tasks.length;
         for (const task of tasks) void execute(task);
       } catch (error) {
-        failed = true;
         logger.warn({ err: error }, "claiming tasks failed; will retry");
       }
     }
     if (stopped.aborted) break;
     if (claimed > 0 && claimed === Math.min(free, 32)) continue;
-    // A task queued while the claim was in flight: its hint came before anyone waited for it.
-    if (claimer.poked && free > 0 && !failed) continue;
     // Wait for a hint (new task, a slot freed) or the poll interval.
     await new Promise<void>((resolve) => {
       const timer = setTimeout(done, options.pollMs * (0.8 + 0.2 * Math.random())); // jittered: replicas spread out
