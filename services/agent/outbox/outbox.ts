@@ -30,7 +30,15 @@ import {
 export interface WebhookOutbox extends TaskEventSink {
   /** Forget what is cached about a tenant's endpoints (after a change to them). */
   invalidate(tenantId: string): void;
+  /** SQL on the task row `t` (store/claim-tasks.ts `QuietClaims`): its claim's task.running event
+   * has no subscriber, read in the claim's own snapshot, not from the cache. A task with any
+   * webhook of its own is left to the transaction, where `wants` and `append` decide. */
+  readonly quietClaimWhere: string;
 }
+
+const QUIET_CLAIM_WHERE = `(t.webhook IS NULL OR jsonb_typeof(t.webhook) = 'null')
+  AND NOT EXISTS (SELECT 1 FROM webhook_endpoints e
+    WHERE e.tenant_id = t.tenant_id AND e.enabled AND 'task.running' = ANY (e.event_types))`;
 
 interface Subscriptions {
   types: Set<string>;
@@ -113,6 +121,8 @@ export function createWebhookOutbox(deps: {
   }
 
   return {
+    quietClaimWhere: QUIET_CLAIM_WHERE,
+
     wants(task, events) {
       return mayHaveSubscriber(
         task,

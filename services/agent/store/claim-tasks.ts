@@ -45,23 +45,40 @@ const RUNNING_SNAPSHOT = `
 `;
 
 /**
+ * What a sink that writes deliveries (the webhook outbox) may offer the claim: an SQL condition on
+ * the task row `t` that holds when the task's claim (its state_change to RUNNING) needs no delivery.
+ * Such tasks are claimed in one autocommitted statement; the rest in a transaction with the sink.
+ */
+export interface QuietClaims {
+  quietClaimWhere: string;
+}
+
+export function quietClaimsOf(sink: object | undefined): QuietClaims | undefined {
+  const where = (sink as Partial<QuietClaims> | undefined)?.quietClaimWhere;
+  return typeof where === "string" ? { quietClaimWhere: where } : undefined;
+}
+
+/**
  * Claims up to `limit` claimable QUEUED tasks for `terms.owner`, as the `claim`
  * transition does (RUNNING, attempt at least 1, start time kept, a new lease),
  * in one statement. `now` is the application's clock, as for every other write.
+ * With `quiet`, only the picked tasks it holds for are claimed; `loud` counts the
+ * others (picked, left QUEUED for a claim in the sink's transaction).
  */
 export async function claimTasks(
   q: Queryable,
   limit: number,
   terms: ClaimTerms,
-  opts: { now: Date; actor: string | null },
-): Promise<ClaimedTask[]> {
+  opts: { now: Date; actor: string | null; quiet?: QuietClaims },
+): Promise<{ claimed: ClaimedTask[]; loud: number }> {
   const { now, actor } = opts;
   const expires = new Date(now.getTime() + terms.leaseMs);
-  const rows = await q<(TaskRow & { event_data: StateChangeData })[]>`
+  const quiet = q.unsafe(opts.quiet ? `(${opts.quiet.quietClaimWhere})` : "true");
+  const rows = await q<(TaskRow & { event_data: StateChangeData | null; loud: number })[]>`
     WITH picked AS (
-      SELECT tenant_id, task_id FROM tasks
-      WHERE state = 'QUEUED' AND run_after <= now()
-      ORDER BY run_after LIMIT ${limit} FOR UPDATE SKIP LOCKED
+      SELECT t.tenant_id, t.task_id, ${quiet} AS quiet FROM tasks t
+      WHERE t.state = 'QUEUED' AND t.run_after <= now()
+      ORDER BY t.run_after LIMIT ${limit} FOR UPDATE OF t SKIP LOCKED
     ), claimed AS (
       UPDATE tasks t SET
         state = 'RUNNING',
@@ -72,7 +89,7 @@ export async function claimTasks(
         lease_expires_at = ${expires},
         last_sequence = t.last_sequence + 1,
         update_time = ${now}
-      FROM picked WHERE t.tenant_id = picked.tenant_id AND t.task_id = picked.task_id
+      FROM picked WHERE t.tenant_id = picked.tenant_id AND t.task_id = picked.task_id AND picked.quiet
       RETURNING t.*
     ), appended AS (
       INSERT INTO task_events (tenant_id, task_id, sequence, time, kind, data, actor)
@@ -81,14 +98,21 @@ export async function claimTasks(
       FROM claimed c
       RETURNING tenant_id, task_id, data
     )
-    SELECT claimed.*, appended.data AS event_data
-    FROM claimed JOIN appended ON appended.tenant_id = claimed.tenant_id AND appended.task_id = claimed.task_id
+    SELECT claimed.*, appended.data AS event_data, s.loud
+    FROM (SELECT (count(*) FILTER (WHERE NOT picked.quiet))::int AS loud FROM picked) s
+    LEFT JOIN (claimed JOIN appended ON appended.tenant_id = claimed.tenant_id AND appended.task_id = claimed.task_id)
+      ON true
     ORDER BY claimed.run_after
   `;
-  return rows.map(({ event_data, ...task }) => ({
-    task: task as TaskRow,
-    events: [{ sequence: Number(task.last_sequence), time: now, kind: "stateChange", data: event_data, actor }],
-  }));
+  const claimed: ClaimedTask[] = [];
+  for (const { event_data, loud: _loud, ...task } of rows) {
+    if (event_data === null) continue; // the one row when nothing was claimed
+    claimed.push({
+      task: task as TaskRow,
+      events: [{ sequence: Number(task.last_sequence), time: now, kind: "stateChange", data: event_data, actor }],
+    });
+  }
+  return { claimed, loud: rows[0]?.loud ?? 0 };
 }
 
 /** Locks up to `limit` tasks whose lease expired (their runner stopped renewing it). */

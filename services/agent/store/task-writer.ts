@@ -14,9 +14,11 @@ import type { TaskKey, TaskRow } from "../model/task.js";
 import { announce, build, retryOnConflict, type WriterDeps, write } from "./append-events.js";
 import { appendHeld, type HeldChange } from "./append-held.js";
 import {
+  type ClaimedTask,
   type ClaimTerms,
   claimTasks,
   createWorkPeek,
+  quietClaimsOf,
   selectExpiredInputs,
   selectExpiredLeases,
 } from "./claim-tasks.js";
@@ -171,15 +173,32 @@ async function claimSome(
   const { sql, sink } = w;
   if (!(await peek.mayClaim())) return [];
   const opts = { now: new Date(), actor: currentActor() ?? null };
-  // One statement. With an outbox it runs in a transaction (BEGIN and COMMIT the only other
-  // round trips): which claimed tasks' events it wants is known only once they are claimed.
-  const claimed = sink
-    ? await sql.begin(async (tx) => {
-        const rows = await claimTasks(tx, limit, terms, opts);
-        for (const c of rows) if (sink.wants(c.task, c.events)) await sink.append(tx, c.task, c.events);
-        return rows;
-      })
-    : await claimTasks(sql, limit, terms, opts);
+  // With an outbox the claim runs in a transaction (BEGIN and COMMIT two more round trips): which
+  // claimed tasks' events it wants is known only once they are claimed. When the outbox can say in
+  // SQL which claims need no delivery (no task webhook, no tenant endpoint for task.running), those
+  // are claimed in one autocommitted statement and only the others take the transaction.
+  const inTx = (n: number) =>
+    sql.begin(async (tx) => {
+      const { claimed: rows } = await claimTasks(tx, n, terms, opts);
+      for (const c of rows) if (sink?.wants(c.task, c.events)) await sink.append(tx, c.task, c.events);
+      return rows;
+    });
+  const quiet = quietClaimsOf(sink);
+  let claimed: ClaimedTask[];
+  if (!sink) claimed = (await claimTasks(sql, limit, terms, opts)).claimed;
+  else if (!quiet) claimed = await inTx(limit);
+  else {
+    const first = await claimTasks(sql, limit, terms, { ...opts, quiet });
+    claimed = first.claimed;
+    if (first.loud > 0) {
+      // Announce what is already committed even if the transaction fails.
+      const loud = await inTx(limit - claimed.length).catch((error) => {
+        if (claimed.length === 0) throw error;
+        return [];
+      });
+      claimed = [...claimed, ...loud];
+    }
+  }
   peek.claimed(claimed.length);
   for (const c of claimed) announce(w, c.task, c.events);
   return claimed.map((c) => c.task);

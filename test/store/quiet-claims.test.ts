@@ -1,0 +1,97 @@
+// Claims with the webhook outbox as the sink: a task whose task.running event nobody subscribes to
+// is claimed in one autocommitted statement; one with a task webhook, or of a tenant with an
+// endpoint for task.running, is claimed in the outbox's transaction, its delivery written with it.
+import { randomUUID } from "node:crypto";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createWebhookOutbox } from "../../services/agent/outbox/outbox.js";
+import { createTaskWriter } from "../../services/agent/store/task-writer.js";
+import { type Database, openDatabase } from "../../services/shared/db/database.js";
+import { createLocalWakeupBus } from "../../services/shared/wakeup/bus.js";
+import { createTestDatabase, type TestDatabase } from "../support/database.js";
+
+type Writer = ReturnType<typeof createTaskWriter>;
+type Row = Parameters<Writer["insert"]>[0];
+
+let testDb: TestDatabase;
+let db: Database;
+let writer: Writer;
+
+beforeAll(async () => {
+  testDb = await createTestDatabase();
+  db = await openDatabase(testDb.url ? { url: testDb.url, maxConnections: 4 } : { dataDir: testDb.dataDir! });
+  const bus = createLocalWakeupBus();
+  writer = createTaskWriter({ sql: db.sql, bus, sink: createWebhookOutbox({ bus, sql: db.sql }) });
+});
+
+afterAll(async () => {
+  await db?.close();
+  await testDb?.drop();
+});
+
+function queuedRow(tenant: string, webhook: Row["webhook"] = null): Row {
+  const now = new Date();
+  return {
+    tenant_id: tenant,
+    task_id: randomUUID(),
+    agent: "simulate",
+    agent_version: "1.0.0",
+    state: "QUEUED",
+    input: {},
+    output: null,
+    error: null,
+    progress: null,
+    input_request: null,
+    labels: {},
+    artifacts: [],
+    webhook,
+    request_id: null,
+    request_fingerprint: null,
+    attempt: 0,
+    max_attempts: 3,
+    timeout_ms: 60_000,
+    last_sequence: 0,
+    create_time: now,
+    start_time: null,
+    end_time: null,
+    update_time: now,
+    run_after: now,
+    lease_owner: null,
+    lease_id: null,
+    lease_expires_at: null,
+    checkpoint: null,
+    pending_input: null,
+    input_expires_at: null,
+    input_answer_ids: [],
+  };
+}
+
+describe("a claim with the webhook outbox", () => {
+  it("claims quiet and subscribed tasks alike, and writes a task.running delivery for exactly the subscribed ones", async () => {
+    await db.sql`
+      INSERT INTO webhook_endpoints (tenant_id, endpoint_id, url, target, event_types)
+      VALUES ('subscribed', ${randomUUID()}, 'http://127.0.0.1:9/hook', 'http://127.0.0.1:9', ${["task.running"]}::text[]),
+             ('other-types', ${randomUUID()}, 'http://127.0.0.1:9/hook', 'http://127.0.0.1:9', ${["task.succeeded"]}::text[])
+    `;
+    const quiet = [queuedRow("quiet"), queuedRow("other-types")];
+    const subscribed = [
+      queuedRow("subscribed"),
+      queuedRow("quiet", { url: "http://127.0.0.1:9/own", eventTypes: ["task.running"] }),
+    ];
+    for (const row of [...quiet, ...subscribed]) expect(await writer.insert(row)).not.toBeNull();
+
+    const claimed = await writer.claim(10, { owner: "runner-1", leaseMs: 30_000 });
+    expect(claimed.map((t) => t.task_id).sort()).toEqual([...quiet, ...subscribed].map((r) => r.task_id).sort());
+    expect(claimed.every((t) => t.state === "RUNNING" && t.lease_owner === "runner-1")).toBe(true);
+
+    const deliveries = await db.sql<{ task_id: string; event_type: string }[]>`
+      SELECT task_id, event_type FROM webhook_deliveries
+    `;
+    expect(deliveries.map((d) => d.task_id).sort()).toEqual(subscribed.map((r) => r.task_id).sort());
+    expect(deliveries.every((d) => d.event_type === "task.running")).toBe(true);
+    const events = await db.sql<{ n: number }[]>`
+      SELECT count(*)::int AS n FROM task_events WHERE kind = 'stateChange' AND data->>'state' = 'TASK_STATE_RUNNING'
+    `;
+    expect(events[0]?.n).toBe(4);
+    expect(await writer.claim(10, { owner: "runner-1", leaseMs: 30_000 })).toEqual([]);
+  });
+});
