@@ -98,6 +98,10 @@ export interface TaskEventSink {
   append(tx: Tx, task: TaskRow, events: readonly StoredEvent[]): Promise<void>;
   /** Called after the transaction that appended `events` committed (e.g. to wake the notifiers). Must not throw. */
   afterCommit?(task: TaskRow, events: readonly StoredEvent[]): void;
+  /** SQL on the task row `t` that holds when the task's claim (its stateChange to RUNNING) needs no
+   * write here, read in the claim's own snapshot. Such tasks are claimed in one autocommitted
+   * statement, without a transaction (store/task-writer.ts `claimSome`); the others as before. */
+  readonly quietClaimWhere?: string;
 }
 
 export type ChangeResult =

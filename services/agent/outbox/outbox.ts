@@ -30,9 +30,9 @@ import {
 export interface WebhookOutbox extends TaskEventSink {
   /** Forget what is cached about a tenant's endpoints (after a change to them). */
   invalidate(tenantId: string): void;
-  /** SQL on the task row `t` (store/claim-tasks.ts `QuietClaims`): its claim's task.running event
-   * has no subscriber, read in the claim's own snapshot, not from the cache. A task with any
-   * webhook of its own is left to the transaction, where `wants` and `append` decide. */
+  /** Its claim's task.running event has no subscriber (TaskEventSink), read in the claim's own
+   * snapshot, not from the cache. A task with any webhook of its own is left to the transaction,
+   * where `wants` and `append` decide. */
   readonly quietClaimWhere: string;
 }
 

@@ -45,35 +45,22 @@ const RUNNING_SNAPSHOT = `
 `;
 
 /**
- * What a sink that writes deliveries (the webhook outbox) may offer the claim: an SQL condition on
- * the task row `t` that holds when the task's claim (its state_change to RUNNING) needs no delivery.
- * Such tasks are claimed in one autocommitted statement; the rest in a transaction with the sink.
- */
-export interface QuietClaims {
-  quietClaimWhere: string;
-}
-
-export function quietClaimsOf(sink: object | undefined): QuietClaims | undefined {
-  const where = (sink as Partial<QuietClaims> | undefined)?.quietClaimWhere;
-  return typeof where === "string" ? { quietClaimWhere: where } : undefined;
-}
-
-/**
  * Claims up to `limit` claimable QUEUED tasks for `terms.owner`, as the `claim`
  * transition does (RUNNING, attempt at least 1, start time kept, a new lease),
  * in one statement. `now` is the application's clock, as for every other write.
- * With `quiet`, only the picked tasks it holds for are claimed; `loud` counts the
+ * With `quietWhere` (a sink's `quietClaimWhere`), only the picked tasks it holds for are
+ * claimed; `loud` counts the
  * others (picked, left QUEUED for a claim in the sink's transaction).
  */
 export async function claimTasks(
   q: Queryable,
   limit: number,
   terms: ClaimTerms,
-  opts: { now: Date; actor: string | null; quiet?: QuietClaims },
+  opts: { now: Date; actor: string | null; quietWhere?: string },
 ): Promise<{ claimed: ClaimedTask[]; loud: number }> {
   const { now, actor } = opts;
   const expires = new Date(now.getTime() + terms.leaseMs);
-  const quiet = q.unsafe(opts.quiet ? `(${opts.quiet.quietClaimWhere})` : "true");
+  const quiet = q.unsafe(opts.quietWhere ? `(${opts.quietWhere})` : "true");
   const rows = await q<(TaskRow & { event_data: StateChangeData | null; loud: number })[]>`
     WITH picked AS (
       SELECT t.tenant_id, t.task_id, ${quiet} AS quiet FROM tasks t

@@ -18,7 +18,6 @@ import {
   type ClaimTerms,
   claimTasks,
   createWorkPeek,
-  quietClaimsOf,
   selectExpiredInputs,
   selectExpiredLeases,
 } from "./claim-tasks.js";
@@ -183,12 +182,12 @@ async function claimSome(
       for (const c of rows) if (sink?.wants(c.task, c.events)) await sink.append(tx, c.task, c.events);
       return rows;
     });
-  const quiet = quietClaimsOf(sink);
+  const quietWhere = sink?.quietClaimWhere;
   let claimed: ClaimedTask[];
   if (!sink) claimed = (await claimTasks(sql, limit, terms, opts)).claimed;
-  else if (!quiet) claimed = await inTx(limit);
+  else if (!quietWhere) claimed = await inTx(limit);
   else {
-    const first = await claimTasks(sql, limit, terms, { ...opts, quiet });
+    const first = await claimTasks(sql, limit, terms, { ...opts, quietWhere });
     claimed = first.claimed;
     if (first.loud > 0) {
       // Announce what is already committed even if the transaction fails.
