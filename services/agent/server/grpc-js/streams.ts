@@ -79,114 +79,25 @@ async function runStream(
   options: GrpcJsAdapterOptions,
 ): Promise<void> {
   const ctx = contextOfCall(spec.method, call, options);
-  let sending: Sending;
   try {
     const check = checkLate(ctx, options);
     if (check) await check;
     const res = await invoke(ctx.requestFor(true, input) as StreamRequest);
     copyHeaders(res.header, ctx.responseHeader);
-    sending = new Sending(ctx, call, res);
+    for await (const message of res.message) {
+      ctx.sendHeader(call);
+      if (!call.write(message)) await new Promise((resolve) => call.once("drain", resolve));
+      if (call.cancelled) return;
+    }
+    copyHeaders(res.trailer, ctx.responseTrailer);
+    ctx.sendHeader(call);
+    call.end(ctx.trailerMetadata());
   } catch (err) {
-    if (!call.cancelled) {
-      ctx.sendHeader(call);
-      call.emit("error", ctx.status(err));
-    }
+    if (call.cancelled) return;
+    ctx.sendHeader(call);
+    call.emit("error", ctx.status(err));
+  } finally {
     ctx.end();
-    return;
-  }
-  sending.pull();
-}
-
-/**
- * A stream's messages going to the call, one pull at a time: what a `for await` loop in runStream
- * did, without keeping that async function's frame suspended for as long as the stream idles
- * (between pulls this holds the context, the call and the response; a pending pull, one reaction).
- * As the loop did, it waits for `drain` when grpc-js buffers, returns the messages when the client
- * has gone or sending failed, and ends the context once.
- */
-class Sending {
-  private readonly it: AsyncIterator<MessageShape<DescMessage>>;
-
-  constructor(
-    private readonly ctx: CallContext,
-    private readonly call: StreamCall,
-    private readonly res: StreamResponse<DescMessage, DescMessage>,
-  ) {
-    this.it = res.message[Symbol.asyncIterator]();
-  }
-
-  pull(): void {
-    let next: Promise<IteratorResult<MessageShape<DescMessage>>>;
-    try {
-      next = this.it.next();
-    } catch (err) {
-      this.failed(err);
-      return;
-    }
-    next.then(
-      (result) => this.got(result),
-      (err: unknown) => this.failed(err),
-    );
-  }
-
-  private got(result: IteratorResult<MessageShape<DescMessage>>): void {
-    const { ctx, call } = this;
-    try {
-      if (result.done === true) {
-        copyHeaders(this.res.trailer, ctx.responseTrailer);
-        ctx.sendHeader(call);
-        call.end(ctx.trailerMetadata());
-        ctx.end();
-        return;
-      }
-      ctx.sendHeader(call);
-      if (!call.write(result.value)) call.once("drain", () => this.written());
-      else this.written();
-    } catch (err) {
-      this.stop(err);
-    }
-  }
-
-  private written(): void {
-    // The client went away: the messages are returned (as leaving the loop did), nothing is sent.
-    if (this.call.cancelled) this.stop(undefined);
-    else this.pull();
-  }
-
-  /** Leaves the messages early (returns them), then fails the call with `err`, if any. */
-  private stop(err: unknown): void {
-    let returned: Promise<unknown> | undefined;
-    try {
-      returned = this.it.return?.();
-    } catch (error) {
-      this.failed(error);
-      return;
-    }
-    if (!returned) {
-      this.done(err);
-      return;
-    }
-    returned.then(
-      () => this.done(err),
-      (error: unknown) => this.failed(error),
-    );
-  }
-
-  private done(err: unknown): void {
-    if (err === undefined) this.ctx.end();
-    else this.failed(err);
-  }
-
-  private failed(err: unknown): void {
-    const { ctx, call } = this;
-    try {
-      if (!call.cancelled) {
-        ctx.sendHeader(call);
-        call.emit("error", ctx.status(err));
-      }
-    } finally {
-      ctx.end();
-    }
   }
 }
 
