@@ -5,14 +5,16 @@ import {
   CancelTaskResponseSchema,
   DeleteTaskResponseSchema,
   TaskService,
+  type WatchTaskRequest,
 } from "../../../gen/agentd/v1/task_service_pb.js";
 import { notFound } from "../../shared/errors.js";
 import { isId } from "../../shared/ids.js";
-import type { TaskKey } from "../model/task.js";
+import type { TaskKey, TaskRow } from "../model/task.js";
 import { findTask } from "../store/find-task.js";
 import { listEvents } from "../store/list-events.js";
 import { listTasks } from "../store/list-tasks.js";
-import { connectionKey } from "../streams/stream-limits.js";
+import type { WatchItem, WatchStream } from "../streams/event-hub.js";
+import { connectionKey, type StreamSlot } from "../streams/stream-limits.js";
 import type { StreamingDeps } from "../streams/streaming.js";
 import { cancelTask } from "../tasks/cancel-task.js";
 import { createTask } from "../tasks/create-task.js";
@@ -125,17 +127,97 @@ export function taskServiceRoutes(deps: TaskDeps, limits: HandlerLimits, streams
         return { task: toTask(task) };
       },
 
-      async *watchTask(req, ctx) {
-        const { tenantId } = principalOf(ctx);
-        const key = taskKey(ctx, req.taskId);
-        const after = parseAfterSequence(req.afterSequence);
-        const slot = streams.limits.admit("watch_task", tenantId, ctx.values.get(connectionKey));
-        try {
-          const task = await loadTask(key);
-          for await (const item of streams.hub.watch(task, after, ctx.signal)) yield watchResponse(key.taskId, item);
-        } finally {
-          slot.release();
-        }
+      watchTask(req, ctx) {
+        return new TaskWatch(req, ctx, streams, loadTask);
       },
     });
+}
+
+type WatchTaskResponseInit = ReturnType<typeof watchResponse>;
+const WATCH_DONE: IteratorReturnResult<undefined> = Object.freeze({ done: true, value: undefined });
+
+/**
+ * A WatchTask stream: the hub's watch with the stream's slot, as a plain iterator object rather
+ * than an async generator, which an idle stream would keep suspended (frame, register file, resume
+ * closures) for its whole life. As the generator did, it checks the request and takes its slot at
+ * the first pull, and gives the slot back when it ends, fails or is returned.
+ */
+class TaskWatch implements AsyncIterableIterator<WatchTaskResponseInit, undefined> {
+  private request: { req: WatchTaskRequest; ctx: HandlerContext } | undefined;
+  private slot: StreamSlot | undefined;
+  private watch: WatchStream | undefined;
+  private taskId = "";
+  private finished = false;
+
+  constructor(
+    req: WatchTaskRequest,
+    ctx: HandlerContext,
+    private readonly streams: StreamingDeps,
+    private readonly loadTask: (key: TaskKey) => Promise<TaskRow>,
+  ) {
+    this.request = { req, ctx };
+  }
+
+  [Symbol.asyncIterator](): this {
+    return this;
+  }
+
+  next(): Promise<IteratorResult<WatchTaskResponseInit, undefined>> {
+    if (this.finished) return Promise.resolve(WATCH_DONE);
+    const watch = this.watch;
+    if (!watch) return this.start();
+    // No async frame of its own: one reaction on the hub's pull while the stream idles.
+    return watch.next().then(
+      (result) => this.map(result),
+      (error: unknown) => this.fail(error),
+    );
+  }
+
+  async return(): Promise<IteratorResult<WatchTaskResponseInit, undefined>> {
+    const watch = this.end();
+    await watch?.return();
+    return WATCH_DONE;
+  }
+
+  private async start(): Promise<IteratorResult<WatchTaskResponseInit, undefined>> {
+    const { req, ctx } = this.request!;
+    this.request = undefined;
+    try {
+      const { tenantId } = principalOf(ctx);
+      const key = taskKey(ctx, req.taskId);
+      const after = parseAfterSequence(req.afterSequence);
+      this.slot = this.streams.limits.admit("watch_task", tenantId, ctx.values.get(connectionKey));
+      const task = await this.loadTask(key);
+      if (this.finished) return WATCH_DONE;
+      this.taskId = key.taskId;
+      this.watch = this.streams.hub.watch(task, after, ctx.signal);
+    } catch (error) {
+      return this.fail(error);
+    }
+    return this.next();
+  }
+
+  private map(result: IteratorResult<WatchItem, void>): IteratorResult<WatchTaskResponseInit, undefined> {
+    if (result.done === true) {
+      this.end();
+      return WATCH_DONE;
+    }
+    return { done: false, value: watchResponse(this.taskId, result.value) };
+  }
+
+  private fail(error: unknown): never {
+    this.end();
+    throw error;
+  }
+
+  /** Ends the stream: the slot goes back; the watch (if any) is for the caller to return. */
+  private end(): WatchStream | undefined {
+    const watch = this.watch;
+    this.finished = true;
+    this.request = undefined;
+    this.watch = undefined;
+    this.slot?.release();
+    this.slot = undefined;
+    return watch;
+  }
 }

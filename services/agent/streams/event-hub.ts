@@ -50,6 +50,11 @@ import type { StreamMetrics } from "./stream-metrics.js";
 
 export type WatchItem = { event: StoredEvent; keepAlive?: undefined } | { event?: undefined; keepAlive: Date };
 
+/** A watch's items; `return` ends it (its place in the tail goes). */
+export interface WatchStream extends AsyncIterableIterator<WatchItem, void> {
+  return(value?: unknown): Promise<IteratorResult<WatchItem, void>>;
+}
+
 export interface HubStats {
   /** Tasks with at least one watcher. */
   tails: number;
@@ -69,7 +74,7 @@ export interface EventHub {
    * when `signal` fires; throws UNAVAILABLE when the hub closes (shutdown) and NOT_FOUND
    * when the task is deleted meanwhile.
    */
-  watch(task: TaskRow, afterSequence: number, signal: AbortSignal): AsyncGenerator<WatchItem, void>;
+  watch(task: TaskRow, afterSequence: number, signal: AbortSignal): WatchStream;
   start(): void;
   /** Ends every watch (with UNAVAILABLE, so clients reconnect elsewhere) and stops polling. */
   close(): Promise<void>;
@@ -129,7 +134,7 @@ export function createEventHub(opts: EventHubOptions): EventHub {
     // Only what the watch needs of the row: a suspended watch keeps its arguments for as long
     // as the stream is open, and a whole task row (input, dates, …) is most of an idle stream's own memory.
     watch: (task, afterSequence, signal) =>
-      watch(
+      new HubWatch(
         hub,
         { tenant_id: task.tenant_id, task_id: task.task_id, state: task.state, last_sequence: task.last_sequence },
         afterSequence,
@@ -158,57 +163,230 @@ export function createEventHub(opts: EventHubOptions): EventHub {
   };
 }
 
-async function* watch(
-  hub: Hub,
-  task: TaskSeed,
-  afterSequence: number,
-  signal: AbortSignal,
-): AsyncGenerator<WatchItem, void> {
-  if (hub.closed) throw shuttingDown(afterSequence);
-  // Ended, and the caller has seen everything: nothing will ever come.
-  if (isTerminal(task.state) && afterSequence >= Number(task.last_sequence)) return;
-  const tail = acquire(hub, task);
-  const key = tail.key;
-  let cursor = afterSequence;
-  // A stream with nothing to replay says it is established with a keep-alive at once;
-  // one with events to replay (the tail may still be reading them) waits for them.
-  const waiter = new Watcher(tail, cursor >= Number(task.last_sequence) ? 0 : Date.now());
-  signal.addEventListener("abort", waiter.onAbort, { once: true });
-  try {
-    for (;;) {
-      if (signal.aborted) return;
-      if (hub.closed) throw shuttingDown(cursor);
-      let batch = tail.window.after(cursor, READ_PAGE);
-      if (batch === undefined) {
-        // Behind the window: read the log at this watcher's own pace.
-        batch = await catchUp(hub, key, cursor);
-        if (batch.length === 0) throw notFound("task", key.taskId); // the log is gone: deleted
+const DONE: IteratorReturnResult<void> = Object.freeze({ done: true, value: undefined });
+
+/**
+ * One watch: a plain iterator object rather than an async generator, because an idle stream
+ * keeps its watch for its whole life, and a suspended generator keeps its frame, register file
+ * and resume closures. Between pulls it holds its cursor, its place in the tail and (while a pull
+ * waits) the pull's two resolving functions; it is the tail's waiter itself.
+ *
+ * It behaves as the generator did: the work starts at the first pull; the cursor moves past an
+ * event only when the next pull comes (the consumer has sent it), so a stream that ends between
+ * pulls resumes from the last event it sent; it ends after the terminal event, quietly when the
+ * signal fires, with UNAVAILABLE when the hub closes.
+ */
+class HubWatch implements WatchStream, Waiter {
+  lastSent = 0;
+  private cursor: number;
+  private tail: Tail | undefined;
+  private started = false;
+  private finished = false;
+  /** Events to send, from `index` on. */
+  private batch: StoredEvent[] | undefined;
+  private index = 0;
+  /** What the last pull was answered with, applied when the next pull comes. */
+  private sent: StoredEvent | "keepAlive" | undefined;
+  /** Whether it is in its tail's waiters. */
+  private waiting = false;
+  private resolve: ((result: IteratorResult<WatchItem, void>) => void) | undefined;
+  private reject: ((error: unknown) => void) | undefined;
+
+  constructor(
+    private readonly hub: Hub,
+    private readonly task: TaskSeed,
+    afterSequence: number,
+    private readonly signal: AbortSignal,
+  ) {
+    this.cursor = afterSequence;
+  }
+
+  [Symbol.asyncIterator](): this {
+    return this;
+  }
+
+  next(): Promise<IteratorResult<WatchItem, void>> {
+    if (this.finished) return Promise.resolve(DONE);
+    if (this.resolve) return Promise.reject(new Error("a watch is pulled one message at a time"));
+    return new Promise<IteratorResult<WatchItem, void>>((resolve, reject) => {
+      this.resolve = resolve;
+      this.reject = reject;
+      this.pull();
+    });
+  }
+
+  return(_value?: unknown): Promise<IteratorResult<WatchItem, void>> {
+    this.finish(DONE);
+    return Promise.resolve(DONE);
+  }
+
+  throw(error?: unknown): Promise<IteratorResult<WatchItem, void>> {
+    this.fail(error);
+    return Promise.reject(error);
+  }
+
+  /** Its tail moved, its signal fired, a keep-alive is due or the hub closes: the waiting pull goes on, in a microtask
+   * (waking happens while the tail's waiters are being walked). */
+  wake(): void {
+    if (!this.waiting) return;
+    this.waiting = false;
+    this.tail?.waiters.delete(this);
+    queueMicrotask(() => this.step());
+  }
+
+  /** The stream's signal aborted. Bound once: an object listener (handleEvent) gets an async closure per listener from
+   * Node's EventTarget. */
+  private onAbort: (() => void) | undefined;
+
+  /** A new pull: the previous answer was sent. */
+  private pull(): void {
+    const sent = this.sent;
+    this.sent = undefined;
+    if (sent === "keepAlive") this.lastSent = Date.now();
+    else if (sent !== undefined) {
+      this.cursor = sent.sequence;
+      this.lastSent = Date.now();
+      if (isTerminalEvent(sent)) {
+        this.finish(DONE);
+        return;
       }
-      if (batch.length > 0) {
-        for (const event of batch) {
-          if (event.sequence !== cursor + 1) break; // never a gap or a repeat; the next round re-reads
-          yield { event };
-          cursor = event.sequence;
-          waiter.lastSent = Date.now();
-          if (isTerminalEvent(event)) return;
-          if (signal.aborted || hub.closed) break;
-        }
-        continue;
-      }
-      if (tail.gone) throw notFound("task", key.taskId);
-      const terminalSeq = tail.window.terminalSeq;
-      if (terminalSeq !== null && cursor >= terminalSeq) return;
-      if (Date.now() - waiter.lastSent >= hub.opts.keepAliveMs) {
-        yield { keepAlive: new Date() };
-        waiter.lastSent = Date.now();
-        continue;
-      }
-      await waiter.wait();
+      if (this.signal.aborted || this.hub.closed) this.batch = undefined;
     }
-  } finally {
-    signal.removeEventListener("abort", waiter.onAbort);
-    tail.waiters.delete(waiter);
-    release(hub, tail);
+    if (!this.started) {
+      this.started = true;
+      try {
+        if (!this.begin()) {
+          this.finish(DONE);
+          return;
+        }
+      } catch (error) {
+        this.fail(error);
+        return;
+      }
+    }
+    this.step();
+  }
+
+  /** Takes its place in the task's tail; false when there is nothing to watch. */
+  private begin(): boolean {
+    const { hub, task } = this;
+    if (hub.closed) throw shuttingDown(this.cursor);
+    // Ended, and the caller has seen everything: nothing will ever come.
+    if (isTerminal(task.state) && this.cursor >= Number(task.last_sequence)) return false;
+    this.tail = acquire(hub, task);
+    // A stream with nothing to replay says it is established with a keep-alive at once;
+    // one with events to replay (the tail may still be reading them) waits for them.
+    this.lastSent = this.cursor >= Number(task.last_sequence) ? 0 : Date.now();
+    this.onAbort = this.wake.bind(this);
+    this.signal.addEventListener("abort", this.onAbort, { once: true });
+    return true;
+  }
+
+  /** Goes on until it has something to answer the pending pull with, must wait, or ends. */
+  private step(): void {
+    if (this.finished || !this.resolve) return;
+    const { hub, tail } = this;
+    try {
+      for (;;) {
+        if (this.signal.aborted) {
+          this.finish(DONE);
+          return;
+        }
+        if (hub.closed) throw shuttingDown(this.cursor);
+        const batch = this.batch;
+        if (batch !== undefined) {
+          const event = batch[this.index++];
+          if (this.index >= batch.length) this.batch = undefined;
+          // Never a gap or a repeat; the next round re-reads.
+          if (event === undefined || event.sequence !== this.cursor + 1) {
+            this.batch = undefined;
+            continue;
+          }
+          this.sent = event;
+          this.answer({ event });
+          return;
+        }
+        const next = tail!.window.after(this.cursor, READ_PAGE);
+        if (next === undefined) {
+          // Behind the window: read the log at this watcher's own pace.
+          const key = tail!.key;
+          catchUp(hub, key, this.cursor).then(
+            (read) => {
+              if (this.finished) return;
+              if (read.length === 0) {
+                this.fail(notFound("task", key.taskId)); // the log is gone: deleted
+                return;
+              }
+              this.take(read);
+              this.step();
+            },
+            (error: unknown) => this.fail(error),
+          );
+          return;
+        }
+        if (next.length > 0) {
+          this.take(next);
+          continue;
+        }
+        if (tail!.gone) throw notFound("task", tail!.key.taskId);
+        const terminalSeq = tail!.window.terminalSeq;
+        if (terminalSeq !== null && this.cursor >= terminalSeq) {
+          this.finish(DONE);
+          return;
+        }
+        if (Date.now() - this.lastSent >= hub.opts.keepAliveMs) {
+          this.sent = "keepAlive";
+          this.answer({ keepAlive: new Date() });
+          return;
+        }
+        // No timer per wait: with thousands of watchers, one keep-alive tick for all is far cheaper.
+        this.waiting = true;
+        tail!.waiters.add(this);
+        return;
+      }
+    } catch (error) {
+      this.fail(error);
+    }
+  }
+
+  private take(batch: StoredEvent[]): void {
+    this.batch = batch;
+    this.index = 0;
+  }
+
+  private answer(item: WatchItem): void {
+    const resolve = this.resolve!;
+    this.resolve = undefined;
+    this.reject = undefined;
+    resolve({ done: false, value: item });
+  }
+
+  private finish(result: IteratorReturnResult<void>): void {
+    const resolve = this.resolve;
+    this.cleanUp();
+    resolve?.(result);
+  }
+
+  private fail(error: unknown): void {
+    const reject = this.reject;
+    this.cleanUp();
+    reject?.(error);
+  }
+
+  private cleanUp(): void {
+    this.resolve = undefined;
+    this.reject = undefined;
+    if (this.finished) return;
+    this.finished = true;
+    this.batch = undefined;
+    this.sent = undefined;
+    const tail = this.tail;
+    if (!tail) return;
+    this.tail = undefined;
+    this.waiting = false;
+    if (this.onAbort) this.signal.removeEventListener("abort", this.onAbort);
+    tail.waiters.delete(this);
+    release(this.hub, tail);
   }
 }
 
@@ -219,40 +397,6 @@ function shuttingDown(cursor: number): ConnectError {
     `the server is shutting down; reconnect (to any replica) with after_sequence=${cursor} to continue without gaps`,
     { metadata: { after_sequence: String(cursor) } },
   );
-}
-
-/** One watch's waiter, woken when its tail moves, its stream ends, or a keep-alive is due. A class
- * (its `wake` on the prototype), not closures: an idle stream keeps it for its whole life, and a
- * named closure (esbuild's keepNames gives it a name property) cost more than the rest of it. */
-class Watcher implements Waiter {
-  /** Settles the pending `wait`; undefined while not waiting. */
-  private resolve: (() => void) | undefined = undefined;
-
-  constructor(
-    private readonly tail: Tail,
-    public lastSent: number,
-  ) {}
-
-  wake(): void {
-    const resolve = this.resolve;
-    if (resolve === undefined) return;
-    this.resolve = undefined;
-    this.tail.waiters.delete(this);
-    resolve();
-  }
-
-  /** The stream's signal aborted: a bound function, as an object listener (handleEvent) gets an
-   * async closure per listener from Node's EventTarget, and a named closure a name property. */
-  readonly onAbort: () => void = this.wake.bind(this);
-
-  /** Resolves when the tail moves, or when the waiter is woken otherwise (abort, keep-alive, close).
-   * No timer per wait: with thousands of watchers, one keep-alive tick for all is far cheaper. */
-  wait(): Promise<void> {
-    return new Promise<void>((resolve) => {
-      this.resolve = resolve;
-      this.tail.waiters.add(this);
-    });
-  }
 }
 
 /** Wakes the waiters that owe their client a keep-alive. Runs every `keepAliveTickMs`, so a

@@ -27,7 +27,7 @@ export function connectionContext(req: NodeRequestLike): ContextValues {
   return createContextValues().set(connectionKey, connectionOf(req));
 }
 
-interface StreamSlot {
+export interface StreamSlot {
   /** Frees the slot. Idempotent. */
   release(): void;
 }
