@@ -131,14 +131,16 @@ describe("a tenant endpoint", () => {
 
     const forEndpoint = (r: { body: string; headers: Record<string, unknown> }[]) =>
       r.filter((x) => x.body.includes(task!.id) && x.headers["webhook-signature"] !== undefined);
-    const got = await receiver.until((r) => forEndpoint(r).some((x) => x.body.includes('"task.failed"')));
+    await receiver.until((r) => forEndpoint(r).some((x) => x.body.includes('"task.failed"')));
+    // Deliveries are not ordered: the progress one may still be on its way once task.failed is in.
+    const listed = await h.agentd.client.webhooks.listWebhookDeliveries({ endpointId });
+    const got = await receiver.until((r) => forEndpoint(r).length >= listed.deliveries.length);
     const bodies = forEndpoint(got).map((r) => verified(created.signingSecret, r));
     expect(bodies.map((b) => b.type)).toContain("task.failed");
     expect(bodies.every((b) => b.type === "task.failed" || b.type === "task.progress")).toBe(true);
     const failed = bodies.find((b) => b.type === "task.failed")!;
     expect(fromJson(TaskSchema, failed.data.task)).toEqual(done.task);
 
-    const listed = await h.agentd.client.webhooks.listWebhookDeliveries({ endpointId });
     expect(listed.deliveries.length).toBe(bodies.length);
     expect(listed.deliveries.every((d) => d.endpointId === endpointId)).toBe(true);
     await h.agentd.client.webhooks.deleteWebhookEndpoint({ endpointId });
