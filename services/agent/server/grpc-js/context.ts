@@ -224,6 +224,21 @@ export class CallContext implements HandlerContext {
     return this.trailer ? toMetadata(this.trailer) : new grpc.Metadata();
   }
 
+  /** Answers a call with one response (unary, client stream): its header, then the message and
+   * trailers; the call is then over. */
+  reply<M>(call: AnyCall, callback: grpc.sendUnaryData<M>, message: M): void {
+    this.sendHeader(call);
+    callback(null, message, this.trailerMetadata());
+    this.end();
+  }
+
+  /** Answers a call with one response (unary, client stream) with the status of `err`. */
+  fail(call: AnyCall, callback: grpc.sendUnaryData<never>, err: unknown): void {
+    this.sendHeader(call);
+    callback(this.status(err));
+    this.end();
+  }
+
   /** A failure as grpc-js sends it: code, clipped message, trailers with google.rpc.Status details. */
   status(err: unknown): grpc.StatusObject {
     const error = ConnectError.from(err);

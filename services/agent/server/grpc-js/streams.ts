@@ -119,14 +119,10 @@ async function answerClientStream(
     for await (const message of res.message) response = message;
     copyHeaders(res.trailer, ctx.responseTrailer);
   } catch (err) {
-    ctx.sendHeader(call);
-    callback(ctx.status(err));
-    ctx.end();
+    ctx.fail(call, callback, err);
     return;
   }
-  ctx.sendHeader(call);
-  callback(null, response, ctx.trailerMetadata());
-  ctx.end();
+  ctx.reply(call, callback, response);
 }
 
 /** A refused call's chain, on no requests: resolves to the error it fails with (undefined if none). */

@@ -50,14 +50,10 @@ async function answer(
     copyHeaders(res.trailer, ctx.responseTrailer);
     message = res.message;
   } catch (err) {
-    ctx.sendHeader(call);
-    callback(ctx.status(err));
-    ctx.end();
+    ctx.fail(call, callback, err);
     return;
   }
-  ctx.sendHeader(call);
-  callback(null, message, ctx.trailerMetadata());
-  ctx.end();
+  ctx.reply(call, callback, message);
 }
 
 /** The innermost step of the chain: the implementation, on the context of the call the request belongs to. */
