@@ -12,12 +12,8 @@ import { fromJson } from "@bufbuild/protobuf";
 import { ValueSchema } from "@bufbuild/protobuf/wkt";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
-import postgres from "postgres";
 import { TaskService } from "../gen/agentd/v1/task_service_pb.js";
-import { createApiKey } from "../services/shared/auth/api-keys.js";
-import { SCOPES } from "../services/shared/auth/scopes.js";
-import { runMigrations } from "../services/shared/db/migrate.js";
-import { closedLoop, cpuSeconds, spawnAgentdServe } from "./support.js";
+import { closedLoop, cpuSeconds, keyedBenchDatabase, spawnAgentdServe } from "./support.js";
 
 const root = new URL("..", import.meta.url).pathname;
 const CALLS = Number(process.env.CALLS ?? 2000);
@@ -31,19 +27,13 @@ if (!adminUrl) {
   console.log("### CreateTask server CPU by arm\n\nSkipped: needs DATABASE_URL.\n");
   process.exit(0);
 }
-const name = `agentd_arms_${Date.now().toString(36)}`;
-const admin = postgres(adminUrl, { max: 1, onnotice: () => {} });
-await admin.unsafe(`CREATE DATABASE ${name}`);
-const u = new URL(adminUrl);
-u.pathname = `/${name}`;
-const sql = postgres(u.toString(), { max: 2, onnotice: () => {} });
-await runMigrations(sql as never);
-const key = (await createApiKey(sql as never, { tenantId: "bench", scopes: [...SCOPES] })).key;
+const db = await keyedBenchDatabase(adminUrl, "arms");
+const key = db.key;
 const noop = fromJson(ValueSchema, { steps: 0 });
 const running: { label: string; child: ChildProcess; op: () => Promise<unknown> }[] = [];
 for (const arm of arms) {
   const { child, url } = await spawnAgentdServe(
-    { DATABASE_URL: u.toString(), AGENTD_RUNNER_CONCURRENCY: "0", AGENTD_LOG_LEVEL: "info", ...arm.env },
+    { DATABASE_URL: db.url, AGENTD_RUNNER_CONCURRENCY: "0", AGENTD_LOG_LEVEL: "info", ...arm.env },
     { checkout: arm.checkout ?? root, nodeArgs: arm.nodeArgs ?? [] },
   );
   const client = createClient(TaskService, createGrpcTransport({ baseUrl: url }));
@@ -74,9 +64,7 @@ for (let round = 0; round < ROUNDS; round++) {
 }
 for (const r of running) r.child.kill("SIGTERM");
 await Promise.all(running.map((r) => new Promise((res) => r.child.once("exit", res))));
-await sql.end();
-await admin.unsafe(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-await admin.end();
+await db.drop();
 const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 for (const [label, xs] of Object.entries(samples)) {
   console.log(

@@ -16,13 +16,9 @@ import { fromJson } from "@bufbuild/protobuf";
 import { ValueSchema } from "@bufbuild/protobuf/wkt";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
-import postgres from "postgres";
 import { TaskService } from "../gen/agentd/v1/task_service_pb.js";
 import { Health } from "../gen/grpc/health/v1/health_pb.js";
-import { createApiKey } from "../services/shared/auth/api-keys.js";
-import { SCOPES } from "../services/shared/auth/scopes.js";
-import { runMigrations } from "../services/shared/db/migrate.js";
-import { closedLoop, cpuSeconds, spawnAgentdServe } from "./support.js";
+import { closedLoop, cpuSeconds, keyedBenchDatabase, spawnAgentdServe } from "./support.js";
 
 const root = new URL("..", import.meta.url).pathname;
 const arg = (name: string, fallback: number) => {
@@ -74,20 +70,14 @@ async function main() {
     console.log("### gRPC through connect-node vs grpc-js\n\nSkipped: needs DATABASE_URL.\n");
     return;
   }
-  const name = `agentd_grpcpaths_${Date.now().toString(36)}`;
-  const admin = postgres(adminUrl, { max: 1, onnotice: () => {} });
-  await admin.unsafe(`CREATE DATABASE ${name}`);
-  const u = new URL(adminUrl);
-  u.pathname = `/${name}`;
-  const sql = postgres(u.toString(), { max: 2, onnotice: () => {} });
-  await runMigrations(sql as never);
-  const key = (await createApiKey(sql as never, { tenantId: "bench", scopes: [...SCOPES] })).key;
+  const db = await keyedBenchDatabase(adminUrl, "grpcpaths");
+  const key = db.key;
   const noop = fromJson(ValueSchema, { steps: 0 });
 
   const arms: Array<{ label: string; server: string; child: ChildProcess; op: () => Promise<unknown> }> = [];
   const children: ChildProcess[] = [];
   for (const { name: server, grpcServer, root: from } of SERVERS) {
-    const { child, url } = await serve(u.toString(), grpcServer, from, server);
+    const { child, url } = await serve(db.url, grpcServer, from, server);
     children.push(child);
     const transport = createGrpcTransport({
       baseUrl: url,
@@ -130,9 +120,7 @@ async function main() {
   }
   for (const child of children) child.kill("SIGTERM");
   await Promise.all(children.map((child) => new Promise((resolve) => child.once("exit", resolve))));
-  await sql.end();
-  await admin.unsafe(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-  await admin.end();
+  await db.drop();
 
   const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
   console.log("### gRPC through connect-node vs grpc-js (AGENTD_GRPC_SERVER), same port design, Postgres\n");

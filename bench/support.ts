@@ -6,6 +6,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
+import postgres from "postgres";
 import { builtinAgents } from "../services/agent/agents/builtin.js";
 import { createAgentRegistry } from "../services/agent/agents/registry.js";
 import { createAgentService, type RunningAgentService } from "../services/agent/service.js";
@@ -173,4 +174,29 @@ export async function spawnAgentdServe(
     child.once("exit", (code) => reject(new Error(`agentd serve exited (${code})`)));
   });
   return { child, url };
+}
+
+/** A new, migrated Postgres database beside `adminUrl`'s, with an all-scopes API key of tenant
+ * "bench"; `drop` closes and removes it. For benchmarks that spawn `agentd serve` against it. */
+export async function keyedBenchDatabase(
+  adminUrl: string,
+  prefix: string,
+): Promise<{ url: string; key: string; drop: () => Promise<void> }> {
+  const name = `agentd_${prefix}_${Date.now().toString(36)}`;
+  const admin = postgres(adminUrl, { max: 1, onnotice: () => {} });
+  await admin.unsafe(`CREATE DATABASE ${name}`);
+  const u = new URL(adminUrl);
+  u.pathname = `/${name}`;
+  const sql = postgres(u.toString(), { max: 2, onnotice: () => {} });
+  await runMigrations(sql as never);
+  const key = (await createApiKey(sql as never, { tenantId: "bench", scopes: [...SCOPES] })).key;
+  await sql.end();
+  return {
+    url: u.toString(),
+    key,
+    drop: async () => {
+      await admin.unsafe(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      await admin.end();
+    },
+  };
 }

@@ -12,13 +12,9 @@ import { fromJson } from "@bufbuild/protobuf";
 import { ValueSchema } from "@bufbuild/protobuf/wkt";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
-import postgres from "postgres";
 import { AgentService } from "../gen/agentd/v1/agent_service_pb.js";
 import { Health } from "../gen/grpc/health/v1/health_pb.js";
-import { createApiKey } from "../services/shared/auth/api-keys.js";
-import { SCOPES } from "../services/shared/auth/scopes.js";
-import { runMigrations } from "../services/shared/db/migrate.js";
-import { closedLoop, cpuSeconds } from "./support.js";
+import { closedLoop, cpuSeconds, keyedBenchDatabase } from "./support.js";
 
 const root = new URL("..", import.meta.url).pathname;
 const arg = (name: string, fallback: number) => {
@@ -35,19 +31,13 @@ async function main() {
     console.log("### Run vs a raw unary call\n\nSkipped: needs DATABASE_URL.\n");
     return;
   }
-  const name = `agentd_unary_${Date.now().toString(36)}`;
-  const admin = postgres(adminUrl, { max: 1, onnotice: () => {} });
-  await admin.unsafe(`CREATE DATABASE ${name}`);
-  const u = new URL(adminUrl);
-  u.pathname = `/${name}`;
-  const sql = postgres(u.toString(), { max: 2, onnotice: () => {} });
-  await runMigrations(sql as never);
-  const key = (await createApiKey(sql as never, { tenantId: "bench", scopes: [...SCOPES] })).key;
+  const db = await keyedBenchDatabase(adminUrl, "unary");
+  const key = db.key;
 
   let serverUrl = "";
   const child: ChildProcess = spawn(process.execPath, [`${root}bin/agentd.js`, "serve", "--port", "0"], {
     cwd: root,
-    env: { ...process.env, DATABASE_URL: u.toString(), AGENTD_LOG_LEVEL: "info", AGENTD_ACCESS_LOG_LEVEL: "silent" },
+    env: { ...process.env, DATABASE_URL: db.url, AGENTD_LOG_LEVEL: "info", AGENTD_ACCESS_LOG_LEVEL: "silent" },
     stdio: ["ignore", "pipe", "inherit"],
   });
   await new Promise<void>((resolve, reject) => {
@@ -94,9 +84,7 @@ async function main() {
   }
   child.kill("SIGTERM");
   await new Promise((resolve) => child.once("exit", resolve));
-  await sql.end();
-  await admin.unsafe(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-  await admin.end();
+  await db.drop();
 
   const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
   console.log("### Run vs a raw unary call, same server path (gRPC, h2c), Postgres\n");
