@@ -1,10 +1,11 @@
+import { randomUUID } from "node:crypto";
 // Claims with the webhook outbox as the sink: a task whose task.running event nobody subscribes to
 // is claimed in one autocommitted statement; one with a task webhook, or of a tenant with an
 // endpoint for task.running, is claimed in the outbox's transaction, its delivery written with it.
-import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createWebhookOutbox } from "../../services/agent/outbox/outbox.js";
 import { createTaskWriter } from "../../services/agent/store/task-writer.js";
+import { newTaskRow } from "../../services/agent/tasks/new-task.js";
 import { type Database, openDatabase } from "../../services/shared/db/database.js";
 import { createLocalWakeupBus } from "../../services/shared/wakeup/bus.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
@@ -28,41 +29,18 @@ afterAll(async () => {
   await testDb?.drop();
 });
 
+/** A new QUEUED task row, as CreateTask builds one (newTaskRow). */
 function queuedRow(tenant: string, webhook: Row["webhook"] = null): Row {
-  const now = new Date();
-  return {
-    tenant_id: tenant,
-    task_id: randomUUID(),
+  const request = {
     agent: "simulate",
-    agent_version: "1.0.0",
-    state: "QUEUED",
     input: {},
-    output: null,
-    error: null,
-    progress: null,
-    input_request: null,
+    requestId: null,
     labels: {},
-    artifacts: [],
+    timeoutMs: 60_000,
+    maxAttempts: 3,
     webhook,
-    request_id: null,
-    request_fingerprint: null,
-    attempt: 0,
-    max_attempts: 3,
-    timeout_ms: 60_000,
-    last_sequence: 0,
-    create_time: now,
-    start_time: null,
-    end_time: null,
-    update_time: now,
-    run_after: now,
-    lease_owner: null,
-    lease_id: null,
-    lease_expires_at: null,
-    checkpoint: null,
-    pending_input: null,
-    input_expires_at: null,
-    input_answer_ids: [],
   };
+  return newTaskRow(tenant, "1.0.0", request, "", new Date());
 }
 
 describe("a claim with the webhook outbox", () => {
