@@ -6,15 +6,21 @@
 //   graphile-worker: addJob through WorkerUtils, run by `run()` with the same concurrency.
 // - Accept rate: CreateTask to a server whose runner is off (group commit on, and off with
 //   AGENTD_GROUP_COMMIT_ROWS=1), addJob with no worker, and a single-row INSERT through
-//   postgres.js, `inFlight` at a time. Each server is fresh, so it first takes `--warm` calls
-//   (default 1000) unmeasured: its first thousand calls cost about twice the CPU of later ones
-//   (lazy compilation, JIT), while addJob and INSERT run warm in this process after round 1.
+//   postgres.js, `inFlight` at a time.
+// - Clients: CreateTask goes through @grpc/grpc-js's client, the reference gRPC client, as a
+//   Node backend would call agentd; "accept CreateTask, connect-node client" is the same arm
+//   through connect-node's gRPC transport, which costs the caller about twice the CPU per call.
+// - Warm-up: every process starts fresh each round, so each first does `--warm` operations
+//   (default 3000) unmeasured: agentd's first few thousand calls cost up to twice the CPU of
+//   later ones (lazy compilation, JIT). The same holds for both peers: the graphile-worker
+//   process runs `--warm` jobs first, and addJob and INSERT warm in this process.
 // - `--baseline DIR` (another checkout with node_modules, e.g. /work/main) adds "accept
 //   CreateTask, baseline": the same arm served from DIR, interleaved with this tree's.
 // - `--access-log-off` adds "accept CreateTask, access log off" (AGENTD_ACCESS_LOG_LEVEL=silent).
-// CPU per operation is the serving process's (agentd serve, the graphile-worker
-// process) or, for addJob and INSERT, this process's (they run in the caller), from
-// /proc; Postgres' own CPU is not counted. Postgres only: `npm run bench -- peers [--quick] [--rounds R] [--tasks N] [--warm W] [--baseline DIR] [--access-log-off]`.
+// CPU per operation, from /proc: "server" is the serving process's (agentd serve, the
+// graphile-worker process), "caller" this process's (the gRPC client, or addJob and INSERT,
+// which run in the caller). Postgres' own CPU is not counted.
+// Postgres only: `npm run bench -- peers [--quick] [--rounds R] [--tasks N] [--warm W] [--baseline DIR] [--access-log-off]`.
 import { type ChildProcess, spawn } from "node:child_process";
 import { cpus, loadavg } from "node:os";
 import { createInterface } from "node:readline";
@@ -28,7 +34,7 @@ import { TaskService } from "../gen/agentd/v1/task_service_pb.js";
 import { createApiKey } from "../services/shared/auth/api-keys.js";
 import { SCOPES } from "../services/shared/auth/scopes.js";
 import { runMigrations } from "../services/shared/db/migrate.js";
-import { closedLoop, cpuSeconds, spawnAgentdServe } from "./support.js";
+import { closedLoop, cpuSeconds, grpcJsNoopCreator, spawnAgentdServe } from "./support.js";
 
 const root = new URL("..", import.meta.url).pathname;
 const silent = new Logger(() => () => {});
@@ -39,7 +45,7 @@ const arg = (name: string, fallback: number) => {
 };
 const ROUNDS = arg("rounds", 3);
 const N = arg("tasks", quick ? 1000 : 5000);
-const WARM = arg("warm", 1000);
+const WARM = Math.max(1, arg("warm", 3000));
 const ACCESS_LOG_OFF = process.argv.includes("--access-log-off");
 const baselineAt = process.argv.indexOf("--baseline");
 const BASELINE = baselineAt > 0 ? process.argv[baselineAt + 1] : undefined;
@@ -84,16 +90,24 @@ const stop = (child: ChildProcess) =>
 
 interface Sample {
   perSecond: number;
-  cpuMsPerOp: number;
+  /** The serving process's CPU per operation; undefined where the caller does the work. */
+  serverCpuMs: number | undefined;
+  callerCpuMs: number;
   load: number;
 }
 
-async function measure(n: number, cpuOf: () => number, work: () => Promise<void>): Promise<Sample> {
-  const cpu0 = cpuOf();
+async function measure(n: number, server: ChildProcess | undefined, work: () => Promise<void>): Promise<Sample> {
+  const server0 = server ? cpuSeconds(server.pid!) : 0;
+  const caller0 = cpuSeconds("self");
   const t0 = performance.now();
   await work();
   const seconds = (performance.now() - t0) / 1000;
-  return { perSecond: n / seconds, cpuMsPerOp: ((cpuOf() - cpu0) * 1000) / n, load: loadavg()[0]! };
+  return {
+    perSecond: n / seconds,
+    serverCpuMs: server ? ((cpuSeconds(server.pid!) - server0) * 1000) / n : undefined,
+    callerCpuMs: ((cpuSeconds("self") - caller0) * 1000) / n,
+    load: loadavg()[0]!,
+  };
 }
 
 async function until(check: () => Promise<boolean>): Promise<void> {
@@ -133,7 +147,15 @@ async function main() {
   };
   const noop = fromJson(ValueSchema, { steps: 0 });
   const headers = { authorization: `Bearer ${key}` };
-  const clientFor = (baseUrl: string) => createClient(TaskService, createGrpcTransport({ baseUrl }));
+  /** A CreateTask caller of the server at `baseUrl`, through grpc-js (the default) or connect-node. */
+  const creatorFor = (baseUrl: string, client: "grpc-js" | "connect-node" = "grpc-js") => {
+    if (client === "grpc-js") return grpcJsNoopCreator(baseUrl, key);
+    const tasks = createClient(TaskService, createGrpcTransport({ baseUrl }));
+    return { create: () => tasks.createTask({ agent: "simulate", input: noop }, { headers }), close: () => {} };
+  };
+  const unfinishedTasks = async () =>
+    (await sql`SELECT count(*)::int AS n FROM tasks WHERE state <> 'SUCCEEDED'`)[0]!.n;
+  const unfinishedJobs = async () => (await sql`SELECT count(*)::int AS n FROM graphile_worker._private_jobs`)[0]!.n;
 
   const results: Record<string, Sample[]> = {};
   const note = (label: string, s: Sample) => {
@@ -143,25 +165,20 @@ async function main() {
 
   for (let round = 1; round <= ROUNDS; round++) {
     console.error(`round ${round}/${ROUNDS}`);
-    // End to end, A then B.
+    // End to end, A then B; each side first runs WARM tasks to completion, unmeasured.
     {
       const { child, serverUrl } = await urlOf(CONCURRENCY);
-      const client = clientFor(serverUrl);
-      await client.createTask({ agent: "simulate", input: noop }, { headers }); // warm
-      await until(async () => (await sql`SELECT count(*)::int AS n FROM tasks WHERE state <> 'SUCCEEDED'`)[0]!.n === 0);
+      const { create, close } = creatorFor(serverUrl);
+      await closedLoop(WARM, IN_FLIGHT, create);
+      await until(async () => (await unfinishedTasks()) === 0);
       note(
         "e2e agentd",
-        await measure(
-          N,
-          () => cpuSeconds(child.pid!),
-          async () => {
-            await closedLoop(N, IN_FLIGHT, () => client.createTask({ agent: "simulate", input: noop }, { headers }));
-            await until(
-              async () => (await sql`SELECT count(*)::int AS n FROM tasks WHERE state <> 'SUCCEEDED'`)[0]!.n === 0,
-            );
-          },
-        ),
+        await measure(N, child, async () => {
+          await closedLoop(N, IN_FLIGHT, create);
+          await until(async () => (await unfinishedTasks()) === 0);
+        }),
       );
+      close();
       await stop(child);
     }
     {
@@ -170,64 +187,45 @@ async function main() {
         {},
         (l) => l === "ready",
       );
-      const remaining = async () => (await sql`SELECT count(*)::int AS n FROM graphile_worker._private_jobs`)[0]!.n;
+      await closedLoop(WARM, IN_FLIGHT, (i) => utils.addJob("noop", { i }));
+      await until(async () => (await unfinishedJobs()) === 0);
       note(
         "e2e graphile-worker",
-        await measure(
-          N,
-          () => cpuSeconds(child.pid!),
-          async () => {
-            await closedLoop(N, IN_FLIGHT, (i) => utils.addJob("noop", { i }));
-            await until(async () => (await remaining()) === 0);
-          },
-        ),
+        await measure(N, child, async () => {
+          await closedLoop(N, IN_FLIGHT, (i) => utils.addJob("noop", { i }));
+          await until(async () => (await unfinishedJobs()) === 0);
+        }),
       );
       await stop(child);
     }
     // Accept rates: CreateTask (runner off) with group commit on (the default) and off, addJob (no worker), INSERT.
-    const acceptArms: [label: string, env: Record<string, string>, checkout: string][] = [
+    const acceptArms: [label: string, env: Record<string, string>, checkout: string, client?: "connect-node"][] = [
       ["accept CreateTask", {}, root],
     ];
     if (BASELINE) acceptArms.push(["accept CreateTask, baseline", {}, BASELINE]);
+    acceptArms.push(["accept CreateTask, connect-node client", {}, root, "connect-node"]);
     acceptArms.push(["accept CreateTask, group commit off", { AGENTD_GROUP_COMMIT_ROWS: "1" }, root]);
     if (ACCESS_LOG_OFF)
       acceptArms.push(["accept CreateTask, access log off", { AGENTD_ACCESS_LOG_LEVEL: "silent" }, root]);
-    for (const [label, env, checkout] of acceptArms) {
+    for (const [label, env, checkout, client] of acceptArms) {
       const { child, serverUrl } = await urlOf(0, env, checkout);
-      const client = clientFor(serverUrl);
-      // Warm, unmeasured: see the note at the top.
-      await closedLoop(Math.max(1, WARM), IN_FLIGHT, () =>
-        client.createTask({ agent: "simulate", input: noop }, { headers }),
-      );
-      note(
-        label,
-        await measure(
-          N,
-          () => cpuSeconds(child.pid!),
-          () => closedLoop(N, IN_FLIGHT, () => client.createTask({ agent: "simulate", input: noop }, { headers })),
-        ),
-      );
+      const { create, close } = creatorFor(serverUrl, client);
+      await closedLoop(WARM, IN_FLIGHT, create); // unmeasured: see the note at the top
+      note(label, await measure(N, child, () => closedLoop(N, IN_FLIGHT, create)));
+      close();
       await stop(child);
       await sql`DELETE FROM task_events`;
       await sql`DELETE FROM tasks`;
     }
-    note(
-      "accept addJob",
-      await measure(
-        N,
-        () => cpuSeconds("self"),
-        () => closedLoop(N, IN_FLIGHT, (i) => utils.addJob("noop", { i })),
-      ),
-    );
+    const addJob = (i: number) => utils.addJob("noop", { i });
+    const insert = (i: number) => sql`INSERT INTO bench_rows (payload) VALUES (${sql.json({ i })})`;
+    if (round === 1) {
+      await closedLoop(WARM, IN_FLIGHT, addJob);
+      await closedLoop(WARM, IN_FLIGHT, insert);
+    }
+    note("accept addJob", await measure(N, undefined, () => closedLoop(N, IN_FLIGHT, addJob)));
     await sql`DELETE FROM graphile_worker._private_jobs`;
-    note(
-      "accept INSERT (postgres.js)",
-      await measure(
-        N,
-        () => cpuSeconds("self"),
-        () => closedLoop(N, IN_FLIGHT, (i) => sql`INSERT INTO bench_rows (payload) VALUES (${sql.json({ i })})`),
-      ),
-    );
+    note("accept INSERT (postgres.js)", await measure(N, undefined, () => closedLoop(N, IN_FLIGHT, insert)));
   }
   await utils.release();
   await sql.end();
@@ -240,15 +238,17 @@ async function main() {
   console.log(
     `${new Date().toISOString().slice(0, 10)}, ${cpus().length} × ${cpus()[0]?.model}, Node ${process.version}; ${ROUNDS} interleaved rounds, ` +
       `${N} operations per row, ${IN_FLIGHT} in flight, runner/worker concurrency ${CONCURRENCY}; ` +
-      `each CreateTask server warmed with ${WARM} calls first${BASELINE ? `; baseline ${BASELINE}` : ""}.\n`,
+      `every process warmed with ${WARM} operations first; CreateTask through the grpc-js client unless the row says otherwise${BASELINE ? `; baseline ${BASELINE}` : ""}.\n`,
   );
   console.log(
-    "| load | per second (median) | range | CPU ms per op (median) | load average |\n| --- | ---: | ---: | ---: | ---: |",
+    "| load | per second (median) | range | server CPU ms per op (median) | caller CPU ms per op (median) | load average |\n| --- | ---: | ---: | ---: | ---: | ---: |",
   );
+  const server = (samples: Sample[]) =>
+    samples[0]!.serverCpuMs === undefined ? "— (in the caller)" : median(samples.map((s) => s.serverCpuMs!)).toFixed(3);
   for (const [label, samples] of Object.entries(results)) {
     const rates = samples.map((s) => s.perSecond);
     console.log(
-      `| ${label} | ${median(rates).toFixed(0)} | ${range(rates)} | ${median(samples.map((s) => s.cpuMsPerOp)).toFixed(3)} | ${samples.map((s) => s.load.toFixed(1)).join(", ")} |`,
+      `| ${label} | ${median(rates).toFixed(0)} | ${range(rates)} | ${server(samples)} | ${median(samples.map((s) => s.callerCpuMs)).toFixed(3)} | ${samples.map((s) => s.load.toFixed(1)).join(", ")} |`,
     );
   }
   const m = (label: string) => median(results[label]!.map((s) => s.perSecond));
@@ -260,10 +260,17 @@ async function main() {
   console.log(`- End to end, agentd / graphile-worker: ${ratios("e2e agentd", "e2e graphile-worker")} (aim ≥ 1.5×).`);
   console.log(`- Accept, CreateTask / addJob: ${ratios("accept CreateTask", "accept addJob")} (aim ≥ 2×).`);
   console.log(
+    `- Accept through connect-node's gRPC client instead, CreateTask / addJob: ${ratios("accept CreateTask, connect-node client", "accept addJob")}.`,
+  );
+  const acceptCpu = results["accept CreateTask"]!.map((s) => s.serverCpuMs!);
+  console.log(
+    `- Server CPU per accepted task: **${median(acceptCpu).toFixed(3)} ms** (${Math.min(...acceptCpu).toFixed(3)}–${Math.max(...acceptCpu).toFixed(3)} by round) (aim ≤ 0.3 ms).`,
+  );
+  console.log(
     `- Accept, group commit on / off (AGENTD_GROUP_COMMIT_ROWS=1): ${ratios("accept CreateTask", "accept CreateTask, group commit off")}.`,
   );
   if (BASELINE) {
-    const cpu = (label: string) => results[label]!.map((s) => s.cpuMsPerOp);
+    const cpu = (label: string) => results[label]!.map((s) => s.serverCpuMs!);
     const cpuRatios = cpu("accept CreateTask").map((c, i) => c / cpu("accept CreateTask, baseline")[i]!);
     console.log(
       `- Accept, this tree / baseline: rate ${ratios("accept CreateTask", "accept CreateTask, baseline")}; server CPU per accepted task ` +
@@ -271,7 +278,7 @@ async function main() {
     );
   }
   if (ACCESS_LOG_OFF) {
-    const cpu = (label: string) => results[label]!.map((s) => s.cpuMsPerOp);
+    const cpu = (label: string) => results[label]!.map((s) => s.serverCpuMs!);
     const off = cpu("accept CreateTask, access log off");
     const diffs = cpu("accept CreateTask").map((c, i) => c - off[i]!);
     console.log(

@@ -6,6 +6,8 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
+import * as grpc from "@grpc/grpc-js";
+import * as protoLoader from "@grpc/proto-loader";
 import postgres from "postgres";
 import { builtinAgents } from "../services/agent/agents/builtin.js";
 import { createAgentRegistry } from "../services/agent/agents/registry.js";
@@ -174,6 +176,39 @@ export async function spawnAgentdServe(
     child.once("exit", (code) => reject(new Error(`agentd serve exited (${code})`)));
   });
   return { child, url };
+}
+
+/**
+ * `TaskService.CreateTask` of `simulate` with no steps through @grpc/grpc-js's client (the
+ * reference gRPC client of this project, as a Node backend service would call agentd), with the
+ * proto loaded at run time as grpc-js users do. One channel per caller.
+ */
+export function grpcJsNoopCreator(baseUrl: string, key: string): { create: () => Promise<unknown>; close(): void } {
+  const definition = protoLoader.loadSync("agentd/v1/task_service.proto", {
+    includeDirs: [join(import.meta.dirname, "../proto")],
+    defaults: false,
+    oneofs: true,
+  });
+  const pkg = grpc.loadPackageDefinition(definition) as unknown as {
+    agentd: { v1: { TaskService: grpc.ServiceClientConstructor } };
+  };
+  const client = new pkg.agentd.v1.TaskService(new URL(baseUrl).host, grpc.credentials.createInsecure());
+  const createTask = client.CreateTask as (
+    req: object,
+    md: grpc.Metadata,
+    cb: (err: grpc.ServiceError | null, res?: unknown) => void,
+  ) => void;
+  const md = new grpc.Metadata();
+  md.set("authorization", `Bearer ${key}`);
+  // google.protobuf.Value in protobufjs' object form: it names well-known-type fields in camelCase.
+  const request = { agent: "simulate", input: { structValue: { fields: { steps: { numberValue: 0 } } } } };
+  return {
+    create: () =>
+      new Promise((resolve, reject) =>
+        createTask.call(client, request, md, (err, res) => (err ? reject(err) : resolve(res))),
+      ),
+    close: () => client.close(),
+  };
 }
 
 /** A new, migrated Postgres database beside `adminUrl`'s, with an all-scopes API key of tenant
