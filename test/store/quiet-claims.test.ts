@@ -72,4 +72,50 @@ describe("a claim with the webhook outbox", () => {
     expect(events[0]?.n).toBe(4);
     expect(await writer.claim(10, { owner: "runner-1", leaseMs: 30_000 })).toEqual([]);
   });
+
+  it("goes straight to the transaction while claims find only subscribed tasks, and back to one statement once one finds none", async () => {
+    await db.sql`
+      INSERT INTO webhook_endpoints (tenant_id, endpoint_id, url, target, event_types)
+      VALUES ('loud-tenant', ${randomUUID()}, 'http://127.0.0.1:9/hook', 'http://127.0.0.1:9', ${["task.running"]}::text[])
+    `;
+    // The writer's own statements, counted: transactions begun, and claims autocommitted outside one.
+    const counts = { transactions: 0, oneStatementClaims: 0 };
+    const sql = new Proxy(db.sql, {
+      apply(target, self, args) {
+        const text = Array.isArray(args[0]) ? (args[0] as string[]).join("") : "";
+        if (text.includes("WITH picked")) counts.oneStatementClaims++;
+        return Reflect.apply(target, self, args);
+      },
+      get(target, prop) {
+        const value = Reflect.get(target, prop, target);
+        if (prop === "begin") counts.transactions++;
+        return typeof value === "function" ? value.bind(target) : value;
+      },
+    });
+    const bus = createLocalWakeupBus();
+    const routed = createTaskWriter({ sql, bus, sink: createWebhookOutbox({ bus, sql: db.sql }) });
+    const terms = { owner: "runner-2", leaseMs: 30_000 };
+    const claimOne = async (row: Row) => {
+      expect(await routed.insert(row)).not.toBeNull();
+      const before = { ...counts };
+      expect((await routed.claim(1, terms)).map((t) => t.task_id)).toEqual([row.task_id]);
+      return {
+        transactions: counts.transactions - before.transactions,
+        oneStatement: counts.oneStatementClaims - before.oneStatementClaims,
+      };
+    };
+    const loud = [queuedRow("loud-tenant"), queuedRow("loud-tenant")];
+    // First a one-statement attempt that finds only a subscribed task, then the transaction.
+    expect(await claimOne(loud[0]!)).toEqual({ transactions: 1, oneStatement: 1 });
+    // The last claim was all subscribed: straight to the transaction.
+    expect(await claimOne(loud[1]!)).toEqual({ transactions: 1, oneStatement: 0 });
+    // A quiet task is still claimed in the transaction once, with no delivery; then one statement again.
+    expect(await claimOne(queuedRow("quiet-tenant"))).toEqual({ transactions: 1, oneStatement: 0 });
+    expect(await claimOne(queuedRow("quiet-tenant"))).toEqual({ transactions: 0, oneStatement: 1 });
+
+    const deliveries = await db.sql<{ task_id: string }[]>`
+      SELECT task_id FROM webhook_deliveries WHERE tenant_id = 'loud-tenant' AND event_type = 'task.running'
+    `;
+    expect(deliveries.map((d) => d.task_id).sort()).toEqual(loud.map((r) => r.task_id).sort());
+  });
 });

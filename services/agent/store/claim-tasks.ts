@@ -49,18 +49,19 @@ const RUNNING_SNAPSHOT = `
  * transition does (RUNNING, attempt at least 1, start time kept, a new lease),
  * in one statement. `now` is the application's clock, as for every other write.
  * With `quietWhere` (a sink's `quietClaimWhere`), only the picked tasks it holds for are
- * claimed; `loud` counts the
- * others (picked, left QUEUED for a claim in the sink's transaction).
+ * claimed; `loud` counts the others (picked, left QUEUED for a claim in the sink's transaction).
+ * With `claimLoud` as well, every picked task is claimed and `loud` still counts those it fails.
  */
 export async function claimTasks(
   q: Queryable,
   limit: number,
   terms: ClaimTerms,
-  opts: { now: Date; actor: string | null; quietWhere?: string },
+  opts: { now: Date; actor: string | null; quietWhere?: string; claimLoud?: boolean },
 ): Promise<{ claimed: ClaimedTask[]; loud: number }> {
   const { now, actor } = opts;
   const expires = new Date(now.getTime() + terms.leaseMs);
   const quiet = q.unsafe(opts.quietWhere ? `(${opts.quietWhere})` : "true");
+  const claimable = q.unsafe(opts.claimLoud ? "true" : "picked.quiet");
   const rows = await q<(TaskRow & { event_data: StateChangeData | null; loud: number })[]>`
     WITH picked AS (
       SELECT t.tenant_id, t.task_id, ${quiet} AS quiet FROM tasks t
@@ -76,7 +77,7 @@ export async function claimTasks(
         lease_expires_at = ${expires},
         last_sequence = t.last_sequence + 1,
         update_time = ${now}
-      FROM picked WHERE t.tenant_id = picked.tenant_id AND t.task_id = picked.task_id AND picked.quiet
+      FROM picked WHERE t.tenant_id = picked.tenant_id AND t.task_id = picked.task_id AND ${claimable}
       RETURNING t.*
     ), appended AS (
       INSERT INTO task_events (tenant_id, task_id, sequence, time, kind, data, actor)

@@ -67,6 +67,7 @@ export function createTaskWriter(deps: {
 }): TaskWriter {
   // Idle polls and sweeps cost one statement (a peek), not a transaction each; 2.5 s: a poll interval and some.
   const peek = createWorkPeek(deps.sql, 2500);
+  const claimRoute: ClaimRoute = { transactionFirst: false };
   const w: WriterDeps = { sql: deps.sql, bus: deps.bus, sink: deps.sink, expiryWritten: () => peek.forget() };
   const groupInsert = createGroupCommit<NewTaskRows, boolean>({
     write: (batch) => {
@@ -90,7 +91,7 @@ export function createTaskWriter(deps: {
     insert: (row, then) => insertTask(w, groupInsert, row, then),
     change: (key, decide, fence) => changeTask(w, key, decide, fence),
     changeHeld: (current, decide, fence) => changeHeldTask(w, groupAppend, current, decide, fence),
-    claim: (limit, terms) => claimSome(w, peek, limit, terms),
+    claim: (limit, terms) => claimSome(w, peek, claimRoute, limit, terms),
     // SKIP LOCKED: replicas sweeping at once share the work instead of queueing on each other.
     sweepExpiredLeases: async (limit, decide) =>
       (await peek.maySweep("expiredLeases")) ? applyToSelected(w, (tx) => selectExpiredLeases(tx, limit), decide) : [],
@@ -163,9 +164,19 @@ async function changeHeldTask(
   return { status: "changed", task: next, events };
 }
 
+/**
+ * Which way the next claim starts, learnt from the last: a tenant whose endpoints subscribe to
+ * task.running makes every claim of its tasks loud, and then the one-statement attempt before
+ * the transaction is a wasted round trip.
+ */
+interface ClaimRoute {
+  transactionFirst: boolean;
+}
+
 async function claimSome(
   w: WriterDeps,
   peek: ReturnType<typeof createWorkPeek>,
+  route: ClaimRoute,
   limit: number,
   terms: ClaimTerms,
 ): Promise<TaskRow[]> {
@@ -175,27 +186,34 @@ async function claimSome(
   // With an outbox the claim runs in a transaction (BEGIN and COMMIT two more round trips): which
   // claimed tasks' events it wants is known only once they are claimed. When the outbox can say in
   // SQL which claims need no delivery (no task webhook, no tenant endpoint for task.running), those
-  // are claimed in one autocommitted statement and only the others take the transaction.
-  const inTx = (n: number) =>
+  // are claimed in one autocommitted statement and only the others take the transaction. Each
+  // claim starts the way that would have been cheapest for the last one (`route`).
+  // Given `quietWhere`, the transaction claims every task still, and counts the loud ones for `route`.
+  const inTx = (n: number, quietWhere?: string) =>
     sql.begin(async (tx) => {
-      const { claimed: rows } = await claimTasks(tx, n, terms, opts);
-      for (const c of rows) if (sink?.wants(c.task, c.events)) await sink.append(tx, c.task, c.events);
-      return rows;
+      const claim = await claimTasks(tx, n, terms, quietWhere ? { ...opts, quietWhere, claimLoud: true } : opts);
+      for (const c of claim.claimed) if (sink?.wants(c.task, c.events)) await sink.append(tx, c.task, c.events);
+      return claim;
     });
   const quietWhere = sink?.quietClaimWhere;
   let claimed: ClaimedTask[];
   if (!sink) claimed = (await claimTasks(sql, limit, terms, opts)).claimed;
-  else if (!quietWhere) claimed = await inTx(limit);
-  else {
+  else if (!quietWhere) claimed = (await inTx(limit)).claimed;
+  else if (route.transactionFirst) {
+    const claim = await inTx(limit, quietWhere);
+    claimed = claim.claimed;
+    if (claimed.length > 0) route.transactionFirst = claim.loud > 0;
+  } else {
     const first = await claimTasks(sql, limit, terms, { ...opts, quietWhere });
     claimed = first.claimed;
+    route.transactionFirst = first.loud > 0;
     if (first.loud > 0) {
       // Announce what is already committed even if the transaction fails.
       const loud = await inTx(limit - claimed.length).catch((error) => {
         if (claimed.length === 0) throw error;
-        return [];
+        return { claimed: [] };
       });
-      claimed = [...claimed, ...loud];
+      claimed = [...claimed, ...loud.claimed];
     }
   }
   peek.claimed(claimed.length);
