@@ -63,7 +63,16 @@ const SETTLE_RETRY_MAX_MS = 1000;
 
 /** Runs the agent of `task` (claimed by this runner) until it ends or `controller` stops it; resolves
  * with the task as the attempt left it. */
-export async function runAttempt(deps: AttemptDeps, task: TaskRow, controller: AbortController): Promise<TaskRow> {
+/**
+ * Runs `task`'s agent and writes how the attempt ended. `agentEnded` is called once the agent's
+ * own work is over (it returned, threw, or was left behind), before its ending is written.
+ */
+export async function runAttempt(
+  deps: AttemptDeps,
+  task: TaskRow,
+  controller: AbortController,
+  agentEnded: () => void = () => {},
+): Promise<TaskRow> {
   const held: HeldTask = { row: task };
   const log = deps.logger.child({
     taskId: task.task_id,
@@ -124,6 +133,7 @@ export async function runAttempt(deps: AttemptDeps, task: TaskRow, controller: A
     outcome = controller.signal.aborted ? { aborted: true } : { ok: false, error };
   } finally {
     clearTimeout(timer);
+    agentEnded();
   }
 
   if (storeError !== undefined) return abandon();

@@ -57,6 +57,11 @@ export function createTaskRunner(deps: {
   const { writer, bus, logger, options } = deps;
   const byLease = new Map<string, Attempt>();
   const byTask = new Map<string, Attempt>();
+  // Leases whose agent is still at work. An attempt whose agent has ended gives its slot up while
+  // its ending is written, so the next claim's round trip overlaps that write instead of following
+  // it; at most `concurrency` such endings are in flight before they take slots again.
+  const agentsAtWork = new Set<string>();
+  const usedSlots = () => agentsAtWork.size + Math.max(0, byLease.size - agentsAtWork.size - options.concurrency);
   let started = false;
   const stopped = new AbortController();
   const claimer: Claimer = { wake: undefined };
@@ -82,7 +87,12 @@ export function createTaskRunner(deps: {
     const controller = new AbortController();
     const attempt: Attempt = { task, controller, done: Promise.resolve(task) };
     const started = Date.now();
-    attempt.done = inRunSpan(task, () => runAttempt(attemptDeps, task, controller))
+    const leaseId = task.lease_id!;
+    agentsAtWork.add(leaseId);
+    const slotFreed = () => {
+      if (agentsAtWork.delete(leaseId)) claimer.wake?.();
+    };
+    attempt.done = inRunSpan(task, () => runAttempt(attemptDeps, task, controller, slotFreed))
       .then((row) => {
         logEnd(logger, task, row, controller.signal, started);
         return row;
@@ -92,11 +102,12 @@ export function createTaskRunner(deps: {
         return task;
       })
       .finally(() => {
-        byLease.delete(task.lease_id!);
+        byLease.delete(leaseId);
+        agentsAtWork.delete(leaseId);
         if (byTask.get(task.task_id) === attempt) byTask.delete(task.task_id);
         claimer.wake?.();
       });
-    byLease.set(task.lease_id!, attempt);
+    byLease.set(leaseId, attempt);
     byTask.set(task.task_id, attempt);
     return attempt.done;
   }
@@ -119,7 +130,7 @@ export function createTaskRunner(deps: {
       );
       if (options.concurrency > 0) {
         unsubscribe.push(bus.subscribe("queue", () => claimer.wake?.()));
-        loops.push(claimLoop({ ...deps, stopped: stopped.signal, running: () => byLease.size, execute, claimer }));
+        loops.push(claimLoop({ ...deps, stopped: stopped.signal, running: usedSlots, execute, claimer }));
       }
       loops.push(...heartbeatAndSweep({ ...deps, heartbeat, journal, stopped: stopped.signal, unsubscribe }));
     },
@@ -166,7 +177,7 @@ async function claimLoop(deps: {
   logger: Logger;
   options: RunnerOptions;
   stopped: AbortSignal;
-  /** Attempts running now (the used slots). */
+  /** The slots in use (`usedSlots`). */
   running: () => number;
   execute: (task: TaskRow) => Promise<TaskRow>;
   claimer: Claimer;

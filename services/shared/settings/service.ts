@@ -72,7 +72,7 @@ export const SERVICE_SETTINGS = [
     min: 0,
     max: 10000,
     default: 16,
-    help: "Queued tasks this replica runs at once. 0: API only (unary Run still runs here).",
+    help: "Queued tasks this replica runs at once; an attempt whose agent has ended frees its slot while its result is written. 0: API only (unary Run still runs here).",
   }),
   s({
     key: "maxConcurrentRuns",
