@@ -14,8 +14,9 @@
 //   (default 3000) unmeasured: agentd's first few thousand calls cost up to twice the CPU of
 //   later ones (lazy compilation, JIT). The same holds for both peers: the graphile-worker
 //   process runs `--warm` jobs first, and addJob and INSERT warm in this process.
-// - `--baseline DIR` (another checkout with node_modules, e.g. /work/main) adds "accept
-//   CreateTask, baseline": the same arm served from DIR, interleaved with this tree's.
+// - `--baseline DIR` (another checkout with node_modules, e.g. /work/main) adds "e2e agentd,
+//   baseline" and "accept CreateTask, baseline": the same rows served from DIR, interleaved with
+//   this tree's.
 // - `--access-log-off` adds "accept CreateTask, access log off" (AGENTD_ACCESS_LOG_LEVEL=silent).
 // CPU per operation, from /proc: "server" is the serving process's (agentd serve, the
 // graphile-worker process), "caller" this process's (the gRPC client, or addJob and INSERT,
@@ -166,13 +167,15 @@ async function main() {
   for (let round = 1; round <= ROUNDS; round++) {
     console.error(`round ${round}/${ROUNDS}`);
     // End to end, A then B; each side first runs WARM tasks to completion, unmeasured.
-    {
-      const { child, serverUrl } = await urlOf(CONCURRENCY);
+    const e2eArms: [label: string, checkout: string][] = [["e2e agentd", root]];
+    if (BASELINE) e2eArms.push(["e2e agentd, baseline", BASELINE]);
+    for (const [label, checkout] of e2eArms) {
+      const { child, serverUrl } = await urlOf(CONCURRENCY, {}, checkout);
       const { create, close } = creatorFor(serverUrl);
       await closedLoop(WARM, IN_FLIGHT, create);
       await until(async () => (await unfinishedTasks()) === 0);
       note(
-        "e2e agentd",
+        label,
         await measure(N, child, async () => {
           await closedLoop(N, IN_FLIGHT, create);
           await until(async () => (await unfinishedTasks()) === 0);
@@ -270,6 +273,7 @@ async function main() {
     `- Accept, group commit on / off (AGENTD_GROUP_COMMIT_ROWS=1): ${ratios("accept CreateTask", "accept CreateTask, group commit off")}.`,
   );
   if (BASELINE) {
+    console.log(`- End to end, this tree / baseline: ${ratios("e2e agentd", "e2e agentd, baseline")}.`);
     const cpu = (label: string) => results[label]!.map((s) => s.serverCpuMs!);
     const cpuRatios = cpu("accept CreateTask").map((c, i) => c / cpu("accept CreateTask, baseline")[i]!);
     console.log(
