@@ -2,19 +2,22 @@
 // "Benchmarks": aim ≥ 0.5×). Both go through the one port, the router, auth and the RPC
 // pipeline of one `agentd serve` process over gRPC (h2c); `Run` also creates the task, claims
 // it, runs `simulate` with no steps and writes its events (group commit on, the default), while
-// `grpc.health.v1.Health/Check` touches no database. Interleaved A, B, A, B… for `--rounds`
-// rounds, 64 calls in flight; median and range, and the server's CPU per call from /proc.
-// Postgres only: `DATABASE_URL=… npm run bench -- unary [--calls N] [--rounds R]`.
-import { type ChildProcess, spawn } from "node:child_process";
+// `grpc.health.v1.Health/Check` touches no database. Each pair is called from two clients:
+// connect-node's gRPC transport and grpc-js (the client most gRPC callers use), each on one
+// HTTP/2 connection. Every row is warmed (`--warm` calls: JIT, prepared statements, the
+// outbox's cache) before interleaved A, B, C, D… rounds of `--calls`, 64 calls in flight; median
+// and range, and the server's CPU per call from /proc.
+// Postgres only: `DATABASE_URL=… npm run bench -- unary [--calls N] [--rounds R] [--warm W]`.
 import { cpus, loadavg } from "node:os";
-import { createInterface } from "node:readline";
 import { fromJson } from "@bufbuild/protobuf";
 import { ValueSchema } from "@bufbuild/protobuf/wkt";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
+import * as grpc from "@grpc/grpc-js";
+import * as protoLoader from "@grpc/proto-loader";
 import { AgentService } from "../gen/agentd/v1/agent_service_pb.js";
 import { Health } from "../gen/grpc/health/v1/health_pb.js";
-import { closedLoop, cpuSeconds, keyedBenchDatabase } from "./support.js";
+import { closedLoop, cpuSeconds, keyedBenchDatabase, spawnAgentdServe } from "./support.js";
 
 const root = new URL("..", import.meta.url).pathname;
 const arg = (name: string, fallback: number) => {
@@ -23,33 +26,15 @@ const arg = (name: string, fallback: number) => {
 };
 const CALLS = arg("calls", 2000);
 const ROUNDS = arg("rounds", 3);
+const WARM = arg("warm", 2000);
 const IN_FLIGHT = 64;
 
-async function main() {
-  const adminUrl = process.env.DATABASE_URL;
-  if (!adminUrl) {
-    console.log("### Run vs a raw unary call\n\nSkipped: needs DATABASE_URL.\n");
-    return;
-  }
-  const db = await keyedBenchDatabase(adminUrl, "unary");
-  const key = db.key;
+type Call = () => Promise<unknown>;
 
-  let serverUrl = "";
-  const child: ChildProcess = spawn(process.execPath, [`${root}bin/agentd.js`, "serve", "--port", "0"], {
-    cwd: root,
-    env: { ...process.env, DATABASE_URL: db.url, AGENTD_LOG_LEVEL: "info", AGENTD_ACCESS_LOG_LEVEL: "silent" },
-    stdio: ["ignore", "pipe", "inherit"],
-  });
-  await new Promise<void>((resolve, reject) => {
-    createInterface({ input: child.stdout! }).on("line", (line) => {
-      if (!line.includes('"agentd is serving"')) return;
-      serverUrl = (JSON.parse(line) as { url: string }).url;
-      resolve();
-    });
-    child.once("exit", (code) => reject(new Error(`agentd serve exited (${code})`)));
-  });
+/** The pair through connect-node's gRPC transport. */
+function connectCalls(url: string, key: string): { run: Call; health: Call; close(): void } {
   const transport = createGrpcTransport({
-    baseUrl: serverUrl,
+    baseUrl: url,
     interceptors: [
       (next) => (req) => {
         req.header.set("authorization", `Bearer ${key}`);
@@ -60,11 +45,62 @@ async function main() {
   const agents = createClient(AgentService, transport);
   const health = createClient(Health, transport);
   const noop = fromJson(ValueSchema, { steps: 0 });
-  const arms = {
-    "Run (simulate, no steps)": () => agents.run({ agent: "simulate", input: noop }),
-    "Health/Check": () => health.check({}),
-  } as const;
-  for (const op of Object.values(arms)) await closedLoop(200, IN_FLIGHT, op); // warm
+  return {
+    run: () => agents.run({ agent: "simulate", input: noop }),
+    health: () => health.check({}),
+    close() {},
+  };
+}
+
+/** The same pair through grpc-js, from the .proto files (as a grpc-js caller would), one channel for both. */
+function grpcJsCalls(url: string, key: string): { run: Call; health: Call; close(): void } {
+  const definition = protoLoader.loadSync(["agentd/v1/agent_service.proto", "grpc/health/v1/health.proto"], {
+    includeDirs: [`${root}proto`, `${root}node_modules/@grpc/proto-loader/build/proto`],
+    keepCase: true,
+    defaults: false,
+  });
+  // biome-ignore lint/suspicious/noExplicitAny: loadPackageDefinition's services are untyped
+  const loaded = grpc.loadPackageDefinition(definition) as any;
+  const host = new URL(url).host;
+  const agents = new loaded.agentd.v1.AgentService(host, grpc.credentials.createInsecure());
+  const health = new loaded.grpc.health.v1.Health(host, grpc.credentials.createInsecure(), {
+    channelOverride: agents.getChannel(),
+  });
+  const metadata = new grpc.Metadata();
+  metadata.set("authorization", `Bearer ${key}`);
+  const unary =
+    (client: Record<string, (...args: unknown[]) => unknown>, method: string, request: unknown): Call =>
+    () =>
+      new Promise((resolve, reject) =>
+        client[method]!(request, metadata, (err: unknown, res: unknown) => (err ? reject(err) : resolve(res))),
+      );
+  const noop = { structValue: { fields: { steps: { numberValue: 0 } } } };
+  return {
+    run: unary(agents, "Run", { agent: "simulate", input: noop }),
+    health: unary(health, "Check", {}),
+    close: () => agents.close(),
+  };
+}
+
+async function main() {
+  const adminUrl = process.env.DATABASE_URL;
+  if (!adminUrl) {
+    console.log("### Run vs a raw unary call\n\nSkipped: needs DATABASE_URL.\n");
+    return;
+  }
+  const db = await keyedBenchDatabase(adminUrl, "unary");
+  const { child, url } = await spawnAgentdServe({
+    DATABASE_URL: db.url,
+    AGENTD_LOG_LEVEL: "info",
+    AGENTD_ACCESS_LOG_LEVEL: "silent",
+  });
+  const clients = { "connect-node": connectCalls(url, db.key), "grpc-js": grpcJsCalls(url, db.key) };
+  const arms: Record<string, Call> = {};
+  for (const [client, calls] of Object.entries(clients)) {
+    arms[`Run (simulate, no steps), ${client}`] = calls.run;
+    arms[`Health/Check, ${client}`] = calls.health;
+  }
+  for (const op of Object.values(arms)) await closedLoop(WARM, IN_FLIGHT, op);
 
   const samples: Record<string, { perSecond: number; cpuMs: number; load: number }[]> = {};
   for (let round = 1; round <= ROUNDS; round++) {
@@ -82,6 +118,7 @@ async function main() {
       });
     }
   }
+  for (const calls of Object.values(clients)) calls.close();
   child.kill("SIGTERM");
   await new Promise((resolve) => child.once("exit", resolve));
   await db.drop();
@@ -89,9 +126,9 @@ async function main() {
   const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
   console.log("### Run vs a raw unary call, same server path (gRPC, h2c), Postgres\n");
   console.log(
-    `${new Date().toISOString().slice(0, 10)}, ${cpus().length} × ${cpus()[0]?.model}, Node ${process.version}; ${ROUNDS} interleaved rounds, ${CALLS} calls per row, ${IN_FLIGHT} in flight.\n`,
+    `${new Date().toISOString().slice(0, 10)}, ${cpus().length} × ${cpus()[0]?.model}, Node ${process.version}; ${WARM} warm-up calls per row, then ${ROUNDS} interleaved rounds, ${CALLS} calls per row, ${IN_FLIGHT} in flight.\n`,
   );
-  console.log("| call | per second (median) | range | server CPU ms per call (median) | load average |");
+  console.log("| call, client | per second (median) | range | server CPU ms per call (median) | load average |");
   console.log("| --- | ---: | ---: | ---: | ---: |");
   for (const [label, xs] of Object.entries(samples)) {
     const rates = xs.map((s) => s.perSecond);
@@ -99,12 +136,16 @@ async function main() {
       `| ${label} | ${median(rates).toFixed(0)} | ${Math.min(...rates).toFixed(0)}–${Math.max(...rates).toFixed(0)} | ${median(xs.map((s) => s.cpuMs)).toFixed(3)} | ${xs.map((s) => s.load.toFixed(1)).join(", ")} |`,
     );
   }
-  const run = samples["Run (simulate, no steps)"]!;
-  const raw = samples["Health/Check"]!;
-  const ratios = run.map((s, i) => s.perSecond / raw[i]!.perSecond);
-  console.log(
-    `\n- Run / Health/Check: **${median(ratios).toFixed(2)}×** (${Math.min(...ratios).toFixed(2)}–${Math.max(...ratios).toFixed(2)} by round); aim ≥ 0.5×.\n`,
-  );
+  console.log("");
+  for (const client of Object.keys(clients)) {
+    const run = samples[`Run (simulate, no steps), ${client}`]!;
+    const raw = samples[`Health/Check, ${client}`]!;
+    const ratios = run.map((s, i) => s.perSecond / raw[i]!.perSecond);
+    console.log(
+      `- Run / Health/Check, ${client}: **${median(ratios).toFixed(2)}×** (${Math.min(...ratios).toFixed(2)}–${Math.max(...ratios).toFixed(2)} by round); aim ≥ 0.5×.`,
+    );
+  }
+  console.log("");
 }
 
 await main();
