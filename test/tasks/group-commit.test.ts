@@ -120,8 +120,10 @@ describe("group commit", () => {
       );
     }
     const after = await batchesObserved("agentd_task_append_batch_changes");
-    // 30 tasks × (20 progress + the end) changes at least, in fewer statements than changes.
-    expect(after.sum - before.sum).toBeGreaterThanOrEqual(30 * 21);
+    // 30 tasks × (20 progress + the end) changes, in fewer statements than changes. Most, not all:
+    // a change can take the outbox's transaction instead, e.g. while its tenant's webhook subscriptions are
+    // unknown to this process (the cache expired and its refresh is late, as on a loaded machine).
+    expect(after.sum - before.sum).toBeGreaterThan((30 * 21) / 2);
     expect(after.count - before.count).toBeLessThan(after.sum - before.sum);
   });
 });
