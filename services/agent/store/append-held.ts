@@ -15,20 +15,37 @@ export interface HeldChange {
   leaseId: string;
 }
 
-/**
- * One statement for the whole batch, planned afresh each time (not a prepared statement): a plan
- * made once, while `tasks` was small, scanned every row of it (a seq scan for the RUNNING ones) on
- * each batch for as long as its connection kept it, a cost that grew with the table. Planned with
- * the batch's size (the LIMIT: the planner guesses 100 rows for the function, and for 100 lookups a
- * scan looked cheaper) it looks each task up by its key. $1: the changes, $2: how many, $3: events.
- */
-const APPEND_HELD = `
+/** Applies the changes; true for each one applied, false for one whose task moved on. */
+export async function appendHeld(sql: Sql, batch: HeldChange[]): Promise<boolean[]> {
+  const changes = batch.map(({ current, next, patch, leaseId }) => ({
+    tenant_id: current.tenant_id,
+    task_id: current.task_id,
+    lease_id: leaseId,
+    expected: Number(current.last_sequence),
+    last_sequence: Number(next.last_sequence),
+    update_time: next.update_time.toISOString(),
+    patch: patchJson(patch),
+  }));
+  const events = batch.flatMap(({ current, events }) =>
+    events.map((e) => ({
+      tenant_id: current.tenant_id,
+      task_id: current.task_id,
+      sequence: e.sequence,
+      time: e.time.toISOString(),
+      kind: e.kind,
+      data: e.data,
+      actor: e.actor ?? null,
+    })),
+  );
+  const rows = await sql<{ tenant_id: string; task_id: string }[]>`
     WITH c AS (
-      SELECT * FROM jsonb_to_recordset($1::jsonb) AS c(
+      SELECT * FROM jsonb_to_recordset(${sql.json(changes as never)}::jsonb) AS c(
         tenant_id text, task_id uuid, lease_id uuid, expected bigint, last_sequence bigint,
         update_time timestamptz, patch jsonb)
-      -- Changes nothing: tells the planner how many rows come.
-      LIMIT $2
+      -- Changes nothing, but tells the planner how many rows come: it guesses 100 for the function,
+      -- and for 100 key lookups a scan of every RUNNING task looked cheaper, so each batch read the
+      -- whole table (a cost that grew with it). With the count it looks each task up by its key.
+      LIMIT ${changes.length}
     ), changed AS (
       UPDATE tasks AS t SET
         last_sequence = c.last_sequence,
@@ -63,42 +80,13 @@ const APPEND_HELD = `
       INSERT INTO task_events (tenant_id, task_id, sequence, time, kind, data, actor)
       SELECT changed.tenant_id, changed.task_id, e.sequence, e.time, e.kind, e.data, e.actor
       FROM changed
-      JOIN jsonb_to_recordset($3::jsonb)
+      JOIN jsonb_to_recordset(${sql.json(events as never)}::jsonb)
         AS e(tenant_id text, task_id uuid, sequence bigint, time timestamptz, kind text, data jsonb, actor text)
         ON e.tenant_id = changed.tenant_id AND e.task_id = changed.task_id
       RETURNING 1
     )
     SELECT tenant_id, task_id FROM changed
-`;
-
-/** Applies the changes; true for each one applied, false for one whose task moved on. */
-export async function appendHeld(sql: Sql, batch: HeldChange[]): Promise<boolean[]> {
-  const changes = batch.map(({ current, next, patch, leaseId }) => ({
-    tenant_id: current.tenant_id,
-    task_id: current.task_id,
-    lease_id: leaseId,
-    expected: Number(current.last_sequence),
-    last_sequence: Number(next.last_sequence),
-    update_time: next.update_time.toISOString(),
-    patch: patchJson(patch),
-  }));
-  const events = batch.flatMap(({ current, events }) =>
-    events.map((e) => ({
-      tenant_id: current.tenant_id,
-      task_id: current.task_id,
-      sequence: e.sequence,
-      time: e.time.toISOString(),
-      kind: e.kind,
-      data: e.data,
-      actor: e.actor ?? null,
-    })),
-  );
-  // Not prepared: see APPEND_HELD.
-  const rows = await sql.unsafe<{ tenant_id: string; task_id: string }[]>(
-    APPEND_HELD,
-    [sql.json(changes as never), changes.length, sql.json(events as never)],
-    { prepare: false },
-  );
+  `;
   const applied = new Set(rows.map((r) => `${r.tenant_id}/${r.task_id}`));
   return batch.map(({ current }) => applied.has(`${current.tenant_id}/${current.task_id}`));
 }
