@@ -3,30 +3,18 @@
 // a real database whose last commit is rolled back by hand as a failover onto
 // an asynchronous standby would.
 import { randomUUID } from "node:crypto";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import type { TaskRow } from "../../services/agent/model/task.js";
 import { createOutcomeJournal } from "../../services/agent/runner/outcome-journal.js";
 import { findTask } from "../../services/agent/store/find-task.js";
 import { createTaskWriter } from "../../services/agent/store/task-writer.js";
 import { newTaskRow } from "../../services/agent/tasks/new-task.js";
 import { claim, succeed } from "../../services/agent/tasks/transitions.js";
-import { type Database, openDatabase } from "../../services/shared/db/database.js";
 import { silentLogger } from "../../services/shared/log.js";
 import { createLocalWakeupBus } from "../../services/shared/wakeup/bus.js";
-import { createTestDatabase, type TestDatabase } from "../support/database.js";
+import { useTestDatabase } from "../support/database.js";
 
-let testDb: TestDatabase;
-let db: Database;
-
-beforeAll(async () => {
-  testDb = await createTestDatabase();
-  db = await openDatabase(testDb.url ? { url: testDb.url } : { dataDir: testDb.dataDir! });
-});
-
-afterAll(async () => {
-  await db?.close();
-  await testDb?.drop();
-});
+const testDatabase = useTestDatabase();
 
 const row = (taskId: string, leaseId: string | null = "lease-1") =>
   ({ tenant_id: "t1", task_id: taskId, lease_id: leaseId, attempt: 1 }) as TaskRow;
@@ -50,7 +38,7 @@ describe("the outcome journal", () => {
   });
 
   it("re-applies an outcome whose commit was lost, with the same result and event sequence, and nothing else", async () => {
-    const writer = createTaskWriter({ sql: db.sql, bus: createLocalWakeupBus() });
+    const writer = createTaskWriter({ sql: testDatabase.db.sql, bus: createLocalWakeupBus() });
     const journal = createOutcomeJournal();
     const start = async () => {
       const fresh = newTaskRow(
@@ -67,7 +55,7 @@ describe("the outcome journal", () => {
     const movedOn = await start();
     const sequences = async (taskId: string) =>
       (
-        await db.sql<{ sequence: number; kind: string }[]>`
+        await testDatabase.db.sql<{ sequence: number; kind: string }[]>`
         SELECT sequence, kind FROM task_events WHERE tenant_id = 't1' AND task_id = ${taskId} ORDER BY sequence
       `
       ).map((e) => `${e.sequence}:${e.kind}`);
@@ -89,24 +77,27 @@ describe("the outcome journal", () => {
     // The failover: `lost` is back to RUNNING under its lease, its last event gone;
     // `movedOn` lost its outcome too, but was then swept and claimed again (another lease).
     const rewind = async (held: TaskRow, leaseId: string) => {
-      await db.sql`
+      await testDatabase.db.sql`
         UPDATE tasks SET state = 'RUNNING', output = NULL, end_time = NULL, last_sequence = ${held.last_sequence},
           lease_owner = ${held.lease_owner}, lease_id = ${leaseId}, lease_expires_at = now() + interval '1 minute'
         WHERE tenant_id = 't1' AND task_id = ${held.task_id}`;
-      await db.sql`DELETE FROM task_events WHERE tenant_id = 't1' AND task_id = ${held.task_id} AND sequence > ${held.last_sequence}`;
+      await testDatabase.db
+        .sql`DELETE FROM task_events WHERE tenant_id = 't1' AND task_id = ${held.task_id} AND sequence > ${held.last_sequence}`;
     };
     await rewind(lost, lost.lease_id!);
     const anotherLease = randomUUID();
     await rewind(movedOn, anotherLease);
 
     expect(await journal.reapply(writer, silentLogger())).toBe(1);
-    const again = (await findTask(db.sql, { tenantId: "t1", taskId: lost.task_id }))!;
+    const again = (await findTask(testDatabase.db.sql, { tenantId: "t1", taskId: lost.task_id }))!;
     expect(again.state).toBe("SUCCEEDED");
     expect(again.output).toEqual({ answer: 1 });
     expect(again.end_time).toEqual(ended.get(lost.task_id)!.end_time);
     expect(await sequences(lost.task_id)).toEqual(eventsBefore);
-    expect((await findTask(db.sql, { tenantId: "t1", taskId: kept.task_id }))!.output).toEqual({ answer: 2 });
-    const other = (await findTask(db.sql, { tenantId: "t1", taskId: movedOn.task_id }))!;
+    expect((await findTask(testDatabase.db.sql, { tenantId: "t1", taskId: kept.task_id }))!.output).toEqual({
+      answer: 2,
+    });
+    const other = (await findTask(testDatabase.db.sql, { tenantId: "t1", taskId: movedOn.task_id }))!;
     expect(other.state).toBe("RUNNING");
     expect(other.lease_id).toBe(anotherLease);
 

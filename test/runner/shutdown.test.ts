@@ -3,7 +3,7 @@
 // service's metrics count that attempt as retried for reason shutdown. The
 // runner runs on a real database with the writer observed as service.ts does.
 import { Registry } from "prom-client";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { defineAgent } from "../../services/agent/agents/agent.js";
 import { createAgentRegistry } from "../../services/agent/agents/registry.js";
 import { createServiceMetrics } from "../../services/agent/observe/service-metrics.js";
@@ -12,24 +12,12 @@ import { createTaskRunner } from "../../services/agent/runner/task-runner.js";
 import { findTask } from "../../services/agent/store/find-task.js";
 import { createTaskWriter } from "../../services/agent/store/task-writer.js";
 import { newTaskRow } from "../../services/agent/tasks/new-task.js";
-import { type Database, openDatabase } from "../../services/shared/db/database.js";
 import { silentLogger } from "../../services/shared/log.js";
 import { createLocalWakeupBus } from "../../services/shared/wakeup/bus.js";
-import { createTestDatabase, type TestDatabase } from "../support/database.js";
+import { useTestDatabase } from "../support/database.js";
 import { until } from "../support/until.js";
 
-let testDb: TestDatabase;
-let db: Database;
-
-beforeAll(async () => {
-  testDb = await createTestDatabase();
-  db = await openDatabase(testDb.url ? { url: testDb.url } : { dataDir: testDb.dataDir! });
-});
-
-afterAll(async () => {
-  await db?.close();
-  await testDb?.drop();
-});
+const testDatabase = useTestDatabase();
 
 describe("a runner shutting down", () => {
   it("hands a task still running after the grace period back to the queue, counted as retried for shutdown", async () => {
@@ -49,14 +37,14 @@ describe("a runner shutting down", () => {
       },
     });
     const bus = createLocalWakeupBus();
-    const writer = createTaskWriter({ sql: db.sql, bus });
+    const writer = createTaskWriter({ sql: testDatabase.db.sql, bus });
     const registry = new Registry();
     const runner = createTaskRunner({
-      writer: observeTaskWriter(writer, createServiceMetrics({ registry, sql: db.sql, poolMax: 1 })),
+      writer: observeTaskWriter(writer, createServiceMetrics({ registry, sql: testDatabase.db.sql, poolMax: 1 })),
       registry: createAgentRegistry([agent]),
       bus,
       logger: silentLogger(),
-      findTask: (key) => findTask(db.sql, key),
+      findTask: (key) => findTask(testDatabase.db.sql, key),
       options: {
         owner: "stopping-runner",
         concurrency: 1,
@@ -92,7 +80,7 @@ describe("a runner shutting down", () => {
     );
 
     await runner.stop(100);
-    const after = await findTask(db.sql, key);
+    const after = await findTask(testDatabase.db.sql, key);
     expect(after).toMatchObject({ state: "QUEUED", attempt: 1, lease_owner: null });
     const retried = await registry.getSingleMetric("agentd_task_attempts_retried_total")?.get();
     expect(retried?.values).toEqual([{ labels: { agent: "long-haul", reason: "shutdown" }, value: 1 }]);

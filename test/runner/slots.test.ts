@@ -2,31 +2,19 @@
 // its ending is written, so the next task's claim need not wait for that write; and no more than
 // `concurrency` endings are written at once before they take slots again. The writes of endings
 // are held here until the test releases them, on a real database.
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { defineAgent } from "../../services/agent/agents/agent.js";
 import { createAgentRegistry } from "../../services/agent/agents/registry.js";
 import { createTaskRunner } from "../../services/agent/runner/task-runner.js";
 import { findTask } from "../../services/agent/store/find-task.js";
 import { createTaskWriter, type TaskWriter } from "../../services/agent/store/task-writer.js";
 import { newTaskRow } from "../../services/agent/tasks/new-task.js";
-import { type Database, openDatabase } from "../../services/shared/db/database.js";
 import { silentLogger } from "../../services/shared/log.js";
 import { createLocalWakeupBus } from "../../services/shared/wakeup/bus.js";
-import { createTestDatabase, type TestDatabase } from "../support/database.js";
+import { useTestDatabase } from "../support/database.js";
 import { until } from "../support/until.js";
 
-let testDb: TestDatabase;
-let db: Database;
-
-beforeAll(async () => {
-  testDb = await createTestDatabase();
-  db = await openDatabase(testDb.url ? { url: testDb.url } : { dataDir: testDb.dataDir! });
-});
-
-afterAll(async () => {
-  await db?.close();
-  await testDb?.drop();
-});
+const testDatabase = useTestDatabase();
 
 describe("a runner's slots", () => {
   it("let the next task start while an ended attempt's result is written, up to concurrency such writes", async () => {
@@ -43,7 +31,7 @@ describe("a runner's slots", () => {
       },
     });
     const bus = createLocalWakeupBus();
-    const writer = createTaskWriter({ sql: db.sql, bus });
+    const writer = createTaskWriter({ sql: testDatabase.db.sql, bus });
     // Endings are written with changeHeld; each waits here until released.
     const held: (() => void)[] = [];
     const holding: TaskWriter = {
@@ -58,7 +46,7 @@ describe("a runner's slots", () => {
       registry: createAgentRegistry([agent]),
       bus,
       logger: silentLogger(),
-      findTask: (key) => findTask(db.sql, key),
+      findTask: (key) => findTask(testDatabase.db.sql, key),
       options: {
         owner: "slots-runner",
         concurrency: 1,
@@ -110,7 +98,7 @@ describe("a runner's slots", () => {
       for (const release of held.splice(0)) release();
       for (const [i, taskId] of ids.entries()) {
         const task = await until(
-          () => findTask(db.sql, { tenantId: "t1", taskId }),
+          () => findTask(testDatabase.db.sql, { tenantId: "t1", taskId }),
           (t) => t?.state === "SUCCEEDED",
           20_000,
         );

@@ -7,7 +7,8 @@ import { randomBytes } from "node:crypto";
 import { copyFile, mkdir, mkdtemp, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { inject } from "vitest";
+import { afterAll, beforeAll, inject } from "vitest";
+import { type Database, openDatabase } from "../../services/shared/db/database.js";
 import { startEmbeddedPostgres } from "../../services/shared/db/embedded.js";
 import { createPostgresDatabase, databaseUrl, dropPostgresDatabase } from "./postgres-admin.js";
 
@@ -46,6 +47,29 @@ export async function createTestDatabase(opts: { migrated?: boolean } = {}): Pro
   }
   const dataDir = await copyFolder(migrated ? template.templateDir : template.emptyDir);
   return { mode: "embedded", dataDir, drop: () => rm(dataDir, { recursive: true, force: true }) };
+}
+
+/**
+ * A fresh migrated database, opened for the calling file's tests: opened before them (beforeAll),
+ * closed and dropped after them (afterAll). Read `.db` from inside a test or hook.
+ */
+export function useTestDatabase(): { readonly db: Database } {
+  let created: TestDatabase | undefined;
+  let opened: Database | undefined;
+  beforeAll(async () => {
+    created = await createTestDatabase();
+    opened = await openDatabase(created.url ? { url: created.url } : { dataDir: created.dataDir! });
+  });
+  afterAll(async () => {
+    await opened?.close();
+    await created?.drop();
+  });
+  return {
+    get db() {
+      if (!opened) throw new Error("the test database opens before the file's tests (beforeAll)");
+      return opened;
+    },
+  };
 }
 
 /** A migrated database reachable by URL, for tests that start other processes.
