@@ -35,6 +35,7 @@ import { TaskService } from "../gen/agentd/v1/task_service_pb.js";
 import { createApiKey } from "../services/shared/auth/api-keys.js";
 import { SCOPES } from "../services/shared/auth/scopes.js";
 import { runMigrations } from "../services/shared/db/migrate.js";
+import { createPostgresDatabase, databaseUrl, dropPostgresDatabase } from "../test/support/postgres-admin.js";
 import { closedLoop, cpuSeconds, grpcJsNoopCreator, spawnAgentdServe } from "./support.js";
 
 const root = new URL("..", import.meta.url).pathname;
@@ -122,11 +123,8 @@ async function main() {
     return;
   }
   const name = `agentd_peers_${Date.now().toString(36)}`;
-  const admin = postgres(adminUrl, { max: 1, onnotice: () => {} });
-  await admin.unsafe(`CREATE DATABASE ${name}`);
-  const u = new URL(adminUrl);
-  u.pathname = `/${name}`;
-  const url = u.toString();
+  await createPostgresDatabase(adminUrl, name, "template0");
+  const url = databaseUrl(adminUrl, name);
   const sql = postgres(url, { max: 10, onnotice: () => {} });
   await runMigrations(sql as never);
   await graphileMigrate({ connectionString: url, logger: silent });
@@ -232,8 +230,7 @@ async function main() {
   }
   await utils.release();
   await sql.end();
-  await admin.unsafe(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-  await admin.end();
+  await dropPostgresDatabase(adminUrl, name);
 
   const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
   const range = (xs: number[]) => `${Math.min(...xs).toFixed(0)}–${Math.max(...xs).toFixed(0)}`;

@@ -218,20 +218,11 @@ export async function keyedBenchDatabase(
   prefix: string,
 ): Promise<{ url: string; key: string; drop: () => Promise<void> }> {
   const name = `agentd_${prefix}_${Date.now().toString(36)}`;
-  const admin = postgres(adminUrl, { max: 1, onnotice: () => {} });
-  await admin.unsafe(`CREATE DATABASE ${name}`);
-  const u = new URL(adminUrl);
-  u.pathname = `/${name}`;
-  const sql = postgres(u.toString(), { max: 2, onnotice: () => {} });
+  await createPostgresDatabase(adminUrl, name, "template0");
+  const url = databaseUrl(adminUrl, name);
+  const sql = postgres(url, { max: 2, onnotice: () => {} });
   await runMigrations(sql as never);
   const key = (await createApiKey(sql as never, { tenantId: "bench", scopes: [...SCOPES] })).key;
   await sql.end();
-  return {
-    url: u.toString(),
-    key,
-    drop: async () => {
-      await admin.unsafe(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-      await admin.end();
-    },
-  };
+  return { url, key, drop: () => dropPostgresDatabase(adminUrl, name) };
 }
