@@ -101,7 +101,7 @@ export interface TaskEventSink {
   /** SQL on the task row `t` that holds when the task's claim (its stateChange to RUNNING) needs no
    * write here, read in the claim's own snapshot. Such tasks are claimed in one autocommitted
    * statement, without a transaction (store/task-writer.ts `claimSome`); the others as before. */
-  readonly quietClaimWhere?: string;
+  readonly quietClaimWhere: string;
 }
 
 export type ChangeResult =

@@ -30,12 +30,11 @@ import {
 export interface WebhookOutbox extends TaskEventSink {
   /** Forget what is cached about a tenant's endpoints (after a change to them). */
   invalidate(tenantId: string): void;
-  /** Its claim's task.running event has no subscriber (TaskEventSink), read in the claim's own
-   * snapshot, not from the cache. A task with any webhook of its own is left to the transaction,
-   * where `wants` and `append` decide. */
-  readonly quietClaimWhere: string;
 }
 
+/** `quietClaimWhere`: its claim's task.running event has no subscriber, read in the claim's own
+ * snapshot, not from the cache. A task with any webhook of its own is left to the transaction,
+ * where `wants` and `append` decide. */
 const QUIET_CLAIM_WHERE = `(t.webhook IS NULL OR jsonb_typeof(t.webhook) = 'null')
   AND NOT EXISTS (SELECT 1 FROM webhook_endpoints e
     WHERE e.tenant_id = t.tenant_id AND e.enabled AND 'task.running' = ANY (e.event_types))`;

@@ -61,11 +61,10 @@ export type Ending =
 const SETTLE_RETRY_MIN_MS = 100;
 const SETTLE_RETRY_MAX_MS = 1000;
 
-/** Runs the agent of `task` (claimed by this runner) until it ends or `controller` stops it; resolves
- * with the task as the attempt left it. */
 /**
- * Runs `task`'s agent and writes how the attempt ended. `agentEnded` is called once the agent's
- * own work is over (it returned, threw, or was left behind), before its ending is written.
+ * Runs the agent of `task` (claimed by this runner) until it ends or `controller` stops it, writes
+ * how the attempt ended, and resolves with the task as the attempt left it. `agentEnded` is called
+ * once the agent's own work is over (it returned, threw, or was left behind), before that write.
  */
 export async function runAttempt(
   deps: AttemptDeps,

@@ -183,33 +183,31 @@ async function claimSome(
   const { sql, sink } = w;
   if (!(await peek.mayClaim())) return [];
   const opts = { now: new Date(), actor: currentActor() ?? null };
-  // With an outbox the claim runs in a transaction (BEGIN and COMMIT two more round trips): which
-  // claimed tasks' events it wants is known only once they are claimed. When the outbox can say in
-  // SQL which claims need no delivery (no task webhook, no tenant endpoint for task.running), those
-  // are claimed in one autocommitted statement and only the others take the transaction. Each
-  // claim starts the way that would have been cheapest for the last one (`route`).
-  // Given `quietWhere`, the transaction claims every task still, and counts the loud ones for `route`.
-  const inTx = (n: number, quietWhere?: string) =>
+  // With an outbox, a claim whose task.running event it wants runs in a transaction (BEGIN and
+  // COMMIT two more round trips), which writes the delivery too. The outbox says in SQL which claims
+  // need no delivery (no task webhook, no tenant endpoint for task.running): those are claimed in
+  // one autocommitted statement and only the others take the transaction. Each claim starts the
+  // way that would have been cheapest for the last one (`route`).
+  // The transaction claims every task, quiet or not, and counts the loud ones for `route`.
+  const inTx = (n: number, sink: TaskEventSink) =>
     sql.begin(async (tx) => {
-      const claim = await claimTasks(tx, n, terms, quietWhere ? { ...opts, quietWhere, claimLoud: true } : opts);
-      for (const c of claim.claimed) if (sink?.wants(c.task, c.events)) await sink.append(tx, c.task, c.events);
+      const claim = await claimTasks(tx, n, terms, { ...opts, quietWhere: sink.quietClaimWhere, claimLoud: true });
+      for (const c of claim.claimed) if (sink.wants(c.task, c.events)) await sink.append(tx, c.task, c.events);
       return claim;
     });
-  const quietWhere = sink?.quietClaimWhere;
   let claimed: ClaimedTask[];
   if (!sink) claimed = (await claimTasks(sql, limit, terms, opts)).claimed;
-  else if (!quietWhere) claimed = (await inTx(limit)).claimed;
   else if (route.transactionFirst) {
-    const claim = await inTx(limit, quietWhere);
+    const claim = await inTx(limit, sink);
     claimed = claim.claimed;
     if (claimed.length > 0) route.transactionFirst = claim.loud > 0;
   } else {
-    const first = await claimTasks(sql, limit, terms, { ...opts, quietWhere });
+    const first = await claimTasks(sql, limit, terms, { ...opts, quietWhere: sink.quietClaimWhere });
     claimed = first.claimed;
     route.transactionFirst = first.loud > 0;
     if (first.loud > 0) {
       // Announce what is already committed even if the transaction fails.
-      const loud = await inTx(limit - claimed.length).catch((error) => {
+      const loud = await inTx(limit - claimed.length, sink).catch((error) => {
         if (claimed.length === 0) throw error;
         return { claimed: [] };
       });
