@@ -1,5 +1,5 @@
-// The group commit's rules, apart from any database: a call alone is written at once, calls that
-// arrive meanwhile share the next write, each gets its own answer, and a failing batch fails only
+// The group commit's rules, apart from any database: calls of one event-loop turn share a write, a
+// call alone is written at the end of its turn, calls that arrive meanwhile share the next write, each gets its own answer, and a failing batch fails only
 // the item that fails alone.
 import { describe, expect, it } from "vitest";
 import { createGroupCommit } from "../../services/agent/store/group-commit.js";
@@ -12,8 +12,25 @@ function deferred() {
   return { done, release };
 }
 
+/** The end of this turn of the event loop, when the group commit starts its write. */
+const turn = () => new Promise((resolve) => setImmediate(resolve));
+
 describe("group commit", () => {
-  it("writes a call alone at once and groups the calls that arrive while it is in flight", async () => {
+  it("writes the calls of one turn together", async () => {
+    const batches: number[][] = [];
+    const submit = createGroupCommit<number, number>({
+      maxItems: 10,
+      maxInFlight: 2,
+      write: async (items) => {
+        batches.push(items);
+        return items.map((n) => n * 10);
+      },
+    });
+    expect(await Promise.all([1, 2, 3].map(submit))).toEqual([10, 20, 30]);
+    expect(batches).toEqual([[1, 2, 3]]);
+  });
+
+  it("writes a call alone at the end of its turn and groups the calls that arrive while it is in flight", async () => {
     const batches: number[][] = [];
     const gate = deferred();
     const submit = createGroupCommit<number, number>({
@@ -26,7 +43,11 @@ describe("group commit", () => {
       },
     });
     const first = submit(1);
+    expect(batches).toEqual([]);
+    await turn();
+    expect(batches).toEqual([[1]]);
     const rest = [2, 3, 4, 5, 6].map(submit);
+    await turn();
     expect(batches).toEqual([[1]]);
     gate.release();
     expect(await Promise.all([first, ...rest])).toEqual([10, 20, 30, 40, 50, 60]);
@@ -65,6 +86,7 @@ describe("group commit", () => {
       },
     });
     const first = submit("first");
+    await turn();
     const grouped = ["a", "bad", "b"].map((s) => submit(s).catch((error: Error) => error.message));
     gate.release();
     expect(await first).toBe("FIRST");
@@ -98,7 +120,9 @@ describe("group commit", () => {
         return items;
       },
     });
-    const all = ["a:1", "a:2", "b:1", "a:3", "c:1", "b:2"].map(submit);
+    const all = [submit("a:1")];
+    await turn();
+    all.push(...["a:2", "b:1", "a:3", "c:1", "b:2"].map(submit));
     gate.release();
     expect(await Promise.all(all)).toEqual(["a:1", "a:2", "b:1", "a:3", "c:1", "b:2"]);
     expect(batches).toEqual([["a:1"], ["a:2", "b:1", "c:1"], ["a:3", "b:2"]]);
