@@ -45,6 +45,7 @@ for (const arm of arms) {
   });
 }
 for (const r of running) await closedLoop(WARM, 64, r.op);
+await db.analyze();
 const samples: Record<string, { rate: number; cpu: number; load: number }[]> = {};
 for (let round = 0; round < ROUNDS; round++) {
   const order = round % 2 ? [...running].reverse() : running;

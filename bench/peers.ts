@@ -18,6 +18,10 @@
 //   baseline" and "accept CreateTask, baseline": the same rows served from DIR, interleaved with
 //   this tree's.
 // - `--access-log-off` adds "accept CreateTask, access log off" (AGENTD_ACCESS_LOG_LEVEL=silent).
+// - Statistics: after each end-to-end warm-up the database is ANALYZEd, as autovacuum does within
+//   a minute of a live database's first rows. Without it, plans that the fresh processes cached
+//   while the tables were empty stay: the runners' completion batch then scans every task (its
+//   cost grows with the table) for the whole run, which only the first minute of a new database sees.
 // CPU per operation, from /proc: "server" is the serving process's (agentd serve, the
 // graphile-worker process), "caller" this process's (the gRPC client, or addJob and INSERT,
 // which run in the caller). Postgres' own CPU is not counted.
@@ -172,6 +176,7 @@ async function main() {
       const { create, close } = creatorFor(serverUrl);
       await closedLoop(WARM, IN_FLIGHT, create);
       await until(async () => (await unfinishedTasks()) === 0);
+      await sql`ANALYZE`; // see "Statistics" at the top
       note(
         label,
         await measure(N, child, async () => {
@@ -190,6 +195,7 @@ async function main() {
       );
       await closedLoop(WARM, IN_FLIGHT, (i) => utils.addJob("noop", { i }));
       await until(async () => (await unfinishedJobs()) === 0);
+      await sql`ANALYZE`;
       note(
         "e2e graphile-worker",
         await measure(N, child, async () => {

@@ -212,11 +212,15 @@ export function grpcJsNoopCreator(baseUrl: string, key: string): { create: () =>
 }
 
 /** A new, migrated Postgres database beside `adminUrl`'s, with an all-scopes API key of tenant
- * "bench"; `drop` closes and removes it. For benchmarks that spawn `agentd serve` against it. */
+ * "bench"; `drop` closes and removes it. For benchmarks that spawn `agentd serve` against it.
+ * `analyze` gathers its statistics, as autovacuum does within a minute of a live database's first
+ * rows: call it after a warm-up, or plans cached while the tables were empty (a scan of every
+ * task in the runners' completion batch) last the whole run, as only a new database's first
+ * minute sees them. */
 export async function keyedBenchDatabase(
   adminUrl: string,
   prefix: string,
-): Promise<{ url: string; key: string; drop: () => Promise<void> }> {
+): Promise<{ url: string; key: string; analyze: () => Promise<void>; drop: () => Promise<void> }> {
   const name = `agentd_${prefix}_${Date.now().toString(36)}`;
   await createPostgresDatabase(adminUrl, name, "template0");
   const url = databaseUrl(adminUrl, name);
@@ -224,5 +228,10 @@ export async function keyedBenchDatabase(
   await runMigrations(sql as never);
   const key = (await createApiKey(sql as never, { tenantId: "bench", scopes: [...SCOPES] })).key;
   await sql.end();
-  return { url, key, drop: () => dropPostgresDatabase(adminUrl, name) };
+  const analyze = async () => {
+    const session = postgres(url, { max: 1, onnotice: () => {} });
+    await session`ANALYZE`;
+    await session.end();
+  };
+  return { url, key, analyze, drop: () => dropPostgresDatabase(adminUrl, name) };
 }

@@ -5,7 +5,7 @@
 // `grpc.health.v1.Health/Check` touches no database. Each pair is called from two clients:
 // connect-node's gRPC transport and grpc-js (the client most gRPC callers use), each on one
 // HTTP/2 connection. Every row is warmed (`--warm` calls: JIT, prepared statements, the
-// outbox's cache) before interleaved A, B, C, D… rounds of `--calls`, 64 calls in flight; median
+// outbox's cache), then the database is ANALYZEd (see keyedBenchDatabase), before interleaved A, B, C, D… rounds of `--calls`, 64 calls in flight; median
 // and range, and the server's CPU per call from /proc.
 // Postgres only: `DATABASE_URL=… npm run bench -- unary [--calls N] [--rounds R] [--warm W]`.
 import { cpus, loadavg } from "node:os";
@@ -101,6 +101,7 @@ async function main() {
     arms[`Health/Check, ${client}`] = calls.health;
   }
   for (const op of Object.values(arms)) await closedLoop(WARM, IN_FLIGHT, op);
+  await db.analyze();
 
   const samples: Record<string, { perSecond: number; cpuMs: number; load: number }[]> = {};
   for (let round = 1; round <= ROUNDS; round++) {
