@@ -53,7 +53,7 @@ export const SERVICE_SETTINGS = [
     min: 1,
     max: 1000,
     default: 64,
-    help: "Group commit: new tasks, and runners' changes to different tasks (deltas, progress, completions), that arrive while earlier writes are in flight are written together, up to this many in one statement (each still answered only once its own rows are durable). 1: each alone.",
+    help: "Group commit: new tasks, and runners' changes to different tasks (deltas, progress, completions), that arrive together (in one turn of the event loop) or while earlier writes are in flight are written together, up to this many in one statement (each still answered only once its own rows are durable). 1: each alone.",
   }),
   s({
     key: "dbStatementTimeoutMs",
