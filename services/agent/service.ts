@@ -47,6 +47,7 @@ import { createRpcHandler, type RpcHandlerOptions } from "./server/rpc-handler.j
 import { createTlsTerminator } from "./server/tls.js";
 import { findTask } from "./store/find-task.js";
 import { createTaskWriter, type TaskWriter } from "./store/task-writer.js";
+import type { EventHub } from "./streams/event-hub.js";
 import { connectionContext } from "./streams/stream-limits.js";
 import { createStreaming } from "./streams/streaming.js";
 import type { TaskDeps } from "./tasks/deps.js";
@@ -91,7 +92,7 @@ export function createAgentService(deps: AgentServiceDeps) {
   // The webhook outbox is written in the same transaction as task events; the notifier delivers.
   // Built here, not passed in, so that no entry point can run without it and silently lose webhooks.
   const outbox = createWebhookOutbox({ bus, sql: db.sql, maxPayloadBytes: config.webhookMaxPayloadBytes });
-  const { writer, runner, taskDeps, urlPolicy } = buildTaskSide(deps, metrics, outbox);
+  const { writer, runner, taskDeps, urlPolicy } = buildTaskSide(deps, metrics, outbox, streaming.hub);
   const health = createHealthService();
   // GET /healthz and /readyz for HTTP load balancers, beside grpc.health.v1.
   const probes = createHttpProbes({ sql: db.sql, logger });
@@ -158,11 +159,12 @@ function createGrpcJsServer(
   return server;
 }
 
-/** The task side: the observed writer over the outbox, the runner, and what the task handlers share. */
+/** The task side: the observed writer over the outbox (handing its events to the hub), the runner, and what the task handlers share. */
 function buildTaskSide(
   deps: AgentServiceDeps,
   metrics: ReturnType<typeof createServiceMetrics>,
   outbox: ReturnType<typeof createWebhookOutbox>,
+  hub: EventHub,
 ) {
   const { db, bus, registry, config, logger } = deps;
   const writer = observeTaskWriter(
@@ -177,6 +179,7 @@ function buildTaskSide(
         written: (rows) => metrics.insertBatchRows.observe(rows),
         appended: (changes) => metrics.appendBatchChanges.observe(changes),
       },
+      committed: (task, events) => hub.committed(task, events),
     }),
     metrics,
   );

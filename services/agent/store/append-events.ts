@@ -15,6 +15,8 @@ export interface WriterDeps {
   sink?: TaskEventSink;
   /** Told when a write sets a lease's or an input request's expiry (the sweeps' cached peek is then stale). */
   expiryWritten?: () => void;
+  /** Told of every committed write's events, before its wake-up hint (the event hub takes them). */
+  committed?: (task: TaskRow, events: readonly StoredEvent[]) => void;
 }
 
 /** Deadlocks and serialization failures are safe to retry: decisions are pure and re-run on the fresh row. */
@@ -115,9 +117,10 @@ export async function write(
   return { task: next, events };
 }
 
-/** After commit: the wake-up hints, and the sink's post-commit hook. */
+/** After commit: the events to this process's watchers, the wake-up hints, and the sink's post-commit hook. */
 export function announce(w: WriterDeps, task: TaskRow, events: readonly StoredEvent[]): void {
   if (events.length === 0) return;
+  w.committed?.(task, events);
   w.bus.publish("task", task.task_id);
   if (task.state === "QUEUED") w.bus.publish("queue", task.task_id);
   w.sink?.afterCommit?.(task, events);

@@ -64,11 +64,19 @@ export function createTaskWriter(deps: {
   bus: WakeupBus;
   sink?: TaskEventSink;
   groupCommit?: GroupCommitTerms;
+  /** Told of every committed write's events, before its wake-up hint: the event hub's `committed`. */
+  committed?: WriterDeps["committed"];
 }): TaskWriter {
   // Idle polls and sweeps cost one statement (a peek), not a transaction each; 2.5 s: a poll interval and some.
   const peek = createWorkPeek(deps.sql, 2500);
   const claimRoute: ClaimRoute = { transactionFirst: false };
-  const w: WriterDeps = { sql: deps.sql, bus: deps.bus, sink: deps.sink, expiryWritten: () => peek.forget() };
+  const w: WriterDeps = {
+    sql: deps.sql,
+    bus: deps.bus,
+    sink: deps.sink,
+    expiryWritten: () => peek.forget(),
+    committed: deps.committed,
+  };
   const groupInsert = createGroupCommit<NewTaskRows, boolean>({
     write: (batch) => {
       deps.groupCommit?.written?.(batch.length);

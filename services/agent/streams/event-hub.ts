@@ -5,7 +5,9 @@
 //   sequence seen, started by a wake-up hint for the task (bus topic "task") or,
 //   when hints are lost, by a batched poll of the watched tasks' `last_sequence`
 //   every `pollMs` (≤ 2 s, rule 3). One read per new batch of events, however
-//   many watchers the task has.
+//   many watchers the task has; none for the events this process writes, which
+//   the task writer hands over after commit (`committed`) when they follow the
+//   tail's newest one.
 // - The tail keeps a bounded window of the newest events (by count, by bytes,
 //   and by its share of a hub-wide byte budget). Each watcher has its own
 //   cursor: it takes events from the window when the window still holds the next
@@ -37,13 +39,14 @@ import { isTerminalEvent } from "../wire/event-forms.js";
 import {
   acquire,
   type Hub,
+  hinted,
   notify,
   poll,
   READ_PAGE,
-  refresh,
   release,
   type Tail,
   type TaskSeed,
+  takeCommitted,
   type Waiter,
 } from "./hub-tails.js";
 import type { StreamMetrics } from "./stream-metrics.js";
@@ -64,6 +67,8 @@ export interface HubStats {
   /** Reads by single watchers that were behind the window. */
   catchUpReads: number;
   polls: number;
+  /** Writes of this process whose events joined a tail without a read. */
+  handedOver: number;
 }
 
 export interface EventHub {
@@ -75,6 +80,9 @@ export interface EventHub {
    * when the task is deleted meanwhile.
    */
   watch(task: TaskRow, afterSequence: number, signal: AbortSignal): WatchStream;
+  /** Told by this process's task writer, after commit and before the write's wake-up hint, of
+   * the events it wrote: a watched task's tail takes them without reading the log. */
+  committed(task: Pick<TaskRow, "tenant_id" | "task_id">, events: readonly StoredEvent[]): void;
   start(): void;
   /** Ends every watch (with UNAVAILABLE, so clients reconnect elsewhere) and stops polling. */
   close(): Promise<void>;
@@ -108,7 +116,7 @@ export function createEventHub(opts: EventHubOptions): EventHub {
     tails: new Map(),
     byTask: new Map(),
     catchUps: new Map(),
-    counts: { watchers: 0, tailReads: 0, catchUpReads: 0, polls: 0 },
+    counts: { watchers: 0, tailReads: 0, catchUpReads: 0, polls: 0, handedOver: 0 },
     closed: false,
   };
   const keepAliveTickMs = Math.max(5, Math.min(1000, Math.floor(opts.keepAliveMs / 4)));
@@ -140,11 +148,15 @@ export function createEventHub(opts: EventHubOptions): EventHub {
         afterSequence,
         signal,
       ),
+    committed(task, events) {
+      // Before start() no hint reaches the tails, so none could be skipped for these events.
+      if (!hub.closed && unsubscribe) takeCommitted(hub, task, events);
+    },
     start() {
       if (unsubscribe || hub.closed) return;
-      unsubscribe = opts.bus.subscribe("task", (taskId) => {
+      unsubscribe = opts.bus.subscribe("task", (taskId, origin) => {
         const watched = hub.byTask.get(taskId);
-        if (watched) for (const tail of watched) void refresh(hub, tail);
+        if (watched) for (const tail of watched) hinted(hub, tail, origin);
       });
       schedulePoll();
       keepAliveTimer = setInterval(() => keepAliveTick(hub), keepAliveTickMs);

@@ -4,6 +4,7 @@
 // state, which these functions and the watchers share.
 import type { Sql } from "../../shared/db/database.js";
 import type { Logger } from "../../shared/log.js";
+import type { HintOrigin } from "../../shared/wakeup/bus.js";
 import type { StoredEvent } from "../model/change.js";
 import type { TaskKey, TaskRow } from "../model/task.js";
 import { listEvents } from "../store/list-events.js";
@@ -38,7 +39,7 @@ export interface Hub {
    * reconnects from the same point) share each page instead of each reading it. Only reads in
    * flight are shared; nothing is kept after. */
   catchUps: Map<string, Promise<StoredEvent[]>>;
-  counts: { watchers: number; tailReads: number; catchUpReads: number; polls: number };
+  counts: { watchers: number; tailReads: number; catchUpReads: number; polls: number; handedOver: number };
   closed: boolean;
 }
 
@@ -53,6 +54,9 @@ export interface Tail {
   reading: boolean;
   again: boolean;
   lastRead: number;
+  /** Events this process committed that joined the window without a read (`takeCommitted`):
+   * the local wake-up hints of those writes, still on their way, need no read either. */
+  hintsToSkip: number;
   /** Watchers waiting for the tail to move. */
   waiters: Set<Waiter>;
 }
@@ -88,6 +92,7 @@ export function acquire(hub: Hub, task: TaskSeed): Tail {
       reading: false,
       again: false,
       lastRead: Date.now(),
+      hintsToSkip: 0,
       waiters: new Set(),
     };
     hub.tails.set(mapKey, tail);
@@ -115,6 +120,41 @@ export function release(hub: Hub, tail: Tail): void {
     if (siblings?.size === 0) hub.byTask.delete(tail.key.taskId);
     hub.opts.metrics?.watchedTasks.set(hub.tails.size);
   }
+}
+
+/**
+ * Events this process has just committed for a task, from the writer. When they come right after
+ * the tail's newest event and no read is in flight, they join the window at once, and the write's
+ * local wake-up hint (published after this) is skipped: a log read per write less, for every
+ * stream of a task this process runs. Otherwise they are left to that hint's read, as any other
+ * write. Each event is taken as the log holds it: its data through JSON, no actor as null.
+ */
+export function takeCommitted(
+  hub: Hub,
+  task: Pick<TaskRow, "tenant_id" | "task_id">,
+  events: readonly StoredEvent[],
+): void {
+  const tail = hub.tails.get(mapKeyOf({ tenantId: task.tenant_id, taskId: task.task_id }));
+  const first = events[0];
+  if (!tail || !first || tail.reading || tail.gone || first.sequence !== tail.window.lastSeq + 1) return;
+  tail.window.append(events.map(asLogged), hub.tails.size);
+  tail.hintsToSkip++;
+  tail.lastRead = Date.now();
+  hub.counts.handedOver++;
+  notify(tail);
+}
+
+function asLogged(event: StoredEvent): StoredEvent {
+  return { ...event, data: JSON.parse(JSON.stringify(event.data)), actor: event.actor ?? null } as StoredEvent;
+}
+
+/** A wake-up hint for a task this tail watches: read what is new, unless it is the hint of a write already taken. */
+export function hinted(hub: Hub, tail: Tail, origin: HintOrigin): void {
+  if (origin === "local" && tail.hintsToSkip > 0) {
+    tail.hintsToSkip--;
+    return;
+  }
+  void refresh(hub, tail);
 }
 
 /** Reads what is new for a tail; one read at a time per tail, a hint meanwhile means one more. */
