@@ -67,8 +67,6 @@ export interface HubStats {
   /** Reads by single watchers that were behind the window. */
   catchUpReads: number;
   polls: number;
-  /** Writes of this process whose events joined a tail without a read. */
-  handedOver: number;
 }
 
 export interface EventHub {
@@ -116,7 +114,7 @@ export function createEventHub(opts: EventHubOptions): EventHub {
     tails: new Map(),
     byTask: new Map(),
     catchUps: new Map(),
-    counts: { watchers: 0, tailReads: 0, catchUpReads: 0, polls: 0, handedOver: 0 },
+    counts: { watchers: 0, tailReads: 0, catchUpReads: 0, polls: 0 },
     closed: false,
   };
   const keepAliveTickMs = Math.max(5, Math.min(1000, Math.floor(opts.keepAliveMs / 4)));

@@ -9,6 +9,7 @@ import type { StoredEvent } from "../model/change.js";
 import type { TaskKey, TaskRow } from "../model/task.js";
 import { listEvents } from "../store/list-events.js";
 import { watchedSequences } from "../store/watched-sequences.js";
+import { asLogged } from "../wire/event-forms.js";
 import type { StreamMetrics } from "./stream-metrics.js";
 import { TailWindow, type WindowLimits } from "./tail-window.js";
 
@@ -39,7 +40,7 @@ export interface Hub {
    * reconnects from the same point) share each page instead of each reading it. Only reads in
    * flight are shared; nothing is kept after. */
   catchUps: Map<string, Promise<StoredEvent[]>>;
-  counts: { watchers: number; tailReads: number; catchUpReads: number; polls: number; handedOver: number };
+  counts: { watchers: number; tailReads: number; catchUpReads: number; polls: number };
   closed: boolean;
 }
 
@@ -127,7 +128,7 @@ export function release(hub: Hub, tail: Tail): void {
  * the tail's newest event and no read is in flight, they join the window at once, and the write's
  * local wake-up hint (published after this) is skipped: a log read per write less, for every
  * stream of a task this process runs. Otherwise they are left to that hint's read, as any other
- * write. Each event is taken as the log holds it: its data through JSON, no actor as null.
+ * write. Each event is taken as the log holds it (`asLogged`).
  */
 export function takeCommitted(
   hub: Hub,
@@ -140,12 +141,7 @@ export function takeCommitted(
   tail.window.append(events.map(asLogged), hub.tails.size);
   tail.hintsToSkip++;
   tail.lastRead = Date.now();
-  hub.counts.handedOver++;
   notify(tail);
-}
-
-function asLogged(event: StoredEvent): StoredEvent {
-  return { ...event, data: JSON.parse(JSON.stringify(event.data)), actor: event.actor ?? null } as StoredEvent;
 }
 
 /** A wake-up hint for a task this tail watches: read what is new, unless it is the hint of a write already taken. */

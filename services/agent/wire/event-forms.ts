@@ -26,6 +26,16 @@ export function eventDataJson(event: StoredEvent): string {
   return json;
 }
 
+/** `event` as a read of the log returns it: its data through JSON (fields left undefined are gone),
+ * no actor as null. For events handed over from the writer instead of read; the JSON of its data
+ * is kept, as eventDataJson would compute it. */
+export function asLogged(event: StoredEvent): StoredEvent {
+  const json = JSON.stringify(event.data);
+  const logged = { ...event, data: JSON.parse(json), actor: event.actor ?? null } as StoredEvent;
+  dataJson.set(logged, json);
+  return logged;
+}
+
 /** The agentd.v1.TaskEvent message. Shared by every stream that sends it: never mutate it. */
 export function taskEventMessage(taskId: string, event: StoredEvent): TaskEvent {
   let message = messages.get(event);
