@@ -5,8 +5,9 @@
 // `grpc.health.v1.Health/Check` touches no database. Each pair is called from two clients:
 // connect-node's gRPC transport and grpc-js (the client most gRPC callers use), each on one
 // HTTP/2 connection. Every row is warmed (`--warm` calls: JIT, prepared statements, the
-// outbox's cache), then the database is ANALYZEd (see keyedBenchDatabase), before interleaved A, B, C, D… rounds of `--calls`, 64 calls in flight; median
-// and range, and the server's CPU per call from /proc.
+// outbox's cache), then the database is ANALYZEd (see keyedBenchDatabase), before interleaved
+// A, B, C, D… rounds of `--calls`, 64 calls in flight; median and range, and the server's CPU per
+// call from /proc.
 // Postgres only: `DATABASE_URL=… npm run bench -- unary [--calls N] [--rounds R] [--warm W]`.
 import { cpus, loadavg } from "node:os";
 import { fromJson } from "@bufbuild/protobuf";

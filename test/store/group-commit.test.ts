@@ -1,6 +1,6 @@
 // The group commit's rules, apart from any database: calls of one event-loop turn share a write, a
-// call alone is written at the end of its turn, calls that arrive meanwhile share the next write, each gets its own answer, and a failing batch fails only
-// the item that fails alone.
+// call alone is written at the end of its turn, calls that arrive meanwhile share the next write,
+// each gets its own answer, and a failing batch fails only the item that fails alone.
 import { describe, expect, it } from "vitest";
 import { createGroupCommit } from "../../services/agent/store/group-commit.js";
 
