@@ -1,7 +1,7 @@
 // Shared by the benchmarks: a real agent service on a fresh database, a
 // closed-loop load generator, and percentiles. Not a test: run with `npm run bench`.
 import { type ChildProcess, spawn } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -87,6 +87,28 @@ export interface LoadResult {
 export function cpuSeconds(pid: number | "self"): number {
   const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
   return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+/** Seconds of CPU all of the machine's Postgres processes (backends, WAL writer, checkpointer…)
+ * have used so far, from /proc: the database's share of a benchmark on a machine it shares. */
+export function postgresCpuSeconds(): number {
+  let seconds = 0;
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      if (readFileSync(`/proc/${entry}/comm`, "utf8").startsWith("postgres")) seconds += cpuSeconds(Number(entry));
+    } catch {
+      // The process ended between the listing and the read.
+    }
+  }
+  return seconds;
+}
+
+/** The machine's busy and total CPU time so far (/proc/stat, every core; idle and iowait are not busy). */
+export function machineTicks(): { busy: number; total: number } {
+  const ticks = readFileSync("/proc/stat", "utf8").split("\n", 1)[0]!.trim().split(/\s+/).slice(1).map(Number);
+  const total = ticks.reduce((a, b) => a + b, 0);
+  return { busy: total - ticks[3]! - ticks[4]!, total };
 }
 
 /** Runs `op` `n` times, `inFlight` calls at a time (a closed loop of a fixed amount of work). */

@@ -6,8 +6,12 @@
 // connect-node's gRPC transport and grpc-js (the client most gRPC callers use), each on one
 // HTTP/2 connection. Every row is warmed (`--warm` calls: JIT, prepared statements, the
 // outbox's cache), then the database is ANALYZEd (see keyedBenchDatabase), before interleaved
-// A, B, C, D… rounds of `--calls`, 64 calls in flight; median and range, and the server's CPU per
-// call from /proc.
+// A, B, C, D… rounds of `--calls`, 64 calls in flight; median and range. Each row also reports where
+// the machine's CPU went per call (all from /proc except the caller's, from process.cpuUsage): the
+// server's, the caller's (this process: the client and the load loop), Postgres' (every one of its
+// processes) and how busy the whole machine was. Client, server and Postgres share these cores, so
+// when both rows keep the machine equally busy the ratio of rates is the inverse ratio of those sums,
+// which is printed too: it separates CPU cost from waiting.
 // Postgres only: `DATABASE_URL=… npm run bench -- unary [--calls N] [--rounds R] [--warm W]`.
 import { cpus, loadavg } from "node:os";
 import { fromJson } from "@bufbuild/protobuf";
@@ -18,7 +22,14 @@ import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
 import { AgentService } from "../gen/agentd/v1/agent_service_pb.js";
 import { Health } from "../gen/grpc/health/v1/health_pb.js";
-import { closedLoop, cpuSeconds, keyedBenchDatabase, spawnAgentdServe } from "./support.js";
+import {
+  closedLoop,
+  cpuSeconds,
+  keyedBenchDatabase,
+  machineTicks,
+  postgresCpuSeconds,
+  spawnAgentdServe,
+} from "./support.js";
 
 const root = new URL("..", import.meta.url).pathname;
 const arg = (name: string, fallback: number) => {
@@ -104,18 +115,28 @@ async function main() {
   for (const op of Object.values(arms)) await closedLoop(WARM, IN_FLIGHT, op);
   await db.analyze();
 
-  const samples: Record<string, { perSecond: number; cpuMs: number; load: number }[]> = {};
+  type Sample = { perSecond: number; cpuMs: number; callerMs: number; postgresMs: number; busy: number; load: number };
+  const samples: Record<string, Sample[]> = {};
   for (let round = 1; round <= ROUNDS; round++) {
     console.error(`round ${round}/${ROUNDS}`);
     for (const [label, op] of Object.entries(arms)) {
+      const postgres0 = postgresCpuSeconds();
+      const ticks0 = machineTicks();
       const cpu0 = cpuSeconds(child.pid!);
+      const caller0 = process.cpuUsage();
       const t0 = performance.now();
       await closedLoop(CALLS, IN_FLIGHT, op);
       const seconds = (performance.now() - t0) / 1000;
+      const caller = process.cpuUsage(caller0);
+      const cpuMs = ((cpuSeconds(child.pid!) - cpu0) * 1000) / CALLS;
+      const ticks = machineTicks();
       samples[label] ??= [];
       samples[label].push({
         perSecond: CALLS / seconds,
-        cpuMs: ((cpuSeconds(child.pid!) - cpu0) * 1000) / CALLS,
+        cpuMs,
+        callerMs: (caller.user + caller.system) / 1000 / CALLS,
+        postgresMs: ((postgresCpuSeconds() - postgres0) * 1000) / CALLS,
+        busy: (ticks.busy - ticks0.busy) / (ticks.total - ticks0.total),
         load: loadavg()[0]!,
       });
     }
@@ -130,12 +151,16 @@ async function main() {
   console.log(
     `${new Date().toISOString().slice(0, 10)}, ${cpus().length} × ${cpus()[0]?.model}, Node ${process.version}; ${WARM} warm-up calls per row, then ${ROUNDS} interleaved rounds, ${CALLS} calls per row, ${IN_FLIGHT} in flight.\n`,
   );
-  console.log("| call, client | per second (median) | range | server CPU ms per call (median) | load average |");
-  console.log("| --- | ---: | ---: | ---: | ---: |");
+  console.log(
+    "| call, client | per second (median) | range | CPU ms per call: server, caller, Postgres (medians) | machine busy | load average |",
+  );
+  console.log("| --- | ---: | ---: | ---: | ---: | ---: |");
+  const cpuSum = (x: Sample) => x.cpuMs + x.callerMs + x.postgresMs;
   for (const [label, xs] of Object.entries(samples)) {
     const rates = xs.map((s) => s.perSecond);
+    const ms = (pick: (x: Sample) => number) => median(xs.map(pick)).toFixed(3);
     console.log(
-      `| ${label} | ${median(rates).toFixed(0)} | ${Math.min(...rates).toFixed(0)}–${Math.max(...rates).toFixed(0)} | ${median(xs.map((s) => s.cpuMs)).toFixed(3)} | ${xs.map((s) => s.load.toFixed(1)).join(", ")} |`,
+      `| ${label} | ${median(rates).toFixed(0)} | ${Math.min(...rates).toFixed(0)}–${Math.max(...rates).toFixed(0)} | ${ms((x) => x.cpuMs)}, ${ms((x) => x.callerMs)}, ${ms((x) => x.postgresMs)} | ${(100 * median(xs.map((x) => x.busy))).toFixed(0)} % | ${xs.map((s) => s.load.toFixed(1)).join(", ")} |`,
     );
   }
   console.log("");
@@ -143,8 +168,11 @@ async function main() {
     const run = samples[`Run (simulate, no steps), ${client}`]!;
     const raw = samples[`Health/Check, ${client}`]!;
     const ratios = run.map((s, i) => s.perSecond / raw[i]!.perSecond);
+    const cpuRatios = run.map((s, i) => cpuSum(raw[i]!) / cpuSum(s));
     console.log(
-      `- Run / Health/Check, ${client}: **${median(ratios).toFixed(2)}×** (${Math.min(...ratios).toFixed(2)}–${Math.max(...ratios).toFixed(2)} by round); aim ≥ 0.5×.`,
+      `- Run / Health/Check, ${client}: **${median(ratios).toFixed(2)}×** (${Math.min(...ratios).toFixed(2)}–${Math.max(...ratios).toFixed(2)} by round); aim ≥ 0.5×. ` +
+        `CPU per call of server, caller and Postgres together: Run ${median(run.map(cpuSum)).toFixed(3)} ms, Health/Check ${median(raw.map(cpuSum)).toFixed(3)} ms, ` +
+        `so at equal machine use Run would run at ${median(cpuRatios).toFixed(2)}× (${Math.min(...cpuRatios).toFixed(2)}–${Math.max(...cpuRatios).toFixed(2)} by round).`,
     );
   }
   console.log("");
