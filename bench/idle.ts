@@ -5,8 +5,8 @@
 import { spawn } from "node:child_process";
 import { createInterface } from "node:readline";
 import postgres from "postgres";
-import { runMigrations } from "../services/shared/db/migrate.js";
 import { startStatementCounter } from "../test/support/statement-counter.js";
+import { keyedBenchDatabase } from "./support.js";
 
 const adminUrl = process.env.DATABASE_URL;
 const secondsArg = process.argv.indexOf("--seconds");
@@ -20,15 +20,10 @@ async function main() {
     );
     return;
   }
-  const name = `agentd_idle_${Date.now().toString(36)}`;
+  const db = await keyedBenchDatabase(adminUrl, "idle");
+  const name = new URL(db.url).pathname.slice(1);
   const admin = postgres(adminUrl, { max: 1, onnotice: () => {} });
-  await admin.unsafe(`CREATE DATABASE ${name}`);
-  const url = new URL(adminUrl);
-  url.pathname = `/${name}`;
-  const migrator = postgres(url.toString(), { max: 1, onnotice: () => {} });
-  await runMigrations(migrator as never);
-  await migrator.end();
-  const counter = await startStatementCounter(url.toString());
+  const counter = await startStatementCounter(db.url);
   // Default settings: nothing from the environment but the database.
   const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("AGENTD_")));
   const child = spawn(process.execPath, [`${root}bin/agentd.js`, "serve", "--port", "0"], {
@@ -68,8 +63,8 @@ async function main() {
   child.kill("SIGTERM");
   await new Promise((r) => child.once("exit", r));
   await counter.close();
-  await admin.unsafe(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
   await admin.end();
+  await db.drop();
 
   console.log(`### Idle statements — \`agentd serve\`, default settings, Postgres\n`);
   console.log(

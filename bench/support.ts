@@ -200,21 +200,32 @@ export async function spawnAgentdServe(
   return { child, url };
 }
 
+let taskServiceConstructor: grpc.ServiceClientConstructor | undefined;
+
+/** grpc-js's TaskService client class, from the .proto loaded once per process (not once per server). */
+function taskServiceClient(): grpc.ServiceClientConstructor {
+  if (!taskServiceConstructor) {
+    const definition = protoLoader.loadSync("agentd/v1/task_service.proto", {
+      includeDirs: [join(import.meta.dirname, "../proto")],
+      defaults: false,
+      oneofs: true,
+    });
+    const pkg = grpc.loadPackageDefinition(definition) as unknown as {
+      agentd: { v1: { TaskService: grpc.ServiceClientConstructor } };
+    };
+    taskServiceConstructor = pkg.agentd.v1.TaskService;
+  }
+  return taskServiceConstructor;
+}
+
 /**
  * `TaskService.CreateTask` of `simulate` with no steps through @grpc/grpc-js's client (the
  * reference gRPC client of this project, as a Node backend service would call agentd), with the
  * proto loaded at run time as grpc-js users do. One channel per caller.
  */
 export function grpcJsNoopCreator(baseUrl: string, key: string): { create: () => Promise<unknown>; close(): void } {
-  const definition = protoLoader.loadSync("agentd/v1/task_service.proto", {
-    includeDirs: [join(import.meta.dirname, "../proto")],
-    defaults: false,
-    oneofs: true,
-  });
-  const pkg = grpc.loadPackageDefinition(definition) as unknown as {
-    agentd: { v1: { TaskService: grpc.ServiceClientConstructor } };
-  };
-  const client = new pkg.agentd.v1.TaskService(new URL(baseUrl).host, grpc.credentials.createInsecure());
+  const TaskService = taskServiceClient();
+  const client = new TaskService(new URL(baseUrl).host, grpc.credentials.createInsecure());
   const createTask = client.CreateTask as (
     req: object,
     md: grpc.Metadata,
