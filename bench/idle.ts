@@ -21,7 +21,7 @@ async function main() {
     return;
   }
   const db = await keyedBenchDatabase(adminUrl, "idle");
-  const name = new URL(db.url).pathname.slice(1);
+  const { name } = db;
   const admin = postgres(adminUrl, { max: 1, onnotice: () => {} });
   const counter = await startStatementCounter(db.url);
   // Default settings: nothing from the environment but the database.

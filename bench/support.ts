@@ -253,7 +253,7 @@ export function grpcJsNoopCreator(baseUrl: string, key: string): { create: () =>
 export async function keyedBenchDatabase(
   adminUrl: string,
   prefix: string,
-): Promise<{ url: string; key: string; analyze: () => Promise<void>; drop: () => Promise<void> }> {
+): Promise<{ name: string; url: string; key: string; analyze: () => Promise<void>; drop: () => Promise<void> }> {
   const name = `agentd_${prefix}_${Date.now().toString(36)}`;
   await createPostgresDatabase(adminUrl, name, "template0");
   const url = databaseUrl(adminUrl, name);
@@ -266,5 +266,5 @@ export async function keyedBenchDatabase(
     await session`ANALYZE`;
     await session.end();
   };
-  return { url, key, analyze, drop: () => dropPostgresDatabase(adminUrl, name) };
+  return { name, url, key, analyze, drop: () => dropPostgresDatabase(adminUrl, name) };
 }
