@@ -1,8 +1,9 @@
 // Server CPU per accepted CreateTask across "arms": `agentd serve` processes (runner off) from a
 // checkout with extra environment, all alive at once on one fresh Postgres database, each warmed
-// with WARM calls, then measured ROUNDS times CALLS calls (64 in flight), interleaved and in
-// alternating order. Server CPU per call from /proc. Postgres only, e.g.
-//   DATABASE_URL=… ROUNDS=6 CALLS=2000 WARM=1000 ARMS='[{"label":"main","checkout":"/work/main"},
+// with WARM calls (default 20000, past a fresh server's warm-up: bench/warmup.ts), then measured
+// ROUNDS times CALLS calls (64 in flight), interleaved and in alternating order. Server CPU per
+// call from /proc. Postgres only, e.g.
+//   DATABASE_URL=… ROUNDS=6 CALLS=2000 ARMS='[{"label":"main","checkout":"/work/main"},
 //     {"label":"this tree"},{"label":"access log off","env":{"AGENTD_ACCESS_LOG_LEVEL":"silent"}}]' \
 //     npm run bench -- accept-arms
 // Every arm must log "agentd is serving" (AGENTD_LOG_LEVEL info or lower), which spawnAgentdServe waits for.
@@ -18,7 +19,7 @@ import { closedLoop, cpuSeconds, keyedBenchDatabase, spawnAgentdServe } from "./
 const root = new URL("..", import.meta.url).pathname;
 const CALLS = Number(process.env.CALLS ?? 2000);
 const ROUNDS = Number(process.env.ROUNDS ?? 3);
-const WARM = Number(process.env.WARM ?? 1000);
+const WARM = Number(process.env.WARM ?? 20000);
 const arms: { label: string; checkout?: string; env?: Record<string, string>; nodeArgs?: string[] }[] = JSON.parse(
   process.env.ARMS ?? '[{"label":"this tree"}]',
 );

@@ -4,8 +4,9 @@
 // it, runs `simulate` with no steps and writes its events (group commit on, the default), while
 // `grpc.health.v1.Health/Check` touches no database. Each pair is called from two clients:
 // connect-node's gRPC transport and grpc-js (the client most gRPC callers use), each on one
-// HTTP/2 connection. Every row is warmed (`--warm` calls: JIT, prepared statements, the
-// outbox's cache), then the database is ANALYZEd (see keyedBenchDatabase), before interleaved
+// HTTP/2 connection. Every row is warmed (`--warm` calls, default 20000: JIT, prepared
+// statements, the outbox's cache; both processes' CPU per call falls for the first 12,000 or so,
+// see `bench/warmup.ts`), then the database is ANALYZEd (see keyedBenchDatabase), before interleaved
 // A, B, C, D… rounds of `--calls`, 64 calls in flight; median and range. Each row also reports where
 // the machine's CPU went per call (all from /proc except the caller's, from process.cpuUsage): the
 // server's, the caller's (this process: the client and the load loop), Postgres' (every one of its
@@ -38,7 +39,7 @@ const arg = (name: string, fallback: number) => {
 };
 const CALLS = arg("calls", 2000);
 const ROUNDS = arg("rounds", 3);
-const WARM = arg("warm", 2000);
+const WARM = arg("warm", 20000);
 const IN_FLIGHT = 64;
 
 type Call = () => Promise<unknown>;
