@@ -34,6 +34,7 @@ import { taskJson } from "../services/agent/wire/task-json.js";
 import { openDatabase } from "../services/shared/db/database.js";
 import { runMigrations } from "../services/shared/db/migrate.js";
 import { createPostgresWakeupBus } from "../services/shared/wakeup/postgres-bus.js";
+import { cpuSeconds, percentile } from "./support.js";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 const wallNow = () => performance.timeOrigin + performance.now();
@@ -131,23 +132,20 @@ async function spawnNotifier(databaseUrl: string, env: Record<string, string>): 
 
 // ------------------------------------------------------------------ stats --
 
-/** CPU seconds (user + system) a process has used so far, from /proc (Linux); 0 if gone. */
-async function cpuSeconds(pid: number): Promise<number> {
-  const stat = await readFile(`/proc/${pid}/stat`, "utf8").catch(() => "");
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  // utime and stime are fields 14 and 15 of the line; clock ticks of 1/100 s on Linux.
-  return (Number(fields[11] ?? 0) + Number(fields[12] ?? 0)) / 100;
-}
-
-/** CPU used by groups of processes between two readings. */
-async function cpuSnapshot(groups: Record<string, number[]>): Promise<Map<number, number>> {
-  const all = Object.values(groups).flat();
-  return new Map(await Promise.all(all.map(async (pid) => [pid, await cpuSeconds(pid)] as [number, number])));
-}
-
-function percentile(sorted: number[], p: number): number {
-  if (sorted.length === 0) return Number.NaN;
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+/** CPU used by groups of processes so far (0 for one that has ended). */
+function cpuSnapshot(groups: Record<string, number[]>): Map<number, number> {
+  const seconds = (pid: number) => {
+    try {
+      return cpuSeconds(pid);
+    } catch {
+      return 0;
+    }
+  };
+  return new Map(
+    Object.values(groups)
+      .flat()
+      .map((pid) => [pid, seconds(pid)]),
+  );
 }
 
 const round = (n: number, digits = 1) => Math.round(n * 10 ** digits) / 10 ** digits;
@@ -305,7 +303,7 @@ async function main(): Promise<void> {
           >`SELECT xact_commit::int AS n FROM pg_stat_database WHERE datname = current_database()`
         )[0]!.n;
       const commitsBefore = await commits();
-      const before = await cpuSnapshot(await groups());
+      const before = cpuSnapshot(await groups());
       const started = wallNow();
       await db.sql`UPDATE webhook_deliveries SET next_attempt_at = now() WHERE tenant_id = 'bench' AND state = 'PENDING'`;
       bus.publish("delivery", "bench");
@@ -313,7 +311,7 @@ async function main(): Promise<void> {
       const { times } = await receiver.take();
       const drained = (Math.max(...times) - started) / 1000;
       const finalGroups = await groups();
-      const after = await cpuSnapshot(finalGroups);
+      const after = cpuSnapshot(finalGroups);
       // Statistics reach pg_stat_database with a delay of up to a second.
       await new Promise((r) => setTimeout(r, 1500));
       const commitsPerDelivery = ((await commits()) - commitsBefore) / backlog;
