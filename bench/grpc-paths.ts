@@ -18,15 +18,11 @@ import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { TaskService } from "../gen/agentd/v1/task_service_pb.js";
 import { Health } from "../gen/grpc/health/v1/health_pb.js";
-import { closedLoop, cpuSeconds, keyedBenchDatabase, spawnAgentdServe } from "./support.js";
+import { closedLoop, cpuSeconds, keyedBenchDatabase, numberArg, spawnAgentdServe } from "./support.js";
 
 const root = new URL("..", import.meta.url).pathname;
-const arg = (name: string, fallback: number) => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i > 0 ? Number(process.argv[i + 1]) : fallback;
-};
-const CALLS = arg("calls", 2000);
-const ROUNDS = arg("rounds", 3);
+const CALLS = numberArg("calls", 2000);
+const ROUNDS = numberArg("rounds", 3);
 const IN_FLIGHT = 64;
 const baselineAt = process.argv.indexOf("--baseline");
 const BASELINE = baselineAt > 0 ? `${process.argv[baselineAt + 1]!.replace(/\/$/, "")}/` : undefined;

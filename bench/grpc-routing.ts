@@ -21,14 +21,10 @@ import { createGrpcJsInjector } from "../services/agent/server/grpc-js/injector.
 import { createHealthService } from "../services/agent/server/health.js";
 import { listenOnePort } from "../services/agent/server/one-port.js";
 import { silentLogger } from "../services/shared/log.js";
-import { closedLoop, cpuSeconds } from "./support.js";
+import { closedLoop, cpuSeconds, numberArg } from "./support.js";
 
-const arg = (name: string, fallback: number) => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i > 0 ? Number(process.argv[i + 1]) : fallback;
-};
-const CALLS = arg("calls", 3000);
-const ROUNDS = arg("rounds", 3);
+const CALLS = numberArg("calls", 3000);
+const ROUNDS = numberArg("rounds", 3);
 const IN_FLIGHT = 64;
 const NEW_CONNECTION_IN_FLIGHT = 16;
 

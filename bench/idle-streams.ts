@@ -31,15 +31,11 @@ import { Health, HealthCheckResponseSchema } from "../gen/grpc/health/v1/health_
 import { createApiKey } from "../services/shared/auth/api-keys.js";
 import { SCOPES } from "../services/shared/auth/scopes.js";
 import { runMigrations } from "../services/shared/db/migrate.js";
-import { spawnAgentdServe } from "./support.js";
+import { numberArg, spawnAgentdServe } from "./support.js";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
-const arg = (name: string, fallback: number) => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i > 0 ? Number(process.argv[i + 1]) : fallback;
-};
-const IDLE = arg("idle", 10_000);
-const ROUNDS = arg("rounds", 3);
+const IDLE = numberArg("idle", 10_000);
+const ROUNDS = numberArg("rounds", 3);
 const PER_CONNECTION = 1000;
 const WARMUP = 500;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -20,12 +20,10 @@ import { createGrpcTransport } from "@connectrpc/connect-node";
 import { AgentService } from "../gen/agentd/v1/agent_service_pb.js";
 import { TaskService } from "../gen/agentd/v1/task_service_pb.js";
 import { startFakeLlm } from "../test/agents/fake-llm.js";
-import { percentile, startBenchService } from "./support.js";
+import { numberArg, percentile, startBenchService } from "./support.js";
 
-const arg = (name: string, fallback: number) =>
-  Number(process.argv.find((_, i, all) => all[i - 1] === `--${name}`) ?? fallback);
-const TOKENS = arg("tokens", 40);
-const GAP = arg("gap", 20);
+const TOKENS = numberArg("tokens", 40);
+const GAP = numberArg("gap", 20);
 
 const llm = await startFakeLlm();
 // Each chat's prompt names it; its token write times are recorded under that name.

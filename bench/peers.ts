@@ -41,18 +41,14 @@ import { createApiKey } from "../services/shared/auth/api-keys.js";
 import { SCOPES } from "../services/shared/auth/scopes.js";
 import { runMigrations } from "../services/shared/db/migrate.js";
 import { createPostgresDatabase, databaseUrl, dropPostgresDatabase } from "../test/support/postgres-admin.js";
-import { closedLoop, cpuSeconds, grpcJsNoopCreator, spawnAgentdServe } from "./support.js";
+import { closedLoop, cpuSeconds, grpcJsNoopCreator, numberArg, spawnAgentdServe } from "./support.js";
 
 const root = new URL("..", import.meta.url).pathname;
 const silent = new Logger(() => () => {});
 const quick = process.argv.includes("--quick");
-const arg = (name: string, fallback: number) => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i > 0 ? Number(process.argv[i + 1]) : fallback;
-};
-const ROUNDS = arg("rounds", 3);
-const N = arg("tasks", quick ? 1000 : 5000);
-const WARM = Math.max(1, arg("warm", 20000));
+const ROUNDS = numberArg("rounds", 3);
+const N = numberArg("tasks", quick ? 1000 : 5000);
+const WARM = Math.max(1, numberArg("warm", 20000));
 const ACCESS_LOG_OFF = process.argv.includes("--access-log-off");
 const baselineAt = process.argv.indexOf("--baseline");
 const BASELINE = baselineAt > 0 ? process.argv[baselineAt + 1] : undefined;

@@ -35,15 +35,13 @@ import { createApiKey } from "../services/shared/auth/api-keys.js";
 import { SCOPES } from "../services/shared/auth/scopes.js";
 import { openDatabase } from "../services/shared/db/database.js";
 import { runMigrations } from "../services/shared/db/migrate.js";
-import { percentile } from "./support.js";
+import { numberArg, percentile } from "./support.js";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 const wallNow = () => performance.timeOrigin + performance.now();
-const arg = (name: string, fallback: number) =>
-  Number(process.argv.find((_, i, all) => all[i - 1] === `--${name}`) ?? fallback);
-const IDLE = arg("idle", 10_000);
-const WATCHERS = arg("watchers", 1000);
-const SECONDS = arg("seconds", 5);
+const IDLE = numberArg("idle", 10_000);
+const WATCHERS = numberArg("watchers", 1000);
+const SECONDS = numberArg("seconds", 5);
 const RATE = 200;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

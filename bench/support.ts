@@ -83,6 +83,15 @@ export interface LoadResult {
   p99Ms: number;
 }
 
+/** The number after `--name` on the command line, or `fallback` when the flag is absent. */
+export function numberArg(name: string, fallback: number): number {
+  const i = process.argv.indexOf(`--${name}`);
+  if (i < 0) return fallback;
+  const value = Number(process.argv[i + 1]);
+  if (!Number.isFinite(value)) throw new Error(`--${name} takes a number, not ${JSON.stringify(process.argv[i + 1])}`);
+  return value;
+}
+
 /** Seconds of CPU (user + system) a process has used so far, from /proc (Linux; 100 clock ticks a second). */
 export function cpuSeconds(pid: number | "self"): number {
   const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");

@@ -28,18 +28,15 @@ import {
   cpuSeconds,
   keyedBenchDatabase,
   machineTicks,
+  numberArg,
   postgresCpuSeconds,
   spawnAgentdServe,
 } from "./support.js";
 
 const root = new URL("..", import.meta.url).pathname;
-const arg = (name: string, fallback: number) => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i > 0 ? Number(process.argv[i + 1]) : fallback;
-};
-const CALLS = arg("calls", 2000);
-const ROUNDS = arg("rounds", 3);
-const WARM = arg("warm", 20000);
+const CALLS = numberArg("calls", 2000);
+const ROUNDS = numberArg("rounds", 3);
+const WARM = numberArg("warm", 20000);
 const IN_FLIGHT = 64;
 
 type Call = () => Promise<unknown>;

@@ -12,16 +12,13 @@ import {
   cpuSeconds,
   grpcJsNoopCreator,
   keyedBenchDatabase,
+  numberArg,
   postgresCpuSeconds,
   spawnAgentdServe,
 } from "./support.js";
 
-const arg = (name: string, fallback: number) => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i > 0 ? Number(process.argv[i + 1]) : fallback;
-};
-const CALLS = arg("calls", 3000);
-const WINDOWS = arg("windows", 10);
+const CALLS = numberArg("calls", 3000);
+const WINDOWS = numberArg("windows", 10);
 const IN_FLIGHT = 64;
 
 async function main() {
