@@ -29,11 +29,11 @@ const MAX_WRITE = 16 * 1024;
 /**
  * Standard output as every logger of the process writes to it: pino's asynchronous destination
  * (SonicBoom), given the lines logged in one turn of the event loop together, in writes of up to
- * 16 KiB. Line by line,
- * SonicBoom re-measures its whole pending text (`Buffer.byteLength` of a growing string) at every
- * write made while one is in flight, which copies it once per line: under load, 7.7 of the 10.6 KiB
- * allocated per access-log line (BENCHMARKS.md, "Warm processes"). Lines keep their order. At exit, SonicBoom's pending text is flushed and then this
- * turn's, both synchronously (an asynchronous write started then would never finish).
+ * 16 KiB. Line by line, SonicBoom re-measures its whole pending text (`Buffer.byteLength` of a
+ * growing string) at every write made while one is in flight, which copies it once per line: under
+ * load, 7.7 of the 10.6 KiB allocated per access-log line (BENCHMARKS.md, "Warm processes"). Lines
+ * keep their order. At exit, SonicBoom's pending text is flushed and then this turn's, both
+ * synchronously (an asynchronous write started then would never finish).
  */
 class TurnBatchedOutput {
   private readonly pending: string[] = [];
