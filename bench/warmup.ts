@@ -57,7 +57,7 @@ async function main() {
     `${new Date().toISOString().slice(0, 10)}, Node ${process.version}; one \`agentd serve\` (runner off), grpc-js client, ${IN_FLIGHT} in flight, ${WINDOWS} windows of ${CALLS} calls from its first call.\n`,
   );
   console.log(
-    "| calls | per second | server CPU ms per call | caller CPU ms per call | Postgres CPU ms per call | load average |",
+    "| calls since start | per second | server CPU ms per call | caller CPU ms per call | Postgres CPU ms per call | load average |",
   );
   console.log("| --- | ---: | ---: | ---: | ---: | ---: |");
   for (const row of rows) console.log(row);
