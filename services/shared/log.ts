@@ -72,15 +72,9 @@ class TurnBatchedOutput {
     if (text) this.out.write(text);
   }
 
-  private take(): string {
-    const { pending } = this;
-    const text = pending.length === 1 ? pending[0]! : pending.join("");
-    pending.length = 0;
-    return text;
-  }
-
   private exiting(): void {
-    const text = this.take();
+    const text = this.pending.join("");
+    this.pending.length = 0;
     // Either may find standard output closed or broken (EPIPE): nothing more can be written then.
     try {
       this.out.flushSync();
