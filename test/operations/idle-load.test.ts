@@ -1,11 +1,20 @@
 // Idle cost (issue 13): an `agentd serve` with nothing to do must not keep its
 // database busy. Wake-ups carry the work; the poll backstops, sweeps, health
-// check and listener canary together stay near one statement per second.
+// check and listener canary together stay near one statement per second. And a
+// unary Run, which its own process executes, does not wake the claim loop into
+// statements of its own.
 // Postgres only: the embedded database has no server of its own to load.
+import { createClient } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { AgentService } from "../../gen/agentd/v1/agent_service_pb.js";
+import { TaskState } from "../../gen/agentd/v1/task_pb.js";
+import { createApiKey } from "../../services/shared/auth/api-keys.js";
+import { SCOPES } from "../../services/shared/auth/scopes.js";
 import { loadConfig } from "../../services/shared/config.js";
-import { type AgentdProcess, spawnAgentd } from "../support/agentd.js";
+import { openDatabase } from "../../services/shared/db/database.js";
+import { type AgentdProcess, spawnAgentd, transportFor } from "../support/agentd.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
+import { value } from "../support/json.js";
 import { type StatementCounter, startStatementCounter } from "../support/statement-counter.js";
 
 const postgresMode = Boolean(process.env.DATABASE_URL);
@@ -42,5 +51,25 @@ describe.skipIf(!postgresMode)("an idle agentd serve", () => {
     await new Promise((r) => setTimeout(r, 20_000));
     const perSecond = (counter!.count() - before) / 20;
     expect(perSecond, JSON.stringify(Object.fromEntries(counter!.texts()))).toBeLessThanOrEqual(2);
+  }, 60_000);
+
+  it("runs unary Runs one after another without a claim statement for each (bound: one per second)", async () => {
+    const admin = await openDatabase({ url: db!.url!, maxConnections: 1 });
+    const { key } = await createApiKey(admin.sql, { tenantId: "t1", scopes: [...SCOPES] });
+    await admin.close();
+    const agents = createClient(AgentService, transportFor(agentd!.url, "grpc", key));
+    // The runner's claim on an empty queue starts with this peek (claim-tasks.ts).
+    const peeks = () => counter!.texts().get("SELECT EXISTS (SELECT 1 FROM tasks WHERE") ?? 0;
+    const before = peeks();
+    const started = performance.now();
+    const runs = 40;
+    for (let i = 0; i < runs; i++) {
+      const { task } = await agents.run({ agent: "simulate", input: value({ steps: 0 }) });
+      expect(task?.state).toBe(TaskState.SUCCEEDED);
+    }
+    const seconds = (performance.now() - started) / 1000;
+    // Each Run's end used to wake the claim loop into a peek, twice: 80 here. The poll and the
+    // sweeps still peek on their own schedule, about once a second at the defaults.
+    expect(peeks() - before).toBeLessThanOrEqual(2 + Math.ceil(seconds));
   }, 60_000);
 });

@@ -10,6 +10,7 @@ import { inRunSpan } from "../observe/task-observer.js";
 import type { TaskWriter } from "../store/task-writer.js";
 import { handBack, requeueLost, retryBackoff } from "../tasks/transitions.js";
 import { type AttemptDeps, RunnerShutdown, runAttempt, TaskCanceled } from "./attempt.js";
+import { type ClaimWakeups, createClaimWakeups } from "./claim-wakeups.js";
 import { createOutcomeJournal, type OutcomeJournal } from "./outcome-journal.js";
 import { isStoreUnavailable } from "./store-outage.js";
 
@@ -64,7 +65,7 @@ export function createTaskRunner(deps: {
   const usedSlots = () => agentsAtWork.size + Math.max(0, byLease.size - agentsAtWork.size - options.concurrency);
   let started = false;
   const stopped = new AbortController();
-  const claimer: Claimer = { wake: undefined };
+  const wakeups = createClaimWakeups();
   let heartbeatSoon: NodeJS.Timeout | undefined;
   const loops: Promise<void>[] = [];
   const unsubscribe: (() => void)[] = [];
@@ -90,7 +91,7 @@ export function createTaskRunner(deps: {
     const leaseId = task.lease_id!;
     agentsAtWork.add(leaseId);
     const slotFreed = () => {
-      if (agentsAtWork.delete(leaseId)) claimer.wake?.();
+      if (agentsAtWork.delete(leaseId)) wakeups.slotFreed();
     };
     attempt.done = inRunSpan(task, () => runAttempt(attemptDeps, task, controller, slotFreed))
       .then((row) => {
@@ -105,7 +106,7 @@ export function createTaskRunner(deps: {
         byLease.delete(leaseId);
         agentsAtWork.delete(leaseId);
         if (byTask.get(task.task_id) === attempt) byTask.delete(task.task_id);
-        claimer.wake?.();
+        wakeups.slotFreed();
       });
     byLease.set(leaseId, attempt);
     byTask.set(task.task_id, attempt);
@@ -129,8 +130,8 @@ export function createTaskRunner(deps: {
         }),
       );
       if (options.concurrency > 0) {
-        unsubscribe.push(bus.subscribe("queue", () => claimer.wake?.()));
-        loops.push(claimLoop({ ...deps, stopped: stopped.signal, running: usedSlots, execute, claimer }));
+        unsubscribe.push(bus.subscribe("queue", () => wakeups.wake()));
+        loops.push(claimLoop({ ...deps, stopped: stopped.signal, running: usedSlots, execute, wakeups }));
       }
       loops.push(...heartbeatAndSweep({ ...deps, heartbeat, journal, stopped: stopped.signal, unsubscribe }));
     },
@@ -141,7 +142,7 @@ export function createTaskRunner(deps: {
     active: () => byLease.size,
     async stop(graceMs) {
       stopped.abort();
-      claimer.wake?.();
+      wakeups.wake();
       clearTimeout(heartbeatSoon);
       for (const off of unsubscribe.splice(0)) off();
       await drain(() => [...byLease.values()], graceMs, writer, logger);
@@ -166,11 +167,6 @@ function logEnd(logger: Logger, task: TaskRow, row: TaskRow, signal: AbortSignal
   );
 }
 
-/** Where the claim loop, while it waits, leaves the call that wakes it early. */
-interface Claimer {
-  wake: (() => void) | undefined;
-}
-
 /** Claims queued tasks into free slots and runs each through `execute`, until `stopped` fires. */
 async function claimLoop(deps: {
   writer: TaskWriter;
@@ -180,9 +176,9 @@ async function claimLoop(deps: {
   /** The slots in use (`usedSlots`). */
   running: () => number;
   execute: (task: TaskRow) => Promise<TaskRow>;
-  claimer: Claimer;
+  wakeups: ClaimWakeups;
 }): Promise<void> {
-  const { writer, logger, options, stopped, execute, claimer } = deps;
+  const { writer, logger, options, stopped, execute, wakeups } = deps;
   const terms = { owner: options.owner, leaseMs: options.leaseMs };
   while (!stopped.aborted) {
     const free = options.concurrency - deps.running();
@@ -198,16 +194,8 @@ async function claimLoop(deps: {
     }
     if (stopped.aborted) break;
     if (claimed > 0 && claimed === Math.min(free, 32)) continue;
-    // Wait for a hint (new task, a slot freed) or the poll interval.
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(done, options.pollMs * (0.8 + 0.2 * Math.random())); // jittered: replicas spread out
-      function done() {
-        clearTimeout(timer);
-        claimer.wake = undefined;
-        resolve();
-      }
-      claimer.wake = done;
-    });
+    // Wait for new work, a slot if none was free, or the poll interval (jittered: replicas spread out).
+    await wakeups.wait(options.pollMs * (0.8 + 0.2 * Math.random()), { forSlot: free <= 0 });
   }
 }
 
