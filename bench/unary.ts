@@ -6,14 +6,15 @@
 // connect-node's gRPC transport and grpc-js (the client most gRPC callers use), each on one
 // HTTP/2 connection. Every row is warmed (`--warm` calls, default 20000: JIT, prepared
 // statements, the outbox's cache; both processes' CPU per call falls for the first 12,000 or so,
-// see `bench/warmup.ts`), then the database is ANALYZEd (see keyedBenchDatabase), before interleaved
-// A, B, C, D… rounds of `--calls`, 64 calls in flight; median and range. Each row also reports where
-// the machine's CPU went per call (all from /proc except the caller's, from process.cpuUsage): the
-// server's, the caller's (this process: the client and the load loop), Postgres' (every one of its
-// processes) and how busy the whole machine was. Client, server and Postgres share these cores, so
-// when both rows keep the machine equally busy the ratio of rates is the inverse ratio of those sums,
-// which is printed too: it separates CPU cost from waiting.
-// Postgres only: `DATABASE_URL=… npm run bench -- unary [--calls N] [--rounds R] [--warm W]`.
+// see `bench/warmup.ts`), then the database is ANALYZEd (see keyedBenchDatabase), before
+// interleaved A, B, C, D… rounds of `--calls`, `--in-flight` calls at a time (default 64; 1 makes
+// them one after another, as a caller that waits for each answer does); median and range. Each row
+// also reports where the machine's CPU went per call (all from /proc except the caller's, from
+// process.cpuUsage): the server's, the caller's (this process: the client and the load loop),
+// Postgres' (every one of its processes) and how busy the whole machine was. Client, server and
+// Postgres share these cores, so when both rows keep the machine equally busy the ratio of rates is
+// the inverse ratio of those sums, which is printed too: it separates CPU cost from waiting.
+// Postgres only: `DATABASE_URL=… npm run bench -- unary [--calls N] [--rounds R] [--warm W] [--in-flight F]`.
 import { cpus, loadavg } from "node:os";
 import { fromJson } from "@bufbuild/protobuf";
 import { ValueSchema } from "@bufbuild/protobuf/wkt";
@@ -37,7 +38,7 @@ const root = new URL("..", import.meta.url).pathname;
 const CALLS = numberArg("calls", 2000);
 const ROUNDS = numberArg("rounds", 3);
 const WARM = numberArg("warm", 20000);
-const IN_FLIGHT = 64;
+const IN_FLIGHT = numberArg("in-flight", 64);
 
 type Call = () => Promise<unknown>;
 
