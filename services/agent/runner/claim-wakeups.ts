@@ -4,9 +4,9 @@
 //   flight is kept for the next wait, because that claim may have read the queue before the
 //   work was committed.
 // - a freed slot: only while the loop waits for a slot, that is, when it had none free to claim
-//   with. Otherwise its last claim found the queue empty, and a freed slot adds no work. Waking it
-//   anyway cost a statement (a peek) at the end of every attempt, so every unary `Run` made two
-//   for nothing.
+//   with. Otherwise its last claim found the queue empty (or failed, and the poll retries it),
+//   and a freed slot adds no work. Waking it anyway cost a statement (the claim's peek) twice at
+//   the end of every attempt, so with nothing queued every unary `Run` made two for nothing.
 
 export interface ClaimWakeups {
   /** New work, or the runner stops: ends the current wait, or the next one at once. */
