@@ -8,6 +8,7 @@ import { createClient } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AgentService } from "../../gen/agentd/v1/agent_service_pb.js";
 import { TaskState } from "../../gen/agentd/v1/task_pb.js";
+import { TaskService } from "../../gen/agentd/v1/task_service_pb.js";
 import { createApiKey } from "../../services/shared/auth/api-keys.js";
 import { SCOPES } from "../../services/shared/auth/scopes.js";
 import { loadConfig } from "../../services/shared/config.js";
@@ -23,9 +24,15 @@ const defaults = loadConfig({}, {}, {});
 let db: TestDatabase | undefined;
 let counter: StatementCounter | undefined;
 let agentd: AgentdProcess | undefined;
+let key = "";
+// The runner's claim on an empty queue starts with this peek (claim-tasks.ts).
+const peeks = () => counter!.texts().get("SELECT EXISTS (SELECT 1 FROM tasks WHERE") ?? 0;
 beforeAll(async () => {
   if (!postgresMode) return;
   db = await createTestDatabase();
+  const admin = await openDatabase({ url: db.url!, maxConnections: 1 });
+  key = (await createApiKey(admin.sql, { tenantId: "t1", scopes: [...SCOPES] })).key;
+  await admin.close();
   counter = await startStatementCounter(db.url!);
   // Default intervals, not the fast ones the other process tests use.
   agentd = await spawnAgentd({
@@ -54,12 +61,7 @@ describe.skipIf(!postgresMode)("an idle agentd serve", () => {
   }, 60_000);
 
   it("runs unary Runs one after another without a claim statement for each (bound: one per second)", async () => {
-    const admin = await openDatabase({ url: db!.url!, maxConnections: 1 });
-    const { key } = await createApiKey(admin.sql, { tenantId: "t1", scopes: [...SCOPES] });
-    await admin.close();
     const agents = createClient(AgentService, transportFor(agentd!.url, "grpc", key));
-    // The runner's claim on an empty queue starts with this peek (claim-tasks.ts).
-    const peeks = () => counter!.texts().get("SELECT EXISTS (SELECT 1 FROM tasks WHERE") ?? 0;
     const before = peeks();
     const started = performance.now();
     const runs = 40;
@@ -70,6 +72,20 @@ describe.skipIf(!postgresMode)("an idle agentd serve", () => {
     const seconds = (performance.now() - started) / 1000;
     // Each Run's end used to wake the claim loop into a peek, twice: 80 here. The poll and the
     // sweeps still peek on their own schedule, about once a second at the defaults.
+    expect(peeks() - before).toBeLessThanOrEqual(2 + Math.ceil(seconds));
+  }, 60_000);
+
+  it("runs tasks created one after another without peeks at each one's end (bound: one per second)", async () => {
+    const tasks = createClient(TaskService, transportFor(agentd!.url, "grpc", key));
+    const before = peeks();
+    const started = performance.now();
+    for (let i = 0; i < 20; i++) {
+      const { task } = await tasks.createTask({ agent: "simulate", input: value({ steps: 0 }) });
+      const done = await tasks.waitTask({ taskId: task!.id, timeout: { seconds: 30n } });
+      expect(done.task?.state).toBe(TaskState.SUCCEEDED);
+    }
+    const seconds = (performance.now() - started) / 1000;
+    // Each task's end woke the claim loop into two peeks on the then empty queue: 40 here before.
     expect(peeks() - before).toBeLessThanOrEqual(2 + Math.ceil(seconds));
   }, 60_000);
 });
