@@ -5,8 +5,8 @@
 //   work was committed.
 // - a freed slot: only while the loop waits for a slot, that is, when it had none free to claim
 //   with. Otherwise its last claim found the queue empty (or failed, and the poll retries it),
-//   and a freed slot adds no work. Waking it anyway cost a statement (the claim's peek) twice at
-//   the end of every attempt, so with nothing queued every unary `Run` made two for nothing.
+//   and a freed slot adds no work. Waking it then would only cost a statement (the claim's peek
+//   on an empty queue), twice per attempt: an agent's end and its ending's write each free one.
 
 export interface ClaimWakeups {
   /** New work, or the runner stops: ends the current wait, or the next one at once. */
