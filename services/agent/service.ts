@@ -53,6 +53,7 @@ import { createStreaming } from "./streams/streaming.js";
 import type { TaskDeps } from "./tasks/deps.js";
 import { startInputExpirySweep } from "./tasks/expire-inputs.js";
 import { RunSlots } from "./tasks/run-slots.js";
+import { createTaskWaiters, type TaskWaiters } from "./tasks/task-waiters.js";
 import { createTaskWebhookCheck } from "./webhooks/check-task-webhook.js";
 
 export interface AgentServiceDeps {
@@ -103,7 +104,8 @@ export function createAgentService(deps: AgentServiceDeps) {
     config.grpcServer === "grpc-js"
       ? createGrpcJsServer(rpc, config, authenticateBeforeBody(auth, config.dbStatementTimeoutMs))
       : undefined;
-  const parts: Assembly = { streaming, writer, runner, health, probes, gate, handler, grpcJs, metrics };
+  const waiters = taskDeps.waiters;
+  const parts: Assembly = { streaming, writer, runner, health, probes, gate, handler, grpcJs, metrics, waiters };
 
   return {
     /** Every RPC of the service, unstarted: the in-memory test tier serves them with createRouterTransport. */
@@ -127,6 +129,7 @@ interface Assembly {
   /** Unless AGENTD_GRPC_SERVER=connect: the server gRPC connections are routed to. */
   grpcJs: grpc.Server | undefined;
   metrics: ReturnType<typeof createServiceMetrics>;
+  waiters: TaskWaiters;
 }
 
 /**
@@ -212,7 +215,8 @@ function buildTaskSide(
     registry,
     executor: runner,
     logger,
-    limits: { pollMs: config.pollMs, leaseMs: config.leaseMs },
+    limits: { leaseMs: config.leaseMs },
+    waiters: createTaskWaiters({ sql: db.sql, bus, logger, pollMs: config.pollMs }),
     runs: new RunSlots(config.maxConcurrentRuns),
     checkWebhook: createTaskWebhookCheck({ sql: db.sql, policy: urlPolicy }),
   };
@@ -301,7 +305,7 @@ async function startService(
   opts: { databaseReady?: Promise<void> },
 ): Promise<RunningAgentService> {
   const { db, config, logger } = deps;
-  const { streaming, writer, runner, health, probes, gate, handler, grpcJs } = parts;
+  const { streaming, writer, runner, health, probes, gate, handler, grpcJs, waiters } = parts;
   for (const service of [
     "agentd.v1.AgentService",
     "agentd.v1.TaskService",
@@ -378,6 +382,7 @@ async function startService(
         await Promise.all([streaming.close(), inputExpiry?.stop()]);
         await Promise.all([server.close({ graceMs: config.shutdownGraceMs }), runner.stop(config.shutdownGraceMs)]);
         parts.grpcJs?.forceShutdown(); // its connections were drained with the port's
+        waiters.close();
         await metrics?.close();
       })();
       return closing;

@@ -93,3 +93,34 @@ describe.skipIf(!postgresMode)("an agentd serve given one task at a time", () =>
     expect(peeks() - before).toBeLessThanOrEqual(2 + Math.ceil(seconds));
   }, 60_000);
 });
+
+// The same process again. A WaitTask long poll on a task that stands still reads the task when it
+// starts and when it answers; in between, the hints and one poll query shared by every wait of the
+// process stand in for reading it again (tasks/task-waiters.ts).
+describe.skipIf(!postgresMode)("an agentd serve with long polls waiting on tasks that do not change", () => {
+  it("reads each task twice per WaitTask, not at every poll interval (bound: 2 reads per call, plus 5)", async () => {
+    const tasks = createClient(TaskService, transportFor(agentd!.url, "grpc", key));
+    const reads = () => counter!.texts().get("SELECT * FROM tasks WHERE tenant_id = $1") ?? 0;
+    // Running, and quiet for longer than the waits: one step that takes 60 s.
+    const ids: string[] = [];
+    for (let i = 0; i < 30; i++) {
+      const { task } = await tasks.createTask({ agent: "simulate", input: value({ steps: 1, step_delay_ms: 60_000 }) });
+      ids.push(task!.id);
+    }
+    try {
+      const before = reads();
+      const polls = () => counter!.texts().get("SELECT t.tenant_id, t.task_id, t.last_se") ?? 0;
+      const pollsBefore = polls();
+      const started = performance.now();
+      const answers = await Promise.all(ids.map((taskId) => tasks.waitTask({ taskId, timeout: { seconds: 8n } })));
+      const seconds = (performance.now() - started) / 1000;
+      for (const { task } of answers) expect([TaskState.QUEUED, TaskState.RUNNING]).toContain(task?.state);
+      // Each wait read its task every poll interval (2 s) before: about 150 reads here.
+      expect(reads() - before).toBeLessThanOrEqual(2 * ids.length + 5);
+      // One query per poll interval for all thirty waits.
+      expect(polls() - pollsBefore).toBeLessThanOrEqual(2 + Math.ceil(seconds / (defaults.pollMs / 1000)));
+    } finally {
+      await Promise.all(ids.map((taskId) => tasks.cancelTask({ taskId })));
+    }
+  }, 60_000);
+});

@@ -7,7 +7,8 @@ export interface WatchedSequence extends TaskKey {
 }
 
 /** The newest event sequence of each of `keys` that still exists (a task missing from the
- * answer was deleted): the event hub's poll of its watched tasks, one query per chunk. */
+ * answer was deleted): the poll of the event hub's watched tasks and of the tasks being waited on
+ * (tasks/task-waiters.ts), one query per chunk. */
 export async function watchedSequences(sql: Sql, keys: readonly TaskKey[]): Promise<WatchedSequence[]> {
   const rows = await sql<{ tenant_id: string; task_id: string; last_sequence: number }[]>`
     SELECT t.tenant_id, t.task_id, t.last_sequence FROM tasks t

@@ -6,6 +6,7 @@ import type { TaskRow } from "../model/task.js";
 import type { TaskWriter } from "../store/task-writer.js";
 import type { TaskWebhookCheck } from "../webhooks/check-task-webhook.js";
 import type { RunSlots } from "./run-slots.js";
+import type { TaskWaiters } from "./task-waiters.js";
 
 /** What the task use cases need, passed in (never reached for through globals). */
 export interface TaskDeps {
@@ -16,7 +17,9 @@ export interface TaskDeps {
   /** Runs attempts in this process (the task runner). */
   executor: LocalExecutor;
   logger: Logger;
-  limits: { pollMs: number; leaseMs: number };
+  limits: { leaseMs: number };
+  /** Waits on tasks (WaitTask, a Run attached to a task running elsewhere). */
+  waiters: TaskWaiters;
   /** Room for Run calls and streamed starts executing in this process. */
   runs: RunSlots;
   /** Checks a per-task webhook before the task is created (SSRF guard, signing secret). */
