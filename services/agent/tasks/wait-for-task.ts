@@ -27,6 +27,8 @@ export async function waitForTask(
       const left = deadline - Date.now();
       if (left <= 0 || opts.signal?.aborted) return task;
       await wait.next(Number(task.last_sequence), left, opts.signal);
+      // The caller has gone: nothing will read the answer.
+      if (opts.signal?.aborted) return task;
     }
   } finally {
     wait.stop();
