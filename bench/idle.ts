@@ -102,11 +102,12 @@ async function main() {
   await new Promise((r) => setTimeout(r, seconds * 1000));
   const elapsed = (Date.now() - started) / 1000;
   const statements = counter.count() - before;
+  const afterTexts = counter.texts();
   stopWaiters.abort();
   await Promise.all(waiters);
   await admin`SELECT pg_stat_clear_snapshot()`;
   const xAfter = await xacts();
-  const byText = [...counter.texts()]
+  const byText = [...afterTexts]
     .map(([text, n]) => [text, n - (beforeTexts.get(text) ?? 0)] as const)
     .filter(([, n]) => n > 0)
     .sort((a, b) => b[1] - a[1]);
