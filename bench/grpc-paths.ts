@@ -15,10 +15,16 @@ import { cpus, loadavg } from "node:os";
 import { fromJson } from "@bufbuild/protobuf";
 import { ValueSchema } from "@bufbuild/protobuf/wkt";
 import { createClient } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
 import { TaskService } from "../gen/agentd/v1/task_service_pb.js";
 import { Health } from "../gen/grpc/health/v1/health_pb.js";
-import { closedLoop, cpuSeconds, keyedBenchDatabase, numberArg, spawnAgentdServe } from "./support.js";
+import {
+  closedLoop,
+  cpuSeconds,
+  keyedBenchDatabase,
+  keyedGrpcTransport,
+  numberArg,
+  spawnAgentdServe,
+} from "./support.js";
 
 const root = new URL("..", import.meta.url).pathname;
 const CALLS = numberArg("calls", 2000);
@@ -75,15 +81,7 @@ async function main() {
   for (const { name: server, grpcServer, root: from } of SERVERS) {
     const { child, url } = await serve(db.url, grpcServer, from, server);
     children.push(child);
-    const transport = createGrpcTransport({
-      baseUrl: url,
-      interceptors: [
-        (next) => (req) => {
-          req.header.set("authorization", `Bearer ${key}`);
-          return next(req);
-        },
-      ],
-    });
+    const transport = keyedGrpcTransport(url, key);
     const tasks = createClient(TaskService, transport);
     const health = createClient(Health, transport);
     arms.push({

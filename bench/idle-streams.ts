@@ -23,7 +23,7 @@ import { fileURLToPath } from "node:url";
 import { create, fromJson, toBinary } from "@bufbuild/protobuf";
 import { ValueSchema } from "@bufbuild/protobuf/wkt";
 import { createClient } from "@connectrpc/connect";
-import { connectNodeAdapter, createGrpcTransport } from "@connectrpc/connect-node";
+import { connectNodeAdapter } from "@connectrpc/connect-node";
 import * as grpc from "@grpc/grpc-js";
 import postgres from "postgres";
 import { TaskService, WatchTaskRequestSchema } from "../gen/agentd/v1/task_service_pb.js";
@@ -31,7 +31,7 @@ import { Health, HealthCheckResponseSchema } from "../gen/grpc/health/v1/health_
 import { createApiKey } from "../services/shared/auth/api-keys.js";
 import { SCOPES } from "../services/shared/auth/scopes.js";
 import { runMigrations } from "../services/shared/db/migrate.js";
-import { numberArg, spawnAgentdServe } from "./support.js";
+import { keyedGrpcTransport, numberArg, spawnAgentdServe } from "./support.js";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 const IDLE = numberArg("idle", 10_000);
@@ -265,18 +265,7 @@ async function main() {
   const taskIds: string[] = [];
   {
     const { child, url } = await startAgentd(databaseUrl, "connect");
-    const tasks = createClient(
-      TaskService,
-      createGrpcTransport({
-        baseUrl: url,
-        interceptors: [
-          (next) => (req) => {
-            req.header.set("authorization", `Bearer ${key}`);
-            return next(req);
-          },
-        ],
-      }),
-    );
+    const tasks = createClient(TaskService, keyedGrpcTransport(url, key));
     const ask = fromJson(ValueSchema, { ask: [{ prompt: "go?", schema: { type: "boolean" } }] });
     for (let i = 0; i < 100; i++) taskIds.push((await tasks.createTask({ agent: "simulate", input: ask })).task!.id);
     for (const id of taskIds) while ((await tasks.getTask({ taskId: id })).task?.state !== 3) await sleep(20);

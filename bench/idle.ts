@@ -8,12 +8,11 @@
 import { spawn } from "node:child_process";
 import { createInterface } from "node:readline";
 import { createClient } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
 import postgres from "postgres";
 import { TaskService } from "../gen/agentd/v1/task_service_pb.js";
 import { value } from "../test/support/json.js";
 import { startStatementCounter } from "../test/support/statement-counter.js";
-import { keyedBenchDatabase, numberArg } from "./support.js";
+import { keyedBenchDatabase, keyedGrpcTransport, numberArg } from "./support.js";
 
 const adminUrl = process.env.DATABASE_URL;
 const secondsArg = process.argv.indexOf("--seconds");
@@ -26,18 +25,7 @@ const CALLS_PER_CONNECTION = 50;
 /** N clients, each long-polling its own queued task until `stop` fires. */
 async function startWaiters(url: string, key: string, n: number, stop: AbortSignal): Promise<Promise<void>[]> {
   const clients = Array.from({ length: Math.ceil(n / CALLS_PER_CONNECTION) }, () =>
-    createClient(
-      TaskService,
-      createGrpcTransport({
-        baseUrl: url,
-        interceptors: [
-          (next) => (req) => {
-            req.header.set("authorization", `Bearer ${key}`);
-            return next(req);
-          },
-        ],
-      }),
-    ),
+    createClient(TaskService, keyedGrpcTransport(url, key)),
   );
   const loops: Promise<void>[] = [];
   for (let i = 0; i < n; i++) {

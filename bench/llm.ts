@@ -16,11 +16,10 @@ import { loadavg } from "node:os";
 import { fromJson, type JsonValue } from "@bufbuild/protobuf";
 import { ValueSchema } from "@bufbuild/protobuf/wkt";
 import { createClient } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
 import { AgentService } from "../gen/agentd/v1/agent_service_pb.js";
 import { TaskService } from "../gen/agentd/v1/task_service_pb.js";
 import { startFakeLlm } from "../test/agents/fake-llm.js";
-import { numberArg, percentile, startBenchService } from "./support.js";
+import { keyedGrpcTransport, numberArg, percentile, startBenchService } from "./support.js";
 
 const TOKENS = numberArg("tokens", 40);
 const GAP = numberArg("gap", 20);
@@ -51,15 +50,7 @@ const servers = await Promise.all(
       llmModel: "bench",
       groupCommitRows: Number(rows),
     });
-    const transport = createGrpcTransport({
-      baseUrl: bench.url,
-      interceptors: [
-        (next) => (req) => {
-          req.header.set("authorization", `Bearer ${bench.key}`);
-          return next(req);
-        },
-      ],
-    });
+    const transport = keyedGrpcTransport(bench.url, bench.key);
     return {
       label: String(label),
       bench,

@@ -25,7 +25,7 @@ import { fileURLToPath } from "node:url";
 import { create, fromJson, type JsonValue, toBinary } from "@bufbuild/protobuf";
 import { ValueSchema } from "@bufbuild/protobuf/wkt";
 import { type Client, createClient } from "@connectrpc/connect";
-import { connectNodeAdapter, createGrpcTransport } from "@connectrpc/connect-node";
+import { connectNodeAdapter } from "@connectrpc/connect-node";
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
 import postgres from "postgres";
@@ -35,7 +35,7 @@ import { createApiKey } from "../services/shared/auth/api-keys.js";
 import { SCOPES } from "../services/shared/auth/scopes.js";
 import { openDatabase } from "../services/shared/db/database.js";
 import { runMigrations } from "../services/shared/db/migrate.js";
-import { numberArg, percentile } from "./support.js";
+import { keyedGrpcTransport, numberArg, percentile } from "./support.js";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 const wallNow = () => performance.timeOrigin + performance.now();
@@ -149,18 +149,7 @@ const value = (json: unknown) => fromJson(ValueSchema, json as JsonValue);
 
 function taskClients(server: Server, connections: number): Client<typeof TaskService>[] {
   return Array.from({ length: connections }, () =>
-    createClient(
-      TaskService,
-      createGrpcTransport({
-        baseUrl: server.url,
-        interceptors: [
-          (next) => (req) => {
-            req.header.set("authorization", `Bearer ${server.key}`);
-            return next(req);
-          },
-        ],
-      }),
-    ),
+    createClient(TaskService, keyedGrpcTransport(server.url, server.key)),
   );
 }
 

@@ -6,6 +6,8 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
+import type { Transport } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
 import postgres from "postgres";
@@ -276,4 +278,17 @@ export async function keyedBenchDatabase(
     await session.end();
   };
   return { name, url, key, analyze, drop: () => dropPostgresDatabase(adminUrl, name) };
+}
+
+/** connect-node's gRPC transport (h2c) to `baseUrl`, sending `key` as the bearer API key. */
+export function keyedGrpcTransport(baseUrl: string, key: string): Transport {
+  return createGrpcTransport({
+    baseUrl,
+    interceptors: [
+      (next) => (req) => {
+        req.header.set("authorization", `Bearer ${key}`);
+        return next(req);
+      },
+    ],
+  });
 }

@@ -19,7 +19,6 @@ import { cpus, loadavg } from "node:os";
 import { fromJson } from "@bufbuild/protobuf";
 import { ValueSchema } from "@bufbuild/protobuf/wkt";
 import { createClient } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
 import { AgentService } from "../gen/agentd/v1/agent_service_pb.js";
@@ -28,6 +27,7 @@ import {
   closedLoop,
   cpuSeconds,
   keyedBenchDatabase,
+  keyedGrpcTransport,
   machineTicks,
   numberArg,
   postgresCpuSeconds,
@@ -44,15 +44,7 @@ type Call = () => Promise<unknown>;
 
 /** The pair through connect-node's gRPC transport. */
 function connectCalls(url: string, key: string): { run: Call; health: Call; close(): void } {
-  const transport = createGrpcTransport({
-    baseUrl: url,
-    interceptors: [
-      (next) => (req) => {
-        req.header.set("authorization", `Bearer ${key}`);
-        return next(req);
-      },
-    ],
-  });
+  const transport = keyedGrpcTransport(url, key);
   const agents = createClient(AgentService, transport);
   const health = createClient(Health, transport);
   const noop = fromJson(ValueSchema, { steps: 0 });

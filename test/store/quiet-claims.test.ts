@@ -5,10 +5,10 @@ import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createWebhookOutbox } from "../../services/agent/outbox/outbox.js";
 import { createTaskWriter } from "../../services/agent/store/task-writer.js";
-import { newTaskRow } from "../../services/agent/tasks/new-task.js";
 import { type Database, openDatabase } from "../../services/shared/db/database.js";
 import { createLocalWakeupBus } from "../../services/shared/wakeup/bus.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
+import { queuedTaskRow } from "../support/task-rows.js";
 
 type Writer = ReturnType<typeof createTaskWriter>;
 type Row = Parameters<Writer["insert"]>[0];
@@ -29,20 +29,6 @@ afterAll(async () => {
   await testDb?.drop();
 });
 
-/** A new QUEUED task row, as CreateTask builds one (newTaskRow). */
-function queuedRow(tenant: string, webhook: Row["webhook"] = null): Row {
-  const request = {
-    agent: "simulate",
-    input: {},
-    requestId: null,
-    labels: {},
-    timeoutMs: 60_000,
-    maxAttempts: 3,
-    webhook,
-  };
-  return newTaskRow(tenant, "1.0.0", request, "", new Date());
-}
-
 describe("a claim with the webhook outbox", () => {
   it("claims quiet and subscribed tasks alike, and writes a task.running delivery for exactly the subscribed ones", async () => {
     await db.sql`
@@ -50,10 +36,10 @@ describe("a claim with the webhook outbox", () => {
       VALUES ('subscribed', ${randomUUID()}, 'http://127.0.0.1:9/hook', 'http://127.0.0.1:9', ${["task.running"]}::text[]),
              ('other-types', ${randomUUID()}, 'http://127.0.0.1:9/hook', 'http://127.0.0.1:9', ${["task.succeeded"]}::text[])
     `;
-    const quiet = [queuedRow("quiet"), queuedRow("other-types")];
+    const quiet = [queuedTaskRow("quiet"), queuedTaskRow("other-types")];
     const subscribed = [
-      queuedRow("subscribed"),
-      queuedRow("quiet", { url: "http://127.0.0.1:9/own", eventTypes: ["task.running"] }),
+      queuedTaskRow("subscribed"),
+      queuedTaskRow("quiet", { url: "http://127.0.0.1:9/own", eventTypes: ["task.running"] }),
     ];
     for (const row of [...quiet, ...subscribed]) expect(await writer.insert(row)).not.toBeNull();
 
@@ -104,14 +90,14 @@ describe("a claim with the webhook outbox", () => {
         oneStatement: counts.oneStatementClaims - before.oneStatementClaims,
       };
     };
-    const loud = [queuedRow("loud-tenant"), queuedRow("loud-tenant")];
+    const loud = [queuedTaskRow("loud-tenant"), queuedTaskRow("loud-tenant")];
     // First a one-statement attempt that finds only a subscribed task, then the transaction.
     expect(await claimOne(loud[0]!)).toEqual({ transactions: 1, oneStatement: 1 });
     // The last claim was all subscribed: straight to the transaction.
     expect(await claimOne(loud[1]!)).toEqual({ transactions: 1, oneStatement: 0 });
     // A quiet task is still claimed in the transaction once, with no delivery; then one statement again.
-    expect(await claimOne(queuedRow("quiet-tenant"))).toEqual({ transactions: 1, oneStatement: 0 });
-    expect(await claimOne(queuedRow("quiet-tenant"))).toEqual({ transactions: 0, oneStatement: 1 });
+    expect(await claimOne(queuedTaskRow("quiet-tenant"))).toEqual({ transactions: 1, oneStatement: 0 });
+    expect(await claimOne(queuedTaskRow("quiet-tenant"))).toEqual({ transactions: 0, oneStatement: 1 });
 
     const deliveries = await db.sql<{ task_id: string }[]>`
       SELECT task_id FROM webhook_deliveries WHERE tenant_id = 'loud-tenant' AND event_type = 'task.running'

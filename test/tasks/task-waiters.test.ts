@@ -9,6 +9,7 @@ import { createTaskWaiters, type TaskWaiters } from "../../services/agent/tasks/
 import { createLogger } from "../../services/shared/log.js";
 import { createLocalWakeupBus, type WakeupBus } from "../../services/shared/wakeup/bus.js";
 import { useTestDatabase } from "../support/database.js";
+import { queuedTaskRow } from "../support/task-rows.js";
 
 const POLL_MS = 100;
 /** Far longer than any wait below should take: a wait that ends only at this time failed. */
@@ -26,42 +27,9 @@ beforeAll(() => {
 });
 afterAll(() => waiters?.close());
 
-/** A new queued task in the database; its key and last_sequence (1: its creation). */
+/** A new queued task in the database (its last_sequence is 1: its creation). */
 async function newTask(): Promise<TaskKey> {
-  const now = new Date();
-  const inserted = await writer.insert({
-    tenant_id: "t1",
-    task_id: randomUUID(),
-    agent: "simulate",
-    agent_version: "1.0.0",
-    state: "QUEUED",
-    input: {},
-    output: null,
-    error: null,
-    progress: null,
-    input_request: null,
-    labels: {},
-    artifacts: [],
-    webhook: null,
-    request_id: null,
-    request_fingerprint: null,
-    attempt: 0,
-    max_attempts: 3,
-    timeout_ms: 60_000,
-    last_sequence: 0,
-    create_time: now,
-    start_time: null,
-    end_time: null,
-    update_time: now,
-    run_after: now,
-    lease_owner: null,
-    lease_id: null,
-    lease_expires_at: null,
-    checkpoint: null,
-    pending_input: null,
-    input_expires_at: null,
-    input_answer_ids: [],
-  });
+  const inserted = await writer.insert(queuedTaskRow("t1"));
   return { tenantId: "t1", taskId: inserted!.task.task_id };
 }
 
