@@ -1,9 +1,9 @@
 // Waiting for a task to change, for `WaitTask` and for a `Run` that attaches to a task running
 // elsewhere. All the waits of a process share one subscription to `task` hints, looked up by task
 // id, and one fallback poll for lost hints (DESIGN.md rule 3): every `pollMs`, a single query
-// reads the `last_sequence` of every task that someone is waiting on. So a wait costs the
-// database nothing while its task stands still, however many there are. (A wait that re-read its
-// own task every `pollMs` made a thousand long polls about 500 statements a second.)
+// reads the `last_sequence` of every task that someone is waiting on. So while its task stands
+// still a wait costs the database nothing of its own, however many there are; waits that each
+// re-read their task every `pollMs` would make a thousand long polls 500 statements a second.
 import type { Sql } from "../../shared/db/database.js";
 import type { Logger } from "../../shared/log.js";
 import type { WakeupBus } from "../../shared/wakeup/bus.js";
