@@ -317,27 +317,45 @@ describe.skipIf(skipReason !== undefined)("runners and notifiers killed with SIG
       }
     })();
 
+    // A runner kill takes the runner with the most attempts in flight (leases name their owner's
+    // pid), so that it hits work: a replacement that has not claimed anything yet would lose nothing.
+    const leases = await openDatabase({ url, maxConnections: 1 });
+    const busiestRunner = async (pool: AgentdProcess[]): Promise<number> => {
+      const owners = await leases.sql<{ lease_owner: string; n: number }[]>`
+        SELECT lease_owner, count(*)::int AS n FROM tasks WHERE state = 'RUNNING' GROUP BY lease_owner ORDER BY n DESC
+      `;
+      for (const { lease_owner } of owners) {
+        const at = pool.findIndex((p) => lease_owner.split("/")[1] === String(p.child.pid));
+        if (at >= 0) return at;
+      }
+      return Math.floor(Math.random() * pool.length);
+    };
     // KILLS kills, runners and notifiers in turn, 0.5–1.2 s apart; each victim is replaced in the
     // background (starting a process is slow on a loaded machine), and one of each kind is always left.
     const KILLS = 8;
     const killed = { runners: 0, notifiers: 0 };
     const replacements: Promise<unknown>[] = [];
     const deadline = Date.now() + 90_000;
-    while (killed.runners + killed.notifiers < KILLS && Date.now() < deadline) {
-      await sleep(500 + Math.random() * 700);
-      const kind = (killed.runners + killed.notifiers) % 2 === 0 ? "runners" : "notifiers";
-      const pool = kind === "runners" ? runners : notifiers;
-      if (pool.length < 2) continue; // its last kill's replacement is still starting
-      const [victim] = pool.splice(Math.floor(Math.random() * pool.length), 1);
-      await victim!.kill("SIGKILL");
-      killed[kind]++;
-      const next = kind === "runners" ? serve(url, { ...env, AGENTD_RUNNER_CONCURRENCY: "8" }) : notifier(url, env);
-      // A replacement too slow to start on a loaded machine costs capacity, not correctness.
-      replacements.push(
-        next
-          .then((p) => pool.push(p))
-          .catch((e: unknown) => console.warn(`a replacement did not start: ${String(e).slice(0, 200)}`)),
-      );
+    try {
+      while (killed.runners + killed.notifiers < KILLS && Date.now() < deadline) {
+        await sleep(500 + Math.random() * 700);
+        const kind = (killed.runners + killed.notifiers) % 2 === 0 ? "runners" : "notifiers";
+        const pool = kind === "runners" ? runners : notifiers;
+        if (pool.length < 2) continue; // its last kill's replacement is still starting
+        const at = kind === "runners" ? await busiestRunner(pool) : Math.floor(Math.random() * pool.length);
+        const [victim] = pool.splice(at, 1);
+        await victim!.kill("SIGKILL");
+        killed[kind]++;
+        const next = kind === "runners" ? serve(url, { ...env, AGENTD_RUNNER_CONCURRENCY: "8" }) : notifier(url, env);
+        // A replacement too slow to start on a loaded machine costs capacity, not correctness.
+        replacements.push(
+          next
+            .then((p) => pool.push(p))
+            .catch((e: unknown) => console.warn(`a replacement did not start: ${String(e).slice(0, 200)}`)),
+        );
+      }
+    } finally {
+      await leases.close();
     }
     killing = false;
     await creating;
