@@ -13,7 +13,7 @@
 // AGENTD_CHAOS=1, skips in the embedded run.
 import { randomBytes } from "node:crypto";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, onTestFailed } from "vitest";
 import { TaskState } from "../../gen/agentd/v1/task_pb.js";
 import { Health, HealthCheckResponse_ServingStatus as Serving } from "../../gen/grpc/health/v1/health_pb.js";
 import { createApiKey } from "../../services/shared/auth/api-keys.js";
@@ -125,6 +125,16 @@ describe.skipIf(skipReason !== undefined)("primary failover to a synchronous sta
 
     const env = { ...NOTIFIER_TEST_ENV, AGENTD_LEASE_MS: "15000", AGENTD_HEARTBEAT_MS: "500", AGENTD_POLL_MS: "200" };
     const replicas: AgentdProcess[] = [];
+    // A failure on a loaded CI machine is seen once: say how each replica ended, and what it logged last.
+    onTestFailed(() => {
+      for (const p of replicas) {
+        const ended = p.child.exitCode ?? p.child.signalCode ?? "still running";
+        const warnings = p.logs.filter((l) => Number(l.level) >= 40).slice(-10);
+        console.error(
+          `replica ${p.url}: ${ended}\n${warnings.map((l) => JSON.stringify(l)).join("\n")}\n${(stderrs.get(p) ?? "").slice(-4000)}`,
+        );
+      }
+    });
     for (let i = 0; i < 2; i++) {
       const p = await spawnAgentd({ databaseUrl: multiUrl, env });
       processes.push(p);
