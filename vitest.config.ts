@@ -11,5 +11,8 @@ export default defineConfig({
     testTimeout: 60_000,
     hookTimeout: 120_000,
     teardownTimeout: 30_000,
+    // expect.poll's own default (1 s) is a wall-clock bound: a page that reloads through the server,
+    // with Chromium, the server and the test on two shared cores, can take longer to settle.
+    expect: { poll: { timeout: 15_000 } },
   },
 });

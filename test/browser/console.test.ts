@@ -25,9 +25,6 @@ import { type Receiver, startReceiver, startWebhookHarness, type WebhookHarness 
 const CHROMIUM = "/usr/bin/chromium";
 /** The issue's budget for the console's JavaScript, gzipped. */
 const JS_BUDGET_BYTES = 300 * 1024;
-/** How long a page may take to settle after a click, a navigation or a reload: generous, since
- * Chromium, the server and the test share two cores in CI (expect.poll's own default is 1 s). */
-const SETTLES = { timeout: 15_000 };
 
 /** A solid-colour RGB PNG of `size`×`size` pixels, for an image artifact. */
 function png(size: number): Uint8Array {
@@ -203,7 +200,7 @@ describe.skipIf(!existsSync(CHROMIUM) && !process.env.CI)("web console in Chromi
     await page.getByLabel(/^priority/).selectOption("high");
     await page.getByRole("button", { name: "Send answer" }).click();
     // The form is gone once sent: focus is on the task's title, not lost.
-    await expect.poll(() => page.evaluate("document.activeElement?.className"), SETTLES).toBe("task-title");
+    await expect.poll(() => page.evaluate("document.activeElement?.className")).toBe("task-title");
     // Live: running with progress, then streamed deltas, then succeeded — without a reload.
     await page.getByTestId("task-state").getByText("succeeded").waitFor({ timeout: 30_000 });
     await page.getByTestId("stream").getByText("d6").waitFor();
@@ -373,24 +370,24 @@ describe.skipIf(!existsSync(CHROMIUM) && !process.env.CI)("web console in Chromi
     const rows = page.locator("table.tasks tbody tr");
     const labels = page.getByLabel("Labels");
     await labels.fill(`run=${run}, team=blue`);
-    await expect.poll(() => rows.count(), SETTLES).toBe(3);
+    await expect.poll(() => rows.count()).toBe(3);
     await expect
       .poll(() => page.url())
       .toContain(`labels=${encodeURIComponent(`run=${run}, team=blue`).replace(/%20/g, "+")}`);
     await page.getByLabel("State").selectOption("succeeded");
-    await expect.poll(() => rows.count(), SETTLES).toBe(2);
+    await expect.poll(() => rows.count()).toBe(2);
     expect(await rows.allTextContents()).toEqual(expect.arrayContaining([expect.stringContaining(blue[0]!.id)]));
     await page.getByLabel("State").selectOption("input_required");
-    await expect.poll(() => rows.count(), SETTLES).toBe(1);
+    await expect.poll(() => rows.count()).toBe(1);
     await rows.getByText(waiting.id).waitFor();
     await page.getByLabel("State").selectOption("");
     await labels.fill(`run=${run}`);
     await page.getByLabel("Agent").fill("summarize");
-    await expect.poll(() => rows.count(), SETTLES).toBe(1);
+    await expect.poll(() => rows.count()).toBe(1);
     await page.getByLabel("Agent").fill("nobody");
     await page.getByText("No tasks match these filters.").waitFor();
     await page.getByLabel("Agent").fill("simulate");
-    await expect.poll(() => rows.count(), SETTLES).toBe(3);
+    await expect.poll(() => rows.count()).toBe(3);
     await shot("11-tasks-filtered");
     // Narrow screen: the filters wrap, the table scrolls in its own box, the page does not.
     await page.setViewportSize({ width: 375, height: 800 });
@@ -403,20 +400,20 @@ describe.skipIf(!existsSync(CHROMIUM) && !process.env.CI)("web console in Chromi
     await page.getByText('Write labels as key=value, comma-separated (not "oops").').waitFor();
     expect(await labels.getAttribute("aria-invalid")).toBe("true");
     await labels.fill(`run=${run}`);
-    await expect.poll(() => rows.count(), SETTLES).toBe(3);
+    await expect.poll(() => rows.count()).toBe(3);
 
     // By keyboard: a task link opens the task, focus moves to the new view, Back restores the filters.
     await rows.first().getByRole("link").focus();
     await page.keyboard.press("Enter");
     await page.getByTestId("task-state").waitFor();
-    await expect.poll(() => page.evaluate("document.activeElement?.tagName"), SETTLES).toBe("MAIN");
+    await expect.poll(() => page.evaluate("document.activeElement?.tagName")).toBe("MAIN");
     await page.goBack();
-    await expect.poll(() => rows.count(), SETTLES).toBe(3);
+    await expect.poll(() => rows.count()).toBe(3);
     expect(await labels.inputValue()).toBe(`run=${run}`);
     expect(await page.getByLabel("Agent").inputValue()).toBe("simulate");
     await page.getByRole("button", { name: "Clear filters" }).click();
     expect(await labels.inputValue()).toBe("");
-    await expect.poll(() => page.url(), SETTLES).toMatch(/#\/tasks$/);
+    await expect.poll(() => page.url()).toMatch(/#\/tasks$/);
     await client.tasks.cancelTask({ taskId: waiting.id });
   });
 
@@ -441,7 +438,7 @@ describe.skipIf(!existsSync(CHROMIUM) && !process.env.CI)("web console in Chromi
     const readOnly = await harness.agentd.createKey("t1", ["tasks:read"]);
     await page.getByRole("button", { name: "Sign out" }).click();
     // Keyboard users land in the credential field after signing out.
-    await expect.poll(() => page.evaluate("document.activeElement?.id"), SETTLES).toBe("credential");
+    await expect.poll(() => page.evaluate("document.activeElement?.id")).toBe("credential");
     await page.getByLabel("API key or access token").fill(readOnly);
     await page.getByRole("button", { name: "Sign in" }).click();
     await page.getByRole("link", { name: "Webhooks" }).click();
