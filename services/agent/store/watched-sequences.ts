@@ -6,6 +6,9 @@ export interface WatchedSequence extends TaskKey {
   lastSequence: number;
 }
 
+/** Tasks per query of `watchedSequences`: its callers split longer lists. */
+export const WATCHED_PER_QUERY = 500;
+
 /** The newest event sequence of each of `keys` that still exists (a task missing from the
  * answer was deleted): the poll of the event hub's watched tasks and of the tasks being waited on
  * (tasks/task-waiters.ts), one query per chunk. */

@@ -8,7 +8,7 @@ import type { HintOrigin } from "../../shared/wakeup/bus.js";
 import type { StoredEvent } from "../model/change.js";
 import type { TaskKey, TaskRow } from "../model/task.js";
 import { listEvents } from "../store/list-events.js";
-import { watchedSequences } from "../store/watched-sequences.js";
+import { WATCHED_PER_QUERY, watchedSequences } from "../store/watched-sequences.js";
 import { asLogged } from "../wire/event-forms.js";
 import type { StreamMetrics } from "./stream-metrics.js";
 import { TailWindow, type WindowLimits } from "./tail-window.js";
@@ -16,8 +16,6 @@ import { TailWindow, type WindowLimits } from "./tail-window.js";
 /** Events per read: the tail's and a catching-up watcher's. Small pages keep a slow
  * watcher's footprint small; a busy task simply takes several. */
 export const READ_PAGE = 64;
-/** Watched tasks per poll query. */
-const POLL_CHUNK = 500;
 
 /** What the tails need of the hub's options. */
 export interface HubSettings {
@@ -185,8 +183,8 @@ export async function refresh(hub: Hub, tail: Tail): Promise<void> {
 export async function poll(hub: Hub): Promise<void> {
   const now = Date.now();
   const due = [...hub.tails.values()].filter((t) => !t.reading && now - t.lastRead >= hub.opts.pollMs);
-  for (let i = 0; i < due.length && !hub.closed; i += POLL_CHUNK) {
-    const chunk = due.slice(i, i + POLL_CHUNK);
+  for (let i = 0; i < due.length && !hub.closed; i += WATCHED_PER_QUERY) {
+    const chunk = due.slice(i, i + WATCHED_PER_QUERY);
     const rows = await watchedSequences(
       hub.opts.sql,
       chunk.map((c) => c.key),

@@ -8,10 +8,8 @@ import type { Sql } from "../../shared/db/database.js";
 import type { Logger } from "../../shared/log.js";
 import type { WakeupBus } from "../../shared/wakeup/bus.js";
 import type { TaskKey } from "../model/task.js";
-import { watchedSequences } from "../store/watched-sequences.js";
+import { WATCHED_PER_QUERY, watchedSequences } from "../store/watched-sequences.js";
 
-/** Tasks per poll query, as the event hub's. */
-const POLL_CHUNK = 500;
 /** setTimeout's largest delay; a longer wait simply ends there and the caller waits again. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
@@ -43,7 +41,6 @@ export interface TaskWaitersOptions {
 
 export function createTaskWaiters(opts: TaskWaitersOptions): TaskWaiters {
   const byTask = new Map<string, Set<Follower>>();
-  let following = 0;
   let waiting = 0;
   let polls = 0;
   let timer: NodeJS.Timeout | undefined;
@@ -89,8 +86,8 @@ export function createTaskWaiters(opts: TaskWaitersOptions): TaskWaiters {
       }
     }
     const keys = [...byKey.values()].map((list) => list[0]!.key);
-    for (let i = 0; i < keys.length && !closed; i += POLL_CHUNK) {
-      const chunk = keys.slice(i, i + POLL_CHUNK);
+    for (let i = 0; i < keys.length && !closed; i += WATCHED_PER_QUERY) {
+      const chunk = keys.slice(i, i + WATCHED_PER_QUERY);
       const rows = await watchedSequences(opts.sql, chunk);
       polls++;
       const newest = new Map(rows.map((r) => [`${r.tenantId}/${r.taskId}`, r.lastSequence]));
@@ -107,9 +104,7 @@ export function createTaskWaiters(opts: TaskWaitersOptions): TaskWaiters {
     follow(key) {
       const follower = new Follower(key, waits, () => {
         const set = byTask.get(key.taskId);
-        if (!set?.delete(follower)) return;
-        following--;
-        if (set.size === 0) byTask.delete(key.taskId);
+        if (set?.delete(follower) && set.size === 0) byTask.delete(key.taskId);
       });
       let set = byTask.get(key.taskId);
       if (!set) {
@@ -117,7 +112,6 @@ export function createTaskWaiters(opts: TaskWaitersOptions): TaskWaiters {
         byTask.set(key.taskId, set);
       }
       set.add(follower);
-      following++;
       return follower;
     },
     close() {
@@ -125,7 +119,7 @@ export function createTaskWaiters(opts: TaskWaitersOptions): TaskWaiters {
       unsubscribe();
       clearTimeout(timer);
     },
-    stats: () => ({ following, polls }),
+    stats: () => ({ following: [...byTask.values()].reduce((n, set) => n + set.size, 0), polls }),
   };
 }
 
