@@ -37,7 +37,7 @@ async function newTask(): Promise<TaskKey> {
 const writeQuietly = (key: TaskKey) =>
   writer.change(key, () => ({ patch: { progress: { step: 1 } }, events: [{ kind: "progress", data: { step: 1 } }] }));
 
-/** Which of the promises has settled, without waiting for the others. */
+/** Whether `p` settles within 20 ms: a wait that should still be on must not have. */
 async function settled(p: Promise<unknown>): Promise<boolean> {
   let done = false;
   void p.then(() => (done = true));
